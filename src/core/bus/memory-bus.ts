@@ -1,0 +1,119 @@
+import type { Logger } from '../logger.js';
+import {
+  type Bus,
+  type BusReply,
+  type MessageHandler,
+  type RequestHandler,
+  type RequestOptions,
+  type SubscribeOptions,
+  type Subscription,
+  busNoResponders,
+  busTimeout,
+  replyToResult,
+  runRequestHandler,
+  subjectMatches,
+} from './bus.js';
+
+interface Entry {
+  pattern: string;
+  queue?: string;
+  kind: 'message' | 'request';
+  handler: MessageHandler | RequestHandler;
+}
+
+/**
+ * The embedded bus: same semantics as NATS (wildcards, queue groups, request
+ * timeouts, JSON payloads) inside one process. Payloads are serialised on the
+ * way in so a caller cannot rely on sharing objects with a handler, which
+ * would break the moment NATS carries the message.
+ */
+export class MemoryBus implements Bus {
+  private readonly entries = new Set<Entry>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly queueCursor = new Map<string, number>();
+  private closed = false;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly defaultTimeoutMs = 3000,
+  ) {}
+
+  publish(subject: string, payload: unknown): void {
+    if (this.closed) return;
+    const wire = JSON.stringify(payload ?? null);
+    for (const entry of this.pick(subject, 'message')) {
+      this.track(
+        Promise.resolve()
+          .then(() => (entry.handler as MessageHandler)(JSON.parse(wire), subject))
+          .catch((err: unknown) => this.logger.error({ err, subject }, 'bus subscriber failed')),
+      );
+    }
+  }
+
+  subscribe(subject: string, handler: MessageHandler, options: SubscribeOptions = {}): Subscription {
+    return this.add({ pattern: subject, queue: options.queue, kind: 'message', handler });
+  }
+
+  respond(subject: string, handler: RequestHandler, options: SubscribeOptions = {}): Subscription {
+    return this.add({ pattern: subject, queue: options.queue, kind: 'request', handler });
+  }
+
+  request<T>(subject: string, payload: unknown, options: RequestOptions = {}): Promise<T> {
+    const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
+    const [entry] = this.pick(subject, 'request');
+    if (!entry || this.closed) return Promise.reject(busNoResponders(subject));
+    const wire = JSON.stringify(payload ?? null);
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(busTimeout(subject, timeoutMs)), timeoutMs);
+      const work = runRequestHandler(entry.handler as RequestHandler, JSON.parse(wire), subject, (err) =>
+        this.logger.error({ err, subject }, 'bus responder failed'),
+      ).then((reply: BusReply) => {
+        clearTimeout(timer);
+        try {
+          resolve(replyToResult<T>(JSON.parse(JSON.stringify(reply)) as BusReply));
+        } catch (err) {
+          reject(err);
+        }
+      });
+      this.track(work);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.inFlight]);
+    this.entries.clear();
+  }
+
+  private add(entry: Entry): Subscription {
+    this.entries.add(entry);
+    return { unsubscribe: () => void this.entries.delete(entry) };
+  }
+
+  private track(work: Promise<unknown>): void {
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work));
+  }
+
+  /** Every plain subscriber, plus one member of each queue group (round-robin). */
+  private pick(subject: string, kind: Entry['kind']): Entry[] {
+    const plain: Entry[] = [];
+    const groups = new Map<string, Entry[]>();
+    for (const entry of this.entries) {
+      if (entry.kind !== kind || !subjectMatches(entry.pattern, subject)) continue;
+      if (entry.queue === undefined) plain.push(entry);
+      else {
+        const key = `${entry.pattern}\u0000${entry.queue}`;
+        const members = groups.get(key) ?? [];
+        members.push(entry);
+        groups.set(key, members);
+      }
+    }
+    for (const [key, members] of groups) {
+      const cursor = (this.queueCursor.get(key) ?? -1) + 1;
+      this.queueCursor.set(key, cursor);
+      plain.push(members[cursor % members.length]!);
+    }
+    return plain;
+  }
+}

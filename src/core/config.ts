@@ -1,0 +1,191 @@
+import { readFileSync } from 'node:fs';
+import { cpus, hostname } from 'node:os';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+const port = z.number().int().min(0).max(65535);
+const url = z.string().url();
+
+/**
+ * The one configuration of every role. Defaults are the embedded platform:
+ * one process, SQLite under ./data, in-process bus, everything on loopback.
+ */
+export const configSchema = z
+  .object({
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        pretty: z.boolean().default(false),
+      })
+      .prefault({}),
+    bus: z
+      .object({
+        driver: z.enum(['memory', 'nats']).default('memory'),
+        natsUrl: z.string().default('nats://127.0.0.1:4222'),
+        requestTimeoutMs: z.number().int().positive().default(3000),
+      })
+      .prefault({}),
+    store: z
+      .object({
+        driver: z.enum(['sqlite', 'postgres']).default('sqlite'),
+        sqlitePath: z.string().min(1).default('./data/mediasoup-signal.db'),
+        postgresUrl: z.string().default('postgres://postgres@127.0.0.1:5432/mediasoup_signal'),
+        poolSize: z.number().int().positive().default(10),
+      })
+      .prefault({}),
+    nuve: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: port.default(3000),
+        /** Bootstrap tenant; generated on first start and kept in the store when not given. */
+        superService: z
+          .object({
+            id: z.string().regex(/^[0-9a-f]{24}$/, 'must be 24 lowercase hex characters').optional(),
+            key: z.string().min(16, 'must be at least 16 characters').optional(),
+            name: z.string().min(1).default('superService'),
+          })
+          .prefault({}),
+        tokenTtlSec: z.number().int().positive().max(86_400).default(180),
+        /** MAuth requests whose timestamp is further than this from the server clock are refused. */
+        authWindowSec: z.number().int().positive().default(300),
+        bodyLimitBytes: z.number().int().positive().default(64 * 1024),
+        /** A gateway that sent no keepalive for this long is removed and its rooms may move. */
+        gatewayTimeoutMs: z.number().int().positive().default(6000),
+        /** Embedded-only developer endpoints (the playground creates rooms through them). */
+        devEndpoints: z.boolean().default(false),
+      })
+      .prefault({}),
+    gateway: z
+      .object({
+        id: z.string().min(1).default(`gw-${hostname()}-${process.pid}`),
+        host: z.string().default('127.0.0.1'),
+        port: port.default(8080),
+        /** The WebSocket URL clients reach this gateway at; goes into tokens. */
+        publicUrl: url.optional(),
+        weight: z.number().positive().default(1),
+        keepaliveMs: z.number().int().positive().default(2000),
+        /** How long a peer's requests may wait for an agent before failing. */
+        agentRequestTimeoutMs: z.number().int().positive().default(5000),
+        maxMessageBytes: z.number().int().positive().default(256 * 1024),
+      })
+      .prefault({}),
+    agent: z
+      .object({
+        id: z.string().min(1).default(`agent-${hostname()}-${process.pid}`),
+        numWorkers: z.number().int().positive().default(cpus().length),
+        workerLogLevel: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
+        listenIp: z.string().default('127.0.0.1'),
+        /** Address put in ICE candidates and plain transports; defaults to listenIp. */
+        announcedAddress: z.string().optional(),
+        /** Worker i's WebRtcServer listens on UDP and TCP port webRtcBasePort + i. */
+        webRtcBasePort: port.default(44444),
+        /** Ports for plain-RTP (broadcaster) transports. */
+        plainRtpMinPort: port.default(40000),
+        plainRtpMaxPort: port.default(40999),
+        heartbeatMs: z.number().int().positive().default(2000),
+        initialOutgoingBitrate: z.number().int().positive().default(1_000_000),
+      })
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** `MSS_NUVE__SUPER_SERVICE__KEY=...` → `{ nuve: { superService: { key } } }`. */
+export const ENV_PREFIX = 'MSS_';
+
+function camel(segment: string): string {
+  return segment.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+function parseEnvValue(raw: string): unknown {
+  // Numbers and booleans arrive as text; JSON gives them their type. Anything else stays a string.
+  try {
+    const value: unknown = JSON.parse(raw);
+    return typeof value === 'object' && value !== null ? raw : value;
+  } catch {
+    return raw;
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const prev = out[key];
+    out[key] =
+      typeof value === 'object' && value !== null && !Array.isArray(value) && typeof prev === 'object' && prev !== null
+        ? deepMerge(prev as Record<string, unknown>, value as Record<string, unknown>)
+        : value;
+  }
+  return out;
+}
+
+export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || raw === undefined || name === `${ENV_PREFIX}CONFIG`) continue;
+    const path = name.slice(ENV_PREFIX.length).split('__').map(camel);
+    setPath(out, path, parseEnvValue(raw));
+  }
+  return out;
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const parsed: unknown = ['.yaml', '.yml'].includes(extname(path)) ? parseYaml(text) : JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new Error('top level must be an object');
+    }
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`cannot parse config file ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Parses layered input; a bad value fails naming the key and the reason. */
+export function parseConfig(input: unknown): Config {
+  const result = configSchema.safeParse(input);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const key = issue.path.join('.') || '(root)';
+    return issue.code === 'unrecognized_keys'
+      ? `${key === '(root)' ? '' : `${key}.`}${issue.keys.join(', ')}: unknown key`
+      : `${key}: ${issue.message}`;
+  });
+  throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+}
+
+/** Defaults ← file (`--config` or MSS_CONFIG; JSON or YAML) ← MSS_* environment ← explicit overrides. */
+export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ConfigInput } = {}): Config {
+  const env = options.env ?? process.env;
+  const file = options.file ?? env[`${ENV_PREFIX}CONFIG`];
+  let layered: Record<string, unknown> = file ? readConfigFile(file) : {};
+  layered = deepMerge(layered, envOverrides(env));
+  if (options.overrides) layered = deepMerge(layered, options.overrides as Record<string, unknown>);
+  return parseConfig(layered);
+}

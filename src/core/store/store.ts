@@ -1,0 +1,345 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import { AppError } from '../errors.js';
+import { migrationProvider } from './migrations.js';
+import type { Database } from './schema.js';
+
+export type EaPolicy = 'ROOM-BEST' | 'TTL-BEST';
+export type Role = 'presenter' | 'viewer';
+
+export interface ServiceRecord {
+  id: string;
+  name: string;
+  key: string;
+  isSuper: boolean;
+  createdAt: number;
+}
+
+export interface RoomRecord {
+  id: string;
+  serviceId: string;
+  name: string;
+  data: unknown;
+  p2p: boolean;
+  mediaConfiguration: string | null;
+  eapolicy: EaPolicy;
+  gatewayId: string | null;
+  createdAt: number;
+}
+
+export interface TokenRecord {
+  id: string;
+  serviceId: string;
+  roomId: string;
+  userName: string;
+  role: Role;
+  gatewayId: string;
+  eapolicy: EaPolicy;
+  expiresAt: number;
+  createdAt: number;
+}
+
+export type RoomChanges = Partial<Pick<RoomRecord, 'name' | 'data' | 'p2p' | 'mediaConfiguration' | 'eapolicy'>>;
+
+/**
+ * Nuve's persistent state. One implementation over Kysely; the engine is the
+ * only difference between embedded (SQLite) and cluster (PostgreSQL). Every
+ * room and token query is scoped by service id: tenants never see each other.
+ */
+export interface Store {
+  readonly engine: 'sqlite' | 'postgres';
+  createService(service: ServiceRecord): Promise<void>;
+  getService(id: string): Promise<ServiceRecord | undefined>;
+  listServices(): Promise<ServiceRecord[]>;
+  findSuperService(): Promise<ServiceRecord | undefined>;
+  updateServiceKey(id: string, key: string): Promise<void>;
+  /** Removes the service with its rooms and tokens; false when it did not exist. */
+  deleteService(id: string): Promise<boolean>;
+
+  createRoom(room: RoomRecord): Promise<void>;
+  getRoom(serviceId: string, roomId: string): Promise<RoomRecord | undefined>;
+  listRooms(serviceId: string): Promise<RoomRecord[]>;
+  updateRoom(serviceId: string, roomId: string, changes: RoomChanges): Promise<boolean>;
+  deleteRoom(serviceId: string, roomId: string): Promise<boolean>;
+  /**
+   * Compare-and-set of the room's gateway: sets `next` only while the room
+   * still has `expected`. Returns the gateway the room has afterwards, so two
+   * Nuve instances racing on a new room agree on one gateway.
+   */
+  assignGateway(roomId: string, expected: string | null, next: string): Promise<string | null>;
+  /** Forgets the gateway of every room it hosted (the gateway is gone). */
+  releaseGateway(gatewayId: string): Promise<number>;
+
+  createToken(token: TokenRecord): Promise<void>;
+  /** Atomically removes and returns the token: a second consume of the same id gets undefined. */
+  consumeToken(id: string): Promise<TokenRecord | undefined>;
+  deleteExpiredTokens(now: number): Promise<number>;
+
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StoreOptions {
+  driver: 'sqlite' | 'postgres';
+  sqlitePath: string;
+  postgresUrl: string;
+  poolSize: number;
+}
+
+export async function openStore(options: StoreOptions): Promise<Store> {
+  let db: Kysely<Database>;
+  if (options.driver === 'sqlite') {
+    if (options.sqlitePath !== ':memory:') mkdirSync(dirname(options.sqlitePath), { recursive: true });
+    const sqlite = new SQLite(options.sqlitePath);
+    // WAL + NORMAL: durable across process crashes, one fsync per checkpoint instead of per insert.
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = NORMAL');
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('busy_timeout = 5000');
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  } else {
+    await ensurePostgresDatabase(options.postgresUrl);
+    const pool = new pg.Pool({ connectionString: options.postgresUrl, max: options.poolSize, types: bigintAsNumber });
+    // A restarting server must not crash the process through an idle client's error event.
+    pool.on('error', () => undefined);
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  }
+  const { error } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  if (error) {
+    await db.destroy();
+    throw error;
+  }
+  return new KyselyStore(db, options.driver);
+}
+
+/** bigint columns hold epoch milliseconds, well inside Number's exact range. */
+const bigintAsNumber = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === 20) return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
+/** Creates the database named in the URL when the server lacks it, so a fresh cluster needs no manual step. */
+export async function ensurePostgresDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.slice(1));
+  if (!/^[A-Za-z0-9_]+$/.test(name)) throw new AppError('STORE_CONFIG', `unsupported database name "${name}"`, 500);
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (found.rowCount === 0) {
+      await client.query(`CREATE DATABASE "${name}"`).catch((err: { code?: string }) => {
+        if (err.code !== '42P04') throw err; // created concurrently by another process
+      });
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+type RoomRow = Database['rooms'];
+type TokenRow = Database['tokens'];
+type ServiceRow = Database['services'];
+
+const toService = (r: ServiceRow): ServiceRecord => ({
+  id: r.id,
+  name: r.name,
+  key: r.key,
+  isSuper: r.is_super === 1,
+  createdAt: r.created_at,
+});
+
+const toRoom = (r: RoomRow): RoomRecord => ({
+  id: r.id,
+  serviceId: r.service_id,
+  name: r.name,
+  data: r.data === null ? undefined : JSON.parse(r.data),
+  p2p: r.p2p === 1,
+  mediaConfiguration: r.media_configuration,
+  eapolicy: r.eapolicy as EaPolicy,
+  gatewayId: r.gateway_id,
+  createdAt: r.created_at,
+});
+
+const toToken = (r: TokenRow): TokenRecord => ({
+  id: r.id,
+  serviceId: r.service_id,
+  roomId: r.room_id,
+  userName: r.user_name,
+  role: r.role as Role,
+  gatewayId: r.gateway_id,
+  eapolicy: r.eapolicy as EaPolicy,
+  expiresAt: r.expires_at,
+  createdAt: r.created_at,
+});
+
+class KyselyStore implements Store {
+  constructor(
+    private readonly db: Kysely<Database>,
+    readonly engine: 'sqlite' | 'postgres',
+  ) {}
+
+  async createService(s: ServiceRecord): Promise<void> {
+    await this.db
+      .insertInto('services')
+      .values({ id: s.id, name: s.name, key: s.key, is_super: s.isSuper ? 1 : 0, created_at: s.createdAt })
+      .execute();
+  }
+
+  async getService(id: string): Promise<ServiceRecord | undefined> {
+    const row = await this.db.selectFrom('services').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toService(row);
+  }
+
+  async listServices(): Promise<ServiceRecord[]> {
+    const rows = await this.db.selectFrom('services').selectAll().orderBy('created_at').orderBy('id').execute();
+    return rows.map(toService);
+  }
+
+  async findSuperService(): Promise<ServiceRecord | undefined> {
+    const row = await this.db.selectFrom('services').selectAll().where('is_super', '=', 1).executeTakeFirst();
+    return row && toService(row);
+  }
+
+  async updateServiceKey(id: string, key: string): Promise<void> {
+    await this.db.updateTable('services').set({ key }).where('id', '=', id).execute();
+  }
+
+  async deleteService(id: string): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('tokens').where('service_id', '=', id).execute();
+      await tx.deleteFrom('rooms').where('service_id', '=', id).execute();
+      const res = await tx.deleteFrom('services').where('id', '=', id).executeTakeFirst();
+      return Number(res.numDeletedRows) > 0;
+    });
+  }
+
+  async createRoom(r: RoomRecord): Promise<void> {
+    await this.db
+      .insertInto('rooms')
+      .values({
+        id: r.id,
+        service_id: r.serviceId,
+        name: r.name,
+        data: r.data === undefined ? null : JSON.stringify(r.data),
+        p2p: r.p2p ? 1 : 0,
+        media_configuration: r.mediaConfiguration,
+        eapolicy: r.eapolicy,
+        gateway_id: r.gatewayId,
+        created_at: r.createdAt,
+      })
+      .execute();
+  }
+
+  async getRoom(serviceId: string, roomId: string): Promise<RoomRecord | undefined> {
+    const row = await this.db
+      .selectFrom('rooms')
+      .selectAll()
+      .where('id', '=', roomId)
+      .where('service_id', '=', serviceId)
+      .executeTakeFirst();
+    return row && toRoom(row);
+  }
+
+  async listRooms(serviceId: string): Promise<RoomRecord[]> {
+    const rows = await this.db
+      .selectFrom('rooms')
+      .selectAll()
+      .where('service_id', '=', serviceId)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(toRoom);
+  }
+
+  async updateRoom(serviceId: string, roomId: string, c: RoomChanges): Promise<boolean> {
+    const values: Partial<RoomRow> = {};
+    if (c.name !== undefined) values.name = c.name;
+    if ('data' in c) values.data = c.data === undefined ? null : JSON.stringify(c.data);
+    if (c.p2p !== undefined) values.p2p = c.p2p ? 1 : 0;
+    if (c.mediaConfiguration !== undefined) values.media_configuration = c.mediaConfiguration;
+    if (c.eapolicy !== undefined) values.eapolicy = c.eapolicy;
+    if (Object.keys(values).length === 0) return (await this.getRoom(serviceId, roomId)) !== undefined;
+    const res = await this.db
+      .updateTable('rooms')
+      .set(values)
+      .where('id', '=', roomId)
+      .where('service_id', '=', serviceId)
+      .executeTakeFirst();
+    return Number(res.numUpdatedRows) > 0;
+  }
+
+  async deleteRoom(serviceId: string, roomId: string): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('tokens').where('room_id', '=', roomId).where('service_id', '=', serviceId).execute();
+      const res = await tx
+        .deleteFrom('rooms')
+        .where('id', '=', roomId)
+        .where('service_id', '=', serviceId)
+        .executeTakeFirst();
+      return Number(res.numDeletedRows) > 0;
+    });
+  }
+
+  async assignGateway(roomId: string, expected: string | null, next: string): Promise<string | null> {
+    await this.db
+      .updateTable('rooms')
+      .set({ gateway_id: next })
+      .where('id', '=', roomId)
+      .where((eb) => (expected === null ? eb('gateway_id', 'is', null) : eb('gateway_id', '=', expected)))
+      .execute();
+    const row = await this.db.selectFrom('rooms').select('gateway_id').where('id', '=', roomId).executeTakeFirst();
+    return row?.gateway_id ?? null;
+  }
+
+  async releaseGateway(gatewayId: string): Promise<number> {
+    const res = await this.db
+      .updateTable('rooms')
+      .set({ gateway_id: null })
+      .where('gateway_id', '=', gatewayId)
+      .executeTakeFirst();
+    return Number(res.numUpdatedRows);
+  }
+
+  async createToken(t: TokenRecord): Promise<void> {
+    await this.db
+      .insertInto('tokens')
+      .values({
+        id: t.id,
+        service_id: t.serviceId,
+        room_id: t.roomId,
+        user_name: t.userName,
+        role: t.role,
+        gateway_id: t.gatewayId,
+        eapolicy: t.eapolicy,
+        expires_at: t.expiresAt,
+        created_at: t.createdAt,
+      })
+      .execute();
+  }
+
+  async consumeToken(id: string): Promise<TokenRecord | undefined> {
+    const row = await this.db.deleteFrom('tokens').where('id', '=', id).returningAll().executeTakeFirst();
+    return row && toToken(row);
+  }
+
+  async deleteExpiredTokens(now: number): Promise<number> {
+    const res = await this.db.deleteFrom('tokens').where('expires_at', '<', now).executeTakeFirst();
+    return Number(res.numDeletedRows);
+  }
+
+  async ping(): Promise<void> {
+    await sql`SELECT 1`.execute(this.db);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}

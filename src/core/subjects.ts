@@ -1,0 +1,80 @@
+import { z } from 'zod';
+
+/**
+ * Bus subjects and message schemas shared by the roles: the only contract
+ * between them. Every role validates what it receives against these.
+ */
+export const subjects = {
+  /** gateway → every Nuve (publish): registration and keepalive. */
+  gatewayHeartbeat: 'gateway.heartbeat',
+  /** gateway → every Nuve (publish): clean shutdown, forget me now. */
+  gatewayDown: 'gateway.down',
+  /** Nuve → every gateway (publish): a Nuve started; announce yourselves now. */
+  nuveHello: 'nuve.hello',
+  /** gateway → one Nuve (request, queue "nuve"): verify and consume a one-time token. */
+  tokenConsume: 'nuve.token.consume',
+  /** Nuve → one gateway (request): room/user queries and commands. */
+  gatewayRpc: (gatewayId: string) => `gateway.${gatewayId}.rpc`,
+} as const;
+
+export const NUVE_QUEUE = 'nuve';
+
+export const gatewayStateSchema = z.enum(['available', 'draining']);
+export type GatewayState = z.infer<typeof gatewayStateSchema>;
+
+export const gatewayHeartbeatSchema = z.object({
+  id: z.string().min(1).max(200),
+  url: z.string().url(),
+  weight: z.number().positive().max(1000),
+  state: gatewayStateSchema,
+  rooms: z.number().int().nonnegative(),
+  peers: z.number().int().nonnegative(),
+});
+export type GatewayHeartbeat = z.infer<typeof gatewayHeartbeatSchema>;
+
+export const gatewayDownSchema = z.object({ id: z.string().min(1).max(200) });
+
+export const tokenConsumeRequestSchema = z.object({
+  token: z.string().min(1).max(4096),
+  gatewayId: z.string().min(1).max(200),
+});
+
+export const roleSchema = z.enum(['presenter', 'viewer']);
+export const eaPolicySchema = z.enum(['ROOM-BEST', 'TTL-BEST']);
+
+/** What a gateway learns from a consumed token. */
+export const tokenGrantSchema = z.object({
+  tokenId: z.string(),
+  serviceId: z.string(),
+  roomId: z.string(),
+  roomName: z.string(),
+  userName: z.string(),
+  role: roleSchema,
+  eapolicy: eaPolicySchema,
+});
+export type TokenGrant = z.infer<typeof tokenGrantSchema>;
+
+export const userSchema = z.object({
+  name: z.string(),
+  role: roleSchema,
+  permissions: z.record(z.string(), z.boolean()),
+});
+export type RoomUser = z.infer<typeof userSchema>;
+
+export const gatewayRpcSchema = z.discriminatedUnion('method', [
+  z.object({ method: z.literal('listUsers'), roomId: z.string() }),
+  z.object({ method: z.literal('kickUser'), roomId: z.string(), userName: z.string() }),
+  z.object({ method: z.literal('closeRoom'), roomId: z.string() }),
+]);
+export type GatewayRpc = z.infer<typeof gatewayRpcSchema>;
+
+/** Token failures as the gateway reports them to clients (stable numbers, as in the original). */
+export const tokenErrorCodes = {
+  TOKEN_MISSING: 1000,
+  TOKEN_MALFORMED: 1001,
+  TOKEN_BAD_SIGNATURE: 1002,
+  TOKEN_EXPIRED: 1003,
+  TOKEN_ALREADY_USED: 1004,
+  TOKEN_WRONG_GATEWAY: 1005,
+  TOKEN_SERVICE_UNAVAILABLE: 1006,
+} as const;

@@ -1,0 +1,39 @@
+import fp from 'fastify-plugin';
+import { AppError } from '../core/errors.js';
+import type { NuveContext } from './context.js';
+import { parseMAuthHeader, verifyMAuthSignature } from './mauth.js';
+
+/**
+ * MAuth on every API route. Beyond Licode: the timestamp must lie within a
+ * window of the server clock, and each (service, timestamp, cnonce) works
+ * once, so captured headers cannot be replayed (Licode only compared with the
+ * service's previous request, which also broke concurrent clients).
+ */
+export const authPlugin = fp<{ ctx: NuveContext }>(async (app, { ctx }) => {
+  const windowMs = ctx.config.nuve.authWindowSec * 1000;
+  app.decorateRequest('service', null as never);
+  app.decorateRequest('mauthUser', undefined);
+
+  app.addHook('onRequest', async (request) => {
+    const params = parseMAuthHeader(request.headers.authorization);
+    if (!params) throw new AppError('AUTH_MISSING', 'missing or malformed MAuth Authorization header', 401);
+    if (params.signatureMethod !== 'HMAC_SHA1') {
+      throw new AppError('AUTH_UNSUPPORTED_METHOD', 'mauth_signature_method must be HMAC_SHA1', 401);
+    }
+    const timestamp = Number(params.timestamp);
+    if (!/^\d{1,16}$/.test(params.timestamp) || Math.abs(Date.now() - timestamp) > windowMs) {
+      throw new AppError('AUTH_STALE_TIMESTAMP', 'mauth_timestamp is outside the accepted window', 401);
+    }
+    if (params.cnonce.length > 64) throw new AppError('AUTH_MISSING', 'mauth_cnonce is too long', 401);
+    const service = await ctx.services.get(params.serviceId.slice(0, 64));
+    if (!service || !verifyMAuthSignature(params, service.key)) {
+      throw new AppError('AUTH_BAD_SIGNATURE', 'unknown service or bad signature', 401);
+    }
+    const fresh = await ctx.replay.firstUse(`${service.id}:${params.timestamp}:${params.cnonce}`, 2 * windowMs);
+    if (!fresh) throw new AppError('AUTH_REPLAYED', 'this timestamp and cnonce were already used', 401);
+    request.service = service;
+    if (params.username !== undefined && params.role !== undefined) {
+      request.mauthUser = { username: params.username, role: params.role };
+    }
+  });
+});

@@ -1,0 +1,18 @@
+import type { Bus } from '../core/bus/bus.js';
+import type { Config } from '../core/config.js';
+import type { Store } from '../core/store/store.js';
+import type { GatewayRegistry } from './gateway-registry.js';
+import type { ReplayGuard } from './replay-guard.js';
+import type { ServiceDirectory } from './service-directory.js';
+import type { TokenIssuer } from './token-issuer.js';
+
+/** What Nuve's HTTP plugins work with. */
+export interface NuveContext {
+  config: Config;
+  store: Store;
+  bus: Bus;
+  services: ServiceDirectory;
+  registry: GatewayRegistry;
+  tokens: TokenIssuer;
+  replay: ReplayGuard;
+}

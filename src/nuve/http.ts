@@ -1,0 +1,113 @@
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import {
+  type ZodTypeProvider,
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import { AppError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { ServiceRecord } from '../core/store/store.js';
+import { authPlugin } from './auth.js';
+import type { NuveContext } from './context.js';
+import { roomsRoutes } from './routes/rooms.js';
+import { servicesRoutes } from './routes/services.js';
+import { tokensRoutes } from './routes/tokens.js';
+import { usersRoutes } from './routes/users.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated tenant (set by the MAuth plugin). */
+    service: ServiceRecord;
+    /** `mauth_username` / `mauth_role` of the header, when it carried them. */
+    mauthUser?: { username: string; role: string };
+  }
+}
+
+export type NuveApp = FastifyInstance;
+
+/** Builds the Nuve HTTP API: one plugin per resource, every input declared with zod. */
+export async function buildNuveHttp(ctx: NuveContext, logger: Logger): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: ctx.config.nuve.bodyLimitBytes,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    return503OnClosing: true,
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'mediasoup-signal Nuve API',
+        version: '1.0.0',
+        description:
+          'Licode-compatible management API. Authenticate with `Authorization: MAuth ...` (HMAC-SHA1 of the service key).',
+      },
+      components: {
+        securitySchemes: { MAuth: { type: 'apiKey', in: 'header', name: 'Authorization' } },
+      },
+      security: [{ MAuth: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
+    if (err instanceof AppError) {
+      if (err.code.startsWith('AUTH_')) reply.header('WWW-Authenticate', 'MAuth realm="mediasoup-signal"');
+      return reply.status(err.status).send(err.toJSON());
+    }
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      return reply.status(400).send({
+        code: 'VALIDATION_FAILED',
+        message: `invalid request ${err.validationContext ?? ''}`.trim(),
+        details: err.validation.map((v) => ({ path: v.instancePath, message: v.message })),
+      });
+    }
+    const known: Record<string, [number, string]> = {
+      FST_ERR_CTP_BODY_TOO_LARGE: [413, 'BODY_TOO_LARGE'],
+      FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'UNSUPPORTED_MEDIA_TYPE'],
+      FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'MALFORMED_JSON'],
+      FST_ERR_CTP_INVALID_JSON_BODY: [400, 'MALFORMED_JSON'],
+    };
+    const mapped = err.code ? known[err.code] : undefined;
+    if (mapped) return reply.status(mapped[0]).send({ code: mapped[1], message: err.message });
+    if (err.statusCode === 400 && err instanceof SyntaxError) {
+      return reply.status(400).send({ code: 'MALFORMED_JSON', message: err.message });
+    }
+    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.status(err.statusCode).send({ code: 'BAD_REQUEST', message: err.message });
+    }
+    request.log.error({ err }, 'unhandled error in Nuve request');
+    return reply.status(500).send({ code: 'INTERNAL', message: 'internal error' });
+  });
+
+  app.setNotFoundHandler((_request, reply) => {
+    reply.status(404).send({ code: 'NOT_FOUND', message: 'Resource not found' });
+  });
+
+  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  app.get('/health', { schema: { hide: true } }, async (_request, reply) => {
+    try {
+      await ctx.store.ping();
+      return { status: 'ok', gateways: ctx.registry.list().length };
+    } catch {
+      return reply.status(503).send({ code: 'STORE_UNAVAILABLE', message: 'the store does not answer' });
+    }
+  });
+
+  await app.register(async (api) => {
+    await api.register(authPlugin, { ctx });
+    await api.register(servicesRoutes, { ctx });
+    await api.register(roomsRoutes, { ctx });
+    await api.register(tokensRoutes, { ctx });
+    await api.register(usersRoutes, { ctx });
+  });
+
+  return app as unknown as FastifyInstance;
+}

@@ -1,0 +1,86 @@
+import type { FastifyInstance } from 'fastify';
+import type { Bus } from '../core/bus/bus.js';
+import type { Config } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import type { ServiceRecord, Store } from '../core/store/store.js';
+import { GatewayRegistry } from './gateway-registry.js';
+import { buildNuveHttp } from './http.js';
+import { MemoryReplayGuard, type ReplayGuard } from './replay-guard.js';
+import { ServiceDirectory } from './service-directory.js';
+import { TokenIssuer } from './token-issuer.js';
+
+export interface NuveOptions {
+  config: Config;
+  bus: Bus;
+  store: Store;
+  logger: Logger;
+  replay?: ReplayGuard;
+}
+
+/** The management role: REST API, token issuing and consumption, gateway registry. */
+export class Nuve {
+  readonly registry: GatewayRegistry;
+  readonly tokens: TokenIssuer;
+  readonly services: ServiceDirectory;
+  private http?: FastifyInstance;
+  private readonly replay: ReplayGuard;
+  private superService?: ServiceRecord;
+
+  constructor(private readonly options: NuveOptions) {
+    const { config, bus, store, logger } = options;
+    this.services = new ServiceDirectory(store);
+    this.registry = new GatewayRegistry(bus, logger, config.nuve.gatewayTimeoutMs);
+    this.tokens = new TokenIssuer(store, this.services, this.registry, bus, logger, config.nuve.tokenTtlSec);
+    this.replay = options.replay ?? new MemoryReplayGuard();
+    this.registry.on('removed', (gateway) => {
+      store
+        .releaseGateway(gateway.id)
+        .catch((err: unknown) => logger.warn({ err, gateway: gateway.id }, 'could not release rooms of gateway'));
+    });
+  }
+
+  get superServiceRecord(): ServiceRecord {
+    if (!this.superService) throw new Error('Nuve not started');
+    return this.superService;
+  }
+
+  /** The bound HTTP address, e.g. http://127.0.0.1:3000. */
+  get url(): string {
+    const address = this.http?.server.address();
+    if (!address || typeof address === 'string') throw new Error('Nuve not listening');
+    return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  }
+
+  get app(): FastifyInstance {
+    if (!this.http) throw new Error('Nuve not started');
+    return this.http;
+  }
+
+  async start(): Promise<void> {
+    const { config, store, bus, logger } = this.options;
+    this.superService = await this.services.ensureSuperService(config.nuve.superService, logger);
+    this.registry.start();
+    this.tokens.start();
+    this.http = await buildNuveHttp(
+      {
+        config,
+        store,
+        bus,
+        services: this.services,
+        registry: this.registry,
+        tokens: this.tokens,
+        replay: this.replay,
+      },
+      logger,
+    );
+    await this.http.listen({ host: config.nuve.host, port: config.nuve.port });
+  }
+
+  /** Finishes in-flight requests, then stops answering. */
+  async close(): Promise<void> {
+    await this.http?.close();
+    this.tokens.stop();
+    this.registry.stop();
+    this.replay.close();
+  }
+}

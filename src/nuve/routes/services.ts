@@ -1,0 +1,72 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { AppError } from '../../core/errors.js';
+import { newId } from '../../core/ids.js';
+import type { NuveContext } from '../context.js';
+import { generateServiceKey } from '../service-directory.js';
+import { serviceView } from './representation.js';
+import { serviceParams } from './schemas.js';
+
+const notAuthorized = () =>
+  new AppError('SERVICE_NOT_AUTHORIZED', 'Service not authorized for this action', 401);
+const serviceNotFound = () => new AppError('SERVICE_NOT_FOUND', 'Service not found', 404);
+
+/** Tenant management: the superService only. */
+export const servicesRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
+  app.addHook('onRequest', async (request) => {
+    if (request.url.startsWith('/services') && !request.service.isSuper) throw notAuthorized();
+  });
+
+  app.post(
+    '/services',
+    {
+      schema: {
+        summary: 'Create a service (tenant); answers its id as a JSON string',
+        tags: ['services'],
+        body: z.object({
+          name: z.string().trim().min(1).max(256),
+          key: z.string().min(16, 'key must be at least 16 characters').max(256).optional(),
+        }),
+      },
+    },
+    async (request) => {
+      const id = newId();
+      await ctx.store.createService({
+        id,
+        name: request.body.name,
+        key: request.body.key ?? generateServiceKey(),
+        isSuper: false,
+        createdAt: Date.now(),
+      });
+      return JSON.stringify(id);
+    },
+  );
+
+  app.get('/services', { schema: { summary: 'List services', tags: ['services'] } }, async () => {
+    const services = await ctx.store.listServices();
+    return Promise.all(services.map(async (s) => serviceView(s, await ctx.store.listRooms(s.id))));
+  });
+
+  app.get(
+    '/services/:service',
+    { schema: { summary: 'Get a service', tags: ['services'], params: serviceParams } },
+    async (request) => {
+      const service = await ctx.store.getService(request.params.service);
+      if (!service) throw serviceNotFound();
+      return serviceView(service, await ctx.store.listRooms(service.id));
+    },
+  );
+
+  app.delete(
+    '/services/:service',
+    { schema: { summary: 'Delete a service with its rooms and tokens', tags: ['services'], params: serviceParams } },
+    async (request, reply) => {
+      const service = await ctx.store.getService(request.params.service);
+      if (!service) throw serviceNotFound();
+      if (service.isSuper) throw new AppError('SUPER_SERVICE_PROTECTED', 'the superService cannot be deleted', 403);
+      await ctx.store.deleteService(service.id);
+      ctx.services.forget(service.id);
+      return reply.type('text/plain; charset=utf-8').send('Service deleted');
+    },
+  );
+};

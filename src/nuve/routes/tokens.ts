@@ -1,0 +1,34 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { AppError } from '../../core/errors.js';
+import { roleSchema } from '../../core/subjects.js';
+import type { NuveContext } from '../context.js';
+import { roomNotFound } from './rooms.js';
+import { roomParams } from './schemas.js';
+
+export const tokensRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
+  // As in Licode, user name and role travel in the signed MAuth header (mauth_username, mauth_role).
+  app.post(
+    '/rooms/:room/tokens',
+    {
+      schema: {
+        summary: 'Create a one-time access token for a room',
+        description:
+          'The user name and role (presenter or viewer) come from mauth_username/mauth_role of the signed header. ' +
+          'Answers the token as base64 text.',
+        tags: ['tokens'],
+        params: roomParams,
+      },
+    },
+    async (request, reply) => {
+      const user = request.mauthUser;
+      if (!user || user.username === '') throw new AppError('TOKEN_USER_MISSING', 'Name and role?', 401);
+      const role = roleSchema.safeParse(user.role);
+      if (!role.success) throw new AppError('INVALID_ROLE', 'role must be presenter or viewer', 400);
+      if (user.username.length > 256) throw new AppError('INVALID_USER', 'user name is too long', 400);
+      const room = await ctx.store.getRoom(request.service.id, request.params.room);
+      if (!room) throw roomNotFound();
+      const token = await ctx.tokens.issue(request.service, room, user.username, role.data);
+      return reply.type('text/plain; charset=utf-8').send(token);
+    },
+  );
+};

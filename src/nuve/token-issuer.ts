@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto';
+import type { Bus, Subscription } from '../core/bus/bus.js';
+import { AppError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { RoomRecord, Role, ServiceRecord, Store } from '../core/store/store.js';
+import { NUVE_QUEUE, type TokenGrant, subjects, tokenConsumeRequestSchema } from '../core/subjects.js';
+import { decodeToken, encodeToken, verifyTokenSignature } from './access-token.js';
+import type { GatewayEntry, GatewayRegistry } from './gateway-registry.js';
+import type { ServiceDirectory } from './service-directory.js';
+
+/**
+ * Issues one-time tokens (choosing the room's gateway) and consumes them for
+ * gateways over the bus.
+ */
+export class TokenIssuer {
+  private consumeSubscription?: Subscription;
+  private purgeTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly store: Store,
+    private readonly services: ServiceDirectory,
+    private readonly registry: GatewayRegistry,
+    private readonly bus: Bus,
+    private readonly logger: Logger,
+    private readonly ttlSec: number,
+  ) {}
+
+  start(): void {
+    this.consumeSubscription = this.bus.respond(subjects.tokenConsume, (payload) => this.consume(payload), {
+      queue: NUVE_QUEUE,
+    });
+    this.purgeTimer = setInterval(() => {
+      this.store.deleteExpiredTokens(Date.now()).catch((err: unknown) => this.logger.warn({ err }, 'token purge failed'));
+    }, 60_000);
+    this.purgeTimer.unref();
+  }
+
+  stop(): void {
+    this.consumeSubscription?.unsubscribe();
+    clearInterval(this.purgeTimer);
+  }
+
+  /**
+   * Same room → same gateway while that gateway is registered (draining
+   * included: its calls go on there). Otherwise the ring picks among
+   * available gateways and a compare-and-set in the store settles races
+   * between Nuve instances.
+   */
+  async gatewayFor(room: RoomRecord): Promise<GatewayEntry> {
+    const current = room.gatewayId === null ? undefined : this.registry.get(room.gatewayId);
+    if (current) return current;
+    const chosen = this.registry.choose(room.id);
+    if (!chosen) throw new AppError('NO_GATEWAY_AVAILABLE', 'No Erizo Controller found', 404);
+    const winner = await this.store.assignGateway(room.id, room.gatewayId, chosen.id);
+    if (winner === chosen.id) return chosen;
+    const other = winner === null ? undefined : this.registry.get(winner);
+    if (other) return other;
+    throw new AppError('NO_GATEWAY_AVAILABLE', 'No Erizo Controller found', 404);
+  }
+
+  async issue(service: ServiceRecord, room: RoomRecord, userName: string, role: Role): Promise<string> {
+    const gateway = await this.gatewayFor(room);
+    const now = Date.now();
+    const tokenId = randomBytes(16).toString('hex');
+    const gatewayUrl = new URL(gateway.url);
+    const expiresAt = now + this.ttlSec * 1000;
+    await this.store.createToken({
+      id: tokenId,
+      serviceId: service.id,
+      roomId: room.id,
+      userName,
+      role,
+      gatewayId: gateway.id,
+      eapolicy: room.eapolicy,
+      expiresAt,
+      createdAt: now,
+    });
+    return encodeToken(
+      {
+        tokenId,
+        serviceId: service.id,
+        roomId: room.id,
+        userName,
+        role,
+        gatewayId: gateway.id,
+        gatewayUrl: gateway.url,
+        host: gatewayUrl.host,
+        secure: gatewayUrl.protocol === 'wss:',
+        eapolicy: room.eapolicy,
+        expiresAt,
+      },
+      service.key,
+    );
+  }
+
+  /** Bus handler: verify signature (tenant key), gateway, expiry; then delete so it works once. */
+  async consume(payload: unknown): Promise<TokenGrant> {
+    const request = tokenConsumeRequestSchema.safeParse(payload);
+    if (!request.success) throw new AppError('TOKEN_MALFORMED', 'consume request is malformed', 400);
+    const decoded = decodeToken(request.data.token);
+    const { claims } = decoded;
+    const service = await this.services.get(claims.serviceId);
+    if (!service || !verifyTokenSignature(decoded, service.key)) {
+      throw new AppError('TOKEN_BAD_SIGNATURE', 'token signature is invalid', 401);
+    }
+    if (claims.gatewayId !== request.data.gatewayId) {
+      throw new AppError('TOKEN_WRONG_GATEWAY', 'token was issued for another gateway', 401);
+    }
+    if (claims.expiresAt <= Date.now()) throw new AppError('TOKEN_EXPIRED', 'token has expired', 401);
+    const stored = await this.store.consumeToken(claims.tokenId);
+    if (!stored) throw new AppError('TOKEN_ALREADY_USED', 'token was already used or revoked', 401);
+    if (
+      stored.serviceId !== claims.serviceId ||
+      stored.roomId !== claims.roomId ||
+      stored.userName !== claims.userName ||
+      stored.role !== claims.role ||
+      stored.gatewayId !== claims.gatewayId
+    ) {
+      throw new AppError('TOKEN_BAD_SIGNATURE', 'token does not match its record', 401);
+    }
+    const room = await this.store.getRoom(claims.serviceId, claims.roomId);
+    if (!room) throw new AppError('TOKEN_ALREADY_USED', 'the room of this token was deleted', 401);
+    return {
+      tokenId: claims.tokenId,
+      serviceId: claims.serviceId,
+      roomId: claims.roomId,
+      roomName: room.name,
+      userName: claims.userName,
+      role: claims.role,
+      eapolicy: claims.eapolicy,
+    };
+  }
+}
