@@ -1,0 +1,412 @@
+import type { types } from 'mediasoup';
+import {
+  type AgentDump,
+  type AgentEvent,
+  type AgentLoad,
+  type AgentMethod,
+  type AgentRequest,
+  type AgentResults,
+  agentRequestSchemas,
+  agentRpcSchema,
+  agentSubjects,
+} from '../core/agent-protocol.js';
+import type { Bus, Subscription } from '../core/bus/bus.js';
+import type { Config } from '../core/config.js';
+import { AppError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { MediaRoom, type Owner } from './media-room.js';
+import { WorkerPool, type WorkerSlot } from './worker-pool.js';
+
+type Handlers = { [M in AgentMethod]: (req: AgentRequest<M>) => Promise<AgentResults[M]> | AgentResults[M] };
+
+/**
+ * The media role: mediasoup workers and the rooms' routers on them. It does
+ * what gateways ask over the bus and tells them what happens to their peers'
+ * media. It never talks to clients.
+ */
+export class Agent {
+  readonly pool: WorkerPool;
+  private readonly rooms = new Map<string, MediaRoom>();
+  private readonly pendingRooms = new Map<string, Promise<MediaRoom>>();
+  private readonly subscriptions: Subscription[] = [];
+  private heartbeatTimer?: NodeJS.Timeout;
+  private state: 'available' | 'draining' = 'available';
+  private readonly handlers: Handlers;
+
+  constructor(
+    private readonly config: Config,
+    private readonly bus: Bus,
+    private readonly logger: Logger,
+  ) {
+    const a = config.agent;
+    this.pool = new WorkerPool(
+      {
+        numWorkers: a.numWorkers,
+        logLevel: a.workerLogLevel,
+        listenIp: a.listenIp,
+        announcedAddress: a.announcedAddress,
+        webRtcBasePort: a.webRtcBasePort,
+        plainRtpMinPort: a.plainRtpMinPort,
+        plainRtpMaxPort: a.plainRtpMaxPort,
+      },
+      logger,
+    );
+    this.pool.on('workerDied', (slot) => this.onWorkerDied(slot));
+    this.handlers = this.createHandlers();
+  }
+
+  get id(): string {
+    return this.config.agent.id;
+  }
+
+  async start(): Promise<void> {
+    await this.pool.start();
+    this.subscriptions.push(
+      this.bus.respond(agentSubjects.rpc(this.id), (payload) => this.handle(payload)),
+      this.bus.subscribe(agentSubjects.hello, () => this.heartbeat()),
+    );
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.agent.heartbeatMs);
+    this.heartbeatTimer.unref();
+    this.heartbeat();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.heartbeatTimer);
+    for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
+    for (const room of this.rooms.values()) {
+      room.emit({ type: 'routerClosed', roomId: room.roomId, reason: 'agent-closing' });
+      room.close();
+    }
+    this.rooms.clear();
+    this.bus.publish(agentSubjects.down, { id: this.id });
+    this.pool.close();
+  }
+
+  load(): AgentLoad {
+    let transports = 0;
+    let producers = 0;
+    let consumers = 0;
+    let peers = 0;
+    for (const room of this.rooms.values()) {
+      transports += room.objects.transport.size;
+      producers += room.objects.producer.size;
+      consumers += room.objects.consumer.size;
+      peers += room.peerIds.size;
+    }
+    return { workers: this.pool.size, routers: this.rooms.size, transports, producers, consumers, peers };
+  }
+
+  private heartbeat(): void {
+    this.bus.publish(agentSubjects.heartbeat, { id: this.id, state: this.state, load: this.load() });
+  }
+
+  private async handle(payload: unknown): Promise<unknown> {
+    const envelope = agentRpcSchema.safeParse(payload);
+    if (!envelope.success || !Object.hasOwn(agentRequestSchemas, envelope.data.method)) {
+      throw new AppError('UNKNOWN_METHOD', 'unknown agent method', 400);
+    }
+    const method = envelope.data.method as AgentMethod;
+    const parsed = agentRequestSchemas[method].safeParse(envelope.data.data);
+    if (!parsed.success) {
+      throw new AppError('INVALID_REQUEST', `invalid ${method} request: ${parsed.error.issues[0]?.message ?? ''}`, 400);
+    }
+    try {
+      return await (this.handlers[method] as (req: unknown) => unknown)(parsed.data);
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      // mediasoup rejects bad parameters with TypeError/UnsupportedError; closed objects with InvalidStateError.
+      const name = (err as Error).name;
+      if (name === 'TypeError' || name === 'UnsupportedError') {
+        throw new AppError('INVALID_PARAMETERS', (err as Error).message, 400);
+      }
+      if (name === 'InvalidStateError') throw new AppError('INVALID_STATE', (err as Error).message, 409);
+      throw err;
+    }
+  }
+
+  private room(roomId: string): MediaRoom {
+    const room = this.rooms.get(roomId);
+    if (!room) throw new AppError('ROOM_NOT_FOUND', `room ${roomId} has no router on this agent`, 404);
+    return room;
+  }
+
+  private async ensureRoom(roomId: string, gatewayId: string): Promise<MediaRoom> {
+    const existing = this.rooms.get(roomId);
+    if (existing) return existing;
+    let pending = this.pendingRooms.get(roomId);
+    if (!pending) {
+      const slot = this.pool.leastLoaded();
+      pending = MediaRoom.create(roomId, gatewayId, slot, (e) => this.publish(gatewayId, e), this.logger).then(
+        (room) => {
+          this.rooms.set(roomId, room);
+          room.router.observer.once('close', () => {
+            if (this.rooms.get(roomId) === room) this.rooms.delete(roomId);
+          });
+          return room;
+        },
+      );
+      this.pendingRooms.set(roomId, pending);
+      void pending.finally(() => this.pendingRooms.delete(roomId)).catch(() => undefined);
+    }
+    return pending;
+  }
+
+  private publish(gatewayId: string, event: AgentEvent): void {
+    this.bus.publish(agentSubjects.events(gatewayId), event);
+  }
+
+  private onWorkerDied(slot: WorkerSlot): void {
+    for (const room of [...this.rooms.values()]) {
+      if (room.slot !== slot) continue;
+      this.publish(room.gatewayId, { type: 'routerClosed', roomId: room.roomId, reason: 'worker-died' });
+      room.closed = true;
+      this.rooms.delete(room.roomId);
+    }
+  }
+
+  private createHandlers(): Handlers {
+    const owner = (r: Owner): Owner => ({ roomId: r.roomId, peerId: r.peerId });
+    return {
+      ensureRouter: async (r) => {
+        const room = await this.ensureRoom(r.roomId, r.gatewayId);
+        return { rtpCapabilities: room.router.rtpCapabilities };
+      },
+      closeRouter: (r) => {
+        this.rooms.get(r.roomId)?.close();
+        return null;
+      },
+      closePeer: (r) => {
+        this.rooms.get(r.roomId)?.closePeer(r.peerId);
+        return null;
+      },
+      createWebRtcTransport: async (r) => {
+        const room = this.room(r.roomId);
+        const transport = await room.router.createWebRtcTransport({
+          webRtcServer: room.slot.webRtcServer,
+          enableUdp: !r.forceTcp,
+          enableTcp: true,
+          preferUdp: true,
+          enableSctp: r.sctpCapabilities !== undefined,
+          numSctpStreams: (r.sctpCapabilities?.numStreams as types.NumSctpStreams | undefined) ?? { OS: 1024, MIS: 1024 },
+          initialAvailableOutgoingBitrate: this.config.agent.initialOutgoingBitrate,
+          appData: { peerId: r.peerId, producing: r.producing, consuming: r.consuming },
+        });
+        room.track('transport', owner(r), transport);
+        if (r.consuming) {
+          await transport.enableTraceEvent(['bwe']);
+          transport.on('trace', (trace) => {
+            if (trace.type === 'bwe' && trace.direction === 'out') {
+              room.emit({ type: 'downlinkBwe', roomId: r.roomId, peerId: r.peerId, bwe: trace.info });
+            }
+          });
+        }
+        return {
+          id: transport.id,
+          iceParameters: transport.iceParameters,
+          iceCandidates: transport.iceCandidates,
+          dtlsParameters: transport.dtlsParameters,
+          sctpParameters: transport.sctpParameters,
+        };
+      },
+      connectWebRtcTransport: async (r) => {
+        const transport = this.room(r.roomId).get<types.WebRtcTransport>('transport', r.transportId, r);
+        await transport.connect({ dtlsParameters: r.dtlsParameters as unknown as types.DtlsParameters });
+        return null;
+      },
+      restartIce: async (r) => {
+        const transport = this.room(r.roomId).get<types.WebRtcTransport>('transport', r.transportId, r);
+        return { iceParameters: await transport.restartIce() };
+      },
+      createPlainTransport: async (r) => {
+        const room = this.room(r.roomId);
+        const a = this.config.agent;
+        const transport = await room.router.createPlainTransport({
+          listenInfo: { protocol: 'udp', ip: a.listenIp, announcedAddress: a.announcedAddress },
+          rtcpMux: r.rtcpMux,
+          comedia: r.comedia,
+          appData: { peerId: r.peerId },
+        });
+        room.track('transport', owner(r), transport);
+        return {
+          id: transport.id,
+          ip: transport.tuple.localAddress,
+          port: transport.tuple.localPort,
+          rtcpPort: transport.rtcpTuple?.localPort,
+        };
+      },
+      connectPlainTransport: async (r) => {
+        const transport = this.room(r.roomId).get<types.PlainTransport>('transport', r.transportId, r);
+        await transport.connect({ ip: r.ip, port: r.port, rtcpPort: r.rtcpPort });
+        return null;
+      },
+      closeTransport: (r) => {
+        this.room(r.roomId).get<types.Transport>('transport', r.transportId, r).close();
+        return null;
+      },
+      produce: async (r) => {
+        const room = this.room(r.roomId);
+        const transport = room.get<types.Transport>('transport', r.transportId, r);
+        const producer = await transport.produce({
+          kind: r.kind,
+          rtpParameters: r.rtpParameters as unknown as types.RtpParameters,
+          appData: { ...r.appData, peerId: r.peerId },
+        });
+        room.track('producer', owner(r), producer);
+        producer.on('score', (score) =>
+          room.emit({ type: 'producerScore', roomId: r.roomId, peerId: r.peerId, producerId: producer.id, score }),
+        );
+        producer.observer.once('close', () =>
+          room.emit({ type: 'producerClosed', roomId: r.roomId, peerId: r.peerId, producerId: producer.id }),
+        );
+        if (producer.kind === 'audio') {
+          await room.audioLevelObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
+        }
+        return { id: producer.id };
+      },
+      closeProducer: (r) => {
+        this.room(r.roomId).get<types.Producer>('producer', r.producerId, r).close();
+        return null;
+      },
+      pauseProducer: async (r) => {
+        await this.room(r.roomId).get<types.Producer>('producer', r.producerId, r).pause();
+        return null;
+      },
+      resumeProducer: async (r) => {
+        await this.room(r.roomId).get<types.Producer>('producer', r.producerId, r).resume();
+        return null;
+      },
+      consume: async (r) => {
+        const room = this.room(r.roomId);
+        const transport = room.get<types.Transport>('transport', r.transportId, r);
+        const producerEntry = room.objects.producer.get(r.producerId);
+        if (!producerEntry) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`, 404);
+        const rtpCapabilities = r.rtpCapabilities as unknown as types.RtpCapabilities;
+        if (!room.router.canConsume({ producerId: r.producerId, rtpCapabilities })) return null;
+        const consumer = await transport.consume({
+          producerId: r.producerId,
+          rtpCapabilities,
+          // Paused until the client has its consumer ready, so the first packets (and keyframe) are not lost.
+          paused: true,
+          appData: { ...r.appData, peerId: r.peerId },
+        });
+        room.track('consumer', owner(r), consumer);
+        const base = { roomId: r.roomId, peerId: r.peerId, consumerId: consumer.id };
+        consumer.on('transportclose', () => room.emit({ type: 'consumerClosed', ...base }));
+        consumer.on('producerclose', () => room.emit({ type: 'consumerClosed', ...base }));
+        consumer.on('producerpause', () => room.emit({ type: 'consumerPaused', ...base }));
+        consumer.on('producerresume', () => room.emit({ type: 'consumerResumed', ...base }));
+        consumer.on('score', (score) => room.emit({ type: 'consumerScore', ...base, score }));
+        consumer.on('layerschange', (layers) => room.emit({ type: 'consumerLayersChanged', ...base, layers }));
+        return {
+          id: consumer.id,
+          producerId: r.producerId,
+          kind: consumer.kind,
+          rtpParameters: consumer.rtpParameters,
+          type: consumer.type,
+          producerPaused: consumer.producerPaused,
+          appData: consumer.appData,
+        };
+      },
+      closeConsumer: (r) => {
+        this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).close();
+        return null;
+      },
+      pauseConsumer: async (r) => {
+        await this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).pause();
+        return null;
+      },
+      resumeConsumer: async (r) => {
+        await this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).resume();
+        return null;
+      },
+      setConsumerPreferredLayers: async (r) => {
+        await this.room(r.roomId)
+          .get<types.Consumer>('consumer', r.consumerId, r)
+          .setPreferredLayers({ spatialLayer: r.spatialLayer, temporalLayer: r.temporalLayer });
+        return null;
+      },
+      setConsumerPriority: async (r) => {
+        await this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).setPriority(r.priority);
+        return null;
+      },
+      requestConsumerKeyFrame: async (r) => {
+        await this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).requestKeyFrame();
+        return null;
+      },
+      produceData: async (r) => {
+        const room = this.room(r.roomId);
+        const transport = room.get<types.Transport>('transport', r.transportId, r);
+        const dataProducer = await transport.produceData({
+          sctpStreamParameters: r.sctpStreamParameters as unknown as types.SctpStreamParameters | undefined,
+          label: r.label,
+          protocol: r.protocol,
+          appData: { ...r.appData, peerId: r.peerId },
+        });
+        room.track('dataProducer', owner(r), dataProducer);
+        return { id: dataProducer.id, label: dataProducer.label, protocol: dataProducer.protocol };
+      },
+      consumeData: async (r) => {
+        const room = this.room(r.roomId);
+        const transport = room.get<types.Transport>('transport', r.transportId, r);
+        if (!room.objects.dataProducer.has(r.dataProducerId)) {
+          throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${r.dataProducerId} not found`, 404);
+        }
+        const dataConsumer = await transport.consumeData({
+          dataProducerId: r.dataProducerId,
+          appData: { peerId: r.peerId },
+        });
+        room.track('dataConsumer', owner(r), dataConsumer);
+        const emitClosed = () =>
+          room.emit({ type: 'dataConsumerClosed', roomId: r.roomId, peerId: r.peerId, dataConsumerId: dataConsumer.id });
+        dataConsumer.on('dataproducerclose', emitClosed);
+        dataConsumer.on('transportclose', emitClosed);
+        return {
+          id: dataConsumer.id,
+          dataProducerId: r.dataProducerId,
+          sctpStreamParameters: dataConsumer.sctpStreamParameters,
+          label: dataConsumer.label,
+          protocol: dataConsumer.protocol,
+          appData: dataConsumer.appData,
+        };
+      },
+      getTransportStats: (r) => this.room(r.roomId).get<types.Transport>('transport', r.transportId, r).getStats(),
+      getProducerStats: (r) => this.room(r.roomId).get<types.Producer>('producer', r.producerId, r).getStats(),
+      getConsumerStats: (r) => this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).getStats(),
+      getDataProducerStats: (r) =>
+        this.room(r.roomId).get<types.DataProducer>('dataProducer', r.dataProducerId, r).getStats(),
+      getDataConsumerStats: (r) =>
+        this.room(r.roomId).get<types.DataConsumer>('dataConsumer', r.dataConsumerId, r).getStats(),
+      dump: () => this.dump(),
+    };
+  }
+
+  /** Object counts as the mediasoup workers themselves report them (not our bookkeeping). */
+  async dump(): Promise<AgentDump> {
+    const result: AgentDump = {
+      agentId: this.id,
+      workers: 0,
+      routers: 0,
+      transports: 0,
+      producers: 0,
+      consumers: 0,
+      dataProducers: 0,
+      dataConsumers: 0,
+    };
+    for (const slot of this.pool.all()) {
+      if (slot.worker.closed) continue;
+      result.workers++;
+      const workerDump = await slot.worker.dump();
+      result.routers += workerDump.routerIds.length;
+      for (const room of this.rooms.values()) {
+        if (room.slot !== slot || room.router.closed) continue;
+        const d = await room.router.dump();
+        result.transports += d.transportIds.length;
+        result.producers += d.mapProducerIdConsumerIds.length;
+        result.consumers += d.mapConsumerIdProducerId.length;
+        result.dataProducers += d.mapDataProducerIdDataConsumerIds.length;
+        result.dataConsumers += d.mapDataConsumerIdDataProducerId.length;
+      }
+    }
+    return result;
+  }
+}

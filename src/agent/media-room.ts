@@ -1,0 +1,102 @@
+import type { types } from 'mediasoup';
+import type { AgentEvent } from '../core/agent-protocol.js';
+import { AppError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { mediaCodecs } from './media-codecs.js';
+import type { WorkerSlot } from './worker-pool.js';
+
+/** Who an object belongs to; the agent refuses requests naming another peer's objects. */
+export interface Owner {
+  roomId: string;
+  peerId: string;
+}
+
+type Kind = 'transport' | 'producer' | 'consumer' | 'dataProducer' | 'dataConsumer';
+interface Closable {
+  closed: boolean;
+  close(): void;
+}
+
+/**
+ * A room's media on this agent: one router on one worker, its audio level
+ * observer, and every transport/producer/consumer of its peers, indexed by
+ * id with their owner. Closing the room closes the router, which closes
+ * everything in it.
+ */
+export class MediaRoom {
+  readonly objects: Record<Kind, Map<string, { owner: Owner; object: Closable }>> = {
+    transport: new Map(),
+    producer: new Map(),
+    consumer: new Map(),
+    dataProducer: new Map(),
+    dataConsumer: new Map(),
+  };
+  closed = false;
+
+  private constructor(
+    readonly roomId: string,
+    readonly gatewayId: string,
+    readonly slot: WorkerSlot,
+    readonly router: types.Router,
+    readonly audioLevelObserver: types.AudioLevelObserver,
+    private readonly emitEvent: (event: AgentEvent) => void,
+    private readonly logger: Logger,
+  ) {}
+
+  static async create(
+    roomId: string,
+    gatewayId: string,
+    slot: WorkerSlot,
+    emitEvent: (event: AgentEvent) => void,
+    logger: Logger,
+  ): Promise<MediaRoom> {
+    const router = await slot.worker.createRouter({ mediaCodecs, appData: { roomId } });
+    const audioLevelObserver = await router.createAudioLevelObserver({ maxEntries: 1, threshold: -80, interval: 800 });
+    const room = new MediaRoom(roomId, gatewayId, slot, router, audioLevelObserver, emitEvent, logger);
+    audioLevelObserver.on('volumes', (volumes) => {
+      const [loudest] = volumes;
+      if (loudest) emitEvent({ type: 'activeSpeaker', roomId, producerId: loudest.producer.id, volume: loudest.volume });
+    });
+    audioLevelObserver.on('silence', () => emitEvent({ type: 'activeSpeaker', roomId, producerId: null }));
+    return room;
+  }
+
+  get peerIds(): Set<string> {
+    const ids = new Set<string>();
+    for (const { owner } of this.objects.transport.values()) ids.add(owner.peerId);
+    return ids;
+  }
+
+  /** Looks up an object of a kind and checks that `owner` may touch it. */
+  get<T>(kind: Kind, id: string, owner: Owner): T {
+    const entry = this.objects[kind].get(id);
+    if (!entry || entry.owner.peerId !== owner.peerId) {
+      throw new AppError(`${kind.toUpperCase()}_NOT_FOUND`, `${kind} ${id} not found`, 404);
+    }
+    return entry.object as T;
+  }
+
+  track(kind: Kind, owner: Owner, object: Closable & { id: string; observer: { once(e: 'close', f: () => void): unknown } }): void {
+    this.objects[kind].set(object.id, { owner, object });
+    object.observer.once('close', () => {
+      this.objects[kind].delete(object.id);
+      if (kind === 'consumer') this.slot.consumers--;
+    });
+    if (kind === 'consumer') this.slot.consumers++;
+  }
+
+  closePeer(peerId: string): void {
+    for (const [, entry] of this.objects.transport) if (entry.owner.peerId === peerId) entry.object.close();
+  }
+
+  emit(event: AgentEvent): void {
+    if (!this.closed) this.emitEvent(event);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.router.close();
+    this.logger.debug({ room: this.roomId }, 'media room closed');
+  }
+}

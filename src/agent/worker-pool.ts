@@ -1,0 +1,113 @@
+import { EventEmitter } from 'node:events';
+import * as mediasoup from 'mediasoup';
+import type { types } from 'mediasoup';
+import type { Logger } from '../core/logger.js';
+
+export interface WorkerPoolOptions {
+  numWorkers: number;
+  logLevel: types.WorkerLogLevel;
+  listenIp: string;
+  announcedAddress?: string;
+  webRtcBasePort: number;
+  plainRtpMinPort: number;
+  plainRtpMaxPort: number;
+}
+
+/** One mediasoup worker with its WebRtcServer (one UDP + one TCP port, so deployments need no port ranges). */
+export interface WorkerSlot {
+  index: number;
+  worker: types.Worker;
+  webRtcServer: types.WebRtcServer;
+  /** Live consumers on this worker's routers: the placement load. */
+  consumers: number;
+}
+
+interface PoolEvents {
+  /** The slot's worker died; its routers are gone. A replacement is being started. */
+  workerDied: [WorkerSlot];
+  workerReplaced: [WorkerSlot];
+}
+
+/**
+ * One worker per core. A dead worker is replaced in place (same index, same
+ * WebRtcServer ports) instead of exiting the process, so the agent's other
+ * rooms go on.
+ */
+export class WorkerPool extends EventEmitter<PoolEvents> {
+  private readonly slots: WorkerSlot[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly options: WorkerPoolOptions,
+    private readonly logger: Logger,
+  ) {
+    super();
+  }
+
+  async start(): Promise<void> {
+    for (let index = 0; index < this.options.numWorkers; index++) this.slots.push(await this.createSlot(index));
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  all(): readonly WorkerSlot[] {
+    return this.slots;
+  }
+
+  /** The worker with the fewest consumers; ties go to the lowest index. */
+  leastLoaded(): WorkerSlot {
+    const slot = this.slots.reduce<WorkerSlot | undefined>(
+      (best, s) => (!s.worker.closed && (!best || s.consumers < best.consumers) ? s : best),
+      undefined,
+    );
+    if (!slot) throw new Error('no live mediasoup worker');
+    return slot;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const slot of this.slots) slot.worker.close();
+  }
+
+  private async createSlot(index: number): Promise<WorkerSlot> {
+    const o = this.options;
+    const worker = await mediasoup.createWorker({
+      logLevel: o.logLevel,
+      logTags: ['info', 'ice', 'dtls', 'rtp', 'srtp', 'rtcp', 'rtx', 'bwe', 'score', 'simulcast', 'svc', 'sctp'],
+      rtcMinPort: o.plainRtpMinPort,
+      rtcMaxPort: o.plainRtpMaxPort,
+      appData: { index },
+    });
+    const port = o.webRtcBasePort + index;
+    const announcedAddress = o.announcedAddress;
+    const webRtcServer = await worker.createWebRtcServer({
+      listenInfos: [
+        { protocol: 'udp', ip: o.listenIp, announcedAddress, port },
+        { protocol: 'tcp', ip: o.listenIp, announcedAddress, port },
+      ],
+    });
+    const slot: WorkerSlot = { index, worker, webRtcServer, consumers: 0 };
+    worker.on('died', (error) => void this.onDied(slot, error));
+    this.logger.info({ worker: index, pid: worker.pid, port }, 'mediasoup worker started');
+    return slot;
+  }
+
+  private async onDied(slot: WorkerSlot, error: Error): Promise<void> {
+    if (this.closed) return;
+    this.logger.error({ worker: slot.index, pid: slot.worker.pid, err: error }, 'mediasoup worker died; replacing it');
+    this.emit('workerDied', slot);
+    for (let attempt = 1; !this.closed; attempt++) {
+      try {
+        const replacement = await this.createSlot(slot.index);
+        this.slots[slot.index] = replacement;
+        this.emit('workerReplaced', replacement);
+        return;
+      } catch (err) {
+        this.logger.error({ err, worker: slot.index, attempt }, 'could not replace mediasoup worker');
+        await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
+      }
+    }
+  }
+}

@@ -1,0 +1,69 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './core/config.js';
+import { createLogger } from './core/logger.js';
+import { ALL_ROLES, type RoleName, startPlatform } from './platform.js';
+
+const USAGE = `usage: mediasoup-signal [all|nuve|gateway|agent] [--config file.(json|yaml)]
+
+Configuration: defaults < config file (--config or MSS_CONFIG) < MSS_* environment
+variables (MSS_NUVE__PORT=3001, MSS_STORE__DRIVER=postgres, ...).`;
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const role = positionals[0] ?? 'all';
+  if (role !== 'all' && !ALL_ROLES.includes(role as RoleName)) {
+    console.error(`unknown role "${role}"\n${USAGE}`);
+    process.exit(2);
+  }
+  let config;
+  try {
+    config = loadConfig({ file: values.config });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+  const logger = createLogger(config.log);
+  const roles = role === 'all' ? ALL_ROLES : [role as RoleName];
+  const platform = await startPlatform(config, roles, logger);
+
+  const lines = [`mediasoup-signal started (${roles.join(', ')})`];
+  if (platform.nuve) {
+    const su = platform.nuve.superServiceRecord;
+    lines.push(`  Nuve API:      ${platform.nuve.url}  (OpenAPI: ${platform.nuve.url}/openapi.json)`);
+    lines.push(`  superService:  id=${su.id} key=${su.key}`);
+  }
+  if (platform.gateway) lines.push(`  Gateway:       ${platform.gateway.publicUrl}  (WebSocket ?token=...)`);
+  if (platform.agent) lines.push(`  Media agent:   ${platform.agent.id} with ${platform.agent.pool.size} mediasoup worker(s)`);
+  console.log(lines.join('\n'));
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    platform.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,209 @@
+import { z } from 'zod';
+
+/**
+ * The contract between gateways and media agents on the bus: request
+ * subjects with their zod schemas, and the events an agent publishes. The
+ * gateway orchestrates rooms; the agent owns mediasoup objects and checks
+ * that every object named in a request belongs to the room and peer that
+ * name it.
+ */
+export const agentSubjects = {
+  /** agent → every gateway (publish): liveness and load. */
+  heartbeat: 'agent.heartbeat',
+  /** agent → every gateway (publish): clean shutdown. */
+  down: 'agent.down',
+  /** gateway → every agent (publish): a gateway started; announce yourselves now. */
+  hello: 'agent.hello',
+  /** gateway → one agent (request). */
+  rpc: (agentId: string) => `agent.${agentId}.rpc`,
+  /** agent → the gateway hosting a room (publish): media events for its peers. */
+  events: (gatewayId: string) => `gateway.${gatewayId}.media`,
+} as const;
+
+const id = z.string().min(1).max(128);
+/** mediasoup validates the inner structure of these itself; here only their outer shape. */
+const object = z.record(z.string(), z.unknown());
+
+export const agentLoadSchema = z.object({
+  workers: z.number().int().nonnegative(),
+  routers: z.number().int().nonnegative(),
+  transports: z.number().int().nonnegative(),
+  producers: z.number().int().nonnegative(),
+  consumers: z.number().int().nonnegative(),
+  peers: z.number().int().nonnegative(),
+});
+export type AgentLoad = z.infer<typeof agentLoadSchema>;
+
+export const agentHeartbeatSchema = z.object({
+  id,
+  state: z.enum(['available', 'draining']),
+  load: agentLoadSchema,
+});
+export type AgentHeartbeat = z.infer<typeof agentHeartbeatSchema>;
+
+const room = { roomId: id };
+const owned = { roomId: id, peerId: id };
+
+/** Every request method, with its input schema. */
+export const agentRequestSchemas = {
+  ensureRouter: z.object({ ...room, gatewayId: id }),
+  closeRouter: z.object(room),
+  closePeer: z.object(owned),
+  createWebRtcTransport: z.object({
+    ...owned,
+    producing: z.boolean(),
+    consuming: z.boolean(),
+    forceTcp: z.boolean().optional(),
+    sctpCapabilities: object.optional(),
+  }),
+  connectWebRtcTransport: z.object({ ...owned, transportId: id, dtlsParameters: object }),
+  restartIce: z.object({ ...owned, transportId: id }),
+  createPlainTransport: z.object({ ...owned, comedia: z.boolean(), rtcpMux: z.boolean() }),
+  connectPlainTransport: z.object({
+    ...owned,
+    transportId: id,
+    ip: z.string().min(1).max(64),
+    port: z.number().int().min(1).max(65535),
+    rtcpPort: z.number().int().min(1).max(65535).optional(),
+  }),
+  closeTransport: z.object({ ...owned, transportId: id }),
+  produce: z.object({
+    ...owned,
+    transportId: id,
+    kind: z.enum(['audio', 'video']),
+    rtpParameters: object,
+    appData: object.optional(),
+  }),
+  closeProducer: z.object({ ...owned, producerId: id }),
+  pauseProducer: z.object({ ...owned, producerId: id }),
+  resumeProducer: z.object({ ...owned, producerId: id }),
+  consume: z.object({
+    ...owned,
+    transportId: id,
+    producerId: id,
+    rtpCapabilities: object,
+    appData: object.optional(),
+  }),
+  closeConsumer: z.object({ ...owned, consumerId: id }),
+  pauseConsumer: z.object({ ...owned, consumerId: id }),
+  resumeConsumer: z.object({ ...owned, consumerId: id }),
+  setConsumerPreferredLayers: z.object({
+    ...owned,
+    consumerId: id,
+    spatialLayer: z.number().int().min(0).max(10),
+    temporalLayer: z.number().int().min(0).max(10).optional(),
+  }),
+  setConsumerPriority: z.object({ ...owned, consumerId: id, priority: z.number().int().min(1).max(255) }),
+  requestConsumerKeyFrame: z.object({ ...owned, consumerId: id }),
+  produceData: z.object({
+    ...owned,
+    transportId: id,
+    sctpStreamParameters: object.optional(),
+    label: z.string().max(256).optional(),
+    protocol: z.string().max(256).optional(),
+    appData: object.optional(),
+  }),
+  consumeData: z.object({ ...owned, transportId: id, dataProducerId: id }),
+  getTransportStats: z.object({ ...owned, transportId: id }),
+  getProducerStats: z.object({ ...owned, producerId: id }),
+  getConsumerStats: z.object({ ...owned, consumerId: id }),
+  getDataProducerStats: z.object({ ...owned, dataProducerId: id }),
+  getDataConsumerStats: z.object({ ...owned, dataConsumerId: id }),
+  /** Counts read from the mediasoup workers themselves (leak checks, status API). */
+  dump: z.object({}),
+} as const;
+
+export type AgentMethod = keyof typeof agentRequestSchemas;
+export type AgentRequest<M extends AgentMethod> = z.infer<(typeof agentRequestSchemas)[M]>;
+
+export interface TransportInfo {
+  id: string;
+  iceParameters: unknown;
+  iceCandidates: unknown;
+  dtlsParameters: unknown;
+  sctpParameters?: unknown;
+}
+
+export interface ConsumerInfo {
+  id: string;
+  producerId: string;
+  kind: 'audio' | 'video';
+  rtpParameters: unknown;
+  type: string;
+  producerPaused: boolean;
+  appData: Record<string, unknown>;
+}
+
+export interface DataConsumerInfo {
+  id: string;
+  dataProducerId: string;
+  sctpStreamParameters: unknown;
+  label: string;
+  protocol: string;
+  appData: Record<string, unknown>;
+}
+
+export interface AgentDump {
+  agentId: string;
+  workers: number;
+  routers: number;
+  transports: number;
+  producers: number;
+  consumers: number;
+  dataProducers: number;
+  dataConsumers: number;
+}
+
+/** What each method answers. */
+export interface AgentResults {
+  ensureRouter: { rtpCapabilities: unknown };
+  closeRouter: null;
+  closePeer: null;
+  createWebRtcTransport: TransportInfo;
+  connectWebRtcTransport: null;
+  restartIce: { iceParameters: unknown };
+  createPlainTransport: { id: string; ip: string; port: number; rtcpPort?: number };
+  connectPlainTransport: null;
+  closeTransport: null;
+  produce: { id: string };
+  closeProducer: null;
+  pauseProducer: null;
+  resumeProducer: null;
+  /** null when the peer's RTP capabilities cannot receive this producer. */
+  consume: ConsumerInfo | null;
+  closeConsumer: null;
+  pauseConsumer: null;
+  resumeConsumer: null;
+  setConsumerPreferredLayers: null;
+  setConsumerPriority: null;
+  requestConsumerKeyFrame: null;
+  produceData: { id: string; label: string; protocol: string };
+  consumeData: DataConsumerInfo;
+  getTransportStats: unknown[];
+  getProducerStats: unknown[];
+  getConsumerStats: unknown[];
+  getDataProducerStats: unknown[];
+  getDataConsumerStats: unknown[];
+  dump: AgentDump;
+}
+
+export const agentRpcSchema = z.object({ method: z.string().min(1).max(64), data: z.unknown() });
+
+/** Events an agent publishes to the gateway of a room, each naming the peer it concerns. */
+export type AgentEvent =
+  | { type: 'consumerClosed'; roomId: string; peerId: string; consumerId: string }
+  | { type: 'consumerPaused'; roomId: string; peerId: string; consumerId: string }
+  | { type: 'consumerResumed'; roomId: string; peerId: string; consumerId: string }
+  | { type: 'consumerScore'; roomId: string; peerId: string; consumerId: string; score: unknown }
+  | { type: 'consumerLayersChanged'; roomId: string; peerId: string; consumerId: string; layers: unknown }
+  | { type: 'producerScore'; roomId: string; peerId: string; producerId: string; score: unknown }
+  | { type: 'producerClosed'; roomId: string; peerId: string; producerId: string }
+  | { type: 'dataConsumerClosed'; roomId: string; peerId: string; dataConsumerId: string }
+  | { type: 'downlinkBwe'; roomId: string; peerId: string; bwe: unknown }
+  | { type: 'activeSpeaker'; roomId: string; producerId: string | null; volume?: number }
+  | { type: 'routerClosed'; roomId: string; reason: 'worker-died' | 'agent-closing' };
+
+export const agentEventSchema = z
+  .object({ type: z.string(), roomId: id })
+  .passthrough()
+  .transform((event) => event as unknown as AgentEvent);

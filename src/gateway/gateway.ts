@@ -1,0 +1,280 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { agentEventSchema, agentSubjects } from '../core/agent-protocol.js';
+import type { Bus, Subscription } from '../core/bus/bus.js';
+import type { Config } from '../core/config.js';
+import { AppError, isAppError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import {
+  type GatewayRpc,
+  type RoomUser,
+  type TokenGrant,
+  gatewayRpcSchema,
+  subjects,
+  tokenErrorCodes,
+  tokenGrantSchema,
+} from '../core/subjects.js';
+import { closeCodes } from '../protocol/signaling.js';
+import { AgentRegistry } from './agent-registry.js';
+import { broadcasterRoutes } from './broadcasters.js';
+import { PeerConnection } from './peer-connection.js';
+import { Peer } from './peer.js';
+import { GatewayPresence } from './presence.js';
+import { Room } from './room.js';
+
+const PERMISSIONS: Record<'presenter' | 'viewer', Record<string, boolean>> = {
+  presenter: { publish: true, subscribe: true },
+  viewer: { subscribe: true },
+};
+
+/**
+ * The signaling role ("EC"): clients' WebSockets (protoo), rooms and peers,
+ * placement of rooms on media agents, broadcaster ingest over HTTP. It talks
+ * to Nuve and agents only through the bus.
+ */
+export class Gateway {
+  readonly agents: AgentRegistry;
+  private readonly rooms = new Map<string, Room>();
+  private readonly opening = new Map<string, Promise<Room>>();
+  private presence?: GatewayPresence;
+  private readonly subscriptions: Subscription[] = [];
+  private http?: FastifyInstance;
+  private wss?: WebSocketServer;
+  /** Broadcaster peers by id, with the secret their HTTP calls must carry. */
+  readonly broadcasters = new Map<string, { peer: Peer; room: Room; secret: Buffer }>();
+
+  constructor(
+    readonly config: Config,
+    private readonly bus: Bus,
+    private readonly logger: Logger,
+  ) {
+    this.agents = new AgentRegistry(bus, logger, config.agent.heartbeatMs * 3);
+    this.agents.on('removed', (agent) => {
+      for (const room of [...this.rooms.values()]) if (room.agentId === agent.id) this.failRoom(room, 'agent-removed');
+    });
+  }
+
+  get id(): string {
+    return this.config.gateway.id;
+  }
+
+  /** The URL put in tokens: configured, else the address actually bound (port 0 in tests). */
+  get publicUrl(): string {
+    return this.config.gateway.publicUrl ?? this.url;
+  }
+
+  get url(): string {
+    const address = this.http?.server.address();
+    if (!address || typeof address === 'string') throw new Error('gateway not listening');
+    return `ws://${address.address}:${address.port}`;
+  }
+
+  peerCount(): number {
+    let n = 0;
+    for (const room of this.rooms.values()) n += room.peers.size;
+    return n;
+  }
+
+  roomCount(): number {
+    return this.rooms.size;
+  }
+
+  async start(): Promise<void> {
+    this.agents.start();
+    this.subscriptions.push(
+      this.bus.respond(subjects.gatewayRpc(this.id), (payload) => this.onNuveRpc(payload)),
+      this.bus.subscribe(agentSubjects.events(this.id), (payload) => {
+        const parsed = agentEventSchema.safeParse(payload);
+        if (!parsed.success) return;
+        const event = parsed.data;
+        const room = this.rooms.get(event.roomId);
+        if (!room) return;
+        if (event.type === 'routerClosed') this.failRoom(room, event.reason);
+        else room.onAgentEvent(event);
+      }),
+    );
+
+    const app = Fastify({
+      loggerInstance: this.logger as FastifyBaseLogger,
+      logController: new LogController({ disableRequestLogging: true }),
+      bodyLimit: this.config.gateway.maxMessageBytes,
+    });
+    app.get('/health', async () => ({ status: 'ok', rooms: this.rooms.size, peers: this.peerCount() }));
+    await app.register(broadcasterRoutes, { gateway: this });
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.gateway.maxMessageBytes });
+    app.server.on('upgrade', (req, socket, head) => {
+      this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, req));
+    });
+    await app.listen({ host: this.config.gateway.host, port: this.config.gateway.port });
+    this.http = app;
+    this.presence = new GatewayPresence(
+      this.bus,
+      this.logger,
+      { id: this.id, url: this.publicUrl, weight: this.config.gateway.weight },
+      this.config.gateway.keepaliveMs,
+      () => ({ rooms: this.rooms.size, peers: this.peerCount() }),
+    );
+    this.presence.start();
+  }
+
+  async close(): Promise<void> {
+    this.presence?.stop();
+    for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
+    for (const room of [...this.rooms.values()]) {
+      for (const peer of room.peers.values()) peer.connection?.close(closeCodes.gatewayShutdown, 'gateway shutting down');
+      room.close();
+    }
+    this.wss?.close();
+    await this.http?.close();
+    this.agents.stop();
+  }
+
+  /** Verifies and consumes a token at Nuve; maps failures to the stable token error codes. */
+  async consumeToken(token: string): Promise<TokenGrant> {
+    try {
+      const grant = await this.bus.request(subjects.tokenConsume, { token, gatewayId: this.id }, { timeoutMs: 3000 });
+      return tokenGrantSchema.parse(grant);
+    } catch (err) {
+      if (isAppError(err) && err.code in tokenErrorCodes) throw err;
+      this.logger.warn({ err }, 'token consumption failed');
+      throw new AppError('TOKEN_SERVICE_UNAVAILABLE', 'token service unavailable, retry', 503);
+    }
+  }
+
+  /** The room for a grant, opening it on an agent at its first peer. */
+  async roomFor(grant: TokenGrant): Promise<Room> {
+    const existing = this.rooms.get(grant.roomId);
+    if (existing && !existing.closed) return existing;
+    let opening = this.opening.get(grant.roomId);
+    if (!opening) {
+      opening = (async () => {
+        if (!(await this.agents.waitForAgent(this.config.gateway.agentRequestTimeoutMs))) {
+          throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
+        }
+        const agent = this.agents.choose();
+        if (!agent) throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
+        const room = await Room.open({
+          id: grant.roomId,
+          serviceId: grant.serviceId,
+          agentId: agent.id,
+          gatewayId: this.id,
+          bus: this.bus,
+          logger: this.logger,
+          agentTimeoutMs: this.config.gateway.agentRequestTimeoutMs,
+        });
+        this.rooms.set(room.id, room);
+        room.once('close', () => {
+          if (this.rooms.get(room.id) === room) this.rooms.delete(room.id);
+        });
+        this.logger.info({ room: room.id, agent: agent.id }, 'room opened');
+        return room;
+      })();
+      this.opening.set(grant.roomId, opening);
+      void opening.finally(() => this.opening.delete(grant.roomId)).catch(() => undefined);
+    }
+    return opening;
+  }
+
+  private async onConnection(ws: WebSocket, req: IncomingMessage): Promise<void> {
+    const connection = new PeerConnection(ws, this.logger);
+    const params = new URL(req.url ?? '/', 'ws://gateway').searchParams;
+    const token = params.get('token');
+    let grant: TokenGrant;
+    let room: Room;
+    try {
+      if (!token) throw new AppError('TOKEN_MISSING', 'connect with ?token=', 401);
+      grant = await this.consumeToken(token);
+      room = await this.roomFor(grant);
+    } catch (err) {
+      const appErr = isAppError(err) ? err : new AppError('INTERNAL', 'internal error', 500);
+      if (!isAppError(err)) this.logger.error({ err }, 'connection setup failed');
+      const tokenCode = tokenErrorCodes[appErr.code as keyof typeof tokenErrorCodes];
+      const code = tokenCode ?? 1500;
+      connection.notify('closing', { code, reason: appErr.message, errorName: appErr.code });
+      connection.close(tokenCode ? closeCodes.tokenErrorBase + (tokenCode - 1000) : 1011, appErr.code);
+      return;
+    }
+    if (connection.closed) return;
+    const requestedId = params.get('peerId');
+    const peerId = requestedId && /^[\w-]{1,64}$/.test(requestedId) ? requestedId : randomBytes(8).toString('hex');
+    const peer = new Peer(peerId, grant.userName, grant.role, connection);
+    const replaced = room.peers.get(peerId);
+    if (replaced) replaced.connection?.close(closeCodes.replaced, 'replaced by a new connection');
+    room.addPeer(peer);
+    connection.on('request', (request) => {
+      room
+        .handle(peer, request.method, request.data)
+        .then((data) => connection.respond(request.id, data))
+        .catch((err: unknown) => {
+          if (isAppError(err)) connection.respondError(request.id, err);
+          else {
+            this.logger.error({ err, method: request.method }, 'request failed');
+            connection.respondError(request.id, new AppError('INTERNAL', 'internal error', 500));
+          }
+        });
+    });
+    connection.on('close', () => room.removePeer(peer, 'disconnected'));
+  }
+
+  /** Tells every peer of a room that lost its media (worker died, agent gone), then disconnects them to rejoin. */
+  private failRoom(room: Room, reason: string): void {
+    this.logger.warn({ room: room.id, agent: room.agentId, reason }, 'room lost its media agent');
+    for (const peer of [...room.peers.values()]) {
+      peer.notify('mediaAgentLost', { reason });
+      peer.connection?.close(closeCodes.roomClosed, 'media agent lost; rejoin');
+      room.removePeer(peer, reason);
+    }
+    room.close(reason === 'agent-closing' || reason === 'agent-removed' ? false : true);
+  }
+
+  private async onNuveRpc(payload: unknown): Promise<unknown> {
+    const parsed = gatewayRpcSchema.safeParse(payload);
+    if (!parsed.success) throw new AppError('INVALID_REQUEST', 'invalid gateway rpc', 400);
+    const rpc: GatewayRpc = parsed.data;
+    const room = this.rooms.get(rpc.roomId);
+    switch (rpc.method) {
+      case 'listUsers':
+        return room
+          ? [...room.peers.values()].map(
+              (p): RoomUser => ({ name: p.userName, role: p.role, permissions: PERMISSIONS[p.role] }),
+            )
+          : [];
+      case 'kickUser': {
+        if (!room) return 0;
+        const victims = [...room.peers.values()].filter((p) => p.userName === rpc.userName);
+        for (const peer of victims) {
+          peer.notify('closing', { code: closeCodes.kicked, reason: 'removed by the service' });
+          peer.connection?.close(closeCodes.kicked, 'kicked');
+          room.removePeer(peer, 'kicked');
+        }
+        return victims.length;
+      }
+      case 'closeRoom':
+        if (room) {
+          for (const peer of [...room.peers.values()]) {
+            peer.notify('closing', { code: closeCodes.roomClosed, reason: 'room deleted' });
+            peer.connection?.close(closeCodes.roomClosed, 'room deleted');
+            room.removePeer(peer, 'room deleted');
+          }
+          room.close();
+        }
+        return null;
+    }
+  }
+
+  /** Constant-time check of a broadcaster's secret. */
+  broadcaster(id: string, secret: string | undefined): { peer: Peer; room: Room } {
+    const entry = this.broadcasters.get(id);
+    const given = Buffer.from(secret ?? '');
+    if (!entry || given.length !== entry.secret.length || !timingSafeEqual(given, entry.secret)) {
+      throw new AppError('BROADCASTER_NOT_FOUND', 'unknown broadcaster or wrong secret', 404);
+    }
+    if (entry.peer.closed) {
+      this.broadcasters.delete(id);
+      throw new AppError('BROADCASTER_NOT_FOUND', 'broadcaster has left', 404);
+    }
+    return entry;
+  }
+}

@@ -1,0 +1,131 @@
+import { EventEmitter } from 'node:events';
+import type { WebSocket } from 'ws';
+import { AppError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { type ProtooRequest, protooMessageSchema, signalingErrorCodes } from '../protocol/signaling.js';
+
+interface ConnectionEvents {
+  request: [ProtooRequest];
+  close: [];
+}
+
+const SERVER_REQUEST_TIMEOUT_MS = 10_000;
+const PING_INTERVAL_MS = 10_000;
+
+/**
+ * One client's WebSocket speaking protoo: requests both ways, notifications,
+ * and a ping watchdog so a vanished client (no FIN) is noticed and leaves.
+ * Malformed frames get an error response; they never close the socket.
+ */
+export class PeerConnection extends EventEmitter<ConnectionEvents> {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
+  private alive = true;
+  private readonly pingTimer: NodeJS.Timeout;
+  closed = false;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly logger: Logger,
+  ) {
+    super();
+    ws.on('message', (raw, isBinary) => this.onMessage(raw as Buffer, isBinary));
+    ws.on('close', () => this.onClose());
+    ws.on('error', (err) => this.logger.debug({ err }, 'peer socket error'));
+    ws.on('pong', () => {
+      this.alive = true;
+    });
+    this.pingTimer = setInterval(() => {
+      if (!this.alive) {
+        this.logger.debug('peer did not answer ping; terminating');
+        ws.terminate();
+        return;
+      }
+      this.alive = false;
+      ws.ping();
+    }, PING_INTERVAL_MS);
+    this.pingTimer.unref();
+  }
+
+  respond(id: number, data: unknown): void {
+    this.send({ response: true, id, ok: true, data: data ?? {} });
+  }
+
+  respondError(id: number, err: AppError | { status: number; code: string; message: string }): void {
+    this.send({ response: true, id, ok: false, errorCode: err.status, errorReason: err.message, errorName: err.code });
+  }
+
+  notify(method: string, data: unknown): void {
+    this.send({ notification: true, method, data: data ?? {} });
+  }
+
+  request(method: string, data: unknown, timeoutMs = SERVER_REQUEST_TIMEOUT_MS): Promise<unknown> {
+    if (this.closed) return Promise.reject(new AppError('PEER_CLOSED', 'peer connection closed', 410));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new AppError('PEER_TIMEOUT', `peer did not answer ${method}`, 504));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.send({ request: true, id, method, data });
+    });
+  }
+
+  close(code = 1000, reason = ''): void {
+    if (this.closed) return;
+    this.ws.close(code, reason.slice(0, 120));
+    // A peer that does not complete the close handshake is cut off.
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+    this.onClose();
+  }
+
+  private send(message: unknown): void {
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
+    this.ws.send(JSON.stringify(message));
+  }
+
+  private onMessage(raw: Buffer, isBinary: boolean): void {
+    let json: unknown;
+    try {
+      if (isBinary) throw new Error('binary frame');
+      json = JSON.parse(raw.toString('utf8'));
+    } catch {
+      this.respondError(0, { status: signalingErrorCodes.BAD_REQUEST, code: 'MALFORMED_MESSAGE', message: 'message is not JSON text' });
+      return;
+    }
+    const parsed = protooMessageSchema.safeParse(json);
+    if (!parsed.success) {
+      const maybeId = (json as { id?: unknown } | null)?.id;
+      this.respondError(typeof maybeId === 'number' ? maybeId : 0, {
+        status: signalingErrorCodes.BAD_REQUEST,
+        code: 'MALFORMED_MESSAGE',
+        message: 'message is not a protoo request, response or notification',
+      });
+      return;
+    }
+    const message = parsed.data;
+    if ('request' in message) this.emit('request', message);
+    else if ('response' in message) {
+      const pending = this.pending.get(message.id);
+      if (!pending) return;
+      this.pending.delete(message.id);
+      clearTimeout(pending.timer);
+      if (message.ok) pending.resolve(message.data);
+      else pending.reject(new AppError('PEER_REFUSED', message.errorReason, message.errorCode));
+    }
+    // Client notifications carry nothing the gateway acts on.
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.pingTimer);
+    for (const [, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new AppError('PEER_CLOSED', 'peer connection closed', 410));
+    }
+    this.pending.clear();
+    this.emit('close');
+  }
+}

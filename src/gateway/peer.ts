@@ -1,0 +1,44 @@
+import type { PeerInfo } from '../protocol/signaling.js';
+import type { PeerConnection } from './peer-connection.js';
+
+/**
+ * A participant of a room on this gateway: a WebSocket client or a
+ * broadcaster (plain RTP, driven over HTTP, no connection). It holds what the
+ * gateway needs to orchestrate; the media objects themselves live on the agent.
+ */
+export class Peer {
+  displayName: string;
+  device: Record<string, unknown> = {};
+  joined = false;
+  rtpCapabilities?: Record<string, unknown>;
+  sctpCapabilities?: Record<string, unknown>;
+  /** transport id → whether it was created for consuming. */
+  readonly transports = new Map<string, { consuming: boolean }>();
+  readonly producers = new Map<string, { kind: 'audio' | 'video' }>();
+  readonly dataProducers = new Map<string, { label: string; protocol: string }>();
+  readonly consumers = new Set<string>();
+  readonly dataConsumers = new Set<string>();
+  closed = false;
+
+  constructor(
+    readonly id: string,
+    readonly userName: string,
+    readonly role: 'presenter' | 'viewer',
+    readonly connection: PeerConnection | undefined,
+  ) {
+    this.displayName = userName;
+  }
+
+  get info(): PeerInfo {
+    return { id: this.id, displayName: this.displayName, device: this.device, role: this.role };
+  }
+
+  get consumingTransportId(): string | undefined {
+    for (const [id, t] of this.transports) if (t.consuming) return id;
+    return undefined;
+  }
+
+  notify(method: string, data: unknown): void {
+    this.connection?.notify(method, data);
+  }
+}

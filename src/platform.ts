@@ -1,0 +1,65 @@
+import { Agent } from './agent/agent.js';
+import type { Bus } from './core/bus/bus.js';
+import { MemoryBus } from './core/bus/memory-bus.js';
+import type { Config } from './core/config.js';
+import { type Logger, createLogger } from './core/logger.js';
+import { type Store, openStore } from './core/store/store.js';
+import { Gateway } from './gateway/gateway.js';
+import { Nuve } from './nuve/nuve.js';
+
+export type RoleName = 'nuve' | 'gateway' | 'agent';
+export const ALL_ROLES: readonly RoleName[] = ['nuve', 'gateway', 'agent'];
+
+/** A running set of roles sharing one bus: the whole platform embedded, or one role of a cluster. */
+export interface Platform {
+  config: Config;
+  bus: Bus;
+  logger: Logger;
+  store?: Store;
+  nuve?: Nuve;
+  gateway?: Gateway;
+  agent?: Agent;
+  close(): Promise<void>;
+}
+
+async function openBus(config: Config, logger: Logger): Promise<Bus> {
+  if (config.bus.driver === 'memory') return new MemoryBus(logger, config.bus.requestTimeoutMs);
+  throw new Error('bus.driver "nats" is not available in this build yet');
+}
+
+/** Starts the given roles in dependency order (agent, then nuve, then gateway) and returns a handle that stops them in reverse. */
+export async function startPlatform(config: Config, roles: readonly RoleName[] = ALL_ROLES, logger?: Logger): Promise<Platform> {
+  const log = logger ?? createLogger(config.log);
+  const bus = await openBus(config, log);
+  const platform: Platform = {
+    config,
+    bus,
+    logger: log,
+    close: async () => {
+      await platform.gateway?.close();
+      await platform.nuve?.close();
+      await platform.agent?.close();
+      await platform.store?.close();
+      await bus.close();
+    },
+  };
+  try {
+    if (roles.includes('agent')) {
+      platform.agent = new Agent(config, bus, log.child({ role: 'agent' }));
+      await platform.agent.start();
+    }
+    if (roles.includes('nuve')) {
+      platform.store = await openStore(config.store);
+      platform.nuve = new Nuve({ config, bus, store: platform.store, logger: log.child({ role: 'nuve' }) });
+      await platform.nuve.start();
+    }
+    if (roles.includes('gateway')) {
+      platform.gateway = new Gateway(config, bus, log.child({ role: 'gateway' }));
+      await platform.gateway.start();
+    }
+  } catch (err) {
+    await platform.close().catch(() => undefined);
+    throw err;
+  }
+  return platform;
+}

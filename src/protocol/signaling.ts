@@ -1,0 +1,164 @@
+import { z } from 'zod';
+
+/**
+ * The client ↔ gateway signaling protocol (protoo wire format, mediasoup-demo
+ * methods). The gateway validates with these schemas and the browser SDK is
+ * typed by them: one source of truth.
+ */
+export const protooRequestSchema = z.object({
+  request: z.literal(true),
+  id: z.number().int().nonnegative(),
+  method: z.string().min(1).max(64),
+  data: z.unknown().optional(),
+});
+
+export const protooResponseSchema = z.union([
+  z.object({ response: z.literal(true), id: z.number().int(), ok: z.literal(true), data: z.unknown().optional() }),
+  z.object({
+    response: z.literal(true),
+    id: z.number().int(),
+    ok: z.literal(false),
+    errorCode: z.number().int(),
+    errorReason: z.string(),
+  }),
+]);
+
+export const protooNotificationSchema = z.object({
+  notification: z.literal(true),
+  method: z.string().min(1).max(64),
+  data: z.unknown().optional(),
+});
+
+export const protooMessageSchema = z.union([protooRequestSchema, protooResponseSchema, protooNotificationSchema]);
+export type ProtooRequest = z.infer<typeof protooRequestSchema>;
+export type ProtooMessage = z.infer<typeof protooMessageSchema>;
+
+const id = z.string().min(1).max(128);
+const object = z.record(z.string(), z.unknown());
+const device = z.object({ flag: z.string().max(64).optional(), name: z.string().max(128).optional(), version: z.string().max(64).optional() }).passthrough();
+
+/** Client → gateway requests and their data. */
+export const clientRequestSchemas = {
+  getRouterRtpCapabilities: z.object({}).passthrough().optional(),
+  join: z.object({
+    displayName: z.string().trim().min(1).max(128).optional(),
+    device: device.optional(),
+    rtpCapabilities: object.optional(),
+    sctpCapabilities: object.optional(),
+  }),
+  createWebRtcTransport: z.object({
+    forceTcp: z.boolean().optional(),
+    producing: z.boolean().optional(),
+    consuming: z.boolean().optional(),
+    sctpCapabilities: object.optional(),
+  }),
+  connectWebRtcTransport: z.object({ transportId: id, dtlsParameters: object }),
+  restartIce: z.object({ transportId: id }),
+  produce: z.object({
+    transportId: id,
+    kind: z.enum(['audio', 'video']),
+    rtpParameters: object,
+    appData: object.optional(),
+  }),
+  closeProducer: z.object({ producerId: id }),
+  pauseProducer: z.object({ producerId: id }),
+  resumeProducer: z.object({ producerId: id }),
+  pauseConsumer: z.object({ consumerId: id }),
+  resumeConsumer: z.object({ consumerId: id }),
+  setConsumerPreferredLayers: z.object({
+    consumerId: id,
+    spatialLayer: z.number().int().min(0).max(10),
+    temporalLayer: z.number().int().min(0).max(10).optional(),
+  }),
+  setConsumerPriority: z.object({ consumerId: id, priority: z.number().int().min(1).max(255) }),
+  requestConsumerKeyFrame: z.object({ consumerId: id }),
+  produceData: z.object({
+    transportId: id,
+    sctpStreamParameters: object.optional(),
+    label: z.string().max(256).optional(),
+    protocol: z.string().max(256).optional(),
+    appData: object.optional(),
+  }),
+  getTransportStats: z.object({ transportId: id }),
+  getProducerStats: z.object({ producerId: id }),
+  getConsumerStats: z.object({ consumerId: id }),
+  getDataProducerStats: z.object({ dataProducerId: id }),
+  getDataConsumerStats: z.object({ dataConsumerId: id }),
+  changeDisplayName: z.object({ displayName: z.string().trim().min(1).max(128) }),
+  leave: z.object({}).passthrough().optional(),
+} as const;
+
+export type ClientMethod = keyof typeof clientRequestSchemas;
+export type ClientRequest<M extends ClientMethod> = z.infer<(typeof clientRequestSchemas)[M]>;
+
+export interface PeerInfo {
+  id: string;
+  displayName: string;
+  device: Record<string, unknown>;
+  role: 'presenter' | 'viewer';
+}
+
+/** Gateway → client notifications and their data. */
+export interface ServerNotifications {
+  newPeer: PeerInfo;
+  peerClosed: { peerId: string };
+  peerDisplayNameChanged: { peerId: string; displayName: string; oldDisplayName: string };
+  consumerClosed: { consumerId: string };
+  consumerPaused: { consumerId: string };
+  consumerResumed: { consumerId: string };
+  consumerLayersChanged: { consumerId: string; spatialLayer: number | null; temporalLayer: number | null };
+  consumerScore: { consumerId: string; score: unknown };
+  producerScore: { producerId: string; score: unknown };
+  dataConsumerClosed: { dataConsumerId: string };
+  activeSpeaker: { peerId: string | null; volume?: number };
+  downlinkBwe: Record<string, unknown>;
+  /** The media agent hosting this peer is gone: its transports are closed; rejoin with a fresh token. */
+  mediaAgentLost: { reason: string };
+  /** The connection is refused or ended by the server (token errors, kicks, room closed). */
+  closing: { code: number; reason: string };
+}
+
+/** Gateway → client requests. */
+export interface ServerRequests {
+  newConsumer: {
+    peerId: string;
+    producerId: string;
+    id: string;
+    kind: 'audio' | 'video';
+    rtpParameters: unknown;
+    type: string;
+    appData: Record<string, unknown>;
+    producerPaused: boolean;
+  };
+  newDataConsumer: {
+    peerId: string | null;
+    dataProducerId: string;
+    id: string;
+    sctpStreamParameters: unknown;
+    label: string;
+    protocol: string;
+    appData: Record<string, unknown>;
+  };
+}
+
+/** errorCode values of failed responses (HTTP-like) — errorName carries the stable string code. */
+export const signalingErrorCodes = {
+  BAD_REQUEST: 400,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  TOO_MANY_REQUESTS: 429,
+  INTERNAL: 500,
+  UNAVAILABLE: 503,
+} as const;
+
+/** WebSocket close codes the gateway uses. */
+export const closeCodes = {
+  /** 4000 + the token error code's last digits: 4000..4006 (see tokenErrorCodes). */
+  tokenErrorBase: 4000,
+  kicked: 4100,
+  roomClosed: 4101,
+  replaced: 4102,
+  gatewayShutdown: 4103,
+  protocolAbuse: 4104,
+} as const;
