@@ -15,7 +15,7 @@ import type { Config } from '../core/config.js';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { MediaRoom, type Owner } from './media-room.js';
-import { WorkerPool, type WorkerSlot } from './worker-pool.js';
+import { WorkerPool } from './worker-pool.js';
 
 type Handlers = { [M in AgentMethod]: (req: AgentRequest<M>) => Promise<AgentResults[M]> | AgentResults[M] };
 
@@ -51,7 +51,6 @@ export class Agent {
       },
       logger,
     );
-    this.pool.on('workerDied', (slot) => this.onWorkerDied(slot));
     this.handlers = this.createHandlers();
   }
 
@@ -153,15 +152,6 @@ export class Agent {
 
   private publish(gatewayId: string, event: AgentEvent): void {
     this.bus.publish(agentSubjects.events(gatewayId), event);
-  }
-
-  private onWorkerDied(slot: WorkerSlot): void {
-    for (const room of [...this.rooms.values()]) {
-      if (room.slot !== slot) continue;
-      this.publish(room.gatewayId, { type: 'routerClosed', roomId: room.roomId, reason: 'worker-died' });
-      room.closed = true;
-      this.rooms.delete(room.roomId);
-    }
   }
 
   private createHandlers(): Handlers {

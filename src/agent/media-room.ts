@@ -57,6 +57,8 @@ export class MediaRoom {
       const [loudest] = volumes;
       if (loudest) emitEvent({ type: 'activeSpeaker', roomId, producerId: loudest.producer.id, volume: loudest.volume });
     });
+    // The worker died (or closed) under the router: the room's gateway must move its peers.
+    router.on('workerclose', () => emitEvent({ type: 'routerClosed', roomId, reason: 'worker-died' }));
     audioLevelObserver.on('silence', () => emitEvent({ type: 'activeSpeaker', roomId, producerId: null }));
     return room;
   }

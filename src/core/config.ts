@@ -107,7 +107,27 @@ function camel(segment: string): string {
   return segment.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
-function parseEnvValue(raw: string): unknown {
+/** The schema of the setting at `path` with defaults/optionals unwrapped, if the path names one. */
+function settingSchema(path: readonly string[]): z.core.$ZodType | undefined {
+  const unwrap = (schema: z.core.$ZodType | undefined): z.core.$ZodType | undefined => {
+    let node = schema;
+    while (node && ['default', 'prefault', 'optional', 'nullable'].includes(node._zod.def.type)) {
+      node = (node._zod.def as unknown as { innerType: z.core.$ZodType }).innerType;
+    }
+    return node;
+  };
+  let node: z.core.$ZodType | undefined = configSchema;
+  for (const key of path) {
+    node = unwrap(node);
+    if (!node || node._zod.def.type !== 'object') return undefined;
+    node = (node._zod.def as z.core.$ZodObjectDef).shape[key];
+  }
+  return unwrap(node);
+}
+
+function parseEnvValue(raw: string, path: readonly string[]): unknown {
+  // A text setting keeps the text as given, even when it looks like a number (an all-digit id or key).
+  if (settingSchema(path)?._zod.def.type === 'string') return raw;
   // Numbers and booleans arrive as text; JSON gives them their type. Anything else stays a string.
   try {
     const value: unknown = JSON.parse(raw);
@@ -144,7 +164,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || raw === undefined || name === `${ENV_PREFIX}CONFIG`) continue;
     const path = name.slice(ENV_PREFIX.length).split('__').map(camel);
-    setPath(out, path, parseEnvValue(raw));
+    setPath(out, path, parseEnvValue(raw, path));
   }
   return out;
 }

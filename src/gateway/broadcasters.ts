@@ -10,6 +10,8 @@ const createBody = z.object({
   token: z.string().min(1).max(4096),
   displayName: z.string().trim().min(1).max(128).optional(),
   device: z.record(z.string(), z.unknown()).optional(),
+  /** Only needed to consume (egress); defaults to the router's capabilities. */
+  rtpCapabilities: z.record(z.string(), z.unknown()).optional(),
 });
 const transportBody = z.object({ comedia: z.boolean().default(true), rtcpMux: z.boolean().default(false) }).prefault({});
 const connectBody = z.object({
@@ -61,6 +63,7 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
     const peer = new Peer(`bc-${randomBytes(8).toString('hex')}`, grant.userName, grant.role, undefined);
     if (body.displayName) peer.displayName = body.displayName;
     peer.device = body.device ?? { name: 'broadcaster' };
+    peer.rtpCapabilities = body.rtpCapabilities;
     room.addPeer(peer);
     peer.joined = true;
     for (const other of room.joinedPeers(peer)) other.notify('newPeer', peer.info);
@@ -88,6 +91,19 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
     const { peer, room } = gateway.broadcaster(params.id, secretOf(request.headers.authorization));
     const body = parse(produceBody, request.body);
     return room.produce(peer, { transportId: params.transportId, ...body });
+  });
+
+  app.post('/broadcasters/:id/transports/:transportId/consume', async (request) => {
+    const params = parse(z.object({ id, transportId: id }), request.params);
+    const { peer, room } = gateway.broadcaster(params.id, secretOf(request.headers.authorization));
+    const body = parse(z.object({ producerId: id }), request.body);
+    return room.broadcaster.consume(peer, params.transportId, body.producerId);
+  });
+
+  app.get('/broadcasters/:id/:kind/:objectId/stats', async (request) => {
+    const params = parse(z.object({ id, kind: z.enum(['producers', 'consumers']), objectId: id }), request.params);
+    const { peer, room } = gateway.broadcaster(params.id, secretOf(request.headers.authorization));
+    return room.broadcaster.stats(peer, params.kind === 'producers' ? 'producer' : 'consumer', params.objectId);
   });
 
   app.delete('/broadcasters/:id', async (request) => {

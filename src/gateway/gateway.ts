@@ -179,35 +179,17 @@ export class Gateway {
 
   private async onConnection(ws: WebSocket, req: IncomingMessage): Promise<void> {
     const connection = new PeerConnection(ws, this.logger);
-    const params = new URL(req.url ?? '/', 'ws://gateway').searchParams;
-    const token = params.get('token');
-    let grant: TokenGrant;
-    let room: Room;
-    try {
-      if (!token) throw new AppError('TOKEN_MISSING', 'connect with ?token=', 401);
-      grant = await this.consumeToken(token);
-      room = await this.roomFor(grant);
-    } catch (err) {
-      const appErr = isAppError(err) ? err : new AppError('INTERNAL', 'internal error', 500);
-      if (!isAppError(err)) this.logger.error({ err }, 'connection setup failed');
-      const tokenCode = tokenErrorCodes[appErr.code as keyof typeof tokenErrorCodes];
-      const code = tokenCode ?? 1500;
-      connection.notify('closing', { code, reason: appErr.message, errorName: appErr.code });
-      connection.close(tokenCode ? closeCodes.tokenErrorBase + (tokenCode - 1000) : 1011, appErr.code);
-      return;
-    }
-    if (connection.closed) return;
-    const requestedId = params.get('peerId');
-    const peerId = requestedId && /^[\w-]{1,64}$/.test(requestedId) ? requestedId : randomBytes(8).toString('hex');
-    const peer = new Peer(peerId, grant.userName, grant.role, connection);
-    const replaced = room.peers.get(peerId);
-    if (replaced) replaced.connection?.close(closeCodes.replaced, 'replaced by a new connection');
-    room.addPeer(peer);
+    // Clients may send requests right after the socket opens, before the token is checked: they wait for it.
+    const session = this.admit(connection, new URL(req.url ?? '/', 'ws://gateway').searchParams);
     connection.on('request', (request) => {
-      room
-        .handle(peer, request.method, request.data)
-        .then((data) => connection.respond(request.id, data))
+      session
+        .then(async ({ room, peer }) => {
+          connection.respond(request.id, await room.handle(peer, request.method, request.data));
+          // After `leave` (or a kick racing this request) the socket has no purpose left.
+          if (peer.closed) connection.close(1000, 'left');
+        })
         .catch((err: unknown) => {
+          if (connection.closed) return;
           if (isAppError(err)) connection.respondError(request.id, err);
           else {
             this.logger.error({ err, method: request.method }, 'request failed');
@@ -215,7 +197,29 @@ export class Gateway {
           }
         });
     });
+    session.catch((err: unknown) => {
+      const appErr = isAppError(err) ? err : new AppError('INTERNAL', 'internal error', 500);
+      if (!isAppError(err)) this.logger.error({ err }, 'connection setup failed');
+      const tokenCode = tokenErrorCodes[appErr.code as keyof typeof tokenErrorCodes];
+      connection.notify('closing', { code: tokenCode ?? 1500, reason: appErr.message, errorName: appErr.code });
+      connection.close(tokenCode ? closeCodes.tokenErrorBase + (tokenCode - 1000) : 1011, appErr.code);
+    });
+  }
+
+  /** Checks the token, opens the room if needed and adds the peer; rejects when the client may not enter. */
+  private async admit(connection: PeerConnection, params: URLSearchParams): Promise<{ room: Room; peer: Peer }> {
+    const token = params.get('token');
+    if (!token) throw new AppError('TOKEN_MISSING', 'connect with ?token=', 401);
+    const grant = await this.consumeToken(token);
+    const room = await this.roomFor(grant);
+    if (connection.closed) throw new AppError('PEER_CLOSED', 'client left before admission', 410);
+    const requestedId = params.get('peerId');
+    const peerId = requestedId && /^[\w-]{1,64}$/.test(requestedId) ? requestedId : randomBytes(8).toString('hex');
+    const peer = new Peer(peerId, grant.userName, grant.role, connection);
+    room.peers.get(peerId)?.connection?.close(closeCodes.replaced, 'replaced by a new connection');
+    room.addPeer(peer);
     connection.on('close', () => room.removePeer(peer, 'disconnected'));
+    return { room, peer };
   }
 
   /** Tells every peer of a room that lost its media (worker died, agent gone), then disconnects them to rejoin. */

@@ -114,6 +114,7 @@ export class Room extends EventEmitter<RoomEvents> {
 
   /** Dispatches a validated client request. */
   async handle(peer: Peer, method: string, rawData: unknown): Promise<unknown> {
+    if (peer.closed) throw new AppError('PEER_CLOSED', 'peer has left the room', 410);
     if (!Object.hasOwn(clientRequestSchemas, method)) {
       throw new AppError('UNKNOWN_METHOD', `unknown method "${method}"`, 400);
     }
@@ -365,5 +366,22 @@ export class Room extends EventEmitter<RoomEvents> {
       this.ownTransport(peer, transportId);
       await this.agent('connectPlainTransport', peer, { transportId, ip, port, rtcpPort });
     },
+    /** Plain-RTP egress (recording, restreaming): consumes a producer and starts it at once. */
+    consume: async (peer: Peer, transportId: string, producerId: string) => {
+      this.ownTransport(peer, transportId);
+      const info = await this.agent('consume', peer, {
+        transportId,
+        producerId,
+        rtpCapabilities: (peer.rtpCapabilities ?? this.rtpCapabilities) as Record<string, unknown>,
+      });
+      if (!info) throw new AppError('CANNOT_CONSUME', 'these RTP capabilities cannot receive that producer', 400);
+      peer.consumers.add(info.id);
+      await this.agent('resumeConsumer', peer, { consumerId: info.id });
+      return info;
+    },
+    stats: (peer: Peer, kind: 'producer' | 'consumer', id: string) =>
+      kind === 'producer'
+        ? this.agent('getProducerStats', peer, { producerId: id })
+        : this.agent('getConsumerStats', peer, { consumerId: id }),
   };
 }

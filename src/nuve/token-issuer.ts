@@ -8,6 +8,26 @@ import { decodeToken, encodeToken, verifyTokenSignature } from './access-token.j
 import type { GatewayEntry, GatewayRegistry } from './gateway-registry.js';
 import type { ServiceDirectory } from './service-directory.js';
 
+const RANDOM_BYTES = 10;
+let randomPool = Buffer.alloc(0);
+let randomOffset = 0;
+
+/**
+ * 32 hex characters: the time in ms (12), then 80 random bits (20). Ordered
+ * by time, new ids land at the end of the store's index instead of all over
+ * it, which keeps token inserts cheap; the random part keeps them unguessable.
+ * Random bytes come from a pool, one call to the CSPRNG per 256 ids.
+ */
+export function newTokenId(): string {
+  if (randomOffset + RANDOM_BYTES > randomPool.length) {
+    randomPool = randomBytes(RANDOM_BYTES * 256);
+    randomOffset = 0;
+  }
+  const random = randomPool.toString('hex', randomOffset, randomOffset + RANDOM_BYTES);
+  randomOffset += RANDOM_BYTES;
+  return Date.now().toString(16).padStart(12, '0') + random;
+}
+
 /**
  * Issues one-time tokens (choosing the room's gateway) and consumes them for
  * gateways over the bus.
@@ -51,7 +71,9 @@ export class TokenIssuer {
     if (current) return current;
     const chosen = this.registry.choose(room.id);
     if (!chosen) throw new AppError('NO_GATEWAY_AVAILABLE', 'No Erizo Controller found', 404);
-    const winner = await this.store.assignGateway(room.id, room.gatewayId, chosen.id);
+    let winner = await this.store.assignGateway(room.id, room.gatewayId, chosen.id);
+    // The room's gateway went away and was released since the room was read: claim the now free room.
+    if (winner === null && room.gatewayId !== null) winner = await this.store.assignGateway(room.id, null, chosen.id);
     if (winner === chosen.id) return chosen;
     const other = winner === null ? undefined : this.registry.get(winner);
     if (other) return other;
@@ -61,7 +83,7 @@ export class TokenIssuer {
   async issue(service: ServiceRecord, room: RoomRecord, userName: string, role: Role): Promise<string> {
     const gateway = await this.gatewayFor(room);
     const now = Date.now();
-    const tokenId = randomBytes(16).toString('hex');
+    const tokenId = newTokenId();
     const gatewayUrl = new URL(gateway.url);
     const expiresAt = now + this.ttlSec * 1000;
     await this.store.createToken({

@@ -81,7 +81,15 @@ export class MemoryBus implements Bus {
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.allSettled([...this.inFlight]);
+    // A handler that never settles must not hold shutdown forever: wait at most one request timeout.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, this.defaultTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
     this.entries.clear();
   }
 

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { type CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, type SqliteDatabase, sql } from 'kysely';
 import pg from 'pg';
 import { AppError } from '../errors.js';
 import { migrationProvider } from './migrations.js';
@@ -99,7 +99,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(sqlite) }) });
   } else {
     await ensurePostgresDatabase(options.postgresUrl);
     const pool = new pg.Pool({ connectionString: options.postgresUrl, max: options.poolSize, types: bigintAsNumber });
@@ -113,6 +113,28 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     throw error;
   }
   return new KyselyStore(db, options.driver);
+}
+
+/**
+ * Kysely prepares every query anew; preparing costs as much as running the
+ * small statements Nuve issues. The store's queries are a handful of shapes,
+ * so their prepared statements are kept. Safe because Kysely's SQLite driver
+ * runs one statement at a time on its single connection and never streams here.
+ */
+function cachingStatements(sqlite: SQLite.Database): SqliteDatabase {
+  const statements = new Map<string, SQLite.Statement>();
+  return {
+    prepare(text: string) {
+      let statement = statements.get(text);
+      if (!statement) {
+        if (statements.size >= 256) statements.clear();
+        statement = sqlite.prepare(text);
+        statements.set(text, statement);
+      }
+      return statement;
+    },
+    close: () => sqlite.close(),
+  };
 }
 
 /** bigint columns hold epoch milliseconds, well inside Number's exact range. */
@@ -180,11 +202,61 @@ const toToken = (r: TokenRow): TokenRecord => ({
   createdAt: r.created_at,
 });
 
+interface PendingToken {
+  row: TokenRow;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** Rows per multi-row INSERT: 9 parameters each stays far below SQLite's and PostgreSQL's limits. */
+const TOKEN_BATCH_MAX = 200;
+
+const toTokenRow = (t: TokenRecord): TokenRow => ({
+  id: t.id,
+  service_id: t.serviceId,
+  room_id: t.roomId,
+  user_name: t.userName,
+  role: t.role,
+  gateway_id: t.gatewayId,
+  eapolicy: t.eapolicy,
+  expires_at: t.expiresAt,
+  created_at: t.createdAt,
+});
+
+/** Placeholder values for `reusable`: compiled once, replaced by the real values on each run. */
+const slot = (i: number): string => `\u0000slot${i}`;
+
+/**
+ * A query compiled once and run many times with other values: building and
+ * compiling costs more than running these point queries. `bind(values)`
+ * puts `values[i]` where `slot(i)` was compiled.
+ */
+function reusable<R>(compiled: CompiledQuery<R>): (...values: unknown[]) => CompiledQuery<R> {
+  const positions = compiled.parameters.map((p) => {
+    const i = typeof p === 'string' && p.startsWith('\u0000slot') ? Number(p.slice(5)) : Number.NaN;
+    if (Number.isNaN(i)) throw new Error(`reusable query has a non-slot parameter: ${compiled.sql}`);
+    return i;
+  });
+  return (...values) => ({ ...compiled, parameters: positions.map((i) => values[i]) });
+}
+
 class KyselyStore implements Store {
+  private readonly tokenQueue: PendingToken[] = [];
+  private readonly pendingWrites = new Set<Promise<void>>();
+  private readonly queries;
+
   constructor(
     private readonly db: Kysely<Database>,
     readonly engine: 'sqlite' | 'postgres',
-  ) {}
+  ) {
+    // The hot reads: every token request reads its room; every authenticated request may read its service.
+    this.queries = {
+      getService: reusable(db.selectFrom('services').selectAll().where('id', '=', slot(0)).compile()),
+      getRoom: reusable(
+        db.selectFrom('rooms').selectAll().where('id', '=', slot(0)).where('service_id', '=', slot(1)).compile(),
+      ),
+    };
+  }
 
   async createService(s: ServiceRecord): Promise<void> {
     await this.db
@@ -194,7 +266,7 @@ class KyselyStore implements Store {
   }
 
   async getService(id: string): Promise<ServiceRecord | undefined> {
-    const row = await this.db.selectFrom('services').selectAll().where('id', '=', id).executeTakeFirst();
+    const [row] = (await this.db.executeQuery(this.queries.getService(id))).rows;
     return row && toService(row);
   }
 
@@ -239,12 +311,7 @@ class KyselyStore implements Store {
   }
 
   async getRoom(serviceId: string, roomId: string): Promise<RoomRecord | undefined> {
-    const row = await this.db
-      .selectFrom('rooms')
-      .selectAll()
-      .where('id', '=', roomId)
-      .where('service_id', '=', serviceId)
-      .executeTakeFirst();
+    const [row] = (await this.db.executeQuery(this.queries.getRoom(roomId, serviceId))).rows;
     return row && toRoom(row);
   }
 
@@ -308,21 +375,37 @@ class KyselyStore implements Store {
     return Number(res.numUpdatedRows);
   }
 
-  async createToken(t: TokenRecord): Promise<void> {
-    await this.db
-      .insertInto('tokens')
-      .values({
-        id: t.id,
-        service_id: t.serviceId,
-        room_id: t.roomId,
-        user_name: t.userName,
-        role: t.role,
-        gateway_id: t.gatewayId,
-        eapolicy: t.eapolicy,
-        expires_at: t.expiresAt,
-        created_at: t.createdAt,
-      })
-      .execute();
+  /**
+   * Tokens are the hot write (one per join). Inserts arriving in the same
+   * turn of the event loop are written as one multi-row INSERT: one commit
+   * (one WAL append or one PostgreSQL round trip and fsync) for the lot. Each
+   * caller still resolves only once its row is committed.
+   */
+  createToken(t: TokenRecord): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.tokenQueue.push({ row: toTokenRow(t), resolve, reject });
+      if (this.tokenQueue.length === 1) setImmediate(() => this.flushTokens());
+    });
+  }
+
+  private flushTokens(): void {
+    while (this.tokenQueue.length > 0) {
+      const batch = this.tokenQueue.splice(0, TOKEN_BATCH_MAX);
+      const work = this.insertTokens(batch);
+      this.pendingWrites.add(work);
+      void work.finally(() => this.pendingWrites.delete(work));
+    }
+  }
+
+  private async insertTokens(batch: PendingToken[]): Promise<void> {
+    try {
+      await this.db.insertInto('tokens').values(batch.map((p) => p.row)).execute();
+      for (const p of batch) p.resolve();
+    } catch (err) {
+      if (batch.length === 1) return batch[0]!.reject(err);
+      // One bad row (say, its room was just deleted) fails the statement: retry singly so only that one fails.
+      await Promise.all(batch.map((p) => this.insertTokens([p])));
+    }
   }
 
   async consumeToken(id: string): Promise<TokenRecord | undefined> {
@@ -340,6 +423,8 @@ class KyselyStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.flushTokens();
+    await Promise.allSettled([...this.pendingWrites]);
     await this.db.destroy();
   }
 }

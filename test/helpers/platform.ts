@@ -1,0 +1,64 @@
+import { loadConfig, type ConfigInput } from '../../src/core/config.js';
+import { createLogger } from '../../src/core/logger.js';
+import { buildMAuthHeader } from '../../src/nuve/mauth.js';
+import { type Platform, startPlatform } from '../../src/platform.js';
+
+let portBlock = 0;
+
+/** A distinct port block per platform in this process, away from the defaults, so tests never collide. */
+function nextPorts(): { webRtcBasePort: number; plainRtpMinPort: number; plainRtpMaxPort: number } {
+  const base = 20000 + ((process.pid * 7 + portBlock++ * 211) % 9000);
+  return { webRtcBasePort: base, plainRtpMinPort: 30000 + (base % 9000), plainRtpMaxPort: 30000 + (base % 9000) + 199 };
+}
+
+export interface EmbeddedPlatform extends Platform {
+  nuveUrl: string;
+  gatewayUrl: string;
+  /** Creates a room through the real Nuve API (as the superService). */
+  createRoom(name?: string, options?: Record<string, unknown>): Promise<string>;
+  /** A one-time token through the real Nuve API. */
+  token(roomId: string, user: string, role?: 'presenter' | 'viewer'): Promise<string>;
+}
+
+/** The whole platform in this process, as `npm start` runs it, on free ports with an in-memory SQLite store. */
+export async function startEmbedded(overrides: ConfigInput = {}): Promise<EmbeddedPlatform> {
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      log: { level: (process.env.TEST_LOG_LEVEL as 'warn') ?? 'warn' },
+      store: { sqlitePath: ':memory:' },
+      nuve: { port: 0 },
+      gateway: { port: 0, id: `gw-test-${Math.random().toString(36).slice(2, 8)}` },
+      ...overrides,
+      agent: { numWorkers: 1, heartbeatMs: 500, ...nextPorts(), ...overrides.agent },
+    },
+  });
+  const platform = await startPlatform(config, undefined, createLogger(config.log));
+  const nuve = platform.nuve!;
+  const su = nuve.superServiceRecord;
+  const auth = (extra: { username?: string; role?: string } = {}) =>
+    buildMAuthHeader({ serviceId: su.id, key: su.key, cnonce: Math.random().toString(36).slice(2), ...extra });
+  // The gateway registers asynchronously over the bus; wait until Nuve knows it.
+  for (let i = 0; i < 100 && !nuve.registry.get(platform.gateway!.id); i++) await new Promise((r) => setTimeout(r, 20));
+  return Object.assign(platform, {
+    nuveUrl: nuve.url,
+    gatewayUrl: platform.gateway!.url,
+    async createRoom(name = 'room', options: Record<string, unknown> = {}) {
+      const res = await fetch(`${nuve.url}/rooms`, {
+        method: 'POST',
+        headers: { authorization: auth(), 'content-type': 'application/json' },
+        body: JSON.stringify({ name, options }),
+      });
+      if (res.status !== 200) throw new Error(`createRoom: ${res.status} ${await res.text()}`);
+      return ((await res.json()) as { _id: string })._id;
+    },
+    async token(roomId: string, user: string, role: 'presenter' | 'viewer' = 'presenter') {
+      const res = await fetch(`${nuve.url}/rooms/${roomId}/tokens`, {
+        method: 'POST',
+        headers: { authorization: auth({ username: user, role }) },
+      });
+      if (res.status !== 200) throw new Error(`createToken: ${res.status} ${await res.text()}`);
+      return res.text();
+    },
+  });
+}
