@@ -1,11 +1,15 @@
 import { Agent } from './agent/agent.js';
 import type { Bus } from './core/bus/bus.js';
 import { MemoryBus } from './core/bus/memory-bus.js';
+import { NatsBus } from './core/bus/nats-bus.js';
 import type { Config } from './core/config.js';
 import { type Logger, createLogger } from './core/logger.js';
 import { type Store, openStore } from './core/store/store.js';
 import { Gateway } from './gateway/gateway.js';
 import { Nuve } from './nuve/nuve.js';
+import { RedisReplayGuard, type ReplayGuard } from './nuve/replay-guard.js';
+import type { Redis } from 'ioredis';
+import { connectRedis, redisReady } from './core/redis.js';
 
 export type RoleName = 'nuve' | 'gateway' | 'agent';
 export const ALL_ROLES: readonly RoleName[] = ['nuve', 'gateway', 'agent'];
@@ -16,6 +20,7 @@ export interface Platform {
   bus: Bus;
   logger: Logger;
   store?: Store;
+  redis?: Redis;
   nuve?: Nuve;
   gateway?: Gateway;
   agent?: Agent;
@@ -24,7 +29,7 @@ export interface Platform {
 
 async function openBus(config: Config, logger: Logger): Promise<Bus> {
   if (config.bus.driver === 'memory') return new MemoryBus(logger, config.bus.requestTimeoutMs);
-  throw new Error('bus.driver "nats" is not available in this build yet');
+  return NatsBus.connect(config.bus.natsUrl, logger, config.bus.requestTimeoutMs, `mediasoup-signal-${process.pid}`);
 }
 
 /** Starts the given roles in dependency order (agent, then nuve, then gateway) and returns a handle that stops them in reverse. */
@@ -40,6 +45,7 @@ export async function startPlatform(config: Config, roles: readonly RoleName[] =
       await platform.nuve?.close();
       await platform.agent?.close();
       await platform.store?.close();
+      platform.redis?.disconnect();
       await bus.close();
     },
   };
@@ -50,7 +56,13 @@ export async function startPlatform(config: Config, roles: readonly RoleName[] =
     }
     if (roles.includes('nuve')) {
       platform.store = await openStore(config.store);
-      platform.nuve = new Nuve({ config, bus, store: platform.store, logger: log.child({ role: 'nuve' }) });
+      let replay: ReplayGuard | undefined;
+      if (config.redis.url) {
+        platform.redis = connectRedis(config.redis.url, log);
+        await redisReady(platform.redis);
+        replay = new RedisReplayGuard(platform.redis);
+      }
+      platform.nuve = new Nuve({ config, bus, store: platform.store, logger: log.child({ role: 'nuve' }), replay });
       await platform.nuve.start();
     }
     if (roles.includes('gateway')) {

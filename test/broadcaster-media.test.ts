@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { createSocket, type Socket } from 'node:dgram';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { audioRtpParameters, startFfmpegRtp, videoRtpParameters } from './helpers/ffmpeg.js';
+import { gatewayCall, startBroadcast, startEgress } from './helpers/broadcaster.js';
+import { audioRtpParameters } from './helpers/ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 
 let platform: EmbeddedPlatform;
@@ -14,80 +14,31 @@ before(async () => {
 });
 after(async () => platform.close());
 
-async function call(method: string, path: string, body?: unknown, secret?: string): Promise<any> {
-  const res = await fetch(`${http}${path}`, {
-    method,
-    headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(secret ? { authorization: `Bearer ${secret}` } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const json = await res.json();
-  if (!res.ok) throw Object.assign(new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`), { status: res.status, body: json });
-  return json;
-}
-
-function udpSink(): Promise<{ socket: Socket; port: number; packets: () => number; bytes: () => number }> {
-  const socket = createSocket('udp4');
-  let packets = 0;
-  let bytes = 0;
-  socket.on('message', (msg) => {
-    packets++;
-    bytes += msg.length;
-  });
-  return new Promise((resolve) =>
-    socket.bind(0, '127.0.0.1', () => resolve({ socket, port: socket.address().port, packets: () => packets, bytes: () => bytes })),
-  );
-}
+const call = (method: string, path: string, body?: unknown, secret?: string) => gatewayCall(http, method, path, body, secret);
 
 test('ffmpeg RTP (Opus + VP8) enters as a broadcaster and a second peer receives both', { timeout: 60_000 }, async () => {
   const roomId = await platform.createRoom('broadcast');
-  const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'ffmpeg'), displayName: 'ffmpeg' });
-  const audioIn = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: false }, source.secret);
-  const videoIn = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: false }, source.secret);
-  const audioProducer = await call('POST', `/broadcasters/${source.id}/transports/${audioIn.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
-  const videoProducer = await call('POST', `/broadcasters/${source.id}/transports/${videoIn.id}/producers`, { kind: 'video', rtpParameters: videoRtpParameters }, source.secret);
-
-  const ffmpeg = startFfmpegRtp({
-    ip: audioIn.ip,
-    audioPort: audioIn.port,
-    audioRtcpPort: audioIn.rtcpPort,
-    videoPort: videoIn.port,
-    videoRtcpPort: videoIn.rtcpPort,
-  });
-  const sinks = [await udpSink(), await udpSink()];
+  const source = await startBroadcast(http, await platform.token(roomId, 'ffmpeg'));
+  // The second peer: an egress broadcaster consuming both producers over plain RTP into local sockets.
+  const viewer = await startEgress(http, await platform.token(roomId, 'recorder'), [source.producerIds.audio, source.producerIds.video]);
   try {
-    // The second peer: an egress broadcaster consuming both producers over plain RTP into local sockets.
-    const viewer = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'recorder') }, undefined);
-    const consumers = [];
-    for (const [i, producerId] of [audioProducer.id, videoProducer.id].entries()) {
-      const out = await call('POST', `/broadcasters/${viewer.id}/transports`, { comedia: false, rtcpMux: true }, viewer.secret);
-      await call('POST', `/broadcasters/${viewer.id}/transports/${out.id}/connect`, { ip: '127.0.0.1', port: sinks[i]!.port }, viewer.secret);
-      consumers.push(await call('POST', `/broadcasters/${viewer.id}/transports/${out.id}/consume`, { producerId }, viewer.secret));
-    }
-    assert.deepEqual(consumers.map((c) => c.kind), ['audio', 'video']);
-
-    const statsOf = async (consumerId: string) => {
-      const stats: any[] = await call('GET', `/broadcasters/${viewer.id}/consumers/${consumerId}/stats`, undefined, viewer.secret);
-      const outbound = stats.find((s) => s.type === 'outbound-rtp');
-      return { packets: outbound?.packetCount ?? 0, bytes: outbound?.byteCount ?? 0 };
-    };
+    assert.deepEqual(viewer.consumers.map((c) => c.kind), ['audio', 'video']);
     await sleep(3000);
-    const first = await Promise.all(consumers.map((c) => statsOf(c.id)));
+    const first = await viewer.stats();
     await sleep(2000);
-    const second = await Promise.all(consumers.map((c) => statsOf(c.id)));
+    const second = await viewer.stats();
     for (const i of [0, 1]) {
-      assert.ok(first[i]!.packets > 0, `${consumers[i].kind} consumer sent packets`);
-      assert.ok(second[i]!.packets > first[i]!.packets, `${consumers[i].kind} packets increase`);
-      assert.ok(second[i]!.bytes > first[i]!.bytes, `${consumers[i].kind} bytes increase`);
-      assert.ok(sinks[i]!.packets() > 0, `${consumers[i].kind} RTP arrived at the receiving socket`);
+      const kind = viewer.consumers[i]!.kind;
+      assert.ok(first[i]!.packets > 0, `${kind} consumer sent packets`);
+      assert.ok(second[i]!.packets > first[i]!.packets, `${kind} packets increase`);
+      assert.ok(second[i]!.bytes > first[i]!.bytes, `${kind} bytes increase`);
+      assert.ok(viewer.consumers[i]!.packetsReceived() > 0, `${kind} RTP arrived at the receiving socket`);
     }
-    const producerStats: any[] = await call('GET', `/broadcasters/${source.id}/producers/${videoProducer.id}/stats`, undefined, source.secret);
+    const producerStats: any[] = await call('GET', `/broadcasters/${source.id}/producers/${source.producerIds.video}/stats`, undefined, source.secret);
     assert.ok(producerStats.some((s) => s.type === 'inbound-rtp' && s.packetCount > 0));
-
-    await call('DELETE', `/broadcasters/${viewer.id}`, undefined, viewer.secret);
-    await call('DELETE', `/broadcasters/${source.id}`, undefined, source.secret);
   } finally {
-    ffmpeg.kill('SIGKILL');
-    for (const s of sinks) s.socket.close();
+    await viewer.stop();
+    await source.stop();
   }
   // The last peer left: the room and its router are gone from the agent.
   await sleep(200);

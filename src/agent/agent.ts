@@ -13,6 +13,7 @@ import {
 import type { Bus, Subscription } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import { AppError } from '../core/errors.js';
+import { subjects } from '../core/subjects.js';
 import type { Logger } from '../core/logger.js';
 import { MediaRoom, type Owner } from './media-room.js';
 import { WorkerPool } from './worker-pool.js';
@@ -30,6 +31,9 @@ export class Agent {
   private readonly pendingRooms = new Map<string, Promise<MediaRoom>>();
   private readonly subscriptions: Subscription[] = [];
   private heartbeatTimer?: NodeJS.Timeout;
+  private orphanTimer?: NodeJS.Timeout;
+  /** When each gateway that owns rooms here was last heard of. */
+  private readonly gatewaySeen = new Map<string, number>();
   private state: 'available' | 'draining' = 'available';
   private readonly handlers: Handlers;
 
@@ -63,7 +67,20 @@ export class Agent {
     this.subscriptions.push(
       this.bus.respond(agentSubjects.rpc(this.id), (payload) => this.handle(payload)),
       this.bus.subscribe(agentSubjects.hello, () => this.heartbeat()),
+      this.bus.subscribe(subjects.gatewayHeartbeat, (payload) => {
+        const id = (payload as { id?: unknown } | null)?.id;
+        if (typeof id === 'string' && this.gatewaySeen.has(id)) this.gatewaySeen.set(id, Date.now());
+      }),
+      this.bus.subscribe(subjects.gatewayDown, (payload) => {
+        const id = (payload as { id?: unknown } | null)?.id;
+        if (typeof id === 'string') this.closeRoomsOf(id, 'gateway stopped');
+      }),
     );
+    this.orphanTimer = setInterval(() => {
+      const deadline = Date.now() - this.config.agent.gatewayTimeoutMs;
+      for (const [id, seen] of this.gatewaySeen) if (seen < deadline) this.closeRoomsOf(id, 'gateway silent');
+    }, 1000);
+    this.orphanTimer.unref();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.agent.heartbeatMs);
     this.heartbeatTimer.unref();
     this.heartbeat();
@@ -71,6 +88,7 @@ export class Agent {
 
   async close(): Promise<void> {
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.orphanTimer);
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
     for (const room of this.rooms.values()) {
       room.emit({ type: 'routerClosed', roomId: room.roomId, reason: 'agent-closing' });
@@ -93,6 +111,16 @@ export class Agent {
       peers += room.peerIds.size;
     }
     return { workers: this.pool.size, routers: this.rooms.size, transports, producers, consumers, peers };
+  }
+
+  /** A gateway died with rooms here: nobody will ever close them, so the agent does. */
+  private closeRoomsOf(gatewayId: string, reason: string): void {
+    this.gatewaySeen.delete(gatewayId);
+    for (const room of [...this.rooms.values()]) {
+      if (room.gatewayId !== gatewayId) continue;
+      this.logger.warn({ room: room.roomId, gateway: gatewayId, reason }, 'closing orphaned room');
+      room.close();
+    }
   }
 
   private heartbeat(): void {
@@ -130,6 +158,7 @@ export class Agent {
   }
 
   private async ensureRoom(roomId: string, gatewayId: string): Promise<MediaRoom> {
+    this.gatewaySeen.set(gatewayId, Date.now());
     const existing = this.rooms.get(roomId);
     if (existing) return existing;
     let pending = this.pendingRooms.get(roomId);

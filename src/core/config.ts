@@ -10,6 +10,7 @@ const url = z.string().url();
 /**
  * The one configuration of every role. Defaults are the embedded platform:
  * one process, SQLite under ./data, in-process bus, everything on loopback.
+ * Every level is strict: a misspelt key fails instead of being ignored.
  */
 export const configSchema = z
   .object({
@@ -18,6 +19,7 @@ export const configSchema = z
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
         pretty: z.boolean().default(false),
       })
+      .strict()
       .prefault({}),
     bus: z
       .object({
@@ -25,6 +27,14 @@ export const configSchema = z
         natsUrl: z.string().default('nats://127.0.0.1:4222'),
         requestTimeoutMs: z.number().int().positive().default(3000),
       })
+      .strict()
+      .prefault({}),
+    redis: z
+      .object({
+        /** Shared counters and presence across Nuve instances (replay guard, rate limits). Unset: in-process. */
+        url: z.string().optional(),
+      })
+      .strict()
       .prefault({}),
     store: z
       .object({
@@ -33,6 +43,7 @@ export const configSchema = z
         postgresUrl: z.string().default('postgres://postgres@127.0.0.1:5432/mediasoup_signal'),
         poolSize: z.number().int().positive().default(10),
       })
+      .strict()
       .prefault({}),
     nuve: z
       .object({
@@ -45,6 +56,7 @@ export const configSchema = z
             key: z.string().min(16, 'must be at least 16 characters').optional(),
             name: z.string().min(1).default('superService'),
           })
+          .strict()
           .prefault({}),
         tokenTtlSec: z.number().int().positive().max(86_400).default(180),
         /** MAuth requests whose timestamp is further than this from the server clock are refused. */
@@ -55,6 +67,7 @@ export const configSchema = z
         /** Embedded-only developer endpoints (the playground creates rooms through them). */
         devEndpoints: z.boolean().default(false),
       })
+      .strict()
       .prefault({}),
     gateway: z
       .object({
@@ -67,8 +80,13 @@ export const configSchema = z
         keepaliveMs: z.number().int().positive().default(2000),
         /** How long a peer's requests may wait for an agent before failing. */
         agentRequestTimeoutMs: z.number().int().positive().default(5000),
+        /** An agent silent this long gets no new rooms ("disconnect tolerance"); its calls go on. */
+        agentSuspectMs: z.number().int().positive().default(2000),
+        /** An agent silent this long is removed: its peers are told and disconnected to rejoin elsewhere. */
+        agentRemoveMs: z.number().int().positive().default(3000),
         maxMessageBytes: z.number().int().positive().default(256 * 1024),
       })
+      .strict()
       .prefault({}),
     agent: z
       .object({
@@ -83,9 +101,13 @@ export const configSchema = z
         /** Ports for plain-RTP (broadcaster) transports. */
         plainRtpMinPort: port.default(40000),
         plainRtpMaxPort: port.default(40999),
-        heartbeatMs: z.number().int().positive().default(2000),
+        /** Load report period; a third of gateway.agentRemoveMs, so two lost reports never remove a live agent. */
+        heartbeatMs: z.number().int().positive().default(1000),
         initialOutgoingBitrate: z.number().int().positive().default(1_000_000),
+        /** Rooms of a gateway silent this long are closed: nobody is left to close them. */
+        gatewayTimeoutMs: z.number().int().positive().default(6000),
       })
+      .strict()
       .prefault({}),
   })
   .strict();

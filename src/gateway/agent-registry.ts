@@ -15,10 +15,12 @@ interface AgentRegistryEvents {
 }
 
 /**
- * The gateway's list of media agents, from their heartbeats. Placement
- * (ROOM-BEST) picks the available agent with the fewest routers, counting
- * the placements this gateway made since that agent's last heartbeat, so a
- * burst of new rooms spreads instead of piling onto one agent.
+ * The gateway's list of media agents, from their heartbeats. An agent silent
+ * for `suspectMs` is in disconnect tolerance (kept, but given no new rooms);
+ * silent for `removeMs`, it is removed and its rooms' peers are moved.
+ * Placement (ROOM-BEST) picks the healthy, available agent with the fewest
+ * routers, counting the placements this gateway made since that agent's last
+ * heartbeat, so a burst of new rooms spreads instead of piling onto one agent.
  */
 export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
   private readonly agents = new Map<string, AgentEntry>();
@@ -28,7 +30,8 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
   constructor(
     private readonly bus: Bus,
     private readonly logger: Logger,
-    private readonly timeoutMs: number,
+    private readonly suspectMs: number,
+    private readonly removeMs: number,
   ) {
     super();
   }
@@ -42,9 +45,9 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
       }),
     );
     this.sweepTimer = setInterval(() => {
-      const deadline = Date.now() - this.timeoutMs;
+      const deadline = Date.now() - this.removeMs;
       for (const agent of this.agents.values()) if (agent.lastSeen < deadline) this.remove(agent.id);
-    }, Math.max(100, Math.floor(this.timeoutMs / 4)));
+    }, Math.max(50, Math.floor(this.removeMs / 20)));
     this.sweepTimer.unref();
     this.bus.publish(agentSubjects.hello, {});
   }
@@ -69,11 +72,16 @@ export class AgentRegistry extends EventEmitter<AgentRegistryEvents> {
     return this.agents.size > 0;
   }
 
+  /** Heard from within the suspect window. */
+  isHealthy(agent: AgentEntry): boolean {
+    return Date.now() - agent.lastSeen < this.suspectMs;
+  }
+
   choose(): AgentEntry | undefined {
     let best: AgentEntry | undefined;
     const score = (a: AgentEntry) => a.load.routers + a.recentPlacements;
     for (const agent of this.agents.values()) {
-      if (agent.state !== 'available') continue;
+      if (agent.state !== 'available' || !this.isHealthy(agent)) continue;
       if (!best || score(agent) < score(best) || (score(agent) === score(best) && agent.load.peers < best.load.peers)) {
         best = agent;
       }

@@ -50,7 +50,7 @@ export class Gateway {
     private readonly bus: Bus,
     private readonly logger: Logger,
   ) {
-    this.agents = new AgentRegistry(bus, logger, config.agent.heartbeatMs * 3);
+    this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
     this.agents.on('removed', (agent) => {
       for (const room of [...this.rooms.values()]) if (room.agentId === agent.id) this.failRoom(room, 'agent-removed');
     });
@@ -230,7 +230,8 @@ export class Gateway {
       peer.connection?.close(closeCodes.roomClosed, 'media agent lost; rejoin');
       room.removePeer(peer, reason);
     }
-    room.close(reason === 'agent-closing' || reason === 'agent-removed' ? false : true);
+    // An agent that closed itself has no routers left; any other may still hold one (partition, dead worker).
+    room.close(reason !== 'agent-closing');
   }
 
   private async onNuveRpc(payload: unknown): Promise<unknown> {

@@ -1,3 +1,6 @@
+import type { Redis } from 'ioredis';
+import { AppError } from '../core/errors.js';
+
 /**
  * Remembers MAuth (service, timestamp, cnonce) triples for the freshness
  * window so a captured request cannot be replayed. Requests older than the
@@ -35,5 +38,25 @@ export class MemoryReplayGuard implements ReplayGuard {
   private sweep(): void {
     const now = Date.now();
     for (const [key, until] of this.seen) if (until <= now) this.seen.delete(key);
+  }
+}
+
+/** The cluster's guard: one SET NX PX per request, shared by every Nuve instance. */
+export class RedisReplayGuard implements ReplayGuard {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix = 'mss:mauth:',
+  ) {}
+
+  async firstUse(key: string, ttlMs: number): Promise<boolean> {
+    try {
+      return (await this.redis.set(this.prefix + key, '1', 'PX', ttlMs, 'NX')) === 'OK';
+    } catch {
+      throw new AppError('AUTH_UNAVAILABLE', 'replay protection store unavailable, retry', 503);
+    }
+  }
+
+  close(): void {
+    // The Redis client belongs to the platform, which closes it.
   }
 }

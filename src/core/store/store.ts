@@ -102,7 +102,13 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(sqlite) }) });
   } else {
     await ensurePostgresDatabase(options.postgresUrl);
-    const pool = new pg.Pool({ connectionString: options.postgresUrl, max: options.poolSize, types: bigintAsNumber });
+    const pool = new pg.Pool({
+      connectionString: options.postgresUrl,
+      max: options.poolSize,
+      types: bigintAsNumber,
+      // While the server is down, fail requests fast (503) instead of queueing them.
+      connectionTimeoutMillis: 2000,
+    });
     // A restarting server must not crash the process through an idle client's error event.
     pool.on('error', () => undefined);
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
@@ -112,7 +118,38 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     await db.destroy();
     throw error;
   }
-  return new KyselyStore(db, options.driver);
+  return reportingUnavailable(new KyselyStore(db, options.driver));
+}
+
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
+
+/** True for errors that mean "the database is not reachable right now", as opposed to a bad query. */
+export function isStoreUnavailable(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | null;
+  return (
+    !!e &&
+    ((e.code !== undefined && CONNECTION_ERRORS.has(e.code)) ||
+      /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect/i.test(e.message ?? ''))
+  );
+}
+
+/** Every store call that fails because the database is away rejects with STORE_UNAVAILABLE (503). */
+function reportingUnavailable(store: Store): Store {
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+        return result instanceof Promise
+          ? result.catch((err: unknown) => {
+              if (isStoreUnavailable(err)) throw new AppError('STORE_UNAVAILABLE', 'the database is unavailable, retry later', 503);
+              throw err;
+            })
+          : result;
+      };
+    },
+  });
 }
 
 /**

@@ -1,0 +1,145 @@
+import { type NatsConnection, type Subscription as NatsSubscription, connect } from 'nats';
+import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import {
+  type Bus,
+  type BusReply,
+  type MessageHandler,
+  type RequestHandler,
+  type RequestOptions,
+  type SubscribeOptions,
+  type Subscription,
+  busNoResponders,
+  busTimeout,
+  replyToResult,
+  runRequestHandler,
+} from './bus.js';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const encode = (value: unknown) => encoder.encode(JSON.stringify(value ?? null));
+
+/**
+ * The cluster bus over NATS: same interface and semantics as MemoryBus.
+ * The client reconnects forever on its own, so a NATS restart needs no
+ * process restart; requests made while disconnected time out as usual.
+ */
+export class NatsBus implements Bus {
+  private readonly subscriptions = new Set<NatsSubscription>();
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly logger: Logger,
+    private readonly defaultTimeoutMs: number,
+  ) {
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type === 'disconnect' || status.type === 'reconnect') {
+          logger.warn({ status: status.type, server: status.data }, `NATS ${status.type}`);
+        }
+      }
+    })().catch(() => undefined);
+  }
+
+  static async connect(url: string, logger: Logger, defaultTimeoutMs = 3000, name?: string): Promise<NatsBus> {
+    const nc = await connect({
+      servers: url.split(','),
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      reconnectJitter: 100,
+      pingInterval: 5000,
+      waitOnFirstConnect: true,
+    });
+    return new NatsBus(nc, logger, defaultTimeoutMs);
+  }
+
+  publish(subject: string, payload: unknown): void {
+    try {
+      this.nc.publish(subject, encode(payload));
+    } catch (err) {
+      // Publishing on a closed connection is a shutdown race, not a failure worth crashing for.
+      this.logger.debug({ err, subject }, 'publish dropped');
+    }
+  }
+
+  subscribe(subject: string, handler: MessageHandler, options: SubscribeOptions = {}): Subscription {
+    return this.track(
+      this.nc.subscribe(subject, {
+        queue: options.queue,
+        callback: (err, msg) => {
+          if (err) return;
+          let payload: unknown;
+          try {
+            payload = JSON.parse(decoder.decode(msg.data));
+          } catch {
+            this.logger.warn({ subject: msg.subject }, 'dropping non-JSON bus message');
+            return;
+          }
+          Promise.resolve()
+            .then(() => handler(payload, msg.subject))
+            .catch((e: unknown) => this.logger.error({ err: e, subject: msg.subject }, 'bus subscriber failed'));
+        },
+      }),
+    );
+  }
+
+  respond(subject: string, handler: RequestHandler, options: SubscribeOptions = {}): Subscription {
+    return this.track(
+      this.nc.subscribe(subject, {
+        queue: options.queue,
+        callback: (err, msg) => {
+          if (err || !msg.reply) return;
+          let payload: unknown;
+          try {
+            payload = JSON.parse(decoder.decode(msg.data));
+          } catch {
+            msg.respond(encode({ ok: false, error: { code: 'MALFORMED_MESSAGE', message: 'payload is not JSON', status: 400 } }));
+            return;
+          }
+          void runRequestHandler(handler, payload, msg.subject, (e) =>
+            this.logger.error({ err: e, subject: msg.subject }, 'bus responder failed'),
+          ).then((reply) => {
+            try {
+              msg.respond(encode(reply));
+            } catch (e) {
+              this.logger.debug({ err: e, subject: msg.subject }, 'reply dropped');
+            }
+          });
+        },
+      }),
+    );
+  }
+
+  async request<T>(subject: string, payload: unknown, options: RequestOptions = {}): Promise<T> {
+    const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
+    let reply: BusReply;
+    try {
+      const msg = await this.nc.request(subject, encode(payload), { timeout: timeoutMs });
+      reply = JSON.parse(decoder.decode(msg.data)) as BusReply;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === '503') throw busNoResponders(subject);
+      if (code === 'TIMEOUT') throw busTimeout(subject, timeoutMs);
+      if (err instanceof SyntaxError) throw new AppError('MALFORMED_MESSAGE', `non-JSON reply on ${subject}`, 502);
+      throw new AppError('BUS_UNAVAILABLE', `bus request on ${subject} failed: ${(err as Error).message}`, 503);
+    }
+    return replyToResult<T>(reply);
+  }
+
+  async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    // drain: stop receiving, finish handlers in flight, flush replies, then close.
+    await this.nc.drain().catch(() => this.nc.close());
+  }
+
+  private track(sub: NatsSubscription): Subscription {
+    this.subscriptions.add(sub);
+    return {
+      unsubscribe: () => {
+        this.subscriptions.delete(sub);
+        sub.unsubscribe();
+      },
+    };
+  }
+}

@@ -1,0 +1,256 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { connect as netConnect, createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { NatsBus } from '../../src/core/bus/nats-bus.js';
+import { agentSubjects } from '../../src/core/agent-protocol.js';
+import { createLogger } from '../../src/core/logger.js';
+import { buildMAuthHeader } from '../../src/nuve/mauth.js';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = netConnect(port, '127.0.0.1');
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`port ${port} did not open`);
+}
+
+
+
+/** A private server process (nats-server, redis-server) on its own port, restartable in place. */
+export class ServiceProcess {
+  private proc?: ChildProcess;
+  constructor(
+    readonly port: number,
+    private readonly command: string,
+    private readonly args: string[],
+  ) {}
+
+  async start(): Promise<void> {
+    this.proc = spawn(this.command, this.args, { stdio: 'ignore' });
+    await waitForPort(this.port);
+  }
+
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  }
+
+  async restart(downMs = 500): Promise<void> {
+    await this.stop();
+    await sleep(downMs);
+    await this.start();
+  }
+}
+
+export async function startNats(): Promise<ServiceProcess> {
+  const port = await freePort();
+  const svc = new ServiceProcess(port, '/usr/sbin/nats-server', ['-a', '127.0.0.1', '-p', String(port)]);
+  await svc.start();
+  return svc;
+}
+
+export async function startRedis(): Promise<ServiceProcess> {
+  const port = await freePort();
+  const svc = new ServiceProcess(port, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  await svc.start();
+  return svc;
+}
+
+export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `mss_cluster_${randomBytes(4).toString('hex')}`;
+  const url = `postgres://postgres@127.0.0.1:5432/${name}`;
+  return {
+    url,
+    async drop() {
+      const client = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+/** One role of the cluster as its own OS process, configured through MSS_* variables like a deployment. */
+export class RoleProcess {
+  readonly output: string[] = [];
+  private proc?: ChildProcess;
+
+  constructor(
+    readonly role: 'nuve' | 'gateway' | 'agent',
+    readonly env: Record<string, string>,
+  ) {}
+
+  async start(): Promise<void> {
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', this.role], {
+      env: { ...process.env, ...this.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.proc = proc;
+    proc.stdout!.on('data', (d: Buffer) => this.output.push(d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => this.output.push(d.toString()));
+    const until = Date.now() + 30_000;
+    while (!this.output.join('').includes('mediasoup-signal started')) {
+      if (proc.exitCode !== null) throw new Error(`${this.role} exited: ${this.output.join('')}`);
+      if (Date.now() > until) throw new Error(`${this.role} did not start: ${this.output.join('')}`);
+      await sleep(50);
+    }
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  get running(): boolean {
+    return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const proc = this.proc;
+    if (!proc || !this.running) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill(signal);
+    await exited;
+  }
+}
+
+export interface ClusterOptions {
+  gateways: number;
+  agents: number;
+  env?: Record<string, string>;
+}
+
+/** NATS + Redis (private processes), PostgreSQL (a fresh database), one Nuve, N gateways, M agents. */
+export class Cluster {
+  nats!: ServiceProcess;
+  redis!: ServiceProcess;
+  db!: { url: string; drop(): Promise<void> };
+  nuve!: RoleProcess;
+  nuvePort!: number;
+  readonly gateways: { id: string; port: number; proc: RoleProcess }[] = [];
+  readonly agents: { id: string; proc: RoleProcess }[] = [];
+  bus!: NatsBus;
+  readonly superService = { id: randomBytes(12).toString('hex'), key: randomBytes(24).toString('base64url') };
+
+  async start(options: ClusterOptions): Promise<void> {
+    this.nats = await startNats();
+    this.redis = await startRedis();
+    this.db = await createTestDatabase();
+    const common = {
+      MSS_LOG__LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+      MSS_BUS__DRIVER: 'nats',
+      MSS_BUS__NATS_URL: `nats://127.0.0.1:${this.nats.port}`,
+      MSS_REDIS__URL: `redis://127.0.0.1:${this.redis.port}`,
+      MSS_STORE__DRIVER: 'postgres',
+      MSS_STORE__POSTGRES_URL: this.db.url,
+      MSS_NUVE__SUPER_SERVICE__ID: this.superService.id,
+      MSS_NUVE__SUPER_SERVICE__KEY: this.superService.key,
+      MSS_NUVE__GATEWAY_TIMEOUT_MS: '3000',
+      MSS_AGENT__GATEWAY_TIMEOUT_MS: '3000',
+      MSS_GATEWAY__KEEPALIVE_MS: '500',
+      ...options.env,
+    };
+    this.nuvePort = await freePort();
+    this.nuve = new RoleProcess('nuve', { ...common, MSS_NUVE__PORT: String(this.nuvePort) });
+    const starting: Promise<void>[] = [this.nuve.start()];
+    for (let i = 0; i < options.agents; i++) {
+      const id = `agent-${i}`;
+      const base = 21000 + ((process.pid % 500) * 13 + i * 211) % 8000;
+      const proc = new RoleProcess('agent', {
+        ...common,
+        MSS_AGENT__ID: id,
+        MSS_AGENT__NUM_WORKERS: '1',
+        MSS_AGENT__WEB_RTC_BASE_PORT: String(base),
+        MSS_AGENT__PLAIN_RTP_MIN_PORT: String(30000 + i * 300),
+        MSS_AGENT__PLAIN_RTP_MAX_PORT: String(30000 + i * 300 + 299),
+      });
+      this.agents.push({ id, proc });
+      starting.push(proc.start());
+    }
+    for (let i = 0; i < options.gateways; i++) {
+      const id = `gateway-${i}`;
+      const port = await freePort();
+      const proc = new RoleProcess('gateway', { ...common, MSS_GATEWAY__ID: id, MSS_GATEWAY__PORT: String(port) });
+      this.gateways.push({ id, port, proc });
+      starting.push(proc.start());
+    }
+    await Promise.all(starting);
+    this.bus = await NatsBus.connect(common.MSS_BUS__NATS_URL, createLogger({ level: 'silent', pretty: false }));
+    await this.waitForGateways(options.gateways);
+  }
+
+  async stop(): Promise<void> {
+    await this.bus?.close();
+    await Promise.all([this.nuve, ...this.gateways.map((g) => g.proc), ...this.agents.map((a) => a.proc)].map((p) => p?.kill('SIGKILL')));
+    await this.nats?.stop();
+    await this.redis?.stop();
+    await this.db?.drop();
+  }
+
+  get nuveUrl(): string {
+    return `http://127.0.0.1:${this.nuvePort}`;
+  }
+
+  auth(extra: { username?: string; role?: string } = {}): string {
+    return buildMAuthHeader({ serviceId: this.superService.id, key: this.superService.key, cnonce: randomBytes(8).toString("hex"), ...extra });
+  }
+
+  async createRoom(name: string): Promise<string> {
+    const res = await fetch(`${this.nuveUrl}/rooms`, {
+      method: 'POST',
+      headers: { authorization: this.auth(), 'content-type': 'application/json' },
+      body: JSON.stringify({ name }),
+    });
+    if (res.status !== 200) throw new Error(`createRoom ${res.status} ${await res.text()}`);
+    return ((await res.json()) as { _id: string })._id;
+  }
+
+  /** A token and what it says about the gateway (decoded, as a client would). */
+  async token(roomId: string, user: string, role: 'presenter' | 'viewer' = 'presenter'): Promise<{ token: string; gatewayId: string; gatewayUrl: string }> {
+    const res = await fetch(`${this.nuveUrl}/rooms/${roomId}/tokens`, {
+      method: 'POST',
+      headers: { authorization: this.auth({ username: user, role }) },
+    });
+    if (res.status !== 200) throw new Error(`createToken ${res.status} ${await res.text()}`);
+    const token = await res.text();
+    const claims = JSON.parse(Buffer.from(token, 'base64').toString());
+    return { token, gatewayId: claims.gatewayId, gatewayUrl: claims.gatewayUrl };
+  }
+
+  async agentDump(agentId: string): Promise<{ routers: number; transports: number; producers: number; consumers: number }> {
+    return this.bus.request(agentSubjects.rpc(agentId), { method: 'dump', data: {} }, { timeoutMs: 3000 });
+  }
+
+  async gatewayHealth(port: number): Promise<{ rooms: number; peers: number }> {
+    return (await fetch(`http://127.0.0.1:${port}/health`)).json() as Promise<{ rooms: number; peers: number }>;
+  }
+
+  private async waitForGateways(n: number): Promise<void> {
+    const until = Date.now() + 15_000;
+    while (Date.now() < until) {
+      const res = await fetch(`${this.nuveUrl}/health`).catch(() => undefined);
+      if (res?.ok && ((await res.json()) as { gateways: number }).gateways >= n) return;
+      await sleep(100);
+    }
+    throw new Error('gateways did not register at Nuve');
+  }
+}
