@@ -115,6 +115,19 @@ describe('cluster', { concurrency: false }, () => {
     await assertEverythingEmpty();
   });
 
+  test('PostgreSQL away: Nuve answers 503 STORE_UNAVAILABLE, then recovers by itself', { timeout: 30_000 }, async () => {
+    await cluster.pgRelay.down();
+    const started = Date.now();
+    const res = await fetch(`${cluster.nuveUrl}/rooms`, { headers: { authorization: cluster.auth() } });
+    assert.equal(res.status, 503);
+    assert.equal(((await res.json()) as { code: string }).code, 'STORE_UNAVAILABLE');
+    assert.ok(Date.now() - started < 5000, 'answered promptly, not hung');
+    assert.equal((await fetch(`${cluster.nuveUrl}/health`)).status, 503);
+    await cluster.pgRelay.up();
+    await waitFor(async () => (await fetch(`${cluster.nuveUrl}/rooms`, { headers: { authorization: cluster.auth() } })).ok, 10_000, 'Nuve to recover');
+    assert.ok(cluster.nuve.running);
+  });
+
   test('kill -9 of an agent mid-call: its peers are told within 3 s and rejoin on a live agent with media', { timeout: 90_000 }, async () => {
     const roomId = await cluster.createRoom('agent-crash');
     const t = await cluster.token(roomId, 'source');

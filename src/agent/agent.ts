@@ -35,6 +35,7 @@ export class Agent {
   /** When each gateway that owns rooms here was last heard of. */
   private readonly gatewaySeen = new Map<string, number>();
   private state: 'available' | 'draining' = 'available';
+  private cpu = 0;
   private readonly handlers: Handlers;
 
   constructor(
@@ -110,7 +111,7 @@ export class Agent {
       consumers += room.objects.consumer.size;
       peers += room.peerIds.size;
     }
-    return { workers: this.pool.size, routers: this.rooms.size, transports, producers, consumers, peers };
+    return { workers: this.pool.size, routers: this.rooms.size, transports, producers, consumers, peers, cpu: this.cpu };
   }
 
   /** A gateway died with rooms here: nobody will ever close them, so the agent does. */
@@ -125,6 +126,10 @@ export class Agent {
 
   private heartbeat(): void {
     this.bus.publish(agentSubjects.heartbeat, { id: this.id, state: this.state, load: this.load() });
+    // Measured after publishing, so a slow worker never delays the liveness signal.
+    void this.pool.cpuUsage().then((cpu) => {
+      this.cpu = Math.round(cpu * 1000) / 1000;
+    });
   }
 
   private async handle(payload: unknown): Promise<unknown> {

@@ -66,6 +66,20 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     return slot;
   }
 
+  private lastCpu?: { at: number; ms: number };
+
+  /** Mean CPU fraction of the live workers since the previous call (user + system time). */
+  async cpuUsage(): Promise<number> {
+    const live = this.slots.filter((s) => !s.worker.closed);
+    const usages = await Promise.all(live.map((s) => s.worker.getResourceUsage().catch(() => undefined)));
+    const ms = usages.reduce((sum, u) => sum + (u ? u.ru_utime + u.ru_stime : 0), 0);
+    const now = Date.now();
+    const previous = this.lastCpu;
+    this.lastCpu = { at: now, ms };
+    if (!previous || now <= previous.at || live.length === 0) return 0;
+    return Math.max(0, (ms - previous.ms) / (now - previous.at) / live.length);
+  }
+
   close(): void {
     this.closed = true;
     for (const slot of this.slots) slot.worker.close();

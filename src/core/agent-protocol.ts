@@ -31,6 +31,8 @@ export const agentLoadSchema = z.object({
   producers: z.number().int().nonnegative(),
   consumers: z.number().int().nonnegative(),
   peers: z.number().int().nonnegative(),
+  /** Mean CPU use of the mediasoup workers since the previous report, 0..1 per worker. */
+  cpu: z.number().nonnegative(),
 });
 export type AgentLoad = z.infer<typeof agentLoadSchema>;
 

@@ -149,19 +149,22 @@ export class Cluster {
   readonly gateways: { id: string; port: number; proc: RoleProcess }[] = [];
   readonly agents: { id: string; proc: RoleProcess }[] = [];
   bus!: NatsBus;
+  /** Nuve reaches PostgreSQL through this relay, so tests can take the database away. */
+  readonly pgRelay = new TcpRelay(5432);
   readonly superService = { id: randomBytes(12).toString('hex'), key: randomBytes(24).toString('base64url') };
 
   async start(options: ClusterOptions): Promise<void> {
     this.nats = await startNats();
     this.redis = await startRedis();
     this.db = await createTestDatabase();
+    await this.pgRelay.up();
     const common = {
       MSS_LOG__LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
       MSS_BUS__DRIVER: 'nats',
       MSS_BUS__NATS_URL: `nats://127.0.0.1:${this.nats.port}`,
       MSS_REDIS__URL: `redis://127.0.0.1:${this.redis.port}`,
       MSS_STORE__DRIVER: 'postgres',
-      MSS_STORE__POSTGRES_URL: this.db.url,
+      MSS_STORE__POSTGRES_URL: this.db.url.replace(':5432/', `:${this.pgRelay.port}/`),
       MSS_NUVE__SUPER_SERVICE__ID: this.superService.id,
       MSS_NUVE__SUPER_SERVICE__KEY: this.superService.key,
       MSS_NUVE__GATEWAY_TIMEOUT_MS: '3000',
@@ -203,6 +206,7 @@ export class Cluster {
     await Promise.all([this.nuve, ...this.gateways.map((g) => g.proc), ...this.agents.map((a) => a.proc)].map((p) => p?.kill('SIGKILL')));
     await this.nats?.stop();
     await this.redis?.stop();
+    await this.pgRelay.down();
     await this.db?.drop();
   }
 
@@ -252,5 +256,40 @@ export class Cluster {
       await sleep(100);
     }
     throw new Error('gateways did not register at Nuve');
+  }
+}
+
+/**
+ * A TCP relay between a role and a server, which the test can cut like a
+ * failed network or a stopped server would: open connections are reset and
+ * new ones refused until `up()`.
+ */
+export class TcpRelay {
+  private server?: import('node:net').Server;
+  private readonly sockets = new Set<import('node:net').Socket>();
+  port = 0;
+
+  constructor(private readonly targetPort: number) {}
+
+  async up(): Promise<void> {
+    const server = createServer((client) => {
+      const upstream = netConnect(this.targetPort, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => (client.destroy(), upstream.destroy()));
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', () => resolve()));
+    this.port = (server.address() as { port: number }).port;
+    this.server = server;
+  }
+
+  async down(): Promise<void> {
+    for (const s of this.sockets) s.resetAndDestroy();
+    this.sockets.clear();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    this.server = undefined;
   }
 }

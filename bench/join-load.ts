@@ -1,0 +1,70 @@
+import { ProtooClient } from '../test/helpers/protoo-client.js';
+
+/** A token and the gateway URL it names, for user `i`. */
+export type TokenSource = (i: number) => Promise<{ token: string; gatewayUrl: string }>;
+
+export interface JoinResults {
+  sequential: { p50: number; p99: number; n: number };
+  loaded: { p50: number; p99: number; n: number; joinsPerSec: number; concurrency: number };
+}
+
+function summary(ms: number[]): { p50: number; p99: number; n: number } {
+  const s = [...ms].sort((a, b) => a - b);
+  const at = (p: number) => s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+  return { p50: at(50), p99: at(99), n: s.length };
+}
+
+/**
+ * What a mediasoup-demo client does once it holds a token: connect (the
+ * gateway consumes the token at Nuve), getRouterRtpCapabilities,
+ * createWebRtcTransport ×2, join. Timed from connect to the join response.
+ */
+async function joinOnce(source: TokenSource, i: number): Promise<{ ms: number; client: ProtooClient }> {
+  const { token, gatewayUrl } = await source(i);
+  const t0 = performance.now();
+  const client = await ProtooClient.connect(gatewayUrl, token);
+  const rtpCapabilities = await client.request('getRouterRtpCapabilities');
+  await client.request('createWebRtcTransport', { producing: true });
+  await client.request('createWebRtcTransport', { consuming: true });
+  await client.request('join', { displayName: `user-${i}`, rtpCapabilities });
+  return { ms: performance.now() - t0, client };
+}
+
+/** Latency one join at a time, then throughput with `concurrency` joins in flight (everyone stays until the end). */
+export async function measureJoins(source: TokenSource, total: number, concurrency: number): Promise<JoinResults> {
+  const sequential: number[] = [];
+  for (let i = 0; i < Math.min(100, total); i++) {
+    const { ms, client } = await joinOnce(source, i);
+    sequential.push(ms);
+    client.close();
+    await client.closed;
+  }
+  const clients: ProtooClient[] = [];
+  const loaded: number[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) {
+        const { ms, client } = await joinOnce(source, 1000 + next++);
+        loaded.push(ms);
+        clients.push(client);
+      }
+    }),
+  );
+  const elapsedSec = (performance.now() - t0) / 1000;
+  for (const c of clients) c.close();
+  await Promise.all(clients.map((c) => c.closed));
+  return {
+    sequential: summary(sequential),
+    loaded: { ...summary(loaded), joinsPerSec: total / elapsedSec, concurrency },
+  };
+}
+
+export function printJoins(label: string, r: JoinResults): void {
+  const f = (n: number) => n.toFixed(2);
+  console.log(`${label}: one at a time (n=${r.sequential.n}) p50 ${f(r.sequential.p50)} ms, p99 ${f(r.sequential.p99)} ms`);
+  console.log(
+    `${label}: ${r.loaded.n} joins, ${r.loaded.concurrency} in flight: ${r.loaded.joinsPerSec.toFixed(0)} joins/s, p50 ${f(r.loaded.p50)} ms, p99 ${f(r.loaded.p99)} ms`,
+  );
+}
