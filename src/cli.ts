@@ -46,18 +46,26 @@ async function main(): Promise<void> {
   if (platform.agent) lines.push(`  Media agent:   ${platform.agent.id} with ${platform.agent.pool.size} mediasoup worker(s)`);
   console.log(lines.join('\n'));
 
+  // First SIGTERM/SIGINT: drain (no new rooms, existing calls go on) and exit by ourselves when empty
+  // or at the grace period. A second signal exits at once.
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) process.exit(1);
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
     stopping = true;
-    logger.info({ signal }, 'stopping');
-    platform.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'error while stopping');
-        process.exit(1);
-      },
-    );
+    logger.info({ signal }, 'draining before exit');
+    platform
+      .drain()
+      .then(() => platform.close())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, 'error while stopping');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

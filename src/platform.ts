@@ -24,6 +24,12 @@ export interface Platform {
   nuve?: Nuve;
   gateway?: Gateway;
   agent?: Agent;
+  /**
+   * Graceful stop (SIGTERM): Nuve finishes in-flight requests at once; the
+   * gateway and the agent stop taking new rooms and wait for their last
+   * client/room or their grace period. Resolves when it is safe to close.
+   */
+  drain(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -40,6 +46,10 @@ export async function startPlatform(config: Config, roles: readonly RoleName[] =
     config,
     bus,
     logger: log,
+    drain: async () => {
+      await platform.nuve?.close();
+      await Promise.all([platform.gateway?.drain(), platform.agent?.drain()]);
+    },
     close: async () => {
       await platform.gateway?.close();
       await platform.nuve?.close();

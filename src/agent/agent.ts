@@ -1,3 +1,4 @@
+import { type Server, createServer } from 'node:http';
 import type { types } from 'mediasoup';
 import {
   type AgentDump,
@@ -12,6 +13,7 @@ import {
 } from '../core/agent-protocol.js';
 import type { Bus, Subscription } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
+import { waitUntilEmpty } from '../core/drain.js';
 import { AppError } from '../core/errors.js';
 import { subjects } from '../core/subjects.js';
 import type { Logger } from '../core/logger.js';
@@ -35,6 +37,8 @@ export class Agent {
   /** When each gateway that owns rooms here was last heard of. */
   private readonly gatewaySeen = new Map<string, number>();
   private state: 'available' | 'draining' = 'available';
+  private drainWatch?: ReturnType<typeof waitUntilEmpty>;
+  private probeServer?: Server;
   private cpu = 0;
   private readonly handlers: Handlers;
 
@@ -82,12 +86,39 @@ export class Agent {
       for (const [id, seen] of this.gatewaySeen) if (seen < deadline) this.closeRoomsOf(id, 'gateway silent');
     }, 1000);
     this.orphanTimer.unref();
+    if (this.config.agent.healthPort !== undefined) await this.startProbes(this.config.agent.healthPort);
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.agent.heartbeatMs);
     this.heartbeatTimer.unref();
     this.heartbeat();
   }
 
+  /**
+   * Graceful stop, step one: gateways stop placing rooms here at once (the
+   * draining state is announced immediately); existing media goes on.
+   * Resolves when the last room closed or the grace period ended.
+   */
+  drain(graceMs = this.config.agent.drainGraceSec * 1000): Promise<'empty' | 'grace'> {
+    if (!this.drainWatch) {
+      this.state = 'draining';
+      this.heartbeat();
+      this.drainWatch = waitUntilEmpty(() => this.rooms.size === 0, graceMs);
+      this.logger.info({ rooms: this.rooms.size, graceMs }, 'draining');
+    }
+    return this.drainWatch.done;
+  }
+
+  /** Kubernetes-style probes: /health while the process runs, /ready while it takes new rooms. */
+  private async startProbes(port: number): Promise<void> {
+    this.probeServer = createServer((req, res) => {
+      const ready = req.url === '/ready' ? this.state === 'available' : true;
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: ready ? 'ok' : 'draining', ...this.load() }));
+    });
+    await new Promise<void>((resolve) => this.probeServer!.listen(port, resolve));
+  }
+
   async close(): Promise<void> {
+    this.probeServer?.close();
     clearInterval(this.heartbeatTimer);
     clearInterval(this.orphanTimer);
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
@@ -174,6 +205,7 @@ export class Agent {
           this.rooms.set(roomId, room);
           room.router.observer.once('close', () => {
             if (this.rooms.get(roomId) === room) this.rooms.delete(roomId);
+            this.drainWatch?.poke();
           });
           return room;
         },

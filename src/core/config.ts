@@ -85,6 +85,8 @@ export const configSchema = z
         /** An agent silent this long is removed: its peers are told and disconnected to rejoin elsewhere. */
         agentRemoveMs: z.number().int().positive().default(3000),
         maxMessageBytes: z.number().int().positive().default(256 * 1024),
+        /** After SIGTERM: keep serving existing rooms, exit when the last client leaves or after this long. */
+        drainGraceSec: z.number().int().nonnegative().default(1800),
       })
       .strict()
       .prefault({}),
@@ -104,6 +106,10 @@ export const configSchema = z
         /** Load report period; a third of gateway.agentRemoveMs, so two lost reports never remove a live agent. */
         heartbeatMs: z.number().int().positive().default(1000),
         initialOutgoingBitrate: z.number().int().positive().default(1_000_000),
+        /** After SIGTERM: keep existing media, exit when the last room closes or after this long. */
+        drainGraceSec: z.number().int().nonnegative().default(1800),
+        /** Port of the agent's HTTP probe endpoint (/health, /ready); unset: none (embedded). */
+        healthPort: port.optional(),
         /** Rooms of a gateway silent this long are closed: nobody is left to close them. */
         gatewayTimeoutMs: z.number().int().positive().default(6000),
       })

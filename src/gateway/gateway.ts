@@ -16,6 +16,7 @@ import {
   tokenErrorCodes,
   tokenGrantSchema,
 } from '../core/subjects.js';
+import { waitUntilEmpty } from '../core/drain.js';
 import { closeCodes } from '../protocol/signaling.js';
 import { AgentRegistry } from './agent-registry.js';
 import { broadcasterRoutes } from './broadcasters.js';
@@ -39,6 +40,7 @@ export class Gateway {
   private readonly rooms = new Map<string, Room>();
   private readonly opening = new Map<string, Promise<Room>>();
   private presence?: GatewayPresence;
+  private drainWatch?: ReturnType<typeof waitUntilEmpty>;
   private readonly subscriptions: Subscription[] = [];
   private http?: FastifyInstance;
   private wss?: WebSocketServer;
@@ -101,7 +103,13 @@ export class Gateway {
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: this.config.gateway.maxMessageBytes,
     });
+    // Liveness: the process answers. Readiness: it takes new rooms (false while draining).
     app.get('/health', async () => ({ status: 'ok', rooms: this.rooms.size, peers: this.peerCount() }));
+    app.get('/ready', async (_request, reply) =>
+      this.drainWatch
+        ? reply.status(503).send({ code: 'DRAINING', message: 'gateway is draining' })
+        : { status: 'ready' },
+    );
     await app.register(broadcasterRoutes, { gateway: this });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.gateway.maxMessageBytes });
     app.server.on('upgrade', (req, socket, head) => {
@@ -117,6 +125,24 @@ export class Gateway {
       () => ({ rooms: this.rooms.size, peers: this.peerCount() }),
     );
     this.presence.start();
+  }
+
+  get draining(): boolean {
+    return this.drainWatch !== undefined;
+  }
+
+  /**
+   * Graceful stop, step one: Nuve stops choosing this gateway for new rooms,
+   * existing rooms go on. Resolves when the last client has left or the
+   * grace period ended; the caller then closes.
+   */
+  drain(graceMs = this.config.gateway.drainGraceSec * 1000): Promise<'empty' | 'grace'> {
+    if (!this.drainWatch) {
+      this.presence?.setState('draining');
+      this.drainWatch = waitUntilEmpty(() => this.peerCount() === 0, graceMs);
+      this.logger.info({ rooms: this.rooms.size, peers: this.peerCount(), graceMs }, 'draining');
+    }
+    return this.drainWatch.done;
   }
 
   async close(): Promise<void> {
@@ -167,6 +193,7 @@ export class Gateway {
         this.rooms.set(room.id, room);
         room.once('close', () => {
           if (this.rooms.get(room.id) === room) this.rooms.delete(room.id);
+          this.drainWatch?.poke();
         });
         this.logger.info({ room: room.id, agent: agent.id }, 'room opened');
         return room;

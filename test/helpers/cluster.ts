@@ -120,6 +120,17 @@ export class RoleProcess {
     return this.proc?.pid;
   }
 
+  /** Resolves with the exit code (null when killed by a signal) once the process has exited. */
+  exited(): Promise<number | null> {
+    const proc = this.proc!;
+    if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve(proc.exitCode);
+    return new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.proc?.kill(signal);
+  }
+
   get running(): boolean {
     return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
   }
@@ -151,6 +162,7 @@ export class Cluster {
   bus!: NatsBus;
   /** Nuve reaches PostgreSQL through this relay, so tests can take the database away. */
   readonly pgRelay = new TcpRelay(5432);
+  private common: Record<string, string> = {};
   readonly superService = { id: randomBytes(12).toString('hex'), key: randomBytes(24).toString('base64url') };
 
   async start(options: ClusterOptions): Promise<void> {
@@ -172,33 +184,44 @@ export class Cluster {
       MSS_GATEWAY__KEEPALIVE_MS: '500',
       ...options.env,
     };
+    this.common = common;
     this.nuvePort = await freePort();
     this.nuve = new RoleProcess('nuve', { ...common, MSS_NUVE__PORT: String(this.nuvePort) });
-    const starting: Promise<void>[] = [this.nuve.start()];
-    for (let i = 0; i < options.agents; i++) {
-      const id = `agent-${i}`;
-      const base = 21000 + ((process.pid % 500) * 13 + i * 211) % 8000;
-      const proc = new RoleProcess('agent', {
-        ...common,
-        MSS_AGENT__ID: id,
-        MSS_AGENT__NUM_WORKERS: '1',
-        MSS_AGENT__WEB_RTC_BASE_PORT: String(base),
-        MSS_AGENT__PLAIN_RTP_MIN_PORT: String(30000 + i * 300),
-        MSS_AGENT__PLAIN_RTP_MAX_PORT: String(30000 + i * 300 + 299),
-      });
-      this.agents.push({ id, proc });
-      starting.push(proc.start());
-    }
-    for (let i = 0; i < options.gateways; i++) {
-      const id = `gateway-${i}`;
-      const port = await freePort();
-      const proc = new RoleProcess('gateway', { ...common, MSS_GATEWAY__ID: id, MSS_GATEWAY__PORT: String(port) });
-      this.gateways.push({ id, port, proc });
-      starting.push(proc.start());
-    }
+    const starting: Promise<unknown>[] = [this.nuve.start()];
+    for (let i = 0; i < options.agents; i++) starting.push(this.addAgent());
+    for (let i = 0; i < options.gateways; i++) starting.push(this.addGateway());
     await Promise.all(starting);
     this.bus = await NatsBus.connect(common.MSS_BUS__NATS_URL, createLogger({ level: 'silent', pretty: false }));
     await this.waitForGateways(options.gateways);
+  }
+
+  /** Starts one more agent process (own ports) and returns its id. */
+  async addAgent(): Promise<string> {
+    const i = this.agents.length;
+    const id = `agent-${i}`;
+    const base = 21000 + (((process.pid % 500) * 13 + i * 211) % 8000);
+    const proc = new RoleProcess('agent', {
+      ...this.common,
+      MSS_AGENT__ID: id,
+      MSS_AGENT__NUM_WORKERS: '1',
+      MSS_AGENT__WEB_RTC_BASE_PORT: String(base),
+      MSS_AGENT__PLAIN_RTP_MIN_PORT: String(30000 + i * 300),
+      MSS_AGENT__PLAIN_RTP_MAX_PORT: String(30000 + i * 300 + 299),
+    });
+    this.agents.push({ id, proc });
+    await proc.start();
+    return id;
+  }
+
+  /** Starts one more gateway process and returns its id. */
+  async addGateway(): Promise<string> {
+    const entry = { id: `gateway-${this.gateways.length}`, port: 0, proc: undefined as unknown as RoleProcess };
+    this.gateways.push(entry); // before any await: concurrent calls must not pick the same id
+    entry.port = await freePort();
+    entry.proc = new RoleProcess('gateway', { ...this.common, MSS_GATEWAY__ID: entry.id, MSS_GATEWAY__PORT: String(entry.port) });
+    await entry.proc.start();
+    const id = entry.id;
+    return id;
   }
 
   async stop(): Promise<void> {
