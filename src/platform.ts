@@ -72,7 +72,14 @@ export async function startPlatform(config: Config, roles: readonly RoleName[] =
         await redisReady(platform.redis);
         replay = new RedisReplayGuard(platform.redis);
       }
-      platform.nuve = new Nuve({ config, bus, store: platform.store, logger: log.child({ role: 'nuve' }), replay });
+      platform.nuve = new Nuve({
+        config,
+        bus,
+        store: platform.store,
+        logger: log.child({ role: 'nuve' }),
+        replay,
+        redis: platform.redis,
+      });
       await platform.nuve.start();
     }
     if (roles.includes('gateway')) {

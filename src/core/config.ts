@@ -64,6 +64,21 @@ export const configSchema = z
         bodyLimitBytes: z.number().int().positive().default(64 * 1024),
         /** A gateway that sent no keepalive for this long is removed and its rooms may move. */
         gatewayTimeoutMs: z.number().int().positive().default(6000),
+        /** First-level rate limits (shared through Redis when redis.url is set). */
+        rateLimit: z
+          .object({
+            enabled: z.boolean().default(true),
+            /** Requests per second across all Nuve instances. */
+            globalPerSec: z.number().int().positive().default(1000),
+            /** Above the global rate, wait in a bounded queue instead of failing at once. */
+            queue: z.boolean().default(false),
+            queueSize: z.number().int().positive().default(2000),
+            /** Never queued: beyond this rate requests get 429 at once. */
+            hardCapPerSec: z.number().int().positive().default(10_000),
+            /** Per client address; app servers call Nuve from few addresses, so this stays near the global rate. */
+            perIpPerSec: z.number().int().positive().default(500),
+          })
+          .prefault({}),
         /** Embedded-only developer endpoints (the playground creates rooms through them). */
         devEndpoints: z.boolean().default(false),
       })
@@ -85,6 +100,16 @@ export const configSchema = z
         /** An agent silent this long is removed: its peers are told and disconnected to rejoin elsewhere. */
         agentRemoveMs: z.number().int().positive().default(3000),
         maxMessageBytes: z.number().int().positive().default(256 * 1024),
+        /** Local limits of this gateway (each gateway counts for itself). */
+        rateLimit: z
+          .object({
+            enabled: z.boolean().default(true),
+            connectionsPerSec: z.number().int().positive().default(200),
+            requestsPerSecPerClient: z.number().int().positive().default(50),
+            /** A client refused this many times within 10 s is disconnected. */
+            disconnectAfterRejections: z.number().int().positive().default(100),
+          })
+          .prefault({}),
         /** After SIGTERM: keep serving existing rooms, exit when the last client leaves or after this long. */
         drainGraceSec: z.number().int().nonnegative().default(1800),
       })

@@ -21,6 +21,7 @@ import { closeCodes } from '../protocol/signaling.js';
 import { AgentRegistry } from './agent-registry.js';
 import { broadcasterRoutes } from './broadcasters.js';
 import { PeerConnection } from './peer-connection.js';
+import { GatewayLimits } from './limits.js';
 import { Peer } from './peer.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
@@ -41,6 +42,8 @@ export class Gateway {
   private readonly opening = new Map<string, Promise<Room>>();
   private presence?: GatewayPresence;
   private drainWatch?: ReturnType<typeof waitUntilEmpty>;
+  readonly limits: GatewayLimits;
+  private connectionSerial = 0;
   private readonly subscriptions: Subscription[] = [];
   private http?: FastifyInstance;
   private wss?: WebSocketServer;
@@ -52,6 +55,7 @@ export class Gateway {
     private readonly bus: Bus,
     private readonly logger: Logger,
   ) {
+    this.limits = new GatewayLimits(config.gateway.rateLimit);
     this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
     this.agents.on('removed', (agent) => {
       for (const room of [...this.rooms.values()]) if (room.agentId === agent.id) this.failRoom(room, 'agent-removed');
@@ -113,7 +117,10 @@ export class Gateway {
     await app.register(broadcasterRoutes, { gateway: this });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.gateway.maxMessageBytes });
     app.server.on('upgrade', (req, socket, head) => {
-      this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, req));
+      void this.limits.acceptConnection().then((ok) => {
+        if (ok) this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, req));
+        else socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
+      });
     });
     await app.listen({ host: this.config.gateway.host, port: this.config.gateway.port });
     this.http = app;
@@ -206,24 +213,23 @@ export class Gateway {
 
   private async onConnection(ws: WebSocket, req: IncomingMessage): Promise<void> {
     const connection = new PeerConnection(ws, this.logger);
+    const connectionKey = String(++this.connectionSerial);
     // Clients may send requests right after the socket opens, before the token is checked: they wait for it.
     const session = this.admit(connection, new URL(req.url ?? '/', 'ws://gateway').searchParams);
     connection.on('request', (request) => {
-      session
-        .then(async ({ room, peer }) => {
-          connection.respond(request.id, await room.handle(peer, request.method, request.data));
-          // After `leave` (or a kick racing this request) the socket has no purpose left.
-          if (peer.closed) connection.close(1000, 'left');
-        })
-        .catch((err: unknown) => {
-          if (connection.closed) return;
-          if (isAppError(err)) connection.respondError(request.id, err);
-          else {
-            this.logger.error({ err, method: request.method }, 'request failed');
-            connection.respondError(request.id, new AppError('INTERNAL', 'internal error', 500));
-          }
-        });
+      void this.limits.admitRequest(connectionKey).then((verdict) => {
+        if (verdict === 'ok') {
+          this.dispatch(connection, session, request);
+          return;
+        }
+        connection.respondError(request.id, new AppError('RATE_LIMITED', 'too many requests on this connection', 429));
+        if (verdict === 'disconnect') {
+          connection.notify('closing', { code: closeCodes.protocolAbuse, reason: 'request flood' });
+          connection.close(closeCodes.protocolAbuse, 'request flood');
+        }
+      });
     });
+    connection.on('close', () => this.limits.forget(connectionKey));
     session.catch((err: unknown) => {
       const appErr = isAppError(err) ? err : new AppError('INTERNAL', 'internal error', 500);
       if (!isAppError(err)) this.logger.error({ err }, 'connection setup failed');
@@ -231,6 +237,27 @@ export class Gateway {
       connection.notify('closing', { code: tokenCode ?? 1500, reason: appErr.message, errorName: appErr.code });
       connection.close(tokenCode ? closeCodes.tokenErrorBase + (tokenCode - 1000) : 1011, appErr.code);
     });
+  }
+
+  private dispatch(
+    connection: PeerConnection,
+    session: Promise<{ room: Room; peer: Peer }>,
+    request: { id: number; method: string; data?: unknown },
+  ): void {
+    session
+      .then(async ({ room, peer }) => {
+        connection.respond(request.id, await room.handle(peer, request.method, request.data));
+        // After `leave` (or a kick racing this request) the socket has no purpose left.
+        if (peer.closed) connection.close(1000, 'left');
+      })
+      .catch((err: unknown) => {
+        if (connection.closed) return;
+        if (isAppError(err)) connection.respondError(request.id, err);
+        else {
+          this.logger.error({ err, method: request.method }, 'request failed');
+          connection.respondError(request.id, new AppError('INTERNAL', 'internal error', 500));
+        }
+      });
   }
 
   /** Checks the token, opens the room if needed and adds the peer; rejects when the client may not enter. */

@@ -2,6 +2,8 @@ import type { Bus } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import type { Store } from '../core/store/store.js';
 import type { GatewayRegistry } from './gateway-registry.js';
+import type { Redis } from 'ioredis';
+import type { RateLimitStats } from './rate-limit.js';
 import type { ReplayGuard } from './replay-guard.js';
 import type { ServiceDirectory } from './service-directory.js';
 import type { TokenIssuer } from './token-issuer.js';
@@ -15,4 +17,7 @@ export interface NuveContext {
   registry: GatewayRegistry;
   tokens: TokenIssuer;
   replay: ReplayGuard;
+  /** Shared counters (rate limits) across Nuve instances; in-process when absent. */
+  redis?: Redis;
+  rateLimitStats: RateLimitStats;
 }

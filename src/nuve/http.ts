@@ -11,6 +11,7 @@ import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ServiceRecord } from '../core/store/store.js';
 import { authPlugin } from './auth.js';
+import { rateLimitPlugin } from './rate-limit.js';
 import type { NuveContext } from './context.js';
 import { roomsRoutes } from './routes/rooms.js';
 import { servicesRoutes } from './routes/services.js';
@@ -57,6 +58,8 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger): Promise<F
     },
     transform: jsonSchemaTransform,
   });
+
+  await app.register(rateLimitPlugin, { config: ctx.config.nuve.rateLimit, redis: ctx.redis, stats: ctx.rateLimitStats });
 
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
     if (err instanceof AppError) {

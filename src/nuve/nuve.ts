@@ -3,7 +3,9 @@ import type { Bus } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { ServiceRecord, Store } from '../core/store/store.js';
+import type { Redis } from 'ioredis';
 import { GatewayRegistry } from './gateway-registry.js';
+import type { RateLimitStats } from './rate-limit.js';
 import { buildNuveHttp } from './http.js';
 import { MemoryReplayGuard, type ReplayGuard } from './replay-guard.js';
 import { ServiceDirectory } from './service-directory.js';
@@ -15,6 +17,7 @@ export interface NuveOptions {
   store: Store;
   logger: Logger;
   replay?: ReplayGuard;
+  redis?: Redis;
 }
 
 /** The management role: REST API, token issuing and consumption, gateway registry. */
@@ -25,6 +28,10 @@ export class Nuve {
   private http?: FastifyInstance;
   private readonly replay: ReplayGuard;
   private superService?: ServiceRecord;
+  readonly rateLimitStats: RateLimitStats = {
+    rejected: { perIp: 0, hardCap: 0, global: 0, queueFull: 0 },
+    queued: 0,
+  };
 
   constructor(private readonly options: NuveOptions) {
     const { config, bus, store, logger } = options;
@@ -70,6 +77,8 @@ export class Nuve {
         registry: this.registry,
         tokens: this.tokens,
         replay: this.replay,
+        redis: this.options.redis,
+        rateLimitStats: this.rateLimitStats,
       },
       logger,
     );
