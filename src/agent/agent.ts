@@ -107,9 +107,14 @@ export class Agent {
     return this.drainWatch.done;
   }
 
-  /** Kubernetes-style probes: /health while the process runs, /ready while it takes new rooms. */
+  /**
+   * Kubernetes-style probes: /health while the process runs, /ready while it
+   * takes new rooms; POST /drain from localhost starts the drain (preStop).
+   */
   private async startProbes(port: number): Promise<void> {
     this.probeServer = createServer((req, res) => {
+      const loopback = ['127.0.0.1', '::1', '::ffff:127.0.0.1'].includes(req.socket.remoteAddress ?? '');
+      if (req.method === 'POST' && req.url === '/drain' && loopback) void this.drain();
       const ready = req.url === '/ready' ? this.state === 'available' : true;
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ status: ready ? 'ok' : 'draining', ...this.load() }));

@@ -31,6 +31,10 @@ const PERMISSIONS: Record<'presenter' | 'viewer', Record<string, boolean>> = {
   viewer: { subscribe: true },
 };
 
+function isLoopback(ip: string): boolean {
+  return ip === '127.0.0.1' || ip === '::1' || ip === '::ffff:127.0.0.1';
+}
+
 /**
  * The signaling role ("EC"): clients' WebSockets (protoo), rooms and peers,
  * placement of rooms on media agents, broadcaster ingest over HTTP. It talks
@@ -109,6 +113,12 @@ export class Gateway {
     });
     // Liveness: the process answers. Readiness: it takes new rooms (false while draining).
     app.get('/health', async () => ({ status: 'ok', rooms: this.rooms.size, peers: this.peerCount() }));
+    // Starts the drain from inside the pod (Kubernetes preStop); only from this host.
+    app.post('/drain', async (request, reply) => {
+      if (!isLoopback(request.ip)) return reply.status(403).send({ code: 'FORBIDDEN', message: 'drain only from localhost' });
+      void this.drain();
+      return { status: 'draining', peers: this.peerCount() };
+    });
     app.get('/ready', async (_request, reply) =>
       this.drainWatch
         ? reply.status(503).send({ code: 'DRAINING', message: 'gateway is draining' })
