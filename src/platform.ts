@@ -7,6 +7,8 @@ import { type Logger, createLogger } from './core/logger.js';
 import { type Store, openStore } from './core/store/store.js';
 import { Gateway } from './gateway/gateway.js';
 import { Nuve } from './nuve/nuve.js';
+import type { Registry } from 'prom-client';
+import { InstrumentedBus, METRICS_SUBJECT, createMetricsRegistry } from './core/metrics.js';
 import { RedisReplayGuard, type ReplayGuard } from './nuve/replay-guard.js';
 import type { Redis } from 'ioredis';
 import { connectRedis, redisReady } from './core/redis.js';
@@ -19,6 +21,7 @@ export interface Platform {
   config: Config;
   bus: Bus;
   logger: Logger;
+  metrics: Registry;
   store?: Store;
   redis?: Redis;
   nuve?: Nuve;
@@ -41,11 +44,15 @@ async function openBus(config: Config, logger: Logger): Promise<Bus> {
 /** Starts the given roles in dependency order (agent, then nuve, then gateway) and returns a handle that stops them in reverse. */
 export async function startPlatform(config: Config, roles: readonly RoleName[] = ALL_ROLES, logger?: Logger): Promise<Platform> {
   const log = logger ?? createLogger(config.log);
-  const bus = await openBus(config, log);
+  const metrics = createMetricsRegistry(roles.length === 1 ? roles[0]! : 'all');
+  const bus = new InstrumentedBus(await openBus(config, log), metrics);
+  // Every process answers the cluster-wide metrics scrape with its own registry.
+  bus.respond(METRICS_SUBJECT, () => metrics.getMetricsAsJSON());
   const platform: Platform = {
     config,
     bus,
     logger: log,
+    metrics,
     drain: async () => {
       await platform.nuve?.close();
       await Promise.all([platform.gateway?.drain(), platform.agent?.drain()]);
@@ -62,6 +69,7 @@ export async function startPlatform(config: Config, roles: readonly RoleName[] =
   try {
     if (roles.includes('agent')) {
       platform.agent = new Agent(config, bus, log.child({ role: 'agent' }));
+      platform.agent.registerMetrics(metrics);
       await platform.agent.start();
     }
     if (roles.includes('nuve')) {
@@ -79,11 +87,13 @@ export async function startPlatform(config: Config, roles: readonly RoleName[] =
         logger: log.child({ role: 'nuve' }),
         replay,
         redis: platform.redis,
+        metrics,
       });
       await platform.nuve.start();
     }
     if (roles.includes('gateway')) {
       platform.gateway = new Gateway(config, bus, log.child({ role: 'gateway' }));
+      platform.gateway.registerMetrics(metrics);
       await platform.gateway.start();
     }
   } catch (err) {

@@ -78,6 +78,19 @@ describe('cluster', { concurrency: false }, () => {
     await assertEverythingEmpty();
   });
 
+  test('/metrics/cluster on Nuve sums every process of the cluster', async () => {
+    const roomA = await cluster.createRoom('metrics-a');
+    const peers = await Promise.all([joinPeer(roomA, 'm1'), joinPeer(roomA, 'm2'), joinPeer(await cluster.createRoom('metrics-b'), 'm3')]);
+    const text = await (await fetch(`${cluster.nuveUrl}/metrics/cluster`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1]);
+    assert.equal(value('mss_agent_workers'), 3, 'three agents with one worker each');
+    assert.equal(value('mss_gateway_peers'), 3, 'peers summed over both gateways');
+    assert.equal(value('mss_agent_routers'), 2);
+    assert.equal(value('mss_nuve_gateways{state="available"}'.replace(/[{}"]/g, '\\$&')), 2);
+    for (const p of peers) p.client.close();
+    await assertEverythingEmpty();
+  });
+
   test('soak: 200 peers join and leave across 20 rooms, then every node reports zero', { timeout: 120_000 }, async () => {
     const rooms = await Promise.all(Array.from({ length: 20 }, (_, i) => cluster.createRoom(`soak-${i}`)));
     let next = 0;

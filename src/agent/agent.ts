@@ -17,7 +17,9 @@ import { waitUntilEmpty } from '../core/drain.js';
 import { AppError } from '../core/errors.js';
 import { subjects } from '../core/subjects.js';
 import type { Logger } from '../core/logger.js';
+import type { Registry } from 'prom-client';
 import { MediaRoom, type Owner } from './media-room.js';
+import { AgentMetrics } from './metrics.js';
 import { WorkerPool } from './worker-pool.js';
 
 type Handlers = { [M in AgentMethod]: (req: AgentRequest<M>) => Promise<AgentResults[M]> | AgentResults[M] };
@@ -40,6 +42,8 @@ export class Agent {
   private drainWatch?: ReturnType<typeof waitUntilEmpty>;
   private probeServer?: Server;
   private cpu = 0;
+  private metrics?: AgentMetrics;
+  private metricsRegistry?: Registry;
   private readonly handlers: Handlers;
 
   constructor(
@@ -92,6 +96,15 @@ export class Agent {
     this.heartbeat();
   }
 
+  registerMetrics(registry: Registry): void {
+    this.metricsRegistry = registry;
+    this.metrics = new AgentMetrics(registry, {
+      load: () => this.load(),
+      draining: () => this.state === 'draining',
+      rooms: () => this.rooms.values(),
+    });
+  }
+
   /**
    * Graceful stop, step one: gateways stop placing rooms here at once (the
    * draining state is announced immediately); existing media goes on.
@@ -113,6 +126,14 @@ export class Agent {
    */
   private async startProbes(port: number): Promise<void> {
     this.probeServer = createServer((req, res) => {
+      if (req.url === '/metrics' && this.metricsRegistry) {
+        const registry = this.metricsRegistry;
+        void registry.metrics().then((text) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(text);
+        });
+        return;
+      }
       const loopback = ['127.0.0.1', '::1', '::ffff:127.0.0.1'].includes(req.socket.remoteAddress ?? '');
       if (req.method === 'POST' && req.url === '/drain' && loopback) void this.drain();
       const ready = req.url === '/ready' ? this.state === 'available' : true;
@@ -253,6 +274,9 @@ export class Agent {
           appData: { peerId: r.peerId, producing: r.producing, consuming: r.consuming },
         });
         room.track('transport', owner(r), transport);
+        transport.on('icestatechange', (state) => state === 'disconnected' && this.metrics?.transportFailures.inc({ kind: 'ice' }));
+        transport.on('dtlsstatechange', (state) => state === 'failed' && this.metrics?.transportFailures.inc({ kind: 'dtls' }));
+        transport.on('sctpstatechange', (state) => state === 'failed' && this.metrics?.transportFailures.inc({ kind: 'sctp' }));
         if (r.consuming) {
           await transport.enableTraceEvent(['bwe']);
           transport.on('trace', (trace) => {
@@ -313,9 +337,10 @@ export class Agent {
           appData: { ...r.appData, peerId: r.peerId },
         });
         room.track('producer', owner(r), producer);
-        producer.on('score', (score) =>
-          room.emit({ type: 'producerScore', roomId: r.roomId, peerId: r.peerId, producerId: producer.id, score }),
-        );
+        producer.on('score', (score) => {
+          for (const s of score) this.metrics?.producerScore.observe(s.score);
+          room.emit({ type: 'producerScore', roomId: r.roomId, peerId: r.peerId, producerId: producer.id, score });
+        });
         producer.observer.once('close', () =>
           room.emit({ type: 'producerClosed', roomId: r.roomId, peerId: r.peerId, producerId: producer.id }),
         );
@@ -356,7 +381,10 @@ export class Agent {
         consumer.on('producerclose', () => room.emit({ type: 'consumerClosed', ...base }));
         consumer.on('producerpause', () => room.emit({ type: 'consumerPaused', ...base }));
         consumer.on('producerresume', () => room.emit({ type: 'consumerResumed', ...base }));
-        consumer.on('score', (score) => room.emit({ type: 'consumerScore', ...base, score }));
+        consumer.on('score', (score) => {
+          this.metrics?.consumerScore.observe(score.score);
+          room.emit({ type: 'consumerScore', ...base, score });
+        });
         consumer.on('layerschange', (layers) => room.emit({ type: 'consumerLayersChanged', ...base, layers }));
         return {
           id: consumer.id,

@@ -22,6 +22,8 @@ import { AgentRegistry } from './agent-registry.js';
 import { broadcasterRoutes } from './broadcasters.js';
 import { PeerConnection } from './peer-connection.js';
 import { GatewayLimits } from './limits.js';
+import { GatewayMetrics } from './metrics.js';
+import type { Registry } from 'prom-client';
 import { Peer } from './peer.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
@@ -47,7 +49,9 @@ export class Gateway {
   private presence?: GatewayPresence;
   private drainWatch?: ReturnType<typeof waitUntilEmpty>;
   readonly limits: GatewayLimits;
+  private metrics?: GatewayMetrics;
   private connectionSerial = 0;
+  private metricsRegistry?: Registry;
   private readonly subscriptions: Subscription[] = [];
   private http?: FastifyInstance;
   private wss?: WebSocketServer;
@@ -119,6 +123,10 @@ export class Gateway {
       void this.drain();
       return { status: 'draining', peers: this.peerCount() };
     });
+    app.get('/metrics', async (_request, reply) => {
+      if (!this.metricsRegistry) return reply.status(404).send({ code: 'NOT_FOUND', message: 'metrics disabled' });
+      return reply.type(this.metricsRegistry.contentType).send(await this.metricsRegistry.metrics());
+    });
     app.get('/ready', async (_request, reply) =>
       this.drainWatch
         ? reply.status(503).send({ code: 'DRAINING', message: 'gateway is draining' })
@@ -142,6 +150,16 @@ export class Gateway {
       () => ({ rooms: this.rooms.size, peers: this.peerCount() }),
     );
     this.presence.start();
+  }
+
+  registerMetrics(registry: Registry): void {
+    this.metrics = new GatewayMetrics(registry, {
+      rooms: () => this.rooms.size,
+      peers: () => this.peerCount(),
+      draining: () => this.draining,
+      rejected: () => this.limits.rejected,
+    });
+    this.metricsRegistry = registry;
   }
 
   get draining(): boolean {
@@ -198,6 +216,7 @@ export class Gateway {
         }
         const agent = this.agents.choose();
         if (!agent) throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
+        this.metrics?.placements.inc({ agent: agent.id });
         const room = await Room.open({
           id: grant.roomId,
           serviceId: grant.serviceId,
@@ -224,12 +243,13 @@ export class Gateway {
   private async onConnection(ws: WebSocket, req: IncomingMessage): Promise<void> {
     const connection = new PeerConnection(ws, this.logger);
     const connectionKey = String(++this.connectionSerial);
+    const openedAt = performance.now();
     // Clients may send requests right after the socket opens, before the token is checked: they wait for it.
     const session = this.admit(connection, new URL(req.url ?? '/', 'ws://gateway').searchParams);
     connection.on('request', (request) => {
       void this.limits.admitRequest(connectionKey).then((verdict) => {
         if (verdict === 'ok') {
-          this.dispatch(connection, session, request);
+          this.dispatch(connection, session, request, openedAt);
           return;
         }
         connection.respondError(request.id, new AppError('RATE_LIMITED', 'too many requests on this connection', 429));
@@ -253,10 +273,12 @@ export class Gateway {
     connection: PeerConnection,
     session: Promise<{ room: Room; peer: Peer }>,
     request: { id: number; method: string; data?: unknown },
+    openedAt: number,
   ): void {
     session
       .then(async ({ room, peer }) => {
         connection.respond(request.id, await room.handle(peer, request.method, request.data));
+        if (request.method === 'join') this.metrics?.joinDuration.observe((performance.now() - openedAt) / 1000);
         // After `leave` (or a kick racing this request) the socket has no purpose left.
         if (peer.closed) connection.close(1000, 'left');
       })

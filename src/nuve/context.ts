@@ -3,6 +3,7 @@ import type { Config } from '../core/config.js';
 import type { Store } from '../core/store/store.js';
 import type { GatewayRegistry } from './gateway-registry.js';
 import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
 import type { RateLimitStats } from './rate-limit.js';
 import type { ReplayGuard } from './replay-guard.js';
 import type { ServiceDirectory } from './service-directory.js';
@@ -20,4 +21,6 @@ export interface NuveContext {
   /** Shared counters (rate limits) across Nuve instances; in-process when absent. */
   redis?: Redis;
   rateLimitStats: RateLimitStats;
+  /** The process's metrics registry; absent: no /metrics. */
+  metrics?: Registry;
 }

@@ -11,6 +11,7 @@ import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ServiceRecord } from '../core/store/store.js';
 import { authPlugin } from './auth.js';
+import { metricsPlugin } from './metrics.js';
 import { rateLimitPlugin } from './rate-limit.js';
 import type { NuveContext } from './context.js';
 import { roomsRoutes } from './routes/rooms.js';
@@ -94,6 +95,10 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger): Promise<F
   app.setNotFoundHandler((_request, reply) => {
     reply.status(404).send({ code: 'NOT_FOUND', message: 'Resource not found' });
   });
+
+  if (ctx.metrics) {
+    await app.register(metricsPlugin, { registry: ctx.metrics, bus: ctx.bus, gateways: ctx.registry, rateLimitStats: ctx.rateLimitStats });
+  }
 
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
   app.get('/health', { schema: { hide: true } }, async (_request, reply) => {

@@ -4,6 +4,8 @@ import type { Config } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { ServiceRecord, Store } from '../core/store/store.js';
 import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import { AgentDirectory } from './agent-directory.js';
 import { GatewayRegistry } from './gateway-registry.js';
 import type { RateLimitStats } from './rate-limit.js';
 import { buildNuveHttp } from './http.js';
@@ -18,6 +20,7 @@ export interface NuveOptions {
   logger: Logger;
   replay?: ReplayGuard;
   redis?: Redis;
+  metrics?: Registry;
 }
 
 /** The management role: REST API, token issuing and consumption, gateway registry. */
@@ -25,6 +28,7 @@ export class Nuve {
   readonly registry: GatewayRegistry;
   readonly tokens: TokenIssuer;
   readonly services: ServiceDirectory;
+  readonly agents: AgentDirectory;
   private http?: FastifyInstance;
   private readonly replay: ReplayGuard;
   private superService?: ServiceRecord;
@@ -37,6 +41,7 @@ export class Nuve {
     const { config, bus, store, logger } = options;
     this.services = new ServiceDirectory(store);
     this.registry = new GatewayRegistry(bus, logger, config.nuve.gatewayTimeoutMs);
+    this.agents = new AgentDirectory(bus, logger, config.gateway.agentRemoveMs);
     this.tokens = new TokenIssuer(store, this.services, this.registry, bus, logger, config.nuve.tokenTtlSec);
     this.replay = options.replay ?? new MemoryReplayGuard();
     this.registry.on('removed', (gateway) => {
@@ -68,6 +73,7 @@ export class Nuve {
     this.superService = await this.services.ensureSuperService(config.nuve.superService, logger);
     this.registry.start();
     this.tokens.start();
+    this.agents.start();
     this.http = await buildNuveHttp(
       {
         config,
@@ -79,8 +85,10 @@ export class Nuve {
         replay: this.replay,
         redis: this.options.redis,
         rateLimitStats: this.rateLimitStats,
+        metrics: this.options.metrics,
       },
       logger,
+      this.agents,
     );
     await this.http.listen({ host: config.nuve.host, port: config.nuve.port });
   }
@@ -90,6 +98,7 @@ export class Nuve {
     await this.http?.close();
     this.tokens.stop();
     this.registry.stop();
+    this.agents.stop();
     this.replay.close();
   }
 }

@@ -15,6 +15,8 @@ export interface Bus {
   respond(subject: string, handler: RequestHandler, options?: SubscribeOptions): Subscription;
   /** Ask one responder; rejects with BUS_TIMEOUT or BUS_NO_RESPONDERS, or the responder's AppError. */
   request<T = unknown>(subject: string, payload: unknown, options?: RequestOptions): Promise<T>;
+  /** Asks every responder on `subject` and collects the replies that arrive within `timeoutMs`. */
+  gather<T = unknown>(subject: string, payload: unknown, options?: RequestOptions): Promise<T[]>;
   /** Lets in-flight handlers finish, then stops. */
   close(): Promise<void>;
 }

@@ -79,10 +79,28 @@ export class MemoryBus implements Bus {
     });
   }
 
+  async gather<T>(subject: string, payload: unknown, options: RequestOptions = {}): Promise<T[]> {
+    if (this.closed) return [];
+    const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
+    const wire = JSON.stringify(payload ?? null);
+    const responders = [...this.entries].filter((e) => e.kind === 'request' && subjectMatches(e.pattern, subject));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<undefined>((r) => {
+      timer = setTimeout(() => r(undefined), timeoutMs);
+    });
+    const replies = await Promise.all(
+      responders.map((entry) =>
+        Promise.race([runRequestHandler(entry.handler as RequestHandler, JSON.parse(wire), subject, () => undefined), deadline]),
+      ),
+    );
+    clearTimeout(timer);
+    return replies.filter((r): r is BusReply & { ok: true } => r?.ok === true).map((r) => JSON.parse(JSON.stringify(r.data)) as T);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     // A handler that never settles must not hold shutdown forever: wait at most one request timeout.
-    let timer: NodeJS.Timeout | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       Promise.allSettled([...this.inFlight]),
       new Promise((resolve) => {

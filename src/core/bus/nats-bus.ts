@@ -1,4 +1,4 @@
-import { type NatsConnection, type Subscription as NatsSubscription, connect } from 'nats';
+import { type NatsConnection, RequestStrategy, type Subscription as NatsSubscription, connect } from 'nats';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import {
@@ -125,6 +125,27 @@ export class NatsBus implements Bus {
       throw new AppError('BUS_UNAVAILABLE', `bus request on ${subject} failed: ${(err as Error).message}`, 503);
     }
     return replyToResult<T>(reply);
+  }
+
+  async gather<T>(subject: string, payload: unknown, options: RequestOptions = {}): Promise<T[]> {
+    const out: T[] = [];
+    try {
+      const replies = await this.nc.requestMany(subject, encode(payload), {
+        strategy: RequestStrategy.Timer,
+        maxWait: options.timeoutMs ?? this.defaultTimeoutMs,
+      });
+      for await (const msg of replies) {
+        try {
+          const reply = JSON.parse(decoder.decode(msg.data)) as BusReply;
+          if (reply.ok) out.push(reply.data as T);
+        } catch {
+          // a malformed reply is skipped; the others still count
+        }
+      }
+    } catch (err) {
+      if ((err as { code?: string }).code !== '503') throw err;
+    }
+    return out;
   }
 
   async close(): Promise<void> {
