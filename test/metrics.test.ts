@@ -87,3 +87,13 @@ test('RTP, bytes and scores are counted from real media', { timeout: 30_000 }, a
     await source.stop();
   }
 });
+
+test('the Grafana dashboard only queries metrics the platform exposes', async () => {
+  const { readFileSync } = await import('node:fs');
+  const dashboard = JSON.parse(readFileSync('deploy/grafana/mediasoup-signal.json', 'utf8'));
+  const exprs: string[] = dashboard.panels.flatMap((p: any) => p.targets.map((t: any) => t.expr));
+  const used = new Set(exprs.flatMap((e) => e.match(/mss_[a-z_]+/g) ?? []).map((n) => n.replace(/_(bucket|sum|count)$/, '')));
+  const exposed = new Set([...(await scrape(`${platform.nuveUrl}/metrics`)).keys()].map((k) => k.replace(/\{.*$/, '').replace(/_(bucket|sum|count)$/, '')));
+  assert.ok(used.size >= 15);
+  for (const name of used) assert.ok(exposed.has(name), `dashboard uses ${name}, which is exposed`);
+});
