@@ -9,6 +9,7 @@ import { Gateway } from './gateway/gateway.js';
 import { Nuve } from './nuve/nuve.js';
 import type { Registry } from 'prom-client';
 import { InstrumentedBus, METRICS_SUBJECT, createMetricsRegistry } from './core/metrics.js';
+import { startTracing } from './core/tracing.js';
 import { RedisReplayGuard, type ReplayGuard } from './nuve/replay-guard.js';
 import type { Redis } from 'ioredis';
 import { connectRedis, redisReady } from './core/redis.js';
@@ -44,7 +45,9 @@ async function openBus(config: Config, logger: Logger): Promise<Bus> {
 /** Starts the given roles in dependency order (agent, then nuve, then gateway) and returns a handle that stops them in reverse. */
 export async function startPlatform(config: Config, roles: readonly RoleName[] = ALL_ROLES, logger?: Logger): Promise<Platform> {
   const log = logger ?? createLogger(config.log);
-  const metrics = createMetricsRegistry(roles.length === 1 ? roles[0]! : 'all');
+  const roleLabel = roles.length === 1 ? roles[0]! : 'all';
+  const tracing = startTracing(config.tracing, roleLabel);
+  const metrics = createMetricsRegistry(roleLabel);
   const bus = new InstrumentedBus(await openBus(config, log), metrics);
   // Every process answers the cluster-wide metrics scrape with its own registry.
   bus.respond(METRICS_SUBJECT, () => metrics.getMetricsAsJSON());
@@ -64,6 +67,7 @@ export async function startPlatform(config: Config, roles: readonly RoleName[] =
       await platform.store?.close();
       platform.redis?.disconnect();
       await bus.close();
+      await tracing.flush();
     },
   };
   try {

@@ -29,6 +29,14 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    tracing: z
+      .object({
+        /** OpenTelemetry traces over OTLP/HTTP (SkyWalking, Jaeger, Tempo accept it). Off by default. */
+        enabled: z.boolean().default(false),
+        otlpUrl: z.string().url().default('http://127.0.0.1:4318/v1/traces'),
+        serviceName: z.string().min(1).default('mediasoup-signal'),
+      })
+      .prefault({}),
     redis: z
       .object({
         /** Shared counters and presence across Nuve instances (replay guard, rate limits). Unset: in-process. */

@@ -1,5 +1,6 @@
 import { AggregatorRegistry, Histogram, type MetricObjectWithValues, type MetricValue, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Bus, MessageHandler, RequestHandler, RequestOptions, SubscribeOptions, Subscription } from './bus/bus.js';
+import { SpanKind, extractTrace, inSpan, injectTrace } from './tracing.js';
 
 /** Every process answers this (gather) with its metrics, so one Nuve endpoint can show the cluster. */
 export const METRICS_SUBJECT = 'metrics.collect';
@@ -35,7 +36,7 @@ function subjectKind(subject: string): string {
     .join('.');
 }
 
-/** A Bus that records request latency and outcome; everything else passes through. */
+/** A Bus that records request latency and outcome and carries trace context; everything else passes through. */
 export class InstrumentedBus implements Bus {
   private readonly latency: Histogram<'subject' | 'method' | 'outcome'>;
 
@@ -53,18 +54,19 @@ export class InstrumentedBus implements Bus {
   }
 
   async request<T>(subject: string, payload: unknown, options?: RequestOptions): Promise<T> {
-    const end = this.latency.startTimer({
-      subject: subjectKind(subject),
-      method: String((payload as { method?: unknown } | null)?.method ?? ''),
+    const kind = subjectKind(subject);
+    const method = String((payload as { method?: unknown } | null)?.method ?? '');
+    const end = this.latency.startTimer({ subject: kind, method });
+    return inSpan(`bus ${kind} ${method}`.trim(), SpanKind.CLIENT, async () => {
+      try {
+        const result = await this.inner.request<T>(subject, injectTrace(payload), options);
+        end({ outcome: 'ok' });
+        return result;
+      } catch (err) {
+        end({ outcome: (err as { code?: string }).code ?? 'error' });
+        throw err;
+      }
     });
-    try {
-      const result = await this.inner.request<T>(subject, payload, options);
-      end({ outcome: 'ok' });
-      return result;
-    } catch (err) {
-      end({ outcome: (err as { code?: string }).code ?? 'error' });
-      throw err;
-    }
   }
 
   publish(subject: string, payload: unknown): void {
@@ -75,8 +77,17 @@ export class InstrumentedBus implements Bus {
     return this.inner.subscribe(subject, handler, options);
   }
 
+  /** Handlers run in a server span that continues the requester's trace. */
   respond(subject: string, handler: RequestHandler, options?: SubscribeOptions): Subscription {
-    return this.inner.respond(subject, handler, options);
+    return this.inner.respond(
+      subject,
+      (raw, actual) => {
+        const { payload, ctx } = extractTrace(raw);
+        const method = String((payload as { method?: unknown } | null)?.method ?? '');
+        return inSpan(`handle ${subjectKind(actual)} ${method}`.trim(), SpanKind.SERVER, () => handler(payload, actual), ctx);
+      },
+      options,
+    );
   }
 
   gather<T>(subject: string, payload: unknown, options?: RequestOptions): Promise<T[]> {

@@ -17,6 +17,7 @@ import {
   tokenGrantSchema,
 } from '../core/subjects.js';
 import { waitUntilEmpty } from '../core/drain.js';
+import { SpanKind, inSpan } from '../core/tracing.js';
 import { closeCodes } from '../protocol/signaling.js';
 import { AgentRegistry } from './agent-registry.js';
 import { broadcasterRoutes } from './broadcasters.js';
@@ -277,7 +278,11 @@ export class Gateway {
   ): void {
     session
       .then(async ({ room, peer }) => {
-        connection.respond(request.id, await room.handle(peer, request.method, request.data));
+        const result = await inSpan(`signaling ${request.method}`, SpanKind.SERVER, (span) => {
+          span.setAttributes({ 'mss.room': room.id, 'mss.peer': peer.id });
+          return room.handle(peer, request.method, request.data);
+        });
+        connection.respond(request.id, result);
         if (request.method === 'join') this.metrics?.joinDuration.observe((performance.now() - openedAt) / 1000);
         // After `leave` (or a kick racing this request) the socket has no purpose left.
         if (peer.closed) connection.close(1000, 'left');

@@ -13,6 +13,7 @@ import type { ServiceRecord } from '../core/store/store.js';
 import { authPlugin } from './auth.js';
 import { metricsPlugin } from './metrics.js';
 import { rateLimitPlugin } from './rate-limit.js';
+import { tracingPlugin } from './tracing-plugin.js';
 import type { NuveContext } from './context.js';
 import { roomsRoutes } from './routes/rooms.js';
 import { servicesRoutes } from './routes/services.js';
@@ -60,6 +61,7 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger): Promise<F
     transform: jsonSchemaTransform,
   });
 
+  await app.register(tracingPlugin);
   await app.register(rateLimitPlugin, { config: ctx.config.nuve.rateLimit, redis: ctx.redis, stats: ctx.rateLimitStats });
 
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
