@@ -9,7 +9,7 @@ export const METRICS_SUBJECT = 'metrics.collect';
 export function createMetricsRegistry(role: string): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ process_role: role });
-  collectDefaultMetrics({ register: registry, prefix: 'mss_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'mss_' });
   return registry;
 }
 

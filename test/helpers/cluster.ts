@@ -96,7 +96,7 @@ export class RoleProcess {
   private proc?: ChildProcess;
 
   constructor(
-    readonly role: 'nuve' | 'gateway' | 'agent',
+    readonly role: 'nuve' | 'gateway' | 'agent' | 'all',
     readonly env: Record<string, string>,
   ) {}
 
