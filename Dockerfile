@@ -13,6 +13,7 @@ COPY scripts ./scripts
 RUN bash scripts/install.sh && npm prune --omit=dev
 COPY src ./src
 COPY bin ./bin
+COPY client ./client
 COPY tsconfig.json ./
 
 FROM node:20-bookworm-slim

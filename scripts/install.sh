@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything mediasoup-signal needs on a fresh Debian/Ubuntu machine:
 # Node dependencies (npm ci) and the mediasoup worker binary. With --test it
-# also installs what the test suite drives (ffmpeg for real RTP).
+# also installs what the test suite drives (ffmpeg for real RTP, Chromium).
 #
 # The mediasoup worker: npm's postinstall downloads a prebuilt binary. Where
 # that download is impossible (offline CI), we build it from the npm tarball
@@ -59,6 +59,6 @@ if [ -n "${MEDIASOUP_WORKER_BIN:-}" ]; then
 fi
 
 if [ "$WITH_TEST_DEPS" = 1 ]; then
-  apt_install ffmpeg
+  apt_install ffmpeg chromium
 fi
 echo "install.sh: done"

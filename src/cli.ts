@@ -32,6 +32,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // Embedded `all` on loopback without configuration: the playground's dev endpoints are on (MSS_NUVE__DEV_ENDPOINTS=false: off).
+  const configured = values.config ?? process.env.MSS_CONFIG ?? process.env.MSS_NUVE__DEV_ENDPOINTS;
+  if (role === 'all' && configured === undefined && /^(127\.|localhost$|::1$)/.test(config.nuve.host)) config.nuve.devEndpoints = true;
   const logger = createLogger(config.log);
   const roles = role === 'all' ? ALL_ROLES : [role as RoleName];
   const platform = await startPlatform(config, roles, logger);
@@ -41,6 +44,7 @@ async function main(): Promise<void> {
     const su = platform.nuve.superServiceRecord;
     lines.push(`  Nuve API:      ${platform.nuve.url}  (OpenAPI: ${platform.nuve.url}/openapi.json)`);
     lines.push(`  superService:  id=${su.id} key=${su.key}`);
+    if (config.nuve.devEndpoints) lines.push(`  Playground:    ${platform.nuve.url}/  (dev endpoints on; SDK at /sdk/mediasoup-signal.mjs)`);
   }
   if (platform.gateway) lines.push(`  Gateway:       ${platform.gateway.publicUrl}  (WebSocket ?token=...)`);
   if (platform.agent) lines.push(`  Media agent:   ${platform.agent.id} with ${platform.agent.pool.size} mediasoup worker(s)`);

@@ -10,15 +10,19 @@ import {
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ServiceRecord } from '../core/store/store.js';
+import type { AgentDirectory } from './agent-directory.js';
 import { authPlugin } from './auth.js';
 import { metricsPlugin } from './metrics.js';
 import { rateLimitPlugin } from './rate-limit.js';
 import { tracingPlugin } from './tracing-plugin.js';
 import type { NuveContext } from './context.js';
+import { devRoutes } from './routes/dev.js';
 import { roomsRoutes } from './routes/rooms.js';
 import { servicesRoutes } from './routes/services.js';
+import { statusRoutes } from './routes/status.js';
 import { tokensRoutes } from './routes/tokens.js';
 import { usersRoutes } from './routes/users.js';
+import { staticRoutes } from './static.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -32,7 +36,7 @@ declare module 'fastify' {
 export type NuveApp = FastifyInstance;
 
 /** Builds the Nuve HTTP API: one plugin per resource, every input declared with zod. */
-export async function buildNuveHttp(ctx: NuveContext, logger: Logger): Promise<FastifyInstance> {
+export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: AgentDirectory): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Per-request logs would dominate at thousands of token requests per second.
@@ -119,6 +123,10 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger): Promise<F
     await api.register(tokensRoutes, { ctx });
     await api.register(usersRoutes, { ctx });
   });
+  // Outside MAuth: status (own auth), dev endpoints and the playground (dev only), SDK bundles.
+  await app.register(statusRoutes, { ctx, agents });
+  if (ctx.config.nuve.devEndpoints) await app.register(devRoutes, { ctx });
+  await app.register(staticRoutes, { config: ctx.config });
 
   return app as unknown as FastifyInstance;
 }

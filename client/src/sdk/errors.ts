@@ -1,0 +1,73 @@
+/**
+ * Every failure the SDK reports is a SignalError with a stable `code`:
+ * the gateway's `errorName` (PRODUCE_NOT_ALLOWED, NOT_JOINED, TOKEN_EXPIRED, …)
+ * when the server refused, or one of the SDK's own codes below.
+ */
+export const sdkErrorCodes = [
+  /** The WebSocket could not be opened or closed before the session was set up. */
+  'CONNECTION_FAILED',
+  /** The gateway did not answer a request in time. */
+  'REQUEST_TIMEOUT',
+  /** The socket closed while a request was pending. */
+  'CONNECTION_CLOSED',
+  /** A method that needs a joined room was called before join() or after leave(). */
+  'NOT_JOINED',
+  /** The token is not a mediasoup-signal token (base64 JSON with gatewayUrl). */
+  'TOKEN_INVALID',
+  /** The app's getToken() callback failed or is missing, so the SDK cannot rejoin. */
+  'TOKEN_REFRESH_FAILED',
+  /** Rejoining failed after every attempt. */
+  'RECONNECT_FAILED',
+  /** The service removed this user (close code 4100). */
+  'KICKED',
+  /** The room was deleted (closing notification, close code 4101). */
+  'ROOM_CLOSED',
+  /** Another connection with this peer id replaced this one (close code 4102). */
+  'REPLACED',
+  /** mute()/unmute() of a source that is not published. */
+  'NOT_PUBLISHED',
+  /** The browser refused camera/microphone/screen access. */
+  'MEDIA_PERMISSION_DENIED',
+  /** No such device, or it could not be started. */
+  'MEDIA_DEVICE_ERROR',
+  /** This browser cannot send or receive this kind of media with the room's codecs. */
+  'MEDIA_UNSUPPORTED',
+  /** WebRTC transport failure (ICE/DTLS) the SDK could not recover from. */
+  'TRANSPORT_FAILED',
+  /** Anything else. */
+  'INTERNAL',
+] as const;
+export type SdkErrorCode = (typeof sdkErrorCodes)[number];
+
+export class SignalError extends Error {
+  override readonly name = 'SignalError';
+
+  constructor(
+    /** Stable, machine-readable: switch on this. */
+    readonly code: SdkErrorCode | (string & {}),
+    message: string,
+    /** HTTP-like status of a server refusal (the protoo errorCode: 400, 403, 404, 409, 503, …). */
+    readonly status?: number,
+    override readonly cause?: unknown,
+  ) {
+    super(message);
+  }
+
+  /** "PRODUCE_NOT_ALLOWED (403): this token has the viewer role: it may only subscribe" */
+  override toString(): string {
+    return `${this.code}${this.status !== undefined ? ` (${this.status})` : ''}: ${this.message}`;
+  }
+}
+
+export function toSignalError(err: unknown, fallbackCode: SdkErrorCode = 'INTERNAL'): SignalError {
+  if (err instanceof SignalError) return err;
+  if (err instanceof DOMException || (err instanceof Error && /^(NotAllowed|NotFound|NotReadable|Overconstrained|Abort)Error$/.test(err.name))) {
+    const e = err as Error;
+    if (e.name === 'NotAllowedError') return new SignalError('MEDIA_PERMISSION_DENIED', e.message || 'permission denied', undefined, err);
+    if (/^(NotFound|NotReadable|Overconstrained|Abort)Error$/.test(e.name)) {
+      return new SignalError('MEDIA_DEVICE_ERROR', `${e.name}: ${e.message}`, undefined, err);
+    }
+  }
+  if (err instanceof Error && err.name === 'UnsupportedError') return new SignalError('MEDIA_UNSUPPORTED', err.message, undefined, err);
+  return new SignalError(fallbackCode, err instanceof Error ? err.message : String(err), undefined, err);
+}

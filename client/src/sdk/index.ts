@@ -1,0 +1,33 @@
+/**
+ * mediasoup-signal browser SDK: join a room with a token from your app
+ * server, publish microphone / camera (simulcast) / screen, receive the
+ * others, and rejoin by itself when the network or the media agent is lost.
+ */
+import { RoomClient, type RoomClientOptions } from './client.js';
+
+export { RoomClient } from './client.js';
+export type {
+  ActiveSpeaker,
+  CameraOptions,
+  ConnectionState,
+  LocalTrack,
+  MicrophoneOptions,
+  RemotePeer,
+  RemoteTrack,
+  RoomClientEvents,
+  RoomClientOptions,
+  Source,
+} from './client.js';
+export { SignalError, sdkErrorCodes, type SdkErrorCode } from './errors.js';
+export { CLOSE_CODES, type ClientResponses } from './protoo.js';
+export { decodeToken, type TokenInfo } from './token.js';
+export type { PeerInfo, ServerNotifications, ServerRequests, ClientMethod, ClientRequest } from '../../../src/protocol/signaling.js';
+
+export const version = '0.1.0';
+
+/** Connects with a token (signaling + codecs); call join() on the result to enter the room. */
+export async function connect(options: RoomClientOptions): Promise<RoomClient> {
+  const client = new RoomClient(options);
+  await client.connect();
+  return client;
+}

@@ -1,0 +1,190 @@
+// Types only: the gateway's schemas are the one source of truth, and a type
+// import keeps zod (and the schemas' code) out of the browser bundle.
+import type {
+  ClientMethod,
+  ClientRequest,
+  PeerInfo,
+  ProtooMessage,
+  ServerNotifications,
+  ServerRequests,
+  closeCodes,
+} from '../../../src/protocol/signaling.js';
+import type { types as ms } from 'mediasoup-client';
+import { SignalError } from './errors.js';
+
+/**
+ * The gateway's WebSocket close codes. Written out here (the signaling module
+ * also carries zod schemas the bundle should not ship) but typed as
+ * `typeof closeCodes`: if the gateway changes one, this stops compiling.
+ */
+export const CLOSE_CODES: typeof closeCodes = {
+  tokenErrorBase: 4000,
+  kicked: 4100,
+  roomClosed: 4101,
+  replaced: 4102,
+  gatewayShutdown: 4103,
+  protocolAbuse: 4104,
+} as const;
+
+/** What the gateway answers to each client request (the schemas type the requests; these type the answers). */
+export interface ClientResponses {
+  getRouterRtpCapabilities: ms.RtpCapabilities;
+  join: { peers: PeerInfo[] };
+  createWebRtcTransport: {
+    id: string;
+    iceParameters: ms.IceParameters;
+    iceCandidates: ms.IceCandidate[];
+    dtlsParameters: ms.DtlsParameters;
+    sctpParameters?: ms.SctpParameters;
+  };
+  restartIce: ms.IceParameters;
+  produce: { id: string };
+  produceData: { id: string };
+  getTransportStats: unknown[];
+  getProducerStats: unknown[];
+  getConsumerStats: unknown[];
+}
+export type ClientResponse<M extends ClientMethod> = M extends keyof ClientResponses ? ClientResponses[M] : unknown;
+
+/** A failed response as the gateway sends it: the protoo fields plus the stable `errorName`. */
+type ErrorResponse = Extract<ProtooMessage, { ok: false }> & { errorName?: string };
+
+export type ServerRequestHandler = <M extends keyof ServerRequests>(method: M, data: ServerRequests[M]) => Promise<unknown>;
+export type NotificationHandler = <M extends keyof ServerNotifications>(method: M, data: ServerNotifications[M]) => void;
+
+interface Pending {
+  method: string;
+  resolve(data: unknown): void;
+  reject(err: SignalError): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+/** The shape checks of protooMessageSchema, without zod. */
+function asProtooMessage(value: unknown): (ProtooMessage & { errorName?: string }) | undefined {
+  if (!isObject(value)) return undefined;
+  if (value.request === true && typeof value.id === 'number' && typeof value.method === 'string') return value as ProtooMessage;
+  if (value.response === true && typeof value.id === 'number' && typeof value.ok === 'boolean') return value as ProtooMessage;
+  if (value.notification === true && typeof value.method === 'string') return value as ProtooMessage;
+  return undefined;
+}
+
+/**
+ * One protoo session over a browser WebSocket: requests both ways and
+ * notifications, typed by the gateway's protocol module.
+ */
+export class ProtooSocket {
+  onNotification: NotificationHandler = () => undefined;
+  onRequest: ServerRequestHandler = async () => ({});
+  /** Called once, when the socket is gone (by either side). */
+  onClose: (code: number, reason: string) => void = () => undefined;
+  closed = false;
+  private nextId = Math.floor(Math.random() * 1_000_000);
+  private readonly pending = new Map<number, Pending>();
+
+  private constructor(
+    private readonly ws: WebSocket,
+    private readonly requestTimeoutMs: number,
+  ) {
+    ws.addEventListener('message', (event) => this.onMessage(event.data));
+    ws.addEventListener('close', (event) => this.finish(event.code, event.reason));
+  }
+
+  static open(url: string, opts: { timeoutMs: number; requestTimeoutMs: number }): Promise<ProtooSocket> {
+    return new Promise((resolve, reject) => {
+      let ws: WebSocket;
+      try {
+        ws = new WebSocket(url);
+      } catch (err) {
+        reject(new SignalError('CONNECTION_FAILED', `cannot open ${url.split('?')[0]}: ${String(err)}`));
+        return;
+      }
+      const socket = new ProtooSocket(ws, opts.requestTimeoutMs);
+      const timer = setTimeout(() => {
+        ws.close();
+        reject(new SignalError('CONNECTION_FAILED', `no answer from the gateway at ${url.split('?')[0]}`));
+      }, opts.timeoutMs);
+      ws.addEventListener('open', () => {
+        clearTimeout(timer);
+        resolve(socket);
+      });
+      ws.addEventListener('close', (event) => {
+        clearTimeout(timer);
+        reject(new SignalError('CONNECTION_FAILED', `the gateway closed the connection (${event.code} ${event.reason})`));
+      });
+    });
+  }
+
+  request<M extends ClientMethod>(method: M, data?: ClientRequest<M>, timeoutMs = this.requestTimeoutMs): Promise<ClientResponse<M>> {
+    if (this.closed) return Promise.reject(new SignalError('CONNECTION_CLOSED', `cannot send ${method}: connection closed`));
+    const id = this.nextId++;
+    return new Promise<ClientResponse<M>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new SignalError('REQUEST_TIMEOUT', `the gateway did not answer ${method} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { method, resolve: resolve as (d: unknown) => void, reject, timer });
+      this.send({ request: true, id, method, data: data ?? {} });
+    });
+  }
+
+  close(code = 1000, reason = 'bye'): void {
+    if (this.closed) return;
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.close();
+    }
+    this.finish(code, reason);
+  }
+
+  private send(message: ProtooMessage): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  private onMessage(raw: unknown): void {
+    if (typeof raw !== 'string') return;
+    let json: unknown;
+    try {
+      json = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    const message = asProtooMessage(json);
+    if (!message) return;
+    if ('response' in message) {
+      const pending = this.pending.get(message.id);
+      if (!pending) return;
+      this.pending.delete(message.id);
+      clearTimeout(pending.timer);
+      if (message.ok) pending.resolve(message.data);
+      else {
+        const err = message as ErrorResponse;
+        pending.reject(new SignalError(err.errorName ?? `ERROR_${err.errorCode}`, err.errorReason, err.errorCode));
+      }
+    } else if ('request' in message) {
+      const { id, method, data } = message;
+      this.onRequest(method as keyof ServerRequests, data as never).then(
+        (result) => this.send({ response: true, id, ok: true, data: result ?? {} }),
+        (err: unknown) =>
+          this.send({ response: true, id, ok: false, errorCode: 500, errorReason: err instanceof Error ? err.message : String(err) }),
+      );
+    } else {
+      this.onNotification(message.method as keyof ServerNotifications, (message.data ?? {}) as never);
+    }
+  }
+
+  private finish(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new SignalError('CONNECTION_CLOSED', `connection closed (${code}) before ${p.method} was answered`));
+      this.pending.delete(id);
+    }
+    this.onClose(code, reason);
+  }
+}

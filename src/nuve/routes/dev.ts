@@ -1,0 +1,86 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { AppError } from '../../core/errors.js';
+import { newId } from '../../core/ids.js';
+import type { RoomRecord, ServiceRecord } from '../../core/store/store.js';
+import { roleSchema } from '../../core/subjects.js';
+import type { NuveContext } from '../context.js';
+import { roomView } from './representation.js';
+import { roomName } from './schemas.js';
+
+/**
+ * Developer endpoints for the embedded playground, registered only with
+ * `nuve.devEndpoints` (on by default for `mediasoup-signal all` on loopback).
+ * They act as the superService WITHOUT authentication — what an app server
+ * does with MAuth — so anyone who reaches Nuve's port can create rooms and
+ * tokens. Never enable them on a reachable address.
+ */
+export const devRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
+  app.log.warn('Nuve developer endpoints are enabled (/dev/rooms, /dev/tokens): unauthenticated, for local use only');
+  let superService: ServiceRecord | undefined;
+  const su = async (): Promise<ServiceRecord> => {
+    superService ??= await ctx.store.findSuperService();
+    if (!superService) throw new AppError('NO_SUPER_SERVICE', 'the superService does not exist', 500);
+    return superService;
+  };
+
+  app.get('/dev/rooms', { schema: { summary: "List the superService's rooms (dev)", tags: ['dev'], security: [] } }, async () =>
+    (await ctx.store.listRooms((await su()).id)).sort((a, b) => b.createdAt - a.createdAt).map(roomView),
+  );
+
+  app.post(
+    '/dev/rooms',
+    {
+      schema: {
+        summary: 'Create a room as the superService, or return the one with this name (dev)',
+        tags: ['dev'],
+        security: [],
+        body: z.object({ name: roomName.optional() }).nullish(),
+      },
+    },
+    async (request) => {
+      const service = await su();
+      const name = request.body?.name;
+      if (name !== undefined) {
+        const existing = (await ctx.store.listRooms(service.id)).find((r) => r.name === name);
+        if (existing) return { ...roomView(existing), created: false };
+      }
+      const room: RoomRecord = {
+        id: newId(),
+        serviceId: service.id,
+        name: name ?? `room-${Math.random().toString(36).slice(2, 6)}`,
+        data: undefined,
+        p2p: false,
+        mediaConfiguration: null,
+        eapolicy: 'ROOM-BEST',
+        gatewayId: null,
+        createdAt: Date.now(),
+      };
+      await ctx.store.createRoom(room);
+      return { ...roomView(room), created: true };
+    },
+  );
+
+  app.post(
+    '/dev/tokens',
+    {
+      schema: {
+        summary: 'Create a one-time token for a superService room (dev)',
+        tags: ['dev'],
+        security: [],
+        body: z.object({
+          roomId: z.string().min(1).max(64),
+          user: z.string().trim().min(1).max(256),
+          role: roleSchema.default('presenter'),
+        }),
+      },
+    },
+    async (request) => {
+      const service = await su();
+      const room = await ctx.store.getRoom(service.id, request.body.roomId);
+      if (!room) throw new AppError('ROOM_NOT_FOUND', 'Room does not exist', 404);
+      const token = await ctx.tokens.issue(service, room, request.body.user, request.body.role);
+      return { token };
+    },
+  );
+};
