@@ -368,12 +368,14 @@ export class Agent {
         if (!producerEntry) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`, 404);
         const rtpCapabilities = r.rtpCapabilities as unknown as types.RtpCapabilities;
         if (!room.router.canConsume({ producerId: r.producerId, rtpCapabilities })) return null;
+        const producer = producerEntry.object as unknown as types.Producer;
         const consumer = await transport.consume({
           producerId: r.producerId,
           rtpCapabilities,
           // Paused until the client has its consumer ready, so the first packets (and keyframe) are not lost.
           paused: true,
-          appData: { ...r.appData, peerId: r.peerId },
+          // The producer's appData (its peer, the app's `source`...) is what the receiving client needs.
+          appData: { ...producer.appData, ...r.appData },
         });
         room.track('consumer', owner(r), consumer);
         const base = { roomId: r.roomId, peerId: r.peerId, consumerId: consumer.id };
