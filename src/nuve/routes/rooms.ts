@@ -81,7 +81,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
         summary: 'Patch a room',
         tags: ['rooms'],
         params: roomParams,
-        body: z.object({ name: roomName.optional(), options: roomOptions.optional() }).optional(),
+        body: z.object({ name: roomName.optional(), options: roomOptions.optional() }).nullish(),
       },
     },
     async (request, reply) => {

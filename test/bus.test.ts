@@ -1,0 +1,223 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { subjectMatches } from '../src/core/bus/bus.js';
+import { MemoryBus } from '../src/core/bus/memory-bus.js';
+import { AppError } from '../src/core/errors.js';
+import { testLogger } from './helpers/nuve-harness.js';
+
+async function rejectsWithCode(promise: Promise<unknown>, code: string, status?: number): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof AppError, `AppError expected, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    if (status !== undefined) assert.equal(err.status, status);
+    return true;
+  });
+}
+
+describe('subject matching', () => {
+  test('NATS wildcard semantics', () => {
+    const cases: [string, string, boolean][] = [
+      ['a.b.c', 'a.b.c', true],
+      ['a.b.c', 'a.b', false],
+      ['a.b', 'a.b.c', false],
+      ['a.*.c', 'a.x.c', true],
+      ['a.*.c', 'a.x.y.c', false],
+      ['a.*', 'a', false],
+      ['*.*', 'a.b', true],
+      ['a.>', 'a.b', true],
+      ['a.>', 'a.b.c.d', true],
+      ['a.>', 'a', false],
+      ['>', 'anything.at.all', true],
+      ['gateway.*.rpc', 'gateway.gw-1.rpc', true],
+      ['gateway.*.rpc', 'gateway.gw-1.other', false],
+    ];
+    for (const [pattern, subject, expected] of cases) {
+      assert.equal(subjectMatches(pattern, subject), expected, `${pattern} vs ${subject}`);
+    }
+  });
+});
+
+describe('MemoryBus', () => {
+  let bus: MemoryBus;
+  beforeEach(() => {
+    bus = new MemoryBus(testLogger(), 1000);
+  });
+  afterEach(async () => bus.close());
+
+  test('publish reaches every subscriber with a copy of the payload', async () => {
+    const payload = { n: 1, list: [1, 2] };
+    const got: unknown[] = [];
+    bus.subscribe('news', (p) => {
+      (p as { n: number }).n = 99; // a handler mutating its copy changes nobody else's
+      got.push(p);
+    });
+    bus.subscribe('news', (p) => void got.push(p));
+    bus.publish('news', payload);
+    payload.n = 2; // nor does the publisher mutating after publishing
+    await sleep(5);
+    assert.deepEqual(got, [
+      { n: 99, list: [1, 2] },
+      { n: 1, list: [1, 2] },
+    ]);
+  });
+
+  test('a failing subscriber does not stop the others', async () => {
+    const got: string[] = [];
+    bus.subscribe('x', () => {
+      throw new Error('boom');
+    });
+    bus.subscribe('x', async () => {
+      throw new Error('async boom');
+    });
+    bus.subscribe('x', (_, subject) => void got.push(subject));
+    bus.publish('x', null);
+    await sleep(5);
+    assert.deepEqual(got, ['x']);
+  });
+
+  test('unsubscribe stops delivery', async () => {
+    let count = 0;
+    const sub = bus.subscribe('tick', () => void count++);
+    bus.publish('tick', 1);
+    await sleep(1);
+    sub.unsubscribe();
+    bus.publish('tick', 2);
+    await sleep(5);
+    assert.equal(count, 1);
+  });
+
+  test('request/reply', async () => {
+    bus.respond('math.double', (p) => (p as { n: number }).n * 2);
+    bus.respond('math.async', async (p) => {
+      await sleep(5);
+      return { echo: p };
+    });
+    bus.respond('math.nothing', () => undefined);
+    assert.equal(await bus.request<number>('math.double', { n: 21 }), 42);
+    assert.deepEqual(await bus.request('math.async', [1, 'a']), { echo: [1, 'a'] });
+    assert.equal(await bus.request('math.nothing', {}), null);
+  });
+
+  test('a slow responder times out with BUS_TIMEOUT', async () => {
+    bus.respond('slow', async () => {
+      await sleep(600);
+      return 'late';
+    });
+    const started = Date.now();
+    await rejectsWithCode(bus.request('slow', {}, { timeoutMs: 50 }), 'BUS_TIMEOUT', 504);
+    assert.ok(Date.now() - started < 500, 'the requester is not kept waiting for the responder');
+  });
+
+  test('nobody answering is BUS_NO_RESPONDERS, at once', async () => {
+    bus.subscribe('only.subscribers', () => undefined); // subscribers do not answer requests
+    await rejectsWithCode(bus.request('only.subscribers', {}), 'BUS_NO_RESPONDERS', 503);
+    await rejectsWithCode(bus.request('nobody.home', {}), 'BUS_NO_RESPONDERS', 503);
+  });
+
+  test("a responder's AppError reaches the requester with code, message and status", async () => {
+    bus.respond('strict', () => {
+      throw new AppError('ROOM_FULL', 'the room is full', 409);
+    });
+    await assert.rejects(bus.request('strict', {}), (err: unknown) => {
+      assert.ok(err instanceof AppError);
+      assert.equal(err.code, 'ROOM_FULL');
+      assert.equal(err.message, 'the room is full');
+      assert.equal(err.status, 409);
+      return true;
+    });
+    bus.respond('async.strict', async () => {
+      throw new AppError('TOKEN_EXPIRED', 'token has expired', 401);
+    });
+    await rejectsWithCode(bus.request('async.strict', {}), 'TOKEN_EXPIRED', 401);
+  });
+
+  test('unexpected errors are not leaked to the requester', async () => {
+    bus.respond('buggy', () => {
+      throw new TypeError('secret internals');
+    });
+    await assert.rejects(bus.request('buggy', {}), (err: unknown) => {
+      assert.ok(err instanceof AppError);
+      assert.equal(err.code, 'INTERNAL');
+      assert.ok(!err.message.includes('secret'));
+      return true;
+    });
+  });
+
+  test('wildcards work for subscribers and responders', async () => {
+    const seen: string[] = [];
+    bus.subscribe('gateway.*.events', (_, subject) => void seen.push(`star:${subject}`));
+    bus.subscribe('gateway.>', (_, subject) => void seen.push(`tail:${subject}`));
+    bus.publish('gateway.gw-1.events', {});
+    bus.publish('gateway.gw-2.rpc.extra', {});
+    bus.publish('gatewayx.gw-3.events', {});
+    await sleep(5);
+    assert.deepEqual(seen.sort(), ['star:gateway.gw-1.events', 'tail:gateway.gw-1.events', 'tail:gateway.gw-2.rpc.extra']);
+
+    bus.respond('gateway.*.rpc', (_, subject) => subject.split('.')[1]);
+    assert.equal(await bus.request('gateway.gw-9.rpc', {}), 'gw-9');
+  });
+
+  test('queue groups split publications; plain subscribers still get all', async () => {
+    const counts = new Map<string, number>();
+    const count = (name: string) => () => void counts.set(name, (counts.get(name) ?? 0) + 1);
+    bus.subscribe('jobs', count('q1'), { queue: 'workers' });
+    bus.subscribe('jobs', count('q2'), { queue: 'workers' });
+    bus.subscribe('jobs', count('q3'), { queue: 'workers' });
+    bus.subscribe('jobs', count('other-group'), { queue: 'auditors' });
+    bus.subscribe('jobs', count('plain'));
+    for (let i = 0; i < 30; i++) bus.publish('jobs', i);
+    await sleep(5);
+    assert.equal(counts.get('plain'), 30);
+    assert.equal(counts.get('other-group'), 30);
+    assert.equal((counts.get('q1') ?? 0) + (counts.get('q2') ?? 0) + (counts.get('q3') ?? 0), 30, 'each message once per group');
+    for (const q of ['q1', 'q2', 'q3']) assert.ok((counts.get(q) ?? 0) >= 5, `${q} got its share: ${JSON.stringify([...counts])}`);
+  });
+
+  test('queue-grouped responders share the requests', async () => {
+    const served = new Map<string, number>();
+    for (const name of ['nuve-1', 'nuve-2', 'nuve-3']) {
+      bus.respond(
+        'nuve.token.consume',
+        () => {
+          served.set(name, (served.get(name) ?? 0) + 1);
+          return name;
+        },
+        { queue: 'nuve' },
+      );
+    }
+    const answers = await Promise.all(Array.from({ length: 60 }, () => bus.request<string>('nuve.token.consume', {})));
+    assert.equal(answers.length, 60);
+    for (const name of ['nuve-1', 'nuve-2', 'nuve-3']) {
+      assert.ok((served.get(name) ?? 0) >= 10, `${name} served ${served.get(name) ?? 0}`);
+    }
+  });
+
+  test('close lets in-flight handlers finish, then refuses work', async () => {
+    let finished = false;
+    bus.respond('work', async () => {
+      await sleep(30);
+      finished = true;
+      return 'done';
+    });
+    const pending = bus.request('work', {});
+    await bus.close();
+    assert.equal(finished, true);
+    assert.equal(await pending, 'done');
+    await rejectsWithCode(bus.request('work', {}), 'BUS_NO_RESPONDERS');
+    let delivered = false;
+    bus.subscribe('after', () => void (delivered = true));
+    bus.publish('after', {});
+    await sleep(5);
+    assert.equal(delivered, false);
+  });
+
+  test('close is not held forever by a handler that never settles', async () => {
+    const stuck = new MemoryBus(testLogger(), 100);
+    stuck.respond('hang', () => new Promise(() => undefined));
+    await rejectsWithCode(stuck.request('hang', {}), 'BUS_TIMEOUT');
+    const started = Date.now();
+    await stuck.close();
+    assert.ok(Date.now() - started < 1000);
+  });
+});

@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { ConfigError, envOverrides, loadConfig, parseConfig } from '../src/core/config.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'mss-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, content: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, content);
+  return path;
+}
+
+/** Fails with a ConfigError whose message names `key`. */
+function failsNaming(fn: () => unknown, key: string | RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof ConfigError, `ConfigError expected, got ${String(err)}`);
+    if (typeof key === 'string') assert.ok(err.message.includes(key), `"${key}" not named in: ${err.message}`);
+    else assert.match(err.message, key);
+    return true;
+  });
+}
+
+describe('configuration', () => {
+  test('defaults describe the embedded platform', () => {
+    const config = loadConfig({ env: {} });
+    assert.equal(config.bus.driver, 'memory');
+    assert.equal(config.store.driver, 'sqlite');
+    assert.equal(config.nuve.port, 3000);
+    assert.equal(config.nuve.host, '127.0.0.1');
+    assert.equal(config.nuve.tokenTtlSec, 180);
+    assert.equal(config.nuve.superService.name, 'superService');
+    assert.equal(config.nuve.superService.id, undefined);
+    assert.equal(config.log.level, 'info');
+  });
+
+  test('an invalid environment value fails naming the key', () => {
+    failsNaming(() => loadConfig({ env: { MSS_NUVE__PORT: 'abc' } }), 'nuve.port');
+    failsNaming(() => loadConfig({ env: { MSS_NUVE__PORT: '70000' } }), 'nuve.port');
+    failsNaming(() => loadConfig({ env: { MSS_STORE__DRIVER: 'mongodb' } }), 'store.driver');
+    failsNaming(() => loadConfig({ env: { MSS_NUVE__SUPER_SERVICE__KEY: 'short' } }), 'nuve.superService.key');
+    failsNaming(() => loadConfig({ env: { MSS_NUVE__SUPER_SERVICE__ID: 'XYZ' } }), 'nuve.superService.id');
+    failsNaming(() => loadConfig({ env: { MSS_NUVE__TOKEN_TTL_SEC: '-5' } }), 'nuve.tokenTtlSec');
+    failsNaming(() => loadConfig({ env: { MSS_NUVE__BOGUS: '1' } }), /nuve\.bogus: unknown key/);
+  });
+
+  test('every problem is reported, not only the first', () => {
+    failsNaming(() => loadConfig({ env: { MSS_NUVE__PORT: 'abc', MSS_GATEWAY__WEIGHT: '0' } }), /nuve\.port[\s\S]*gateway\.weight|gateway\.weight[\s\S]*nuve\.port/);
+  });
+
+  test('environment values get their types; text settings stay text', () => {
+    const config = loadConfig({
+      env: {
+        MSS_NUVE__PORT: '4000',
+        MSS_LOG__PRETTY: 'true',
+        MSS_LOG__LEVEL: 'debug',
+        MSS_GATEWAY__WEIGHT: '2.5',
+        MSS_NUVE__SUPER_SERVICE__ID: '123456789012345678901234',
+        MSS_NUVE__SUPER_SERVICE__KEY: '1234567890123456',
+        MSS_GATEWAY__ID: '42',
+        MSS_STORE__POSTGRES_URL: 'postgres://db/x',
+        UNRELATED: 'ignored',
+      },
+    });
+    assert.equal(config.nuve.port, 4000);
+    assert.equal(config.log.pretty, true);
+    assert.equal(config.log.level, 'debug');
+    assert.equal(config.gateway.weight, 2.5);
+    assert.equal(config.nuve.superService.id, '123456789012345678901234', 'an all-digit id stays a string');
+    assert.equal(config.nuve.superService.key, '1234567890123456');
+    assert.equal(config.gateway.id, '42');
+    assert.equal(config.store.postgresUrl, 'postgres://db/x');
+  });
+
+  test('env names map to nested camelCase keys', () => {
+    assert.deepEqual(envOverrides({ MSS_NUVE__SUPER_SERVICE__NAME: 'root', MSS_BUS__REQUEST_TIMEOUT_MS: '10', OTHER: 'x' }), {
+      nuve: { superService: { name: 'root' } },
+      bus: { requestTimeoutMs: 10 },
+    });
+    assert.deepEqual(envOverrides({ MSS_CONFIG: '/etc/x.yaml' }), {}, 'MSS_CONFIG names the file, it is no setting');
+  });
+
+  test('a YAML file is layered over the defaults', () => {
+    const path = file(
+      'cluster.yaml',
+      ['store:', '  driver: postgres', '  poolSize: 20', 'nuve:', '  port: 3100', '  superService:', '    name: operator', ''].join('\n'),
+    );
+    const config = loadConfig({ file: path, env: {} });
+    assert.equal(config.store.driver, 'postgres');
+    assert.equal(config.store.poolSize, 20);
+    assert.equal(config.store.sqlitePath, './data/mediasoup-signal.db', 'untouched siblings keep defaults');
+    assert.equal(config.nuve.port, 3100);
+    assert.equal(config.nuve.superService.name, 'operator');
+    assert.equal(config.nuve.tokenTtlSec, 180);
+  });
+
+  test('a JSON file works the same, and MSS_CONFIG names it', () => {
+    const path = file('cluster.json', JSON.stringify({ nuve: { port: 3200, tokenTtlSec: 60 }, log: { level: 'warn' } }));
+    const config = loadConfig({ env: { MSS_CONFIG: path } });
+    assert.equal(config.nuve.port, 3200);
+    assert.equal(config.nuve.tokenTtlSec, 60);
+    assert.equal(config.log.level, 'warn');
+  });
+
+  test('environment overrides the file, explicit overrides beat both', () => {
+    const path = file('layered.yml', 'nuve:\n  port: 3300\n  tokenTtlSec: 60\ngateway:\n  weight: 3\n');
+    const config = loadConfig({ file: path, env: { MSS_NUVE__PORT: '3400' } });
+    assert.equal(config.nuve.port, 3400);
+    assert.equal(config.nuve.tokenTtlSec, 60, 'file values the environment does not touch remain');
+    assert.equal(config.gateway.weight, 3);
+    const overridden = loadConfig({ file: path, env: { MSS_NUVE__PORT: '3400' }, overrides: { nuve: { port: 0 } } });
+    assert.equal(overridden.nuve.port, 0);
+    assert.equal(overridden.nuve.tokenTtlSec, 60);
+  });
+
+  test('bad files fail with the file named', () => {
+    failsNaming(() => loadConfig({ file: join(dir, 'missing.yaml'), env: {} }), 'missing.yaml');
+    failsNaming(() => loadConfig({ file: file('broken.yaml', 'nuve: [unclosed\n'), env: {} }), 'broken.yaml');
+    failsNaming(() => loadConfig({ file: file('broken.json', '{"nuve": '), env: {} }), 'broken.json');
+    failsNaming(() => loadConfig({ file: file('list.yaml', '- 1\n- 2\n'), env: {} }), 'top level must be an object');
+    failsNaming(() => loadConfig({ file: file('unknown.yaml', 'nuve:\n  prot: 1\n'), env: {} }), /nuve\.prot: unknown key/);
+    failsNaming(() => loadConfig({ file: file('typed.yaml', 'nuve:\n  port: "eighty"\n'), env: {} }), 'nuve.port');
+  });
+
+  test('parseConfig refuses unknown top-level sections', () => {
+    failsNaming(() => parseConfig({ nuvee: {} }), /nuvee: unknown key/);
+  });
+});
