@@ -26,6 +26,7 @@ const encode = (value: unknown) => encoder.encode(JSON.stringify(value ?? null))
  */
 export class NatsBus implements Bus {
   private readonly subscriptions = new Set<NatsSubscription>();
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -64,6 +65,7 @@ export class NatsBus implements Bus {
   }
 
   subscribe(subject: string, handler: MessageHandler, options: SubscribeOptions = {}): Subscription {
+    if (this.nc.isClosed() || this.nc.isDraining()) return { unsubscribe: () => undefined };
     return this.track(
       this.nc.subscribe(subject, {
         queue: options.queue,
@@ -85,6 +87,7 @@ export class NatsBus implements Bus {
   }
 
   respond(subject: string, handler: RequestHandler, options: SubscribeOptions = {}): Subscription {
+    if (this.nc.isClosed() || this.nc.isDraining()) return { unsubscribe: () => undefined };
     return this.track(
       this.nc.subscribe(subject, {
         queue: options.queue,
@@ -97,7 +100,7 @@ export class NatsBus implements Bus {
             msg.respond(encode({ ok: false, error: { code: 'MALFORMED_MESSAGE', message: 'payload is not JSON', status: 400 } }));
             return;
           }
-          void runRequestHandler(handler, payload, msg.subject, (e) =>
+          const work = runRequestHandler(handler, payload, msg.subject, (e) =>
             this.logger.error({ err: e, subject: msg.subject }, 'bus responder failed'),
           ).then((reply) => {
             try {
@@ -106,6 +109,8 @@ export class NatsBus implements Bus {
               this.logger.debug({ err: e, subject: msg.subject }, 'reply dropped');
             }
           });
+          this.inFlight.add(work);
+          void work.finally(() => this.inFlight.delete(work));
         },
       }),
     );
@@ -113,6 +118,8 @@ export class NatsBus implements Bus {
 
   async request<T>(subject: string, payload: unknown, options: RequestOptions = {}): Promise<T> {
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
+    // A closed bus has nobody to ask, as MemoryBus answers.
+    if (this.nc.isClosed() || this.nc.isDraining()) throw busNoResponders(subject);
     let reply: BusReply;
     try {
       const msg = await this.nc.request(subject, encode(payload), { timeout: timeoutMs });
@@ -148,9 +155,19 @@ export class NatsBus implements Bus {
     return out;
   }
 
-  async close(): Promise<void> {
-    if (this.nc.isClosed()) return;
-    // drain: stop receiving, finish handlers in flight, flush replies, then close.
+  /** Stops receiving, lets handlers in flight answer (at most `graceMs`), flushes, then closes. */
+  async close(graceMs = 5000): Promise<void> {
+    if (this.nc.isClosed() || this.nc.isDraining()) return;
+    await Promise.allSettled([...this.subscriptions].map((sub) => sub.drain()));
+    this.subscriptions.clear();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise((r) => {
+        timer = setTimeout(r, graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
     await this.nc.drain().catch(() => this.nc.close());
   }
 
