@@ -7,24 +7,13 @@ import type {
   ProtooMessage,
   ServerNotifications,
   ServerRequests,
-  closeCodes,
 } from '../../../src/protocol/signaling.js';
+import { closeCodes } from '../../../src/protocol/codes.js';
 import type { types as ms } from 'mediasoup-client';
 import { SignalError } from './errors.js';
 
-/**
- * The gateway's WebSocket close codes. Written out here (the signaling module
- * also carries zod schemas the bundle should not ship) but typed as
- * `typeof closeCodes`: if the gateway changes one, this stops compiling.
- */
-export const CLOSE_CODES: typeof closeCodes = {
-  tokenErrorBase: 4000,
-  kicked: 4100,
-  roomClosed: 4101,
-  replaced: 4102,
-  gatewayShutdown: 4103,
-  protocolAbuse: 4104,
-} as const;
+/** The gateway's WebSocket close codes (from the zod-free codes module, so the bundle stays small). */
+export const CLOSE_CODES = closeCodes;
 
 /** What the gateway answers to each client request (the schemas type the requests; these type the answers). */
 export interface ClientResponses {
