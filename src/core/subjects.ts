@@ -32,8 +32,6 @@ export const gatewayHeartbeatSchema = z.object({
 });
 export type GatewayHeartbeat = z.infer<typeof gatewayHeartbeatSchema>;
 
-export const gatewayDownSchema = z.object({ id: z.string().min(1).max(200) });
-
 export const tokenConsumeRequestSchema = z.object({
   token: z.string().min(1).max(4096),
   gatewayId: z.string().min(1).max(200),

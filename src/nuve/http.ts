@@ -10,7 +10,8 @@ import {
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ServiceRecord } from '../core/store/store.js';
-import type { AgentDirectory } from './agent-directory.js';
+import type { AgentHeartbeat } from '../core/agent-protocol.js';
+import type { HeartbeatTable } from '../core/heartbeat-table.js';
 import { authPlugin } from './auth.js';
 import { metricsPlugin } from './metrics.js';
 import { rateLimitPlugin } from './rate-limit.js';
@@ -36,7 +37,7 @@ declare module 'fastify' {
 export type NuveApp = FastifyInstance;
 
 /** Builds the Nuve HTTP API: one plugin per resource, every input declared with zod. */
-export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: AgentDirectory): Promise<FastifyInstance> {
+export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: HeartbeatTable<AgentHeartbeat>): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Per-request logs would dominate at thousands of token requests per second.

@@ -5,7 +5,8 @@ import type { Logger } from '../core/logger.js';
 import type { ServiceRecord, Store } from '../core/store/store.js';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
-import { AgentDirectory } from './agent-directory.js';
+import { type AgentHeartbeat, agentHeartbeatSchema, agentSubjects } from '../core/agent-protocol.js';
+import { HeartbeatTable } from '../core/heartbeat-table.js';
 import { GatewayRegistry } from './gateway-registry.js';
 import type { RateLimitStats } from './rate-limit.js';
 import { buildNuveHttp } from './http.js';
@@ -28,7 +29,8 @@ export class Nuve {
   readonly registry: GatewayRegistry;
   readonly tokens: TokenIssuer;
   readonly services: ServiceDirectory;
-  readonly agents: AgentDirectory;
+  /** Media agents and their load, for the status API (Nuve places nothing on agents; gateways do). */
+  readonly agents: HeartbeatTable<AgentHeartbeat>;
   private http?: FastifyInstance;
   private readonly replay: ReplayGuard;
   private superService?: ServiceRecord;
@@ -41,7 +43,14 @@ export class Nuve {
     const { config, bus, store, logger } = options;
     this.services = new ServiceDirectory(store);
     this.registry = new GatewayRegistry(bus, logger, config.nuve.gatewayTimeoutMs);
-    this.agents = new AgentDirectory(bus, logger, config.gateway.agentRemoveMs);
+    this.agents = new HeartbeatTable(bus, logger, {
+      heartbeat: agentSubjects.heartbeat,
+      down: agentSubjects.down,
+      hello: agentSubjects.hello,
+      schema: agentHeartbeatSchema,
+      timeoutMs: config.gateway.agentRemoveMs,
+      what: 'media agent',
+    });
     this.tokens = new TokenIssuer(store, this.services, this.registry, bus, logger, config.nuve.tokenTtlSec);
     this.replay = options.replay ?? new MemoryReplayGuard();
     this.registry.on('removed', (gateway) => {

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { AppError } from '../../core/errors.js';
-import type { AgentDirectory } from '../agent-directory.js';
+import type { AgentHeartbeat } from '../../core/agent-protocol.js';
+import type { HeartbeatTable } from '../../core/heartbeat-table.js';
 import { authPlugin } from '../auth.js';
 import type { NuveContext } from '../context.js';
 
@@ -11,7 +12,7 @@ import type { NuveContext } from '../context.js';
  * `nuve.devEndpoints` (the embedded playground) it is open; otherwise it
  * needs MAuth of the superService.
  */
-export const statusRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext; agents?: AgentDirectory }> = async (app, { ctx, agents }) => {
+export const statusRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext; agents?: HeartbeatTable<AgentHeartbeat> }> = async (app, { ctx, agents }) => {
   const open = ctx.config.nuve.devEndpoints;
   if (!open) {
     await app.register(authPlugin, { ctx });

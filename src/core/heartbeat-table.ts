@@ -1,0 +1,106 @@
+import { EventEmitter } from 'node:events';
+import { z } from 'zod';
+import type { Bus, Subscription } from './bus/bus.js';
+import type { Logger } from './logger.js';
+
+export type Seen<T> = T & { lastSeen: number };
+
+interface TableEvents<T> {
+  added: [Seen<T>];
+  /** A heartbeat of a known member; `previous` is what it said before. */
+  updated: [Seen<T>, Seen<T>];
+  removed: [Seen<T>, 'timeout' | 'down'];
+}
+
+export interface HeartbeatTableOptions<T> {
+  /** Subjects: periodic heartbeats, a clean goodbye, and the hello that makes members announce themselves. */
+  heartbeat: string;
+  down: string;
+  hello: string;
+  schema: z.ZodType<T>;
+  /** A member silent this long is removed. */
+  timeoutMs: number;
+  /** For logs: "gateway", "media agent". */
+  what: string;
+}
+
+const downSchema = z.object({ id: z.string().min(1).max(200) });
+
+/**
+ * Members of the cluster known from their heartbeats on the bus (gateways at
+ * Nuve, agents at gateways and Nuve): validated, timestamped, removed after
+ * silence or a goodbye. Asking for a hello at start makes the view complete
+ * at once instead of after one heartbeat period.
+ */
+export class HeartbeatTable<T extends { id: string }> extends EventEmitter<TableEvents<T>> {
+  private readonly members = new Map<string, Seen<T>>();
+  private readonly subscriptions: Subscription[] = [];
+  private sweepTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly logger: Logger,
+    private readonly options: HeartbeatTableOptions<T>,
+  ) {
+    super();
+  }
+
+  start(): void {
+    const o = this.options;
+    this.subscriptions.push(
+      this.bus.subscribe(o.heartbeat, (payload) => this.onHeartbeat(payload)),
+      this.bus.subscribe(o.down, (payload) => {
+        const parsed = downSchema.safeParse(payload);
+        if (parsed.success) this.remove(parsed.data.id, 'down');
+      }),
+    );
+    this.sweepTimer = setInterval(() => {
+      const deadline = Date.now() - o.timeoutMs;
+      for (const member of this.members.values()) if (member.lastSeen < deadline) this.remove(member.id, 'timeout');
+    }, Math.max(50, Math.floor(o.timeoutMs / 20)));
+    this.sweepTimer.unref();
+    this.bus.publish(o.hello, {});
+  }
+
+  stop(): void {
+    for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
+    clearInterval(this.sweepTimer);
+  }
+
+  get(id: string): Seen<T> | undefined {
+    return this.members.get(id);
+  }
+
+  /** Members sorted by id, so listings are stable. */
+  list(): Seen<T>[] {
+    return [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  private onHeartbeat(payload: unknown): void {
+    const parsed = this.options.schema.safeParse(payload);
+    if (!parsed.success) {
+      this.logger.warn({ issues: parsed.error.issues.slice(0, 3) }, `ignoring malformed ${this.options.what} heartbeat`);
+      return;
+    }
+    const entry: Seen<T> = { ...parsed.data, lastSeen: Date.now() };
+    const previous = this.members.get(entry.id);
+    this.members.set(entry.id, entry);
+    if (previous) this.emit('updated', entry, previous);
+    else {
+      this.logger.info({ id: entry.id }, `${this.options.what} registered`);
+      this.emit('added', entry);
+    }
+  }
+
+  private remove(id: string, reason: 'timeout' | 'down'): void {
+    const entry = this.members.get(id);
+    if (!entry) return;
+    this.members.delete(id);
+    this.logger.warn({ id, reason }, `${this.options.what} removed`);
+    this.emit('removed', entry, reason);
+  }
+}
