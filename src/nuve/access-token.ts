@@ -52,8 +52,24 @@ function sign(claims: TokenClaims, key: string): string {
 }
 
 export function encodeToken(claims: TokenClaims, key: string): string {
-  const body = Object.fromEntries(CLAIM_ORDER.map((k) => [k, claims[k]]));
-  return Buffer.from(JSON.stringify({ ...body, signature: sign(claims, key) })).toString('base64');
+  // Spelled out (claims in CLAIM_ORDER, then the signature): a literal serialises several times faster than
+  // an object assembled key by key, and one of these is made per join.
+  const c = claims;
+  const body = {
+    tokenId: c.tokenId,
+    serviceId: c.serviceId,
+    roomId: c.roomId,
+    userName: c.userName,
+    role: c.role,
+    gatewayId: c.gatewayId,
+    gatewayUrl: c.gatewayUrl,
+    host: c.host,
+    secure: c.secure,
+    eapolicy: c.eapolicy,
+    expiresAt: c.expiresAt,
+    signature: sign(claims, key),
+  } satisfies Record<(typeof CLAIM_ORDER)[number] | 'signature', unknown>;
+  return Buffer.from(JSON.stringify(body)).toString('base64');
 }
 
 export interface DecodedToken {

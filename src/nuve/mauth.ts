@@ -19,24 +19,55 @@ export interface MAuthParams {
 
 export const MAUTH_REALM = 'MAuth realm="mediasoup-signal"';
 
-/** Returns undefined when the header is not an MAuth header with every required field. */
+/**
+ * Returns undefined when the header is not an MAuth header with every required field.
+ * Fields are `name=value` separated by commas (value up to the next comma, `=` padding kept);
+ * a `mauth_` prefix is dropped from names, the last of a repeated field wins. Parsed in one
+ * pass without intermediate arrays: it runs on every API request.
+ */
 export function parseMAuthHeader(header: string | undefined): MAuthParams | undefined {
   if (!header || header.length > 4096 || !header.startsWith('MAuth ')) return undefined;
-  const fields = new Map<string, string>();
-  for (const part of header.slice('MAuth '.length).split(',')) {
-    const eq = part.indexOf('=');
-    if (eq <= 0) return undefined;
-    const name = part.slice(0, eq).trim();
-    fields.set(name.startsWith('mauth_') ? name.slice('mauth_'.length) : name, part.slice(eq + 1));
+  let serviceId: string | undefined;
+  let cnonce: string | undefined;
+  let timestamp: string | undefined;
+  let signature: string | undefined;
+  let signatureMethod: string | undefined;
+  let username: string | undefined;
+  let role: string | undefined;
+  for (let pos = 'MAuth '.length; pos <= header.length; ) {
+    let end = header.indexOf(',', pos);
+    if (end < 0) end = header.length;
+    const eq = header.indexOf('=', pos);
+    if (eq <= pos || eq >= end) return undefined;
+    let name = header.slice(pos, eq).trim();
+    if (name.startsWith('mauth_')) name = name.slice('mauth_'.length);
+    const value = header.slice(eq + 1, end);
+    switch (name) {
+      case 'serviceid':
+        serviceId = value;
+        break;
+      case 'cnonce':
+        cnonce = value;
+        break;
+      case 'timestamp':
+        timestamp = value;
+        break;
+      case 'signature':
+        signature = value;
+        break;
+      case 'signature_method':
+        signatureMethod = value;
+        break;
+      case 'username':
+        username = value;
+        break;
+      case 'role':
+        role = value;
+        break;
+    }
+    pos = end + 1;
   }
-  const serviceId = fields.get('serviceid');
-  const cnonce = fields.get('cnonce');
-  const timestamp = fields.get('timestamp');
-  const signature = fields.get('signature');
-  const signatureMethod = fields.get('signature_method');
   if (!serviceId || !cnonce || !timestamp || !signature || !signatureMethod) return undefined;
-  const username = fields.get('username');
-  const role = fields.get('role');
   return {
     serviceId,
     cnonce,

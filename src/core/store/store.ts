@@ -94,6 +94,10 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   if (options.driver === 'sqlite') {
     if (options.sqlitePath !== ':memory:') mkdirSync(dirname(options.sqlitePath), { recursive: true });
     const sqlite = new SQLite(options.sqlitePath);
+    // The embedded store belongs to this one process. Exclusive locking (set before WAL) keeps the WAL
+    // index in memory and saves the lock system calls every statement otherwise makes (~10% of a token
+    // request); another process opening the file meanwhile gets SQLITE_BUSY.
+    if (options.sqlitePath !== ':memory:') sqlite.pragma('locking_mode = EXCLUSIVE');
     // WAL + NORMAL: durable across process crashes, one fsync per checkpoint instead of per insert.
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = NORMAL');
