@@ -17,6 +17,23 @@ interface RoomEvents {
 }
 
 type Owned<M extends AgentMethod> = Omit<AgentRequest<M>, 'roomId' | 'peerId'>;
+/** Methods with the same name and data on both protocols. */
+type SharedMethod = Extract<ClientMethod, AgentMethod>;
+
+const FORWARDED: ReadonlySet<string> = new Set<SharedMethod>([
+  'pauseProducer',
+  'resumeProducer',
+  'pauseConsumer',
+  'resumeConsumer',
+  'setConsumerPreferredLayers',
+  'setConsumerPriority',
+  'requestConsumerKeyFrame',
+  'getTransportStats',
+  'getProducerStats',
+  'getConsumerStats',
+  'getDataProducerStats',
+  'getDataConsumerStats',
+]);
 
 /**
  * A room on this gateway: its peers and the agent whose router carries its
@@ -128,6 +145,8 @@ export class Room extends EventEmitter<RoomEvents> {
       method !== 'connectWebRtcTransport' && method !== 'leave' && !peer.joined) {
       throw new AppError('NOT_JOINED', `${method} requires join first`, 409);
     }
+    // Requests the agent answers as they are (it checks the named object belongs to this peer).
+    if (FORWARDED.has(method)) return this.agent(method as SharedMethod, peer, data);
     switch (method as ClientMethod) {
       case 'getRouterRtpCapabilities':
         return this.rtpCapabilities;
@@ -153,32 +172,8 @@ export class Room extends EventEmitter<RoomEvents> {
         peer.producers.delete(d.producerId);
         return null;
       }
-      case 'pauseProducer':
-        return this.agent('pauseProducer', peer, data);
-      case 'resumeProducer':
-        return this.agent('resumeProducer', peer, data);
-      case 'pauseConsumer':
-        return this.agent('pauseConsumer', peer, data);
-      case 'resumeConsumer':
-        return this.agent('resumeConsumer', peer, data);
-      case 'setConsumerPreferredLayers':
-        return this.agent('setConsumerPreferredLayers', peer, data);
-      case 'setConsumerPriority':
-        return this.agent('setConsumerPriority', peer, data);
-      case 'requestConsumerKeyFrame':
-        return this.agent('requestConsumerKeyFrame', peer, data);
       case 'produceData':
         return this.produceData(peer, data);
-      case 'getTransportStats':
-        return this.agent('getTransportStats', peer, data);
-      case 'getProducerStats':
-        return this.agent('getProducerStats', peer, data);
-      case 'getConsumerStats':
-        return this.agent('getConsumerStats', peer, data);
-      case 'getDataProducerStats':
-        return this.agent('getDataProducerStats', peer, data);
-      case 'getDataConsumerStats':
-        return this.agent('getDataConsumerStats', peer, data);
       case 'changeDisplayName': {
         const d = data as ClientRequest<'changeDisplayName'>;
         const oldDisplayName = peer.displayName;
