@@ -1,4 +1,13 @@
-import { type Context, type Span, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
+import {
+  type Context,
+  INVALID_SPAN_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  context,
+  propagation,
+  trace,
+} from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
@@ -40,13 +49,16 @@ export function extractTrace(payload: unknown): { payload: unknown; ctx: Context
   return { payload: rest, ctx: propagation.extract(context.active(), (carrier ?? {}) as Record<string, string>) };
 }
 
-/** Runs `fn` in a new active span, ending it with the outcome. */
+const NOT_RECORDING: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/** Runs `fn` in a new active span, ending it with the outcome; with tracing off, just runs it (hot paths). */
 export async function inSpan<T>(
   name: string,
   kind: SpanKind,
   fn: (span: Span) => Promise<T> | T,
   parent: Context = context.active(),
 ): Promise<T> {
+  if (!provider) return fn(NOT_RECORDING);
   return tracer.startActiveSpan(name, { kind }, parent, async (span) => {
     try {
       return await fn(span);

@@ -66,7 +66,7 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
     transform: jsonSchemaTransform,
   });
 
-  await app.register(tracingPlugin);
+  if (ctx.config.tracing.enabled) await app.register(tracingPlugin);
   await app.register(rateLimitPlugin, { config: ctx.config.nuve.rateLimit, redis: ctx.redis, stats: ctx.rateLimitStats });
 
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
