@@ -18,9 +18,12 @@ import { AppError } from '../core/errors.js';
 import { subjects } from '../core/subjects.js';
 import type { Logger } from '../core/logger.js';
 import type { Registry } from 'prom-client';
+import { measureTcpRtt, startProbeServer } from './distance.js';
 import { MediaRoom, type Owner } from './media-room.js';
 import { AgentMetrics } from './metrics.js';
 import { WorkerPool } from './worker-pool.js';
+
+const PIPE_SOCKET_BUFFER = 1024 * 1024;
 
 type Handlers = { [M in AgentMethod]: (req: AgentRequest<M>) => Promise<AgentResults[M]> | AgentResults[M] };
 
@@ -41,6 +44,7 @@ export class Agent {
   private state: 'available' | 'draining' = 'available';
   private drainWatch?: ReturnType<typeof waitUntilEmpty>;
   private probeServer?: Server;
+  private clientProbeServer?: Server;
   private cpu = 0;
   private metrics?: AgentMetrics;
   private metricsRegistry?: Registry;
@@ -91,6 +95,9 @@ export class Agent {
     }, 1000);
     this.orphanTimer.unref();
     if (this.config.agent.healthPort !== undefined) await this.startProbes(this.config.agent.healthPort);
+    if (this.config.agent.clientProbePort !== undefined) {
+      this.clientProbeServer = await startProbeServer(this.config.agent.listenIp, this.config.agent.clientProbePort);
+    }
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.agent.heartbeatMs);
     this.heartbeatTimer.unref();
     this.heartbeat();
@@ -145,6 +152,8 @@ export class Agent {
 
   async close(): Promise<void> {
     this.probeServer?.close();
+    this.clientProbeServer?.close();
+    this.clientProbeServer?.closeAllConnections();
     clearInterval(this.heartbeatTimer);
     clearInterval(this.orphanTimer);
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
@@ -181,8 +190,22 @@ export class Agent {
     }
   }
 
+  /** Where clients time their round trip to this agent, if they can. */
+  private get clientProbeUrl(): string | undefined {
+    const a = this.config.agent;
+    if (a.clientProbeUrl) return a.clientProbeUrl;
+    if (a.clientProbePort === undefined) return undefined;
+    const host = a.announcedAddress ?? a.listenIp;
+    return `http://${host.includes(':') ? `[${host}]` : host}:${a.clientProbePort}/probe`;
+  }
+
   private heartbeat(): void {
-    this.bus.publish(agentSubjects.heartbeat, { id: this.id, state: this.state, load: this.load() });
+    this.bus.publish(agentSubjects.heartbeat, {
+      id: this.id,
+      state: this.state,
+      load: this.load(),
+      ...(this.clientProbeUrl ? { probeUrl: this.clientProbeUrl } : {}),
+    });
     // Measured after publishing, so a slow worker never delays the liveness signal.
     void this.pool.cpuUsage().then((cpu) => {
       this.cpu = Math.round(cpu * 1000) / 1000;
@@ -243,7 +266,7 @@ export class Agent {
   }
 
   private publish(gatewayId: string, event: AgentEvent): void {
-    this.bus.publish(agentSubjects.events(gatewayId), event);
+    this.bus.publish(agentSubjects.events(gatewayId), { ...event, agentId: this.id });
   }
 
   private createHandlers(): Handlers {
@@ -364,11 +387,10 @@ export class Agent {
       consume: async (r) => {
         const room = this.room(r.roomId);
         const transport = room.get<types.Transport>('transport', r.transportId, r);
-        const producerEntry = room.objects.producer.get(r.producerId);
-        if (!producerEntry) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`, 404);
+        const producer = room.findProducer(r.producerId);
+        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`, 404);
         const rtpCapabilities = r.rtpCapabilities as unknown as types.RtpCapabilities;
         if (!room.router.canConsume({ producerId: r.producerId, rtpCapabilities })) return null;
-        const producer = producerEntry.object as unknown as types.Producer;
         const consumer = await transport.consume({
           producerId: r.producerId,
           rtpCapabilities,
@@ -468,6 +490,86 @@ export class Agent {
       getDataConsumerStats: (r) =>
         this.room(r.roomId).get<types.DataConsumer>('dataConsumer', r.dataConsumerId, r).getStats(),
       dump: () => this.dump(),
+      probeClient: async (r) => ({ rttMs: await measureTcpRtt(r.address, r.port, r.timeoutMs) }),
+      ...this.createCascadeHandlers(),
+    };
+  }
+
+  /** Links between this agent's router of a room and its routers on other agents, driven by the room's gateway. */
+  private createCascadeHandlers(): Pick<
+    Handlers,
+    'createPipeTransport' | 'connectPipeTransport' | 'closePipeTransport' | 'pipeConsume' | 'pipeProduce' | 'unpipe' | 'setPipedProducerPaused'
+  > {
+    const a = this.config.agent;
+    return {
+      createPipeTransport: async (r) => {
+        const transport = await this.room(r.roomId).link(r.remoteAgentId, {
+          listenInfo: {
+            protocol: 'udp',
+            ip: a.listenIp,
+            announcedAddress: a.announcedAddress,
+            portRange: { min: a.plainRtpMinPort, max: a.plainRtpMaxPort },
+            // A link carries every piped stream of the room at once; the default socket buffer (208 KiB) overflows
+            // under bursts of a few hundred packets (bench/cascade). Capped by net.core.rmem_max/wmem_max.
+            recvBufferSize: PIPE_SOCKET_BUFFER,
+            sendBufferSize: PIPE_SOCKET_BUFFER,
+          },
+          enableSrtp: r.enableSrtp,
+          // Retransmissions over the link, so loss between hosts is repaired before it reaches the receivers.
+          enableRtx: true,
+        });
+        return {
+          ip: transport.tuple.localAddress,
+          port: transport.tuple.localPort,
+          ...(transport.srtpParameters ? { srtpParameters: transport.srtpParameters } : {}),
+        };
+      },
+      connectPipeTransport: async (r) => {
+        const link = this.room(r.roomId).existingLink(r.remoteAgentId);
+        await link.connect({ ip: r.ip, port: r.port, srtpParameters: r.srtpParameters as types.SrtpParameters | undefined });
+        return null;
+      },
+      closePipeTransport: (r) => {
+        this.rooms.get(r.roomId)?.links.get(r.remoteAgentId)?.close();
+        return null;
+      },
+      pipeConsume: async (r) => {
+        const room = this.room(r.roomId);
+        const link = room.existingLink(r.remoteAgentId);
+        // Only a peer's own producer is sent on: a piped copy is never relayed further (no chains).
+        const producer = room.objects.producer.get(r.producerId)?.object as types.Producer | undefined;
+        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`, 404);
+        const consumer = await link.consume({ producerId: r.producerId });
+        room.trackPipeConsumer(r.remoteAgentId, consumer);
+        return {
+          kind: consumer.kind,
+          rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown>,
+          paused: consumer.producerPaused,
+          appData: producer.appData,
+        };
+      },
+      pipeProduce: async (r) => {
+        const room = this.room(r.roomId);
+        const producer = await room.existingLink(r.remoteAgentId).produce({
+          id: r.producerId,
+          kind: r.kind,
+          rtpParameters: r.rtpParameters as unknown as types.RtpParameters,
+          paused: r.paused,
+          appData: r.appData,
+        });
+        room.trackPipedProducer(r.remoteAgentId, producer);
+        return null;
+      },
+      unpipe: (r) => {
+        this.rooms.get(r.roomId)?.unpipe(r.remoteAgentId, r.producerId);
+        return null;
+      },
+      setPipedProducerPaused: async (r) => {
+        const piped = this.room(r.roomId).pipedProducers.get(r.producerId);
+        if (!piped) throw new AppError('PRODUCER_NOT_FOUND', `piped producer ${r.producerId} not found`, 404);
+        await (r.paused ? piped.producer.pause() : piped.producer.resume());
+        return null;
+      },
     };
   }
 
@@ -482,6 +584,9 @@ export class Agent {
       consumers: 0,
       dataProducers: 0,
       dataConsumers: 0,
+      pipeTransports: 0,
+      srtpPipeTransports: 0,
+      pipedProducers: 0,
     };
     for (const slot of this.pool.all()) {
       if (slot.worker.closed) continue;
@@ -496,6 +601,9 @@ export class Agent {
         result.consumers += d.mapConsumerIdProducerId.length;
         result.dataProducers += d.mapDataProducerIdDataConsumerIds.length;
         result.dataConsumers += d.mapDataConsumerIdDataProducerId.length;
+        result.pipeTransports += room.links.size;
+        for (const link of room.links.values()) if (link.srtpParameters) result.srtpPipeTransports++;
+        result.pipedProducers += room.pipedProducers.size;
       }
     }
     return result;

@@ -31,6 +31,13 @@ export class MediaRoom {
     dataProducer: new Map(),
     dataConsumer: new Map(),
   };
+  /** Cascade: the PipeTransport to this room's router on each other agent. */
+  readonly links = new Map<string, types.PipeTransport>();
+  private readonly pendingLinks = new Map<string, Promise<types.PipeTransport>>();
+  /** Local producers sent over a link, by `${remoteAgentId}|${producerId}`. */
+  readonly pipeConsumers = new Map<string, types.Consumer>();
+  /** Producers arriving over a link, under their original id. */
+  readonly pipedProducers = new Map<string, { producer: types.Producer; remoteAgentId: string }>();
   closed = false;
 
   private constructor(
@@ -85,6 +92,59 @@ export class MediaRoom {
       if (kind === 'consumer') this.slot.consumers--;
     });
     if (kind === 'consumer') this.slot.consumers++;
+  }
+
+  /** A producer consumers here may use: a peer's own, or one piped in from another agent. */
+  findProducer(producerId: string): types.Producer | undefined {
+    const own = this.objects.producer.get(producerId)?.object as types.Producer | undefined;
+    return own ?? this.pipedProducers.get(producerId)?.producer;
+  }
+
+  /** The link to `remoteAgentId`, created once (concurrent calls share it). */
+  async link(remoteAgentId: string, options: types.PipeTransportOptions): Promise<types.PipeTransport> {
+    const existing = this.links.get(remoteAgentId);
+    if (existing && !existing.closed) return existing;
+    let pending = this.pendingLinks.get(remoteAgentId);
+    if (!pending) {
+      pending = this.router.createPipeTransport({ ...options, appData: { remoteAgentId } }).then((transport) => {
+        this.links.set(remoteAgentId, transport);
+        transport.observer.once('close', () => {
+          if (this.links.get(remoteAgentId) === transport) this.links.delete(remoteAgentId);
+        });
+        return transport;
+      });
+      this.pendingLinks.set(remoteAgentId, pending);
+      void pending.finally(() => this.pendingLinks.delete(remoteAgentId)).catch(() => undefined);
+    }
+    return pending;
+  }
+
+  existingLink(remoteAgentId: string): types.PipeTransport {
+    const transport = this.links.get(remoteAgentId);
+    if (!transport) throw new AppError('LINK_NOT_FOUND', `no link to agent ${remoteAgentId} in room ${this.roomId}`, 404);
+    return transport;
+  }
+
+  trackPipeConsumer(remoteAgentId: string, consumer: types.Consumer): void {
+    const key = `${remoteAgentId}|${consumer.producerId}`;
+    this.pipeConsumers.set(key, consumer);
+    consumer.observer.once('close', () => {
+      if (this.pipeConsumers.get(key) === consumer) this.pipeConsumers.delete(key);
+    });
+  }
+
+  trackPipedProducer(remoteAgentId: string, producer: types.Producer): void {
+    this.pipedProducers.set(producer.id, { producer, remoteAgentId });
+    producer.observer.once('close', () => {
+      if (this.pipedProducers.get(producer.id)?.producer === producer) this.pipedProducers.delete(producer.id);
+    });
+  }
+
+  /** Stops sending `producerId` to `remoteAgentId` and receiving it from there; either may not exist. */
+  unpipe(remoteAgentId: string, producerId: string): void {
+    this.pipeConsumers.get(`${remoteAgentId}|${producerId}`)?.close();
+    const piped = this.pipedProducers.get(producerId);
+    if (piped?.remoteAgentId === remoteAgentId) piped.producer.close();
   }
 
   closePeer(peerId: string): void {

@@ -40,11 +40,16 @@ export const agentHeartbeatSchema = z.object({
   id,
   state: z.enum(['available', 'draining']),
   load: agentLoadSchema,
+  /** Public HTTP URL clients time round trips against (TTL-BEST placement); absent when not exposed. */
+  probeUrl: z.string().url().max(512).optional(),
 });
 export type AgentHeartbeat = z.infer<typeof agentHeartbeatSchema>;
 
 const room = { roomId: id };
 const owned = { roomId: id, peerId: id };
+/** A room's link to its router on another agent (cascade). */
+const link = { roomId: id, remoteAgentId: id };
+const srtpParameters = z.object({ cryptoSuite: z.string().min(1).max(64), keyBase64: z.string().min(1).max(256) });
 
 /** Every request method, with its input schema. */
 export const agentRequestSchemas = {
@@ -113,6 +118,40 @@ export const agentRequestSchemas = {
   getDataConsumerStats: z.object({ ...owned, dataConsumerId: id }),
   /** Counts read from the mediasoup workers themselves (leak checks, status API). */
   dump: z.object({}),
+  /**
+   * Round-trip time from this agent to a client's address, measured by an
+   * unprivileged TCP connect (a SYN answered by SYN-ACK or RST is one round
+   * trip): the fallback when the client did not report its own probes.
+   */
+  probeClient: z.object({
+    address: z.string().min(1).max(64),
+    port: z.number().int().min(1).max(65535),
+    timeoutMs: z.number().int().min(1).max(10_000),
+  }),
+  /** This agent's end of the PipeTransport linking the room's router to its router on `remoteAgentId`. */
+  createPipeTransport: z.object({ ...link, enableSrtp: z.boolean() }),
+  connectPipeTransport: z.object({
+    ...link,
+    ip: z.string().min(1).max(64),
+    port: z.number().int().min(1).max(65535),
+    srtpParameters: srtpParameters.optional(),
+  }),
+  closePipeTransport: z.object(link),
+  /** Sends a local producer over the link (the far end then calls pipeProduce with the answer). */
+  pipeConsume: z.object({ ...link, producerId: id }),
+  /** A producer arriving over the link, under the same id as on its own agent. */
+  pipeProduce: z.object({
+    ...link,
+    producerId: id,
+    kind: z.enum(['audio', 'video']),
+    rtpParameters: object,
+    paused: z.boolean(),
+    appData: object,
+  }),
+  /** Stops sending (pipe consumer) or receiving (piped producer) `producerId` over the link. */
+  unpipe: z.object({ ...link, producerId: id }),
+  /** Mirrors the original producer's pause state on its piped copy here. */
+  setPipedProducerPaused: z.object({ ...room, producerId: id, paused: z.boolean() }),
 } as const;
 
 export type AgentMethod = keyof typeof agentRequestSchemas;
@@ -145,6 +184,12 @@ export interface DataConsumerInfo {
   appData: Record<string, unknown>;
 }
 
+export interface PipeTransportInfo {
+  ip: string;
+  port: number;
+  srtpParameters?: { cryptoSuite: string; keyBase64: string };
+}
+
 export interface AgentDump {
   agentId: string;
   workers: number;
@@ -154,6 +199,12 @@ export interface AgentDump {
   consumers: number;
   dataProducers: number;
   dataConsumers: number;
+  /** Links to other agents (cascade); also counted in `transports`. */
+  pipeTransports: number;
+  /** Of those, the ones protected by SRTP. */
+  srtpPipeTransports: number;
+  /** Producers arriving from other agents; also counted in `producers`. */
+  pipedProducers: number;
 }
 
 /** What each method answers. */
@@ -187,6 +238,14 @@ export interface AgentResults {
   getDataProducerStats: unknown[];
   getDataConsumerStats: unknown[];
   dump: AgentDump;
+  probeClient: { rttMs: number | null };
+  createPipeTransport: PipeTransportInfo;
+  connectPipeTransport: null;
+  closePipeTransport: null;
+  pipeConsume: { kind: 'audio' | 'video'; rtpParameters: Record<string, unknown>; paused: boolean; appData: Record<string, unknown> };
+  pipeProduce: null;
+  unpipe: null;
+  setPipedProducerPaused: null;
 }
 
 export const agentRpcSchema = z.object({ method: z.string().min(1).max(64), data: z.unknown() });
@@ -205,7 +264,8 @@ export type AgentEvent =
   | { type: 'activeSpeaker'; roomId: string; producerId: string | null; volume?: number }
   | { type: 'routerClosed'; roomId: string; reason: 'worker-died' | 'agent-closing' };
 
+/** On the wire every event also names the agent that sent it (a room may span several). */
 export const agentEventSchema = z
-  .object({ type: z.string(), roomId: id })
+  .object({ type: z.string(), roomId: id, agentId: id })
   .passthrough()
-  .transform((event) => event as unknown as AgentEvent);
+  .transform((event) => event as unknown as AgentEvent & { agentId: string });

@@ -120,6 +120,26 @@ export const configSchema = z
           .prefault({}),
         /** After SIGTERM: keep serving existing rooms, exit when the last client leaves or after this long. */
         drainGraceSec: z.number().int().nonnegative().default(1800),
+        /** Rooms spanning several agents: TTL-BEST placement, and ROOM-BEST spill. */
+        cascade: z
+          .object({
+            /**
+             * Longest a join waits to learn distances: clients are told to spend at
+             * most this on their probes, and agents' probes of a client are cut off
+             * after it. An agent that has not answered by then is left unmeasured.
+             */
+            probeTimeoutMs: z.number().int().min(50).max(10_000).default(800),
+            /** Port agents aim their TCP probe at when the client reported no distances (any answer, even a refusal, times the round trip). */
+            clientProbePort: port.min(1).default(9),
+            /** An agent already carrying the room is preferred unless another is nearer by more than this (fewer links). */
+            sameRoomToleranceMs: z.number().nonnegative().default(10),
+            /** SRTP on the PipeTransports between agents. Turn off only on a trusted private network. */
+            srtp: z.boolean().default(true),
+            /** ROOM-BEST: once this gateway's peers hold this many consumers on the room's agent, new peers go to another agent, linked by pipes (0: never). */
+            spillConsumers: z.number().int().nonnegative().default(0),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -143,6 +163,14 @@ export const configSchema = z
         drainGraceSec: z.number().int().nonnegative().default(1800),
         /** Port of the agent's HTTP probe endpoint (/health, /ready); unset: none (embedded). */
         healthPort: port.optional(),
+        /**
+         * Public port (on listenIp) where clients time round trips to this agent
+         * (`GET /probe`) for TTL-BEST placement; unset: clients cannot probe it
+         * and gateways fall back to the agent's own probe of the client.
+         */
+        clientProbePort: port.optional(),
+        /** The probe URL given to clients, when they reach it another way (HTTPS proxy); default http://announcedAddress:clientProbePort/probe. */
+        clientProbeUrl: url.optional(),
         /** Rooms of a gateway silent this long are closed: nobody is left to close them. */
         gatewayTimeoutMs: z.number().int().positive().default(6000),
       })
