@@ -47,16 +47,32 @@ export class AgentRegistry extends HeartbeatTable<AgentHeartbeat> {
     return Date.now() - agent.lastSeen < this.suspectMs;
   }
 
-  choose(): AgentEntry | undefined {
+  /** Agents that take new peers: available (not draining) and heard from recently. */
+  candidates(): AgentEntry[] {
+    return this.list().filter((agent) => agent.state === 'available' && this.isHealthy(agent));
+  }
+
+  /** Rooms on the agent, counting this gateway's placements it has not reported yet. */
+  score(agent: AgentEntry): number {
+    return agent.load.routers + (this.recentPlacements.get(agent.id) ?? 0);
+  }
+
+  /** Counts a placement decided elsewhere (TTL-BEST) against the agent until its next report. */
+  notePlacement(agentId: string): void {
+    this.recentPlacements.set(agentId, (this.recentPlacements.get(agentId) ?? 0) + 1);
+  }
+
+  /** ROOM-BEST: the emptiest candidate, not one of `exclude`. */
+  choose(exclude: ReadonlySet<string> = new Set()): AgentEntry | undefined {
     let best: AgentEntry | undefined;
-    const score = (a: AgentEntry) => a.load.routers + (this.recentPlacements.get(a.id) ?? 0);
-    for (const agent of this.list()) {
-      if (agent.state !== 'available' || !this.isHealthy(agent)) continue;
-      if (!best || score(agent) < score(best) || (score(agent) === score(best) && agent.load.peers < best.load.peers)) {
+    for (const agent of this.candidates()) {
+      if (exclude.has(agent.id)) continue;
+      const score = this.score(agent);
+      if (!best || score < this.score(best) || (score === this.score(best) && agent.load.peers < best.load.peers)) {
         best = agent;
       }
     }
-    if (best) this.recentPlacements.set(best.id, (this.recentPlacements.get(best.id) ?? 0) + 1);
+    if (best) this.notePlacement(best.id);
     return best;
   }
 }

@@ -59,12 +59,13 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
     if (grant.role !== 'presenter') {
       throw new AppError('PRODUCE_NOT_ALLOWED', 'broadcasters need a presenter token', 403);
     }
-    const room = await gateway.roomFor(grant);
+    const room = gateway.roomFor(grant);
     const peer = new Peer(`bc-${randomBytes(8).toString('hex')}`, grant.userName, grant.role, undefined);
     if (body.displayName) peer.displayName = body.displayName;
     peer.device = body.device ?? { name: 'broadcaster' };
     peer.rtpCapabilities = body.rtpCapabilities;
-    room.addPeer(peer);
+    await gateway.addPeer(room, peer);
+    await room.placed(peer);
     peer.joined = true;
     for (const other of room.joinedPeers(peer)) other.notify('newPeer', peer.info);
     const secret = randomBytes(24).toString('base64url');

@@ -26,13 +26,21 @@ import { GatewayLimits } from './limits.js';
 import { GatewayMetrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { Peer } from './peer.js';
+import { ClientDistance, rankByDistance } from './placement.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
+import type { AgentProbes } from '../protocol/signaling.js';
 
 const PERMISSIONS: Record<'presenter' | 'viewer', Record<string, boolean>> = {
   presenter: { publish: true, subscribe: true },
   viewer: { subscribe: true },
 };
+
+/** The client's IP as agents would see it (IPv4-mapped IPv6 unwrapped). */
+function clientAddressOf(req: IncomingMessage): string | undefined {
+  const address = req.socket.remoteAddress;
+  return address?.startsWith('::ffff:') ? address.slice(7) : address;
+}
 
 function isLoopback(ip: string): boolean {
   return ip === '127.0.0.1' || ip === '::1' || ip === '::ffff:127.0.0.1';
@@ -67,7 +75,7 @@ export class Gateway {
     this.limits = new GatewayLimits(config.gateway.rateLimit);
     this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
     this.agents.on('removed', (agent) => {
-      for (const room of [...this.rooms.values()]) if (room.agentId === agent.id) this.failRoom(room, 'agent-removed');
+      for (const room of [...this.rooms.values()]) room.agentLost(agent.id, 'agent-removed', true);
     });
   }
 
@@ -104,10 +112,7 @@ export class Gateway {
         const parsed = agentEventSchema.safeParse(payload);
         if (!parsed.success) return;
         const event = parsed.data;
-        const room = this.rooms.get(event.roomId);
-        if (!room) return;
-        if (event.type === 'routerClosed') this.failRoom(room, event.reason);
-        else room.onAgentEvent(event);
+        this.rooms.get(event.roomId)?.onAgentEvent(event);
       }),
     );
 
@@ -158,6 +163,14 @@ export class Gateway {
       rooms: () => this.rooms.size,
       peers: () => this.peerCount(),
       draining: () => this.draining,
+      cascade: () => {
+        const total = { links: 0, pipes: 0 };
+        for (const room of this.rooms.values()) {
+          total.links += room.links.links;
+          total.pipes += room.links.pipes;
+        }
+        return total;
+      },
       rejected: () => this.limits.rejected,
     });
     this.metricsRegistry = registry;
@@ -205,40 +218,95 @@ export class Gateway {
     }
   }
 
-  /** The room for a grant, opening it on an agent at its first peer. */
-  async roomFor(grant: TokenGrant): Promise<Room> {
+  /** The room for a grant; its routers open as its peers are placed. */
+  roomFor(grant: TokenGrant): Room {
     const existing = this.rooms.get(grant.roomId);
     if (existing && !existing.closed) return existing;
-    let opening = this.opening.get(grant.roomId);
-    if (!opening) {
-      opening = (async () => {
-        if (!(await this.agents.waitForAgent(this.config.gateway.agentRequestTimeoutMs))) {
-          throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
-        }
-        const agent = this.agents.choose();
-        if (!agent) throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
-        this.metrics?.placements.inc({ agent: agent.id });
-        const room = await Room.open({
-          id: grant.roomId,
-          serviceId: grant.serviceId,
-          agentId: agent.id,
-          gatewayId: this.id,
-          bus: this.bus,
-          logger: this.logger,
-          agentTimeoutMs: this.config.gateway.agentRequestTimeoutMs,
-        });
-        this.rooms.set(room.id, room);
-        room.once('close', () => {
-          if (this.rooms.get(room.id) === room) this.rooms.delete(room.id);
-          this.drainWatch?.poke();
-        });
-        this.logger.info({ room: room.id, agent: agent.id }, 'room opened');
-        return room;
-      })();
-      this.opening.set(grant.roomId, opening);
-      void opening.finally(() => this.opening.delete(grant.roomId)).catch(() => undefined);
+    const room = new Room({
+      id: grant.roomId,
+      serviceId: grant.serviceId,
+      policy: grant.eapolicy,
+      gatewayId: this.id,
+      bus: this.bus,
+      logger: this.logger,
+      agentTimeoutMs: this.config.gateway.agentRequestTimeoutMs,
+      enableSrtp: this.config.gateway.cascade.srtp,
+      place: (r, peer) => this.place(r, peer),
+      onPlaced: (agentId) => this.metrics?.placements.inc({ agent: agentId }),
+      fallbackAfterMs: this.config.gateway.cascade.probeTimeoutMs,
+      probes: (r) => this.probesFor(r),
+    });
+    this.rooms.set(room.id, room);
+    room.once('close', () => {
+      if (this.rooms.get(room.id) === room) this.rooms.delete(room.id);
+      this.drainWatch?.poke();
+    });
+    this.logger.info({ room: room.id, policy: room.policy }, 'room opened');
+    return room;
+  }
+
+  /** Admits a peer into a room; ROOM-BEST places it at once, so a room without agents refuses it here. */
+  async addPeer(room: Room, peer: Peer, clientAddress?: string): Promise<void> {
+    room.addPeer(peer);
+    if (room.policy === 'TTL-BEST') {
+      this.startDistanceProbes(peer, clientAddress);
+      return;
     }
-    return opening;
+    try {
+      await room.placed(peer);
+    } catch (err) {
+      room.removePeer(peer, 'not placed');
+      throw err;
+    }
+  }
+
+  /** The agents for a peer, best first: the room's own (ROOM-BEST) or the nearest two (TTL-BEST). */
+  private async place(room: Room, peer: Peer): Promise<string[]> {
+    if (!(await this.agents.waitForAgent(this.config.gateway.agentRequestTimeoutMs))) {
+      throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
+    }
+    const choices = room.policy === 'TTL-BEST' ? await this.rankNearest(room, peer) : this.placeWithRoom(room);
+    if (choices.length === 0) throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
+    return choices;
+  }
+
+  /** ROOM-BEST: the agent the room is on, unless its consumers passed the spill threshold. */
+  private placeWithRoom(room: Room): string[] {
+    const spill = this.config.gateway.cascade.spillConsumers;
+    const registered = [...room.agentIds].filter((id) => this.agents.get(id));
+    const open = registered.find((id) => spill === 0 || room.consumersOn(id) < spill);
+    if (open !== undefined) return [open];
+    const fresh = this.agents.choose(room.agentIds)?.id;
+    if (fresh !== undefined) return [fresh];
+    return registered.slice(0, 1);
+  }
+
+  /** TTL-BEST: by the client's own measurements if it sent them, else the agents' (bounded, started at connection). */
+  private async rankNearest(room: Room, peer: Peer): Promise<string[]> {
+    const reported = peer.reportedRtts && Object.keys(peer.reportedRtts).length > 0 ? peer.reportedRtts : undefined;
+    const rtts = reported ?? (await peer.distance?.result) ?? {};
+    const candidates = this.agents.candidates().map((a) => ({ id: a.id, load: this.agents.score(a) }));
+    const ranked = rankByDistance(candidates, rtts, room.agentIds, this.config.gateway.cascade.sameRoomToleranceMs);
+    this.logger.debug({ room: room.id, peer: peer.id, rtts, source: reported ? 'client' : 'agents', ranked }, 'ranked by distance');
+    // Counted at once, so a burst of joins sees it; the nearest, and one fallback should it have gone silent since.
+    if (ranked[0] !== undefined) this.agents.notePlacement(ranked[0]);
+    return ranked.slice(0, 2);
+  }
+
+  private startDistanceProbes(peer: Peer, clientAddress: string | undefined): void {
+    const agentIds = this.agents.candidates().map((a) => a.id);
+    if (!clientAddress || agentIds.length < 2) return;
+    const { clientProbePort, probeTimeoutMs } = this.config.gateway.cascade;
+    peer.distance = new ClientDistance(this.bus, agentIds, clientAddress, clientProbePort, probeTimeoutMs);
+  }
+
+  private probesFor(room: Room): AgentProbes {
+    const timeoutMs = this.config.gateway.cascade.probeTimeoutMs;
+    if (room.policy !== 'TTL-BEST') return { probes: [], timeoutMs };
+    const probes = this.agents
+      .candidates()
+      .flatMap((a) => (a.probeUrl ? [{ agentId: a.id, url: a.probeUrl }] : []));
+    return { probes: probes.length > 1 ? probes : [], timeoutMs };
   }
 
   private async onConnection(ws: WebSocket, req: IncomingMessage): Promise<void> {
@@ -246,7 +314,7 @@ export class Gateway {
     const connectionKey = String(++this.connectionSerial);
     const openedAt = performance.now();
     // Clients may send requests right after the socket opens, before the token is checked: they wait for it.
-    const session = this.admit(connection, new URL(req.url ?? '/', 'ws://gateway').searchParams);
+    const session = this.admit(connection, new URL(req.url ?? '/', 'ws://gateway').searchParams, clientAddressOf(req));
     connection.on('request', (request) => {
       void this.limits.admitRequest(connectionKey).then((verdict) => {
         if (verdict === 'ok') {
@@ -298,31 +366,19 @@ export class Gateway {
   }
 
   /** Checks the token, opens the room if needed and adds the peer; rejects when the client may not enter. */
-  private async admit(connection: PeerConnection, params: URLSearchParams): Promise<{ room: Room; peer: Peer }> {
+  private async admit(connection: PeerConnection, params: URLSearchParams, clientAddress?: string): Promise<{ room: Room; peer: Peer }> {
     const token = params.get('token');
     if (!token) throw new AppError('TOKEN_MISSING', 'connect with ?token=', 401);
     const grant = await this.consumeToken(token);
-    const room = await this.roomFor(grant);
     if (connection.closed) throw new AppError('PEER_CLOSED', 'client left before admission', 410);
+    const room = this.roomFor(grant);
     const requestedId = params.get('peerId');
     const peerId = requestedId && /^[\w-]{1,64}$/.test(requestedId) ? requestedId : randomBytes(8).toString('hex');
     const peer = new Peer(peerId, grant.userName, grant.role, connection);
     room.peers.get(peerId)?.connection?.close(closeCodes.replaced, 'replaced by a new connection');
-    room.addPeer(peer);
     connection.on('close', () => room.removePeer(peer, 'disconnected'));
+    await this.addPeer(room, peer, clientAddress);
     return { room, peer };
-  }
-
-  /** Tells every peer of a room that lost its media (worker died, agent gone), then disconnects them to rejoin. */
-  private failRoom(room: Room, reason: string): void {
-    this.logger.warn({ room: room.id, agent: room.agentId, reason }, 'room lost its media agent');
-    for (const peer of [...room.peers.values()]) {
-      peer.notify('mediaAgentLost', { reason });
-      peer.connection?.close(closeCodes.roomClosed, 'media agent lost; rejoin');
-      room.removePeer(peer, reason);
-    }
-    // An agent that closed itself has no routers left; any other may still hold one (partition, dead worker).
-    room.close(reason !== 'agent-closing');
   }
 
   private async onNuveRpc(payload: unknown): Promise<unknown> {

@@ -11,6 +11,7 @@ export class GatewayMetrics {
       rooms(): number;
       peers(): number;
       draining(): boolean;
+      cascade(): { links: number; pipes: number };
       rejected(): { connections: number; requests: number; disconnects: number };
     },
   ) {
@@ -18,6 +19,18 @@ export class GatewayMetrics {
     new Gauge({ name: 'mss_gateway_rooms', help: 'Active rooms on this gateway', registers, collect() { this.set(state.rooms()); } });
     new Gauge({ name: 'mss_gateway_peers', help: 'Connected clients (peers) on this gateway', registers, collect() { this.set(state.peers()); } });
     new Gauge({ name: 'mss_gateway_draining', help: '1 while the gateway drains', registers, collect() { this.set(state.draining() ? 1 : 0); } });
+    new Gauge({
+      name: 'mss_gateway_cascade_links',
+      help: 'Links (PipeTransport pairs) between agents of this gateway\'s rooms',
+      registers,
+      collect() { this.set(state.cascade().links); },
+    });
+    new Gauge({
+      name: 'mss_gateway_cascade_pipes',
+      help: 'Producers piped to another agent for this gateway\'s rooms',
+      registers,
+      collect() { this.set(state.cascade().pipes); },
+    });
     new Counter({
       name: 'mss_gateway_rate_limited_total',
       help: 'Refusals by the gateway rate limits',
@@ -39,7 +52,7 @@ export class GatewayMetrics {
     });
     this.placements = new Counter({
       name: 'mss_gateway_placements_total',
-      help: 'Rooms placed on media agents by this gateway',
+      help: 'Peers placed on media agents by this gateway',
       labelNames: ['agent'],
       registers,
     });

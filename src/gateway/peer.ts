@@ -1,5 +1,6 @@
 import type { PeerInfo } from '../protocol/signaling.js';
 import type { PeerConnection } from './peer-connection.js';
+import type { ClientDistance, Rtts } from './placement.js';
 
 /**
  * A participant of a room on this gateway: a WebSocket client or a
@@ -16,9 +17,18 @@ export class Peer {
   readonly transports = new Map<string, { consuming: boolean }>();
   readonly producers = new Map<string, { kind: 'audio' | 'video' }>();
   readonly dataProducers = new Map<string, { label: string; protocol: string }>();
-  readonly consumers = new Set<string>();
+  /** consumer id → the producer it receives. */
+  readonly consumers = new Map<string, string>();
   readonly dataConsumers = new Set<string>();
   closed = false;
+  /** The agent carrying this peer's media, from the moment it is chosen. */
+  agentId?: string;
+  /** Placement in progress or done (the first request needing media starts it). */
+  placement?: Promise<string>;
+  /** TTL-BEST: the client's own round-trip times, if it reported them before being placed. */
+  reportedRtts?: Rtts;
+  /** TTL-BEST: the agents' probes of this client, started at connection. */
+  distance?: ClientDistance;
 
   constructor(
     readonly id: string,

@@ -9,7 +9,9 @@ import {
 import type { Bus } from '../core/bus/bus.js';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { type ClientMethod, type ClientRequest, clientRequestSchemas } from '../protocol/signaling.js';
+import type { EaPolicy } from '../core/store/store.js';
+import { type AgentProbes, type ClientMethod, type ClientRequest, clientRequestSchemas, closeCodes } from '../protocol/signaling.js';
+import { Cascade } from './cascade.js';
 import type { Peer } from './peer.js';
 
 interface RoomEvents {
@@ -17,12 +19,31 @@ interface RoomEvents {
 }
 
 type Owned<M extends AgentMethod> = Omit<AgentRequest<M>, 'roomId' | 'peerId'>;
+type AgentEventFrom = AgentEvent & { agentId: string };
+
+export interface RoomOptions {
+  id: string;
+  serviceId: string;
+  policy: EaPolicy;
+  gatewayId: string;
+  bus: Bus;
+  logger: Logger;
+  agentTimeoutMs: number;
+  /** PipeTransports between this room's agents use SRTP. */
+  enableSrtp: boolean;
+  /** The gateway's placement policy: the agents a peer of this room may go to, best first. */
+  place: (room: Room, peer: Peer) => Promise<string[]>;
+  /** Told where a peer went (metrics, load accounting). */
+  onPlaced: (agentId: string) => void;
+  /** How long opening the room's router on an agent may take before the next choice is tried. */
+  fallbackAfterMs: number;
+  /** TTL-BEST: the agents a client may time itself against before being placed. */
+  probes: (room: Room) => AgentProbes;
+}
 /** Methods with the same name and data on both protocols. */
 type SharedMethod = Extract<ClientMethod, AgentMethod>;
 
 const FORWARDED: ReadonlySet<string> = new Set<SharedMethod>([
-  'pauseProducer',
-  'resumeProducer',
   'pauseConsumer',
   'resumeConsumer',
   'setConsumerPreferredLayers',
@@ -35,63 +56,174 @@ const FORWARDED: ReadonlySet<string> = new Set<SharedMethod>([
   'getDataConsumerStats',
 ]);
 
+/** Requests a peer may send before `join`. */
+const BEFORE_JOIN: ReadonlySet<string> = new Set<ClientMethod>([
+  'getAgentProbes',
+  'reportAgentRtts',
+  'getRouterRtpCapabilities',
+  'join',
+  'createWebRtcTransport',
+  'connectWebRtcTransport',
+  'leave',
+]);
+
 /**
- * A room on this gateway: its peers and the agent whose router carries its
- * media. It implements the mediasoup-demo room logic (who consumes whom) by
- * asking the agent over the bus. It lives from the first peer to the last.
+ * A room on this gateway: its peers, and its routers on the agents carrying
+ * them. ROOM-BEST puts every peer on one agent; TTL-BEST puts each on the
+ * agent nearest to it, and the Cascade links the room's routers so media
+ * crosses agents only where someone consumes it. It implements the
+ * mediasoup-demo room logic (who consumes whom) by asking the agents over
+ * the bus, and lives from the first peer to the last.
  */
 export class Room extends EventEmitter<RoomEvents> {
   readonly peers = new Map<string, Peer>();
   closed = false;
+  readonly id: string;
+  readonly serviceId: string;
+  readonly policy: EaPolicy;
+  /** The routers' RTP capabilities (every agent uses the same codecs), known once the first router exists. */
+  rtpCapabilities: unknown;
+  /** The agents with a router of this room, each with its ensureRouter call. */
+  private readonly routers = new Map<string, Promise<void>>();
+  private readonly cascade: Cascade;
+  /** The loudest producer each agent last reported; the room's speaker is the loudest of them. */
+  private readonly speakers = new Map<string, { producerId: string; volume?: number }>();
+  private speakerId: string | null = null;
+  private readonly logger: Logger;
 
-  private constructor(
-    readonly id: string,
-    readonly serviceId: string,
-    readonly agentId: string,
-    readonly rtpCapabilities: unknown,
-    private readonly bus: Bus,
-    private readonly logger: Logger,
-    private readonly agentTimeoutMs: number,
-  ) {
+  constructor(private readonly options: RoomOptions) {
     super();
+    this.id = options.id;
+    this.serviceId = options.serviceId;
+    this.policy = options.policy;
+    this.logger = options.logger.child({ room: options.id });
+    this.cascade = new Cascade(options.id, (agentId, method, data) => this.call(agentId, method, data), options.enableSrtp, this.logger);
   }
 
-  static async open(opts: {
-    id: string;
-    serviceId: string;
-    agentId: string;
-    gatewayId: string;
-    bus: Bus;
-    logger: Logger;
-    agentTimeoutMs: number;
-  }): Promise<Room> {
-    const { rtpCapabilities } = await opts.bus.request<AgentResults['ensureRouter']>(
-      agentSubjects.rpc(opts.agentId),
-      { method: 'ensureRouter', data: { roomId: opts.id, gatewayId: opts.gatewayId } },
-      { timeoutMs: opts.agentTimeoutMs },
-    );
-    return new Room(
-      opts.id,
-      opts.serviceId,
-      opts.agentId,
-      rtpCapabilities,
-      opts.bus,
-      opts.logger.child({ room: opts.id }),
-      opts.agentTimeoutMs,
-    );
+  /** The agents carrying this room. */
+  get agentIds(): ReadonlySet<string> {
+    return new Set(this.routers.keys());
   }
 
-  /** Calls the agent for `peer`; agent errors keep their codes. */
-  private agent<M extends AgentMethod>(method: M, peer: Peer | undefined, data: Owned<M>): Promise<AgentResults[M]> {
-    const payload = { roomId: this.id, ...(peer ? { peerId: peer.id } : {}), ...data };
-    return this.bus
-      .request<AgentResults[M]>(agentSubjects.rpc(this.agentId), { method, data: payload }, { timeoutMs: this.agentTimeoutMs })
+  /** Links and pipes of the cascade, for status and tests. */
+  get links(): { links: number; pipes: number } {
+    return this.cascade.size;
+  }
+
+  /** Consumers of this gateway's peers on `agentId` (spill threshold). */
+  consumersOn(agentId: string): number {
+    let n = 0;
+    for (const peer of this.peers.values()) if (peer.agentId === agentId) n += peer.consumers.size;
+    return n;
+  }
+
+  /** One request to one agent; bus failures become AGENT_UNAVAILABLE, agent errors keep their codes. */
+  private call<M extends AgentMethod>(
+    agentId: string,
+    method: M,
+    data: AgentRequest<M>,
+    timeoutMs = this.options.agentTimeoutMs,
+  ): Promise<AgentResults[M]> {
+    return this.options.bus
+      .request<AgentResults[M]>(agentSubjects.rpc(agentId), { method, data }, { timeoutMs })
       .catch((err: unknown) => {
         if (err instanceof AppError && err.code.startsWith('BUS_')) {
           throw new AppError('AGENT_UNAVAILABLE', 'the media agent does not answer', 503);
         }
         throw err;
       });
+  }
+
+  /** Calls the agent carrying `peer`, placing the peer first if needed. */
+  private async agent<M extends AgentMethod>(method: M, peer: Peer, data: Owned<M>): Promise<AgentResults[M]> {
+    const agentId = await this.placed(peer);
+    return this.call(agentId, method, { roomId: this.id, peerId: peer.id, ...data } as AgentRequest<M>);
+  }
+
+  /**
+   * The peer's agent, chosen once (by the gateway's policy) with the room's
+   * router ready on it. A choice that does not answer within
+   * `fallbackAfterMs` (unreachable since it was measured) gives way to the
+   * next, so a silent agent delays a join by that much at most.
+   */
+  placed(peer: Peer): Promise<string> {
+    peer.placement ??= (async () => {
+      const choices = await this.options.place(this, peer);
+      for (const [i, agentId] of choices.entries()) {
+        const last = i === choices.length - 1;
+        // Counted on its agent from now on, so a router being emptied is not closed under it.
+        peer.agentId = agentId;
+        try {
+          await this.ensureRouter(agentId, last ? this.options.agentTimeoutMs : this.options.fallbackAfterMs);
+        } catch (err) {
+          peer.agentId = undefined;
+          if (last || !(err instanceof AppError && err.code === 'AGENT_UNAVAILABLE')) throw err;
+          this.logger.warn({ peer: peer.id, agent: agentId }, 'agent did not open the room in time; trying the next');
+          continue;
+        }
+        if (peer.closed) throw new AppError('PEER_CLOSED', 'peer has left the room', 410);
+        this.options.onPlaced(agentId);
+        this.logger.debug({ peer: peer.id, agent: agentId }, 'peer placed');
+        return agentId;
+      }
+      throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
+    })().catch((err: unknown) => {
+      // A later request may try again (an agent may have appeared).
+      peer.placement = undefined;
+      throw err;
+    });
+    return peer.placement;
+  }
+
+  private ensureRouter(agentId: string, timeoutMs: number): Promise<void> {
+    let ready = this.routers.get(agentId);
+    if (!ready) {
+      const data = { roomId: this.id, gatewayId: this.options.gatewayId };
+      const opening = this.call(agentId, 'ensureRouter', data, timeoutMs).then(({ rtpCapabilities }) => {
+        this.rtpCapabilities ??= rtpCapabilities;
+      });
+      ready = opening;
+      this.routers.set(agentId, opening);
+      opening.catch(() => {
+        if (this.routers.get(agentId) === opening) this.routers.delete(agentId);
+        // The request may still arrive late and open a router nobody would close; this follows it on the same path.
+        this.call(agentId, 'closeRouter', { roomId: this.id }).catch(() => undefined);
+      });
+    }
+    return ready;
+  }
+
+  /** The last peer on `agentId` left: its router (and with it its links) goes. */
+  private releaseRouter(agentId: string): void {
+    if (this.closed || !this.routers.has(agentId)) return;
+    for (const peer of this.peers.values()) if (peer.agentId === agentId) return;
+    this.routers.delete(agentId);
+    this.speakers.delete(agentId);
+    this.cascade.agentGone(agentId);
+    this.call(agentId, 'closeRouter', { roomId: this.id }).catch((err: unknown) => this.logger.debug({ err }, 'closeRouter failed'));
+  }
+
+  /**
+   * The room's router on `agentId` is gone or unreachable (agent removed,
+   * worker died, agent closing): its peers are told and disconnected to
+   * rejoin, which places them anew; peers on other agents keep their media,
+   * minus what came from the lost agent.
+   */
+  agentLost(agentId: string, reason: string, routerMayRemain: boolean): void {
+    if (!this.routers.has(agentId)) return;
+    this.logger.warn({ agent: agentId, reason }, 'room lost a media agent');
+    this.routers.delete(agentId);
+    this.speakers.delete(agentId);
+    this.cascade.agentGone(agentId);
+    if (routerMayRemain) {
+      this.call(agentId, 'closeRouter', { roomId: this.id }).catch((err: unknown) => this.logger.debug({ err }, 'closeRouter failed'));
+    }
+    for (const peer of [...this.peers.values()]) {
+      if (peer.agentId !== agentId) continue;
+      peer.notify('mediaAgentLost', { reason });
+      peer.connection?.close(closeCodes.roomClosed, 'media agent lost; rejoin');
+      this.removePeer(peer, reason);
+    }
   }
 
   addPeer(peer: Peer): void {
@@ -111,21 +243,25 @@ export class Room extends EventEmitter<RoomEvents> {
     if (this.peers.get(peer.id) === peer) this.peers.delete(peer.id);
     this.logger.debug({ peer: peer.id, reason }, 'peer left');
     if (peer.joined) for (const other of this.joinedPeers()) other.notify('peerClosed', { peerId: peer.id });
-    if (!this.closed) {
-      this.agent('closePeer', peer, {}).catch((err: unknown) => this.logger.debug({ err }, 'closePeer failed'));
+    for (const consumerId of peer.consumers.keys()) this.cascade.release(consumerId);
+    const agentId = peer.agentId;
+    if (agentId !== undefined && this.routers.has(agentId) && !this.closed) {
+      this.call(agentId, 'closePeer', { roomId: this.id, peerId: peer.id }).catch((err: unknown) =>
+        this.logger.debug({ err }, 'closePeer failed'),
+      );
     }
     if (this.peers.size === 0) this.close();
+    else if (agentId !== undefined) this.releaseRouter(agentId);
   }
 
-  /** Ends the room: the router goes, and every remaining peer is disconnected by its owner. */
-  close(notifyAgent = true): void {
+  /** Ends the room: its routers go, and every remaining peer is disconnected by its owner. */
+  close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (notifyAgent) {
-      this.bus
-        .request(agentSubjects.rpc(this.agentId), { method: 'closeRouter', data: { roomId: this.id } }, { timeoutMs: this.agentTimeoutMs })
-        .catch((err: unknown) => this.logger.debug({ err }, 'closeRouter failed'));
+    for (const agentId of this.routers.keys()) {
+      this.call(agentId, 'closeRouter', { roomId: this.id }).catch((err: unknown) => this.logger.debug({ err }, 'closeRouter failed'));
     }
+    this.routers.clear();
     this.emit('close');
   }
 
@@ -141,15 +277,24 @@ export class Room extends EventEmitter<RoomEvents> {
       throw new AppError('INVALID_REQUEST', `invalid ${method}: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim(), 400);
     }
     const data = parsed.data as never;
-    if (method !== 'getRouterRtpCapabilities' && method !== 'join' && method !== 'createWebRtcTransport' &&
-      method !== 'connectWebRtcTransport' && method !== 'leave' && !peer.joined) {
+    if (!BEFORE_JOIN.has(method) && !peer.joined) {
       throw new AppError('NOT_JOINED', `${method} requires join first`, 409);
     }
     // Requests the agent answers as they are (it checks the named object belongs to this peer).
     if (FORWARDED.has(method)) return this.agent(method as SharedMethod, peer, data);
     switch (method as ClientMethod) {
+      case 'getAgentProbes':
+        return peer.placement ? { probes: [], timeoutMs: 0 } : this.options.probes(this);
+      case 'reportAgentRtts':
+        // Too late once placed: the peer's media is already on an agent.
+        if (!peer.placement) peer.reportedRtts = (data as ClientRequest<'reportAgentRtts'>).rtts;
+        return null;
       case 'getRouterRtpCapabilities':
+        await this.placed(peer);
         return this.rtpCapabilities;
+      case 'pauseProducer':
+      case 'resumeProducer':
+        return this.setProducerPaused(peer, (data as ClientRequest<'pauseProducer'>).producerId, method === 'pauseProducer');
       case 'join':
         return this.join(peer, data);
       case 'createWebRtcTransport':
@@ -196,6 +341,8 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   async join(peer: Peer, d: ClientRequest<'join'>): Promise<{ peers: unknown[] }> {
+    if (peer.joined) throw new AppError('ALREADY_JOINED', 'peer already joined', 409);
+    await this.placed(peer);
     if (peer.joined) throw new AppError('ALREADY_JOINED', 'peer already joined', 409);
     if (d.displayName !== undefined) peer.displayName = d.displayName;
     peer.device = d.device ?? {};
@@ -248,18 +395,42 @@ export class Room extends EventEmitter<RoomEvents> {
     return { id: result.id };
   }
 
+  /**
+   * A consumer of `producerId` for `consumerPeer`, on the consumer's agent.
+   * When the producer lives on another agent it is piped over first, and the
+   * pipe is held for as long as this consumer exists. Null when the peer's
+   * RTP capabilities cannot receive it.
+   */
+  private async consume(consumerPeer: Peer, producerId: string, transportId: string, rtpCapabilities: Record<string, unknown>) {
+    const to = await this.placed(consumerPeer);
+    const from = this.producerOwner(producerId)?.agentId;
+    if (from === undefined) throw new AppError('PRODUCER_NOT_FOUND', `producer ${producerId} not found`, 404);
+    const pipe = from === to ? undefined : await this.cascade.hold(producerId, from, to);
+    let info: Awaited<ReturnType<typeof this.call<'consume'>>> = null;
+    try {
+      info = await this.agent('consume', consumerPeer, { transportId, producerId, rtpCapabilities });
+    } finally {
+      if (pipe !== undefined && !info) this.cascade.drop(pipe);
+    }
+    if (!info) return null;
+    if (pipe !== undefined) this.cascade.bind(info.id, pipe);
+    consumerPeer.consumers.set(info.id, producerId);
+    if (consumerPeer.closed) {
+      // Left while this was being set up: removePeer has already released the others.
+      consumerPeer.consumers.delete(info.id);
+      this.cascade.release(info.id);
+      return null;
+    }
+    return info;
+  }
+
   /** mediasoup-demo flow: consumer created paused, client told by request, then resumed once it is ready. */
   async createConsumer(consumerPeer: Peer, producerPeer: Peer, producerId: string): Promise<void> {
     const transportId = consumerPeer.consumingTransportId;
     if (!consumerPeer.rtpCapabilities || !transportId || !consumerPeer.connection) return;
     try {
-      const info = await this.agent('consume', consumerPeer, {
-        transportId,
-        producerId,
-        rtpCapabilities: consumerPeer.rtpCapabilities,
-      });
+      const info = await this.consume(consumerPeer, producerId, transportId, consumerPeer.rtpCapabilities);
       if (!info) return;
-      consumerPeer.consumers.add(info.id);
       await consumerPeer.connection.request('newConsumer', {
         peerId: producerPeer.id,
         producerId,
@@ -276,9 +447,24 @@ export class Room extends EventEmitter<RoomEvents> {
     }
   }
 
+  /** Pauses or resumes a producer, and its piped copies on other agents so their consumers see the same state. */
+  private async setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<null> {
+    await this.agent(paused ? 'pauseProducer' : 'resumeProducer', peer, { producerId });
+    await Promise.all(
+      this.cascade.receiversOf(producerId).map((agentId) =>
+        this.call(agentId, 'setPipedProducerPaused', { roomId: this.id, producerId, paused }).catch((err: unknown) =>
+          this.logger.debug({ err, agentId, producerId }, 'piped producer not updated'),
+        ),
+      ),
+    );
+    return null;
+  }
+
   async createDataConsumer(consumerPeer: Peer, producerPeer: Peer, dataProducerId: string): Promise<void> {
     const transportId = consumerPeer.consumingTransportId;
     if (!consumerPeer.sctpCapabilities || !transportId || !consumerPeer.connection) return;
+    // Data channels are not piped between agents: only peers on the producer's agent receive them.
+    if (producerPeer.agentId !== consumerPeer.agentId) return;
     try {
       const info = await this.agent('consumeData', consumerPeer, { transportId, dataProducerId });
       consumerPeer.dataConsumers.add(info.id);
@@ -297,15 +483,23 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   /** Media events from the agent, turned into protoo notifications to the peer they concern. */
-  onAgentEvent(event: AgentEvent): void {
-    if (event.type === 'activeSpeaker') {
-      const owner = event.producerId === null ? undefined : this.producerOwner(event.producerId);
-      for (const peer of this.joinedPeers()) {
-        peer.notify('activeSpeaker', { peerId: owner?.id ?? null, volume: event.volume });
-      }
-      return;
+  onAgentEvent(event: AgentEventFrom): void {
+    if (!this.routers.has(event.agentId)) return;
+    switch (event.type) {
+      case 'activeSpeaker':
+        this.onSpeaker(event.agentId, event.producerId, event.volume);
+        return;
+      case 'routerClosed':
+        this.agentLost(event.agentId, event.reason, event.reason !== 'agent-closing');
+        return;
+      // Whoever owned them, their pipes must follow (the owner may have left already).
+      case 'consumerClosed':
+        this.cascade.release(event.consumerId);
+        break;
+      case 'producerClosed':
+        this.cascade.producerClosed(event.producerId);
+        break;
     }
-    if (event.type === 'routerClosed') return;
     const peer = this.peers.get(event.peerId);
     if (!peer) return;
     switch (event.type) {
@@ -345,6 +539,19 @@ export class Room extends EventEmitter<RoomEvents> {
     }
   }
 
+  /** Each agent reports the loudest of its own producers; the room's speaker is the loudest of those. */
+  private onSpeaker(agentId: string, producerId: string | null, volume: number | undefined): void {
+    if (producerId === null) this.speakers.delete(agentId);
+    else this.speakers.set(agentId, { producerId, volume });
+    let loudest: { producerId: string; volume?: number } | undefined;
+    for (const s of this.speakers.values()) if (!loudest || (s.volume ?? -127) > (loudest.volume ?? -127)) loudest = s;
+    const owner = loudest ? this.producerOwner(loudest.producerId) : undefined;
+    const speakerId = owner?.id ?? null;
+    if (speakerId === null && this.speakerId === null) return;
+    this.speakerId = speakerId;
+    for (const peer of this.joinedPeers()) peer.notify('activeSpeaker', { peerId: speakerId, volume: loudest?.volume });
+  }
+
   private producerOwner(producerId: string): Peer | undefined {
     for (const peer of this.peers.values()) if (peer.producers.has(producerId)) return peer;
     return undefined;
@@ -364,13 +571,10 @@ export class Room extends EventEmitter<RoomEvents> {
     /** Plain-RTP egress (recording, restreaming): consumes a producer and starts it at once. */
     consume: async (peer: Peer, transportId: string, producerId: string) => {
       this.ownTransport(peer, transportId);
-      const info = await this.agent('consume', peer, {
-        transportId,
-        producerId,
-        rtpCapabilities: (peer.rtpCapabilities ?? this.rtpCapabilities) as Record<string, unknown>,
-      });
+      await this.placed(peer);
+      const rtpCapabilities = (peer.rtpCapabilities ?? this.rtpCapabilities) as Record<string, unknown>;
+      const info = await this.consume(peer, producerId, transportId, rtpCapabilities);
       if (!info) throw new AppError('CANNOT_CONSUME', 'these RTP capabilities cannot receive that producer', 400);
-      peer.consumers.add(info.id);
       await this.agent('resumeConsumer', peer, { consumerId: info.id });
       return info;
     },

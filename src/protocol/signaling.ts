@@ -39,6 +39,16 @@ const device = z.object({ flag: z.string().max(64).optional(), name: z.string().
 
 /** Client → gateway requests and their data. */
 export const clientRequestSchemas = {
+  /**
+   * TTL-BEST rooms: the agents this client may measure its round-trip time
+   * to, before anything places it on one. Empty for other rooms.
+   */
+  getAgentProbes: z.object({}).passthrough().optional(),
+  /**
+   * The client's measured round-trip times (ms) to the agents it was given,
+   * by agent id. Only what arrives before the peer is placed counts.
+   */
+  reportAgentRtts: z.object({ rtts: z.record(id, z.number().nonnegative().max(60_000)) }),
   getRouterRtpCapabilities: z.object({}).passthrough().optional(),
   join: z.object({
     displayName: z.string().trim().min(1).max(128).optional(),
@@ -90,6 +100,12 @@ export const clientRequestSchemas = {
 
 export type ClientMethod = keyof typeof clientRequestSchemas;
 export type ClientRequest<M extends ClientMethod> = z.infer<(typeof clientRequestSchemas)[M]>;
+
+/** Answer to `getAgentProbes`: one HTTP URL per agent, and how long the client may spend measuring. */
+export interface AgentProbes {
+  probes: { agentId: string; url: string }[];
+  timeoutMs: number;
+}
 
 export interface PeerInfo {
   id: string;
