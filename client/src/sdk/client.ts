@@ -1,6 +1,7 @@
 import { Device } from 'mediasoup-client';
 import type { types as ms } from 'mediasoup-client';
 import type { PeerInfo, ServerNotifications, ServerRequests } from '../../../src/protocol/signaling.js';
+import { measureAgentRtts } from './agent-rtt.js';
 import { TypedEmitter } from './emitter.js';
 import { SignalError, toSignalError } from './errors.js';
 import { CLOSE_CODES, ProtooSocket } from './protoo.js';
@@ -157,6 +158,9 @@ const TOKEN_ERRORS: Record<number, string> = {
   1005: 'TOKEN_WRONG_GATEWAY',
   1006: 'TOKEN_SERVICE_UNAVAILABLE',
 };
+
+/** Longest the join waits for agent RTT measurements, whatever the gateway asks for. */
+const MAX_PROBE_MS = 5_000;
 
 function randomId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
@@ -409,6 +413,8 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     socket.onRequest = (method, data) => this.onServerRequest(session, method, data);
     socket.onClose = (code, reason) => this.onSocketClose(session, code, reason);
     try {
+      // Before anything places this peer on an agent (getRouterRtpCapabilities does).
+      await this.reportAgentRtts(socket);
       const routerRtpCapabilities = await socket.request('getRouterRtpCapabilities');
       await session.device.load({ routerRtpCapabilities });
     } catch (err) {
@@ -418,6 +424,24 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     }
     this.tokenInfo = tokenInfo;
     return session;
+  }
+
+  /**
+   * TTL-BEST rooms: measures the round-trip time to each candidate media agent
+   * and tells the gateway, which places the peer on the nearest one. Best
+   * effort: any failure (an older gateway answering UNKNOWN_METHOD, probes
+   * unreachable) leaves the placement to the gateway's default.
+   */
+  private async reportAgentRtts(socket: ProtooSocket): Promise<void> {
+    try {
+      const { probes, timeoutMs } = await socket.request('getAgentProbes');
+      if (probes.length < 2) return; // nothing to choose between
+      // The join waits for this: bounded even if the gateway asks for more.
+      const rtts = await measureAgentRtts(probes, Math.min(timeoutMs, MAX_PROBE_MS));
+      if (Object.keys(rtts).length > 0) await socket.request('reportAgentRtts', { rtts });
+    } catch {
+      // Joining goes on without a measurement.
+    }
   }
 
   private async joinSession(session: Session, rejoined: boolean): Promise<void> {

@@ -6,6 +6,7 @@
 import { RoomClient, type RoomClientOptions } from './client.js';
 
 export { RoomClient } from './client.js';
+export { measureAgentRtts } from './agent-rtt.js';
 export type {
   ActiveSpeaker,
   CameraOptions,
@@ -21,7 +22,7 @@ export type {
 export { SignalError, sdkErrorCodes, type SdkErrorCode } from './errors.js';
 export { CLOSE_CODES, type ClientResponses } from './protoo.js';
 export { decodeToken, type TokenInfo } from './token.js';
-export type { PeerInfo, ServerNotifications, ServerRequests, ClientMethod, ClientRequest } from '../../../src/protocol/signaling.js';
+export type { AgentProbes, PeerInfo, ServerNotifications, ServerRequests, ClientMethod, ClientRequest } from '../../../src/protocol/signaling.js';
 
 export const version = '0.1.0';
 

@@ -1,6 +1,7 @@
 // Types only: the gateway's schemas are the one source of truth, and a type
 // import keeps zod (and the schemas' code) out of the browser bundle.
 import type {
+  AgentProbes,
   ClientMethod,
   ClientRequest,
   PeerInfo,
@@ -17,6 +18,7 @@ export const CLOSE_CODES = closeCodes;
 
 /** What the gateway answers to each client request (the schemas type the requests; these type the answers). */
 export interface ClientResponses {
+  getAgentProbes: AgentProbes;
   getRouterRtpCapabilities: ms.RtpCapabilities;
   join: { peers: PeerInfo[] };
   createWebRtcTransport: {
