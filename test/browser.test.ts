@@ -16,6 +16,7 @@ import {
   waitForMediaFlow,
 } from './helpers/browser.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
+import type { Room } from '../src/gateway/room.js';
 
 // Real Chromium (Debian's, fake camera and microphone) against the embedded platform, through the playground page.
 describe('browser SDK and playground in Chromium', { skip: chromiumMissing, timeout: 90_000 }, () => {
@@ -183,8 +184,8 @@ describe('browser SDK and playground in Chromium', { skip: chromiumMissing, time
     const before = await Promise.all([erin, frank].map((p) => p.evaluate(() => window.playground.client!.localTracks.map((t) => t.producerId))));
 
     // What the gateway does when an agent or worker dies: `mediaAgentLost` to every peer, close 4101, room gone.
-    const gateway = platform.gateway! as unknown as { rooms: Map<string, unknown>; failRoom(room: unknown, reason: string): void };
-    gateway.failRoom(gateway.rooms.get(roomId), 'worker-died');
+    const gateway = platform.gateway! as unknown as { rooms: Map<string, Room> };
+    gateway.rooms.get(roomId)!.agentLost(platform.agent!.id, 'worker-died', true);
 
     // Rejoined: connected again, microphone and camera republished as new producers.
     for (const [i, page] of [erin, frank].entries()) {

@@ -4,7 +4,7 @@ import { connect as netConnect, createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { NatsBus } from '../../src/core/bus/nats-bus.js';
-import { agentSubjects } from '../../src/core/agent-protocol.js';
+import { type AgentDump, agentSubjects } from '../../src/core/agent-protocol.js';
 import { createLogger } from '../../src/core/logger.js';
 import { buildMAuthHeader } from '../../src/nuve/mauth.js';
 
@@ -62,9 +62,10 @@ export class ServiceProcess {
   }
 }
 
-export async function startNats(): Promise<ServiceProcess> {
+/** `host` 0.0.0.0 lets agents in other network namespaces reach it. */
+export async function startNats(host = '127.0.0.1'): Promise<ServiceProcess> {
   const port = await freePort();
-  const svc = new ServiceProcess(port, '/usr/sbin/nats-server', ['-a', '127.0.0.1', '-p', String(port)]);
+  const svc = new ServiceProcess(port, '/usr/sbin/nats-server', ['-a', host, '-p', String(port)]);
   await svc.start();
   return svc;
 }
@@ -98,10 +99,14 @@ export class RoleProcess {
   constructor(
     readonly role: 'nuve' | 'gateway' | 'agent' | 'all',
     readonly env: Record<string, string>,
+    /** Run inside this network namespace (`ip netns exec`). */
+    readonly netns?: string,
   ) {}
 
   async start(): Promise<void> {
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', this.role], {
+    const node = [process.execPath, '--import', 'tsx', 'src/cli.ts', this.role];
+    const [command, ...args] = this.netns ? ['ip', 'netns', 'exec', this.netns, ...node] : node;
+    const proc = spawn(command!, args, {
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -148,6 +153,15 @@ export interface ClusterOptions {
   gateways: number;
   agents: number;
   env?: Record<string, string>;
+  /** Address NATS listens on (default loopback). */
+  natsHost?: string;
+}
+
+export interface AgentOptions {
+  env?: Record<string, string>;
+  /** Network namespace to run in, and the address there from which it reaches NATS. */
+  netns?: string;
+  natsHost?: string;
 }
 
 /** NATS + Redis (private processes), PostgreSQL (a fresh database), one Nuve, N gateways, M agents. */
@@ -166,7 +180,7 @@ export class Cluster {
   readonly superService = { id: randomBytes(12).toString('hex'), key: randomBytes(24).toString('base64url') };
 
   async start(options: ClusterOptions): Promise<void> {
-    this.nats = await startNats();
+    this.nats = await startNats(options.natsHost);
     this.redis = await startRedis();
     this.db = await createTestDatabase();
     await this.pgRelay.up();
@@ -196,18 +210,21 @@ export class Cluster {
   }
 
   /** Starts one more agent process (own ports) and returns its id. */
-  async addAgent(): Promise<string> {
+  async addAgent(options: AgentOptions = {}): Promise<string> {
     const i = this.agents.length;
     const id = `agent-${i}`;
     const base = 21000 + (((process.pid % 500) * 13 + i * 211) % 8000);
-    const proc = new RoleProcess('agent', {
+    const env: Record<string, string> = {
       ...this.common,
       MSS_AGENT__ID: id,
       MSS_AGENT__NUM_WORKERS: '1',
       MSS_AGENT__WEB_RTC_BASE_PORT: String(base),
       MSS_AGENT__PLAIN_RTP_MIN_PORT: String(30000 + i * 300),
       MSS_AGENT__PLAIN_RTP_MAX_PORT: String(30000 + i * 300 + 299),
-    });
+      ...options.env,
+    };
+    if (options.natsHost) env.MSS_BUS__NATS_URL = `nats://${options.natsHost}:${this.nats.port}`;
+    const proc = new RoleProcess('agent', env, options.netns);
     this.agents.push({ id, proc });
     await proc.start();
     return id;
@@ -241,11 +258,11 @@ export class Cluster {
     return buildMAuthHeader({ serviceId: this.superService.id, key: this.superService.key, cnonce: randomBytes(8).toString("hex"), ...extra });
   }
 
-  async createRoom(name: string): Promise<string> {
+  async createRoom(name: string, eapolicy: 'ROOM-BEST' | 'TTL-BEST' = 'ROOM-BEST'): Promise<string> {
     const res = await fetch(`${this.nuveUrl}/rooms`, {
       method: 'POST',
       headers: { authorization: this.auth(), 'content-type': 'application/json' },
-      body: JSON.stringify({ name }),
+      body: JSON.stringify({ name, options: { eapolicy } }),
     });
     if (res.status !== 200) throw new Error(`createRoom ${res.status} ${await res.text()}`);
     return ((await res.json()) as { _id: string })._id;
@@ -263,7 +280,7 @@ export class Cluster {
     return { token, gatewayId: claims.gatewayId, gatewayUrl: claims.gatewayUrl };
   }
 
-  async agentDump(agentId: string): Promise<{ routers: number; transports: number; producers: number; consumers: number }> {
+  async agentDump(agentId: string): Promise<AgentDump> {
     return this.bus.request(agentSubjects.rpc(agentId), { method: 'dump', data: {} }, { timeoutMs: 3000 });
   }
 

@@ -79,14 +79,15 @@ export const weriftRtpCapabilities: ms.RtpCapabilities = {
 export const recvRtpCapabilities: ms.RtpCapabilities = weriftRtpCapabilities;
 export const sendRtpCapabilities: ms.RtpCapabilities = weriftRtpCapabilities;
 
-function makePeerConnection(certificate: RTCCertificate): RTCPeerConnection {
+/** `hostAddress`: the local IPv4 address ICE binds to and offers (loopback unless the agent is elsewhere). */
+function makePeerConnection(certificate: RTCCertificate, hostAddress: string): RTCPeerConnection {
   return new RTCPeerConnection({
     certificates: [certificate],
     bundlePolicy: 'max-bundle',
     iceServers: [],
     iceUseIpv6: false,
-    iceInterfaceAddresses: { udp4: '127.0.0.1' },
-    iceAdditionalHostAddresses: ['127.0.0.1'],
+    iceInterfaceAddresses: { udp4: hostAddress },
+    iceAdditionalHostAddresses: [hostAddress],
     codecs: {
       audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2 })],
       video: [
@@ -226,10 +227,10 @@ abstract class WeriftTransportBase {
     });
   }
 
-  protected static async setup(): Promise<{ pc: RTCPeerConnection; fingerprints: ms.DtlsFingerprint[] }> {
+  protected static async setup(hostAddress: string): Promise<{ pc: RTCPeerConnection; fingerprints: ms.DtlsFingerprint[] }> {
     // Create the certificate up front so the fingerprint is known before any negotiation.
     const certificate = await RTCDtlsTransport.SetupCertificate();
-    const pc = makePeerConnection(certificate);
+    const pc = makePeerConnection(certificate, hostAddress);
     const fingerprints = certificate.getFingerprints().map((f) => ({
       algorithm: f.algorithm as ms.FingerprintAlgorithm,
       value: f.value,
@@ -306,8 +307,8 @@ export class WeriftSendTransport extends WeriftTransportBase {
   private readonly producers: WeriftProducer[] = [];
   private readonly chosenPt = new Map<string, number>(); // mid -> payload type answered
 
-  static async create(params: RemoteTransportParams): Promise<WeriftSendTransport> {
-    const { pc, fingerprints } = await WeriftTransportBase.setup();
+  static async create(params: RemoteTransportParams, hostAddress = '127.0.0.1'): Promise<WeriftSendTransport> {
+    const { pc, fingerprints } = await WeriftTransportBase.setup(hostAddress);
     return new WeriftSendTransport(params, pc, fingerprints);
   }
 
@@ -468,8 +469,8 @@ export class WeriftRecvTransport extends WeriftTransportBase {
   /** In m-line order (m-lines are never removed, only made inactive). */
   private readonly entries: WeriftConsumer[] = [];
 
-  static async create(params: RemoteTransportParams): Promise<WeriftRecvTransport> {
-    const { pc, fingerprints } = await WeriftTransportBase.setup();
+  static async create(params: RemoteTransportParams, hostAddress = '127.0.0.1'): Promise<WeriftRecvTransport> {
+    const { pc, fingerprints } = await WeriftTransportBase.setup(hostAddress);
     return new WeriftRecvTransport(params, pc, fingerprints);
   }
 

@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AgentDump } from '../src/core/agent-protocol.js';
+import { Cluster } from './helpers/cluster.js';
+import { MediaPeer, type MediaPeerOptions } from './helpers/media-peer.js';
+
+/**
+ * Cascade mechanics on loopback: one gateway, two agents as processes, real
+ * WebRTC peers. Peers steer their placement by the distances they report
+ * (the netns test measures real ones), so every step is deterministic.
+ */
+const cluster = new Cluster();
+before(async () => cluster.start({ gateways: 1, agents: 2, env: { MSS_GATEWAY__CASCADE__SPILL_CONSUMERS: '2' } }), {
+  timeout: 90_000,
+});
+after(async () => cluster.stop());
+
+const nearTo = (agentId: string) => ({ 'agent-0': agentId === 'agent-0' ? 5 : 80, 'agent-1': agentId === 'agent-1' ? 5 : 80 });
+
+async function join(roomId: string, name: string, options: Partial<MediaPeerOptions> & { near?: string } = {}): Promise<MediaPeer> {
+  const t = await cluster.token(roomId, name);
+  return MediaPeer.join(t.gatewayUrl, t.token, { name, ...(options.near ? { rtts: nearTo(options.near) } : {}), ...options });
+}
+
+async function dumps(): Promise<Record<string, AgentDump>> {
+  const live = cluster.agents.filter((a) => a.proc.running);
+  return Object.fromEntries(await Promise.all(live.map(async (a) => [a.id, await cluster.agentDump(a.id)] as const)));
+}
+
+/** Waits until `check` holds for the agents' own dumps; fails with the last dumps. */
+async function until(what: string, check: (d: Record<string, AgentDump>) => boolean, timeoutMs = 8000): Promise<Record<string, AgentDump>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Record<string, AgentDump> = {};
+  for (;;) {
+    last = await dumps().catch(() => last);
+    if (check(last)) return last;
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}: ${JSON.stringify(last)}`);
+    await sleep(100);
+  }
+}
+
+const empty = (d: AgentDump) => d.routers + d.transports + d.producers + d.consumers + d.pipeTransports + d.pipedProducers === 0;
+
+describe('cascade (TTL-BEST) on loopback', { concurrency: false }, () => {
+  test('each peer on its nearest agent; media crosses the link both ways; pipes follow remote consumers; all returns to zero', { timeout: 90_000 }, async () => {
+    const roomId = await cluster.createRoom('cascade', 'TTL-BEST');
+    const alice = await join(roomId, 'alice', { near: 'agent-0' });
+    let d = await until('alice on agent-0, no link yet', (x) => x['agent-0']!.transports === 2 && x['agent-1']!.routers === 0);
+    assert.equal(d['agent-0']!.pipeTransports, 0, 'no link while the room is on one agent');
+
+    const bob = await join(roomId, 'bob', { near: 'agent-1' });
+    await until('bob on agent-1', (x) => x['agent-1']!.routers === 1 && x['agent-1']!.transports >= 2);
+    // Each receives the other's stream across the link: packets counted by the agent and decrypted by the peer keep growing.
+    await alice.assertReceiving(bob.producerId!);
+    await bob.assertReceiving(alice.producerId!);
+    d = await dumps();
+    for (const id of ['agent-0', 'agent-1']) {
+      assert.equal(d[id]!.pipeTransports, 1, `${id}: one link`);
+      assert.equal(d[id]!.srtpPipeTransports, 1, `${id}: the link is SRTP-protected by default`);
+      assert.equal(d[id]!.pipedProducers, 1, `${id}: the other agent's one stream, piped in`);
+    }
+
+    // Carol publishes from agent-1 without consuming: her stream is piped to agent-0 for alice.
+    const carol = await join(roomId, 'carol', { near: 'agent-1', consume: false });
+    await alice.assertReceiving(carol.producerId!);
+    d = await dumps();
+    assert.equal(d['agent-0']!.pipedProducers, 2, 'bob and carol piped to agent-0');
+    assert.equal(d['agent-1']!.pipedProducers, 1, 'alice piped to agent-1 once, whoever consumes it there');
+
+    // Bob was the last consumer of alice on agent-1: her pipe goes, the link stays for carol's stream.
+    await bob.close();
+    d = await until('alice unpiped from agent-1', (x) => x['agent-1']!.pipedProducers === 0 && x['agent-0']!.pipedProducers === 1);
+    assert.equal(d['agent-1']!.pipeTransports, 1, 'the link still carries carol');
+    await alice.assertReceiving(carol.producerId!);
+
+    // Carol was the last peer on agent-1: its router and the link go.
+    await carol.close();
+    await until('agent-1 left the room', (x) => empty(x['agent-1']!) && x['agent-0']!.pipeTransports === 0 && x['agent-0']!.pipedProducers === 0);
+
+    await alice.close();
+    await until('everything at zero', (x) => Object.values(x).every(empty));
+    const health = await cluster.gatewayHealth(cluster.gateways[0]!.port);
+    assert.deepEqual({ rooms: health.rooms, peers: health.peers }, { rooms: 0, peers: 0 });
+  });
+
+  test('a pipe is created on demand: a remote peer that consumes nothing costs no pipe', { timeout: 60_000 }, async () => {
+    const roomId = await cluster.createRoom('on-demand', 'TTL-BEST');
+    const alice = await join(roomId, 'alice', { near: 'agent-0', consume: false });
+    const bob = await join(roomId, 'bob', { near: 'agent-1', publish: false, consume: false });
+    try {
+      await sleep(1000);
+      let d = await dumps();
+      assert.equal(d['agent-1']!.routers, 1, 'bob has his router on agent-1');
+      assert.equal(d['agent-0']!.pipeTransports + d['agent-1']!.pipeTransports, 0, 'nobody consumes across agents: no link');
+      const viewer = await join(roomId, 'viewer', { near: 'agent-1', publish: false });
+      await viewer.assertReceiving(alice.producerId!);
+      d = await dumps();
+      assert.equal(d['agent-1']!.pipedProducers, 1);
+      await viewer.close();
+      await until('unpiped after the only remote consumer left', (x) => x['agent-1']!.pipedProducers === 0 && x['agent-0']!.pipeTransports === 0);
+    } finally {
+      await alice.close();
+      await bob.close();
+    }
+    await until('everything at zero', (x) => Object.values(x).every(empty));
+  });
+
+  test('ROOM-BEST spill: past the consumer threshold new peers go to another agent, linked by the same pipes', { timeout: 60_000 }, async () => {
+    const roomId = await cluster.createRoom('spill', 'ROOM-BEST');
+    const first = await join(roomId, 'first');
+    const second = await join(roomId, 'second');
+    await second.assertReceiving(first.producerId!);
+    await first.assertReceiving(second.producerId!);
+    let d = await dumps();
+    const home = Object.keys(d).find((id) => d[id]!.routers === 1)!;
+    assert.equal(Object.values(d).filter((x) => x.routers === 1).length, 1, 'two consumers: still one agent');
+    // Two consumers on the room's agent reach the threshold (2): the third peer spills over.
+    const third = await join(roomId, 'third');
+    await third.assertReceiving(first.producerId!);
+    await third.assertReceiving(second.producerId!);
+    await first.assertReceiving(third.producerId!);
+    d = await dumps();
+    const other = Object.keys(d).find((id) => id !== home)!;
+    assert.equal(d[other]!.routers, 1, 'the third peer is on the other agent');
+    assert.equal(d[other]!.pipedProducers, 2);
+    for (const p of [first, second, third]) await p.close();
+    await until('everything at zero', (x) => Object.values(x).every(empty));
+  });
+
+  test('an agent lost mid-call: its links close, its peers are told and rejoin on a live agent; the rest keep media', { timeout: 90_000 }, async () => {
+    const roomId = await cluster.createRoom('agent-lost', 'TTL-BEST');
+    const alice = await join(roomId, 'alice', { near: 'agent-0' });
+    const bob = await join(roomId, 'bob', { near: 'agent-1' });
+    await alice.assertReceiving(bob.producerId!);
+    await bob.assertReceiving(alice.producerId!);
+
+    const killedAt = Date.now();
+    await cluster.agents.find((a) => a.id === 'agent-1')!.proc.kill('SIGKILL');
+    const lost = await bob.client.waitNotification('mediaAgentLost', 6000);
+    assert.equal(lost.reason, 'agent-removed');
+    assert.ok(Date.now() - killedAt < 5000, 'told within the removal window');
+    // Alice's consumer of bob's stream (piped from the dead agent) is closed, and her side of the link with it.
+    const bobConsumer = alice.consumers.find((c) => c.producerId === bob.producerId)!;
+    const closed = await alice.client.waitNotification('consumerClosed', 5000);
+    assert.equal(closed.consumerId, bobConsumer.id);
+    await until('agent-0 keeps only alice', (x) => x['agent-0']!.pipeTransports === 0 && x['agent-0']!.pipedProducers === 0 && x['agent-0']!.transports === 2);
+
+    // Bob rejoins with a fresh token: still nearest to agent-1 by his report, but it is gone; he lands on agent-0.
+    await bob.close();
+    const bob2 = await join(roomId, 'bob', { near: 'agent-1' });
+    await alice.assertReceiving(bob2.producerId!);
+    await bob2.assertReceiving(alice.producerId!);
+    const d = await dumps();
+    assert.equal(d['agent-0']!.transports, 4, 'both peers on agent-0');
+    await bob2.close();
+    await alice.close();
+    await until('everything at zero', (x) => Object.values(x).every(empty));
+  });
+});
