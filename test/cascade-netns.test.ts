@@ -122,7 +122,13 @@ describe('TTL-BEST across network namespaces', { concurrency: false }, () => {
 
     let before = await dumps();
     const alice = await joinPeer(roomId, 'alice', 'measure');
+    assert.equal(alice.probes!.probes.length, 3, 'every agent offered to the client');
     assert.equal(placedOn(before, await dumps()), 'agent-0', 'alice is nearest to agent-0');
+    assert.deepEqual((await alice.client.request<AgentProbes>('getAgentProbes')).probes, [], 'nothing to measure once placed');
+    const roomBest = await cluster.createRoom('room-best', 'ROOM-BEST');
+    const other = await ProtooClient.connect((await cluster.token(roomBest, 'x')).gatewayUrl, (await cluster.token(roomBest, 'y')).token);
+    assert.deepEqual((await other.request<AgentProbes>('getAgentProbes')).probes, [], 'ROOM-BEST rooms place without distances');
+    other.close();
 
     await setDelays([FAR, NEAR, FAR]);
     before = await dumps();

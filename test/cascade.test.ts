@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentDump } from '../src/core/agent-protocol.js';
 import { Cluster } from './helpers/cluster.js';
 import { MediaPeer, type MediaPeerOptions } from './helpers/media-peer.js';
+import { ProtooClient } from './helpers/protoo-client.js';
 
 /**
  * Cascade mechanics on loopback: one gateway, two agents as processes, real
@@ -103,6 +104,27 @@ describe('cascade (TTL-BEST) on loopback', { concurrency: false }, () => {
       await alice.close();
       await bob.close();
     }
+    await until('everything at zero', (x) => Object.values(x).every(empty));
+  });
+
+  test('distance reports are validated and count only before placement', { timeout: 30_000 }, async () => {
+    const ttl = await cluster.createRoom('reports', 'TTL-BEST');
+    const t = await cluster.token(ttl, 'mallory');
+    const client = await ProtooClient.connect(t.gatewayUrl, t.token);
+    for (const bad of [{ rtts: { 'agent-0': -1 } }, { rtts: { 'agent-0': 'near' } }, { rtts: [] }, {}]) {
+      await assert.rejects(client.request('reportAgentRtts', bad), (err: { errorName?: string }) => err.errorName === 'INVALID_REQUEST');
+    }
+    // Unknown agents are ignored; the known one decides.
+    await client.request('reportAgentRtts', { rtts: { 'no-such-agent': 0, 'agent-1': 3, 'agent-0': 90 } });
+    const before = await dumps();
+    await client.request('createWebRtcTransport', { producing: true });
+    const after = await dumps();
+    assert.equal(after['agent-1']!.transports - before['agent-1']!.transports, 1, 'placed on agent-1 as reported');
+    // Placed: a later report changes nothing.
+    await client.request('reportAgentRtts', { rtts: { 'agent-0': 1, 'agent-1': 500 } });
+    await client.request('createWebRtcTransport', { consuming: true });
+    assert.equal((await dumps())['agent-1']!.transports - before['agent-1']!.transports, 2, 'still on agent-1');
+    client.close();
     await until('everything at zero', (x) => Object.values(x).every(empty));
   });
 
