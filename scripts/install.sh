@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything mediasoup-signal needs on a fresh Debian/Ubuntu machine:
 # Node dependencies (npm ci) and the mediasoup worker binary. With --test it
-# also installs what the test suite drives (ffmpeg for real RTP, Chromium).
+# also installs what the test suite drives (ffmpeg for real RTP, Chromium,
+# iproute2 and python3 for the network-namespace tests).
 #
 # The mediasoup worker: npm's postinstall downloads a prebuilt binary. Where
 # that download is impossible (offline CI), we build it from the npm tarball
@@ -59,6 +60,7 @@ if [ -n "${MEDIASOUP_WORKER_BIN:-}" ]; then
 fi
 
 if [ "$WITH_TEST_DEPS" = 1 ]; then
-  apt_install ffmpeg chromium
+  # iproute2 and python3: the cascade tests build network namespaces joined by a user-space delay line.
+  apt_install ffmpeg chromium iproute2 python3
 fi
 echo "install.sh: done"
