@@ -75,7 +75,8 @@ describe('browser SDK and playground in Chromium', { skip: chromiumMissing, time
     // Alice mutes her microphone: bob's page shows her muted, then unmuted again.
     await alice.click('#btn-mic');
     await bob.locator(`${remoteTile('alice')}.mic-muted`).waitFor({ timeout: 5000 });
-    assert.equal(await alice.getAttribute('#btn-mic', 'data-on'), 'false');
+    // Alice's button follows her pauseProducer answer, which may arrive after bob's consumerPaused.
+    await alice.locator('#btn-mic[data-on=false]').waitFor({ timeout: 5000 });
     await alice.click('#btn-mic');
     await bob.locator(`${remoteTile('alice')}:not(.mic-muted)`).waitFor({ timeout: 5000 });
 

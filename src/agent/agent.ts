@@ -276,7 +276,9 @@ export class Agent {
         const room = await this.ensureRoom(r.roomId, r.gatewayId);
         return { rtpCapabilities: room.router.rtpCapabilities };
       },
-      closeRouter: (r) => {
+      closeRouter: async (r) => {
+        // A router still being created (its ensureRouter came just before) is closed once it exists.
+        await this.pendingRooms.get(r.roomId)?.catch(() => undefined);
         this.rooms.get(r.roomId)?.close();
         return null;
       },
