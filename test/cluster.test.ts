@@ -39,21 +39,27 @@ async function liveAgentIds(): Promise<string[]> {
 }
 
 async function assertEverythingEmpty(): Promise<void> {
+  let last: unknown[] = [];
   await waitFor(
     async () => {
+      last = [];
       for (const id of await liveAgentIds()) {
         const d = await cluster.agentDump(id);
+        last.push(d);
         if (d.routers + d.transports + d.producers + d.consumers > 0) return false;
       }
       for (const g of cluster.gateways.filter((x) => x.proc.running)) {
         const h = await cluster.gatewayHealth(g.port);
+        last.push({ gateway: g.id, ...h });
         if (h.rooms + h.peers > 0) return false;
       }
       return true;
     },
     10_000,
     'every node to report zero rooms, peers, routers and transports',
-  );
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}: ${JSON.stringify(last)}`);
+  });
 }
 
 describe('cluster', { concurrency: false }, () => {

@@ -86,6 +86,8 @@ export class Room extends EventEmitter<RoomEvents> {
   /** The agents with a router of this room, each with its ensureRouter call. */
   private readonly routers = new Map<string, Promise<void>>();
   private readonly cascade: Cascade;
+  /** The ROOM-BEST choice in progress. */
+  private choosing: Promise<unknown> = Promise.resolve();
   /** The loudest producer each agent last reported; the room's speaker is the loudest of them. */
   private readonly speakers = new Map<string, { producerId: string; volume?: number }>();
   private speakerId: string | null = null;
@@ -148,7 +150,7 @@ export class Room extends EventEmitter<RoomEvents> {
    */
   placed(peer: Peer): Promise<string> {
     peer.placement ??= (async () => {
-      const choices = await this.options.place(this, peer);
+      const choices = await this.choose(peer);
       for (const [i, agentId] of choices.entries()) {
         const last = i === choices.length - 1;
         // Counted on its agent from now on, so a router being emptied is not closed under it.
@@ -173,6 +175,22 @@ export class Room extends EventEmitter<RoomEvents> {
       throw err;
     });
     return peer.placement;
+  }
+
+  /**
+   * ROOM-BEST choices are made one at a time, each opening its router before
+   * the next is made, so peers arriving together in a new room share one
+   * agent. TTL-BEST choices wait for distances and stay concurrent.
+   */
+  private choose(peer: Peer): Promise<string[]> {
+    if (this.policy !== 'ROOM-BEST') return this.options.place(this, peer);
+    const choice = this.choosing.then(async () => {
+      const choices = await this.options.place(this, peer);
+      if (choices[0] !== undefined) this.ensureRouter(choices[0], this.options.agentTimeoutMs).catch(() => undefined);
+      return choices;
+    });
+    this.choosing = choice.catch(() => undefined);
+    return choice;
   }
 
   private ensureRouter(agentId: string, timeoutMs: number): Promise<void> {
