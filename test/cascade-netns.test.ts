@@ -77,14 +77,22 @@ function placedOn(before: AgentDump[], now: AgentDump[], n = 2): string {
   return grown[0]!.agentId;
 }
 
+/** The probes a new client of `roomId` is offered. */
+async function probesOffered(roomId: string): Promise<AgentProbes> {
+  const t = await cluster.token(roomId, 'lister');
+  const client = await ProtooClient.connect(t.gatewayUrl, t.token);
+  try {
+    return await client.request<AgentProbes>('getAgentProbes');
+  } finally {
+    client.close();
+  }
+}
+
 async function waitForAgents(n: number): Promise<void> {
-  const url = (await cluster.token(await cluster.createRoom('probe-list', 'TTL-BEST'), 'lister')).gatewayUrl;
+  const roomId = await cluster.createRoom('probe-list', 'TTL-BEST');
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const t = await cluster.token(await cluster.createRoom('probe-list', 'TTL-BEST'), 'lister');
-    const client = await ProtooClient.connect(url, t.token);
-    const { probes } = await client.request<AgentProbes>('getAgentProbes');
-    client.close();
+    const { probes } = await probesOffered(roomId);
     if (probes.length === n) return;
     if (Date.now() > deadline) throw new Error(`the gateway lists ${probes.length} agents, wanted ${n}`);
     await sleep(200);
@@ -110,12 +118,7 @@ describe('TTL-BEST across network namespaces', { concurrency: false }, () => {
   test('each client lands on the agent nearest to it, and media crosses the pipe both ways', { timeout: 120_000 }, async (t) => {
     const roomId = await cluster.createRoom('nearest', 'TTL-BEST');
     await setDelays([NEAR, FAR, FAR]);
-    const probes = (await ProtooClient.connect((await cluster.token(roomId, 'x')).gatewayUrl, (await cluster.token(roomId, 'peek')).token)
-      .then(async (c) => {
-        const p = await c.request<AgentProbes>('getAgentProbes');
-        c.close();
-        return p;
-      }));
+    const probes = await probesOffered(roomId);
     const measured = await measureAgentRtts(probes.probes, probes.timeoutMs);
     t.diagnostic(`client-measured RTTs with delays ${NEAR}/${FAR}/${FAR} ms one way: ${JSON.stringify(measured)}`);
     assert.ok(measured['agent-0']! < measured['agent-1']! && measured['agent-0']! < measured['agent-2']!);
@@ -126,9 +129,7 @@ describe('TTL-BEST across network namespaces', { concurrency: false }, () => {
     assert.equal(placedOn(before, await dumps()), 'agent-0', 'alice is nearest to agent-0');
     assert.deepEqual((await alice.client.request<AgentProbes>('getAgentProbes')).probes, [], 'nothing to measure once placed');
     const roomBest = await cluster.createRoom('room-best', 'ROOM-BEST');
-    const other = await ProtooClient.connect((await cluster.token(roomBest, 'x')).gatewayUrl, (await cluster.token(roomBest, 'y')).token);
-    assert.deepEqual((await other.request<AgentProbes>('getAgentProbes')).probes, [], 'ROOM-BEST rooms place without distances');
-    other.close();
+    assert.deepEqual((await probesOffered(roomBest)).probes, [], 'ROOM-BEST rooms place without distances');
 
     await setDelays([FAR, NEAR, FAR]);
     before = await dumps();

@@ -166,8 +166,8 @@ export class Gateway {
       cascade: () => {
         const total = { links: 0, pipes: 0 };
         for (const room of this.rooms.values()) {
-          total.links += room.links.links;
-          total.pipes += room.links.pipes;
+          total.links += room.cascadeSize.links;
+          total.pipes += room.cascadeSize.pipes;
         }
         return total;
       },
@@ -265,9 +265,8 @@ export class Gateway {
     if (!(await this.agents.waitForAgent(this.config.gateway.agentRequestTimeoutMs))) {
       throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
     }
-    const choices = room.policy === 'TTL-BEST' ? await this.rankNearest(room, peer) : this.placeWithRoom(room);
-    if (choices.length === 0) throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
-    return choices;
+    // An empty list is refused by the room (NO_AGENT_AVAILABLE).
+    return room.policy === 'TTL-BEST' ? this.rankNearest(room, peer) : this.placeWithRoom(room);
   }
 
   /** ROOM-BEST: the agent the room is on, unless its consumers passed the spill threshold. */

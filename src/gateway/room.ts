@@ -107,8 +107,8 @@ export class Room extends EventEmitter<RoomEvents> {
     return new Set(this.routers.keys());
   }
 
-  /** Links and pipes of the cascade, for status and tests. */
-  get links(): { links: number; pipes: number } {
+  /** Links and pipes of the cascade, for metrics. */
+  get cascadeSize(): { links: number; pipes: number } {
     return this.cascade.size;
   }
 
@@ -205,7 +205,7 @@ export class Room extends EventEmitter<RoomEvents> {
       opening.catch(() => {
         if (this.routers.get(agentId) === opening) this.routers.delete(agentId);
         // The request may still arrive late and open a router nobody would close; this follows it on the same path.
-        this.call(agentId, 'closeRouter', { roomId: this.id }).catch(() => undefined);
+        this.closeRouterOn(agentId);
       });
     }
     return ready;
@@ -215,10 +215,21 @@ export class Room extends EventEmitter<RoomEvents> {
   private releaseRouter(agentId: string): void {
     if (this.closed || !this.routers.has(agentId)) return;
     for (const peer of this.peers.values()) if (peer.agentId === agentId) return;
+    this.dropRouter(agentId, true);
+  }
+
+  /** Forgets the room's router on `agentId` and the links to it; `closeIt`: the agent is asked to close it too. */
+  private dropRouter(agentId: string, closeIt: boolean): void {
     this.routers.delete(agentId);
     this.speakers.delete(agentId);
     this.cascade.agentGone(agentId);
-    this.call(agentId, 'closeRouter', { roomId: this.id }).catch((err: unknown) => this.logger.debug({ err }, 'closeRouter failed'));
+    if (closeIt) this.closeRouterOn(agentId);
+  }
+
+  private closeRouterOn(agentId: string): void {
+    this.call(agentId, 'closeRouter', { roomId: this.id }).catch((err: unknown) =>
+      this.logger.debug({ err, agent: agentId }, 'closeRouter failed'),
+    );
   }
 
   /**
@@ -230,12 +241,7 @@ export class Room extends EventEmitter<RoomEvents> {
   agentLost(agentId: string, reason: string, routerMayRemain: boolean): void {
     if (!this.routers.has(agentId)) return;
     this.logger.warn({ agent: agentId, reason }, 'room lost a media agent');
-    this.routers.delete(agentId);
-    this.speakers.delete(agentId);
-    this.cascade.agentGone(agentId);
-    if (routerMayRemain) {
-      this.call(agentId, 'closeRouter', { roomId: this.id }).catch((err: unknown) => this.logger.debug({ err }, 'closeRouter failed'));
-    }
+    this.dropRouter(agentId, routerMayRemain);
     for (const peer of [...this.peers.values()]) {
       if (peer.agentId !== agentId) continue;
       peer.notify('mediaAgentLost', { reason });
@@ -276,9 +282,7 @@ export class Room extends EventEmitter<RoomEvents> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const agentId of this.routers.keys()) {
-      this.call(agentId, 'closeRouter', { roomId: this.id }).catch((err: unknown) => this.logger.debug({ err }, 'closeRouter failed'));
-    }
+    for (const agentId of this.routers.keys()) this.closeRouterOn(agentId);
     this.routers.clear();
     this.emit('close');
   }
@@ -424,7 +428,7 @@ export class Room extends EventEmitter<RoomEvents> {
     const from = this.producerOwner(producerId)?.agentId;
     if (from === undefined) throw new AppError('PRODUCER_NOT_FOUND', `producer ${producerId} not found`, 404);
     const pipe = from === to ? undefined : await this.cascade.hold(producerId, from, to);
-    let info: Awaited<ReturnType<typeof this.call<'consume'>>> = null;
+    let info: AgentResults['consume'] = null;
     try {
       info = await this.agent('consume', consumerPeer, { transportId, producerId, rtpCapabilities });
     } finally {
@@ -589,7 +593,6 @@ export class Room extends EventEmitter<RoomEvents> {
     /** Plain-RTP egress (recording, restreaming): consumes a producer and starts it at once. */
     consume: async (peer: Peer, transportId: string, producerId: string) => {
       this.ownTransport(peer, transportId);
-      await this.placed(peer);
       const rtpCapabilities = (peer.rtpCapabilities ?? this.rtpCapabilities) as Record<string, unknown>;
       const info = await this.consume(peer, producerId, transportId, rtpCapabilities);
       if (!info) throw new AppError('CANNOT_CONSUME', 'these RTP capabilities cannot receive that producer', 400);

@@ -32,6 +32,7 @@ export class MediaPeer {
   producerId?: string;
   probes?: AgentProbes;
   private send?: WeriftSendTransport;
+  private sendTransportId?: string;
   private recv?: WeriftRecvTransport;
   private producer?: WeriftProducer;
 
@@ -83,8 +84,6 @@ export class MediaPeer {
       await this.producer.startFfmpegSource();
     }
   }
-
-  private sendTransportId?: string;
 
   /** The consumer of `producerId`, once the gateway offered it. */
   async consumerOf(producerId: string, timeoutMs = 15_000): Promise<{ id: string; local: WeriftConsumer }> {
