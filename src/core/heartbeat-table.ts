@@ -54,10 +54,11 @@ export class HeartbeatTable<T extends { id: string }> extends EventEmitter<Table
         if (parsed.success) this.remove(parsed.data.id, 'down');
       }),
     );
+    // Checked often, so a member goes within ~1 % of timeoutMs after its deadline (peers of a dead agent are told in time).
     this.sweepTimer = setInterval(() => {
       const deadline = Date.now() - o.timeoutMs;
       for (const member of this.members.values()) if (member.lastSeen < deadline) this.remove(member.id, 'timeout');
-    }, Math.max(50, Math.floor(o.timeoutMs / 20)));
+    }, Math.max(20, Math.floor(o.timeoutMs / 100)));
     this.sweepTimer.unref();
     this.bus.publish(o.hello, {});
   }
