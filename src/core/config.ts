@@ -37,6 +37,16 @@ export const configSchema = z
         serviceName: z.string().min(1).default('mediasoup-signal'),
       })
       .prefault({}),
+    ops: z
+      .object({
+        /**
+         * Bearer secret of the operational endpoints (`/metrics` of every process, Nuve's
+         * `/metrics/cluster`, `POST /drain`). Unset: they are closed; SIGTERM still drains.
+         */
+        token: z.string().min(24, 'must be at least 24 characters').max(256).optional(),
+      })
+      .strict()
+      .prefault({}),
     redis: z
       .object({
         /** Shared counters and presence across Nuve instances (replay guard, rate limits). Unset: in-process. */
