@@ -5,6 +5,7 @@ import { type Bus, subjectMatches } from '../src/core/bus/bus.js';
 import { NatsBus } from '../src/core/bus/nats-bus.js';
 import { MemoryBus } from '../src/core/bus/memory-bus.js';
 import { AppError } from '../src/core/errors.js';
+import { startNats } from './helpers/cluster.js';
 import { testLogger, waitFor } from './helpers/nuve-harness.js';
 
 async function rejectsWithCode(promise: Promise<unknown>, code: string, status?: number): Promise<void> {
@@ -237,5 +238,68 @@ for (const [name, open] of implementations) describe(name, () => {
     const started = Date.now();
     await stuck.close();
     assert.ok(Date.now() - started < 1000);
+  });
+});
+
+describe('NatsBus across a NATS server restart', () => {
+  test('reports losing and regaining the server, and its subscriptions and responders work again afterwards', { timeout: 30_000 }, async () => {
+    const server = await startNats();
+    const url = `nats://127.0.0.1:${server.port}`;
+    const listener = await NatsBus.connect(url, testLogger(), 1000);
+    const speaker = await NatsBus.connect(url, testLogger(), 1000);
+    try {
+      const changes: boolean[] = [];
+      listener.onConnectivity((connected) => changes.push(connected));
+      const received: unknown[] = [];
+      listener.subscribe('news', (payload) => void received.push(payload));
+      listener.respond('ask', (payload) => ({ echo: payload }));
+      assert.equal(listener.connected, true);
+
+      await server.stop();
+      await waitFor(() => !listener.connected, 5000, 'the bus to report the lost server');
+      assert.deepEqual(changes, [false]);
+
+      await sleep(1500);
+      await server.start();
+      await waitFor(() => listener.connected && speaker.connected, 10_000, 'both buses to reconnect');
+      assert.deepEqual(changes, [false, true]);
+
+      // Subscriptions made before the outage are back without anyone subscribing again.
+      await waitFor(
+        async () => {
+          speaker.publish('news', { n: 1 });
+          await sleep(50);
+          return received.length > 0;
+        },
+        5000,
+        'a publication to reach the old subscription',
+      );
+      assert.deepEqual(await speaker.request('ask', 'again'), { echo: 'again' });
+    } finally {
+      await listener.close();
+      await speaker.close();
+      await server.stop();
+    }
+  });
+
+  test('closing while the server is away closes at once and for good (a process stopping during an outage is not held)', { timeout: 30_000 }, async () => {
+    const server = await startNats();
+    const bus = await NatsBus.connect(`nats://127.0.0.1:${server.port}`, testLogger(), 1000);
+    try {
+      const changes: boolean[] = [];
+      bus.onConnectivity((connected) => changes.push(connected));
+      bus.subscribe('news', () => undefined);
+      await server.stop();
+      await waitFor(() => !bus.connected, 5000, 'the bus to report the lost server');
+      const started = Date.now();
+      await bus.close();
+      assert.ok(Date.now() - started < 300, `closed after ${Date.now() - started} ms`);
+      // A connection left draining would still be dialling, and would come back with the server.
+      await server.start();
+      await sleep(1500);
+      assert.deepEqual(changes, [false], 'a closed bus does not reconnect');
+    } finally {
+      await server.stop();
+    }
   });
 });

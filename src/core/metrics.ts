@@ -1,5 +1,5 @@
 import { AggregatorRegistry, Histogram, type MetricObjectWithValues, type MetricValue, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Bus, MessageHandler, RequestHandler, RequestOptions, SubscribeOptions, Subscription } from './bus/bus.js';
+import type { Bus, ConnectivityListener, MessageHandler, RequestHandler, RequestOptions, SubscribeOptions, Subscription } from './bus/bus.js';
 import { SpanKind, extractTrace, inSpan, injectTrace } from './tracing.js';
 
 /** Every process answers this (gather) with its metrics, so one Nuve endpoint can show the cluster. */
@@ -96,5 +96,13 @@ export class InstrumentedBus implements Bus {
 
   close(): Promise<void> {
     return this.inner.close();
+  }
+
+  get connected(): boolean {
+    return this.inner.connected;
+  }
+
+  onConnectivity(listener: ConnectivityListener): () => void {
+    return this.inner.onConnectivity(listener);
   }
 }

@@ -19,7 +19,17 @@ export interface Bus {
   gather<T = unknown>(subject: string, payload: unknown, options?: RequestOptions): Promise<T[]>;
   /** Lets in-flight handlers finish, then stops. */
   close(): Promise<void>;
+  /**
+   * Whether this process reaches the bus now. While it does not, silence from
+   * the rest of the cluster says nothing about them (the in-process bus is
+   * always connected).
+   */
+  readonly connected: boolean;
+  /** Calls `listener` each time this process loses (false) or regains (true) the bus; returns the unsubscribe. */
+  onConnectivity(listener: ConnectivityListener): () => void;
 }
+
+export type ConnectivityListener = (connected: boolean) => void;
 
 export type MessageHandler = (payload: unknown, subject: string) => void | Promise<void>;
 export type RequestHandler = (payload: unknown, subject: string) => unknown;

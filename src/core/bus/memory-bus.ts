@@ -32,6 +32,8 @@ export class MemoryBus implements Bus {
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly queueCursor = new Map<string, number>();
   private closed = false;
+  /** Nothing stands between a process and its own memory: never disconnected. */
+  readonly connected = true;
 
   constructor(
     private readonly logger: Logger,
@@ -109,6 +111,10 @@ export class MemoryBus implements Bus {
     ]);
     clearTimeout(timer);
     this.entries.clear();
+  }
+
+  onConnectivity(): () => void {
+    return () => undefined;
   }
 
   private add(entry: Entry): Subscription {

@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import {
   type Bus,
   type BusReply,
+  type ConnectivityListener,
   type MessageHandler,
   type RequestHandler,
   type RequestOptions,
@@ -21,12 +22,17 @@ const encode = (value: unknown) => encoder.encode(JSON.stringify(value ?? null))
 
 /**
  * The cluster bus over NATS: same interface and semantics as MemoryBus.
- * The client reconnects forever on its own, so a NATS restart needs no
- * process restart; requests made while disconnected time out as usual.
+ * The client reconnects forever on its own (each attempt bounded), and
+ * nats.js sends every subscription again once reconnected, so a NATS restart
+ * needs no process restart; requests made while disconnected time out as
+ * usual. It reports its connectivity so that a process that lost the bus does
+ * not take the silence of the others for their death.
  */
 export class NatsBus implements Bus {
   private readonly subscriptions = new Set<NatsSubscription>();
   private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly connectivityListeners = new Set<ConnectivityListener>();
+  private isConnected = true;
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -37,6 +43,7 @@ export class NatsBus implements Bus {
       for await (const status of nc.status()) {
         if (status.type === 'disconnect' || status.type === 'reconnect') {
           logger.warn({ status: status.type, server: status.data }, `NATS ${status.type}`);
+          this.setConnected(status.type === 'reconnect');
         }
       }
     })().catch(() => undefined);
@@ -49,10 +56,33 @@ export class NatsBus implements Bus {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       reconnectJitter: 100,
+      // One attempt to an unreachable (not refusing) server gives up after this, so a server back up is found soon.
+      timeout: 5000,
       pingInterval: 5000,
       waitOnFirstConnect: true,
     });
     return new NatsBus(nc, logger, defaultTimeoutMs);
+  }
+
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  onConnectivity(listener: ConnectivityListener): () => void {
+    this.connectivityListeners.add(listener);
+    return () => void this.connectivityListeners.delete(listener);
+  }
+
+  private setConnected(connected: boolean): void {
+    if (connected === this.isConnected) return;
+    this.isConnected = connected;
+    for (const listener of [...this.connectivityListeners]) {
+      try {
+        listener(connected);
+      } catch (err) {
+        this.logger.error({ err }, 'bus connectivity listener failed');
+      }
+    }
   }
 
   publish(subject: string, payload: unknown): void {
@@ -158,6 +188,8 @@ export class NatsBus implements Bus {
   /** Stops receiving, lets handlers in flight answer (at most `graceMs`), flushes, then closes. */
   async close(graceMs = 5000): Promise<void> {
     if (this.nc.isClosed() || this.nc.isDraining()) return;
+    // Off the bus nothing can be flushed or answered, and a drain would wait for the server forever.
+    if (!this.isConnected) return this.nc.close();
     await Promise.allSettled([...this.subscriptions].map((sub) => sub.drain()));
     this.subscriptions.clear();
     let timer: NodeJS.Timeout | undefined;
