@@ -27,15 +27,50 @@ export interface HeartbeatTableOptions<T> {
 const downSchema = z.object({ id: z.string().min(1).max(200) });
 
 /**
+ * The rule for declaring a silent member dead: only time during which this
+ * process itself had the bus counts. While the bus is down nobody is expired
+ * (they may be fine: it is this process that hears nothing), and when it comes
+ * back every member's clock restarts, so only those still silent a full
+ * timeout after that are expired.
+ */
+export class BusSilence {
+  private backAt = 0;
+  private readonly stopListening: () => void;
+
+  constructor(
+    private readonly bus: Bus,
+    /** Called when the bus is back, e.g. to ask every member for a fresh heartbeat. */
+    onBack: () => void,
+  ) {
+    this.stopListening = bus.onConnectivity((connected) => {
+      if (!connected) return;
+      this.backAt = Date.now();
+      onBack();
+    });
+  }
+
+  /** Whether a member last heard at `lastSeen` has been silent for `timeoutMs` of this process's time on the bus. */
+  expired(lastSeen: number, timeoutMs: number): boolean {
+    return this.bus.connected && Math.max(lastSeen, this.backAt) < Date.now() - timeoutMs;
+  }
+
+  stop(): void {
+    this.stopListening();
+  }
+}
+
+/**
  * Members of the cluster known from their heartbeats on the bus (gateways at
  * Nuve, agents at gateways and Nuve): validated, timestamped, removed after
- * silence or a goodbye. Asking for a hello at start makes the view complete
- * at once instead of after one heartbeat period.
+ * silence (by the BusSilence rule) or a goodbye. Asking for a hello at start,
+ * and again whenever the bus comes back, makes the view complete at once
+ * instead of after one heartbeat period.
  */
 export class HeartbeatTable<T extends { id: string }> extends EventEmitter<TableEvents<T>> {
   private readonly members = new Map<string, Seen<T>>();
   private readonly subscriptions: Subscription[] = [];
   private sweepTimer?: NodeJS.Timeout;
+  private silence?: BusSilence;
 
   constructor(
     private readonly bus: Bus,
@@ -54,10 +89,11 @@ export class HeartbeatTable<T extends { id: string }> extends EventEmitter<Table
         if (parsed.success) this.remove(parsed.data.id, 'down');
       }),
     );
+    const silence = new BusSilence(this.bus, () => this.bus.publish(o.hello, {}));
+    this.silence = silence;
     // Checked often, so a member goes within ~1 % of timeoutMs after its deadline (peers of a dead agent are told in time).
     this.sweepTimer = setInterval(() => {
-      const deadline = Date.now() - o.timeoutMs;
-      for (const member of this.members.values()) if (member.lastSeen < deadline) this.remove(member.id, 'timeout');
+      for (const member of this.members.values()) if (silence.expired(member.lastSeen, o.timeoutMs)) this.remove(member.id, 'timeout');
     }, Math.max(20, Math.floor(o.timeoutMs / 100)));
     this.sweepTimer.unref();
     this.bus.publish(o.hello, {});
@@ -66,6 +102,7 @@ export class HeartbeatTable<T extends { id: string }> extends EventEmitter<Table
   stop(): void {
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
     clearInterval(this.sweepTimer);
+    this.silence?.stop();
   }
 
   get(id: string): Seen<T> | undefined {
