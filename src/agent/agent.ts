@@ -15,11 +15,12 @@ import type { Bus, Subscription } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import { waitUntilEmpty } from '../core/drain.js';
 import { AppError } from '../core/errors.js';
+import { BusSilence } from '../core/heartbeat-table.js';
 import { subjects } from '../core/subjects.js';
 import type { Logger } from '../core/logger.js';
 import type { Registry } from 'prom-client';
 import { measureTcpRtt, startProbeServer } from './distance.js';
-import { MediaRoom, type Owner } from './media-room.js';
+import { MediaRoom, type Owner, roomKey } from './media-room.js';
 import { AgentMetrics } from './metrics.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -34,13 +35,16 @@ type Handlers = { [M in AgentMethod]: (req: AgentRequest<M>) => Promise<AgentRes
  */
 export class Agent {
   readonly pool: WorkerPool;
+  /** Gateways' rooms, by roomKey (gateway, room). */
   private readonly rooms = new Map<string, MediaRoom>();
-  private readonly pendingRooms = new Map<string, Promise<MediaRoom>>();
+  /** Openings in progress, by roomKey: concurrent ensureRouter calls of one opening share its router. */
+  private readonly pendingRooms = new Map<string, { epoch: string; room: Promise<MediaRoom> }>();
   private readonly subscriptions: Subscription[] = [];
   private heartbeatTimer?: NodeJS.Timeout;
   private orphanTimer?: NodeJS.Timeout;
   /** When each gateway that owns rooms here was last heard of. */
   private readonly gatewaySeen = new Map<string, number>();
+  private gatewaySilence?: BusSilence;
   private state: 'available' | 'draining' = 'available';
   private drainWatch?: ReturnType<typeof waitUntilEmpty>;
   private probeServer?: Server;
@@ -86,12 +90,15 @@ export class Agent {
       }),
       this.bus.subscribe(subjects.gatewayDown, (payload) => {
         const id = (payload as { id?: unknown } | null)?.id;
-        if (typeof id === 'string') this.closeRoomsOf(id, 'gateway stopped');
+        if (typeof id === 'string') this.closeRoomsOf(id, 'gateway-stopped');
       }),
     );
+    // Back on the bus: announce at once, so gateways that restarted their clocks see this agent before they expire it.
+    const silence = new BusSilence(this.bus, () => this.heartbeat());
+    this.gatewaySilence = silence;
     this.orphanTimer = setInterval(() => {
-      const deadline = Date.now() - this.config.agent.gatewayTimeoutMs;
-      for (const [id, seen] of this.gatewaySeen) if (seen < deadline) this.closeRoomsOf(id, 'gateway silent');
+      const timeoutMs = this.config.agent.gatewayTimeoutMs;
+      for (const [id, seen] of this.gatewaySeen) if (silence.expired(seen, timeoutMs)) this.closeRoomsOf(id, 'gateway-silent');
     }, 1000);
     this.orphanTimer.unref();
     if (this.config.agent.healthPort !== undefined) await this.startProbes(this.config.agent.healthPort);
@@ -156,11 +163,9 @@ export class Agent {
     this.clientProbeServer?.closeAllConnections();
     clearInterval(this.heartbeatTimer);
     clearInterval(this.orphanTimer);
+    this.gatewaySilence?.stop();
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
-    for (const room of this.rooms.values()) {
-      room.emit({ type: 'routerClosed', roomId: room.roomId, reason: 'agent-closing' });
-      room.close();
-    }
+    for (const room of [...this.rooms.values()]) room.close('agent-closing');
     this.rooms.clear();
     this.bus.publish(agentSubjects.down, { id: this.id });
     this.pool.close();
@@ -180,13 +185,18 @@ export class Agent {
     return { workers: this.pool.size, routers: this.rooms.size, transports, producers, consumers, peers, cpu: this.cpu };
   }
 
-  /** A gateway died with rooms here: nobody will ever close them, so the agent does. */
-  private closeRoomsOf(gatewayId: string, reason: string): void {
+  /**
+   * A gateway stopped or went silent with rooms here: nobody would ever close
+   * them, so the agent does (the gateway is told, should it be alive after all).
+   * Only that gateway's rooms go: the same room reopened by another gateway
+   * has routers of its own.
+   */
+  private closeRoomsOf(gatewayId: string, reason: 'gateway-stopped' | 'gateway-silent'): void {
     this.gatewaySeen.delete(gatewayId);
     for (const room of [...this.rooms.values()]) {
       if (room.gatewayId !== gatewayId) continue;
       this.logger.warn({ room: room.roomId, gateway: gatewayId, reason }, 'closing orphaned room');
-      room.close();
+      room.close(reason);
     }
   }
 
@@ -236,33 +246,42 @@ export class Agent {
     }
   }
 
-  private room(roomId: string): MediaRoom {
-    const room = this.rooms.get(roomId);
-    if (!room) throw new AppError('ROOM_NOT_FOUND', `room ${roomId} has no router on this agent`, 404);
+  /** The gateway's room; ROOM_NOT_FOUND tells the gateway its router here is gone (it then moves the peers). */
+  private room(r: { roomId: string; gatewayId: string }): MediaRoom {
+    const room = this.rooms.get(roomKey(r));
+    if (!room) throw new AppError('ROOM_NOT_FOUND', `room ${r.roomId} has no router on this agent`, 404);
     return room;
   }
 
-  private async ensureRoom(roomId: string, gatewayId: string): Promise<MediaRoom> {
-    this.gatewaySeen.set(gatewayId, Date.now());
-    const existing = this.rooms.get(roomId);
-    if (existing) return existing;
-    let pending = this.pendingRooms.get(roomId);
-    if (!pending) {
-      const slot = this.pool.leastLoaded();
-      pending = MediaRoom.create(roomId, gatewayId, slot, (e) => this.publish(gatewayId, e), this.logger).then(
-        (room) => {
-          this.rooms.set(roomId, room);
-          room.router.observer.once('close', () => {
-            if (this.rooms.get(roomId) === room) this.rooms.delete(roomId);
-            this.drainWatch?.poke();
-          });
-          return room;
-        },
-      );
-      this.pendingRooms.set(roomId, pending);
-      void pending.finally(() => this.pendingRooms.delete(roomId)).catch(() => undefined);
-    }
-    return pending;
+  /**
+   * The router of one opening of a gateway's room, created on first use. A
+   * router of an earlier opening is closed first (its gateway has forgotten
+   * it, and told its peers): a router is never handed to a second opening, so
+   * nothing meant for the old one can ever close the new one.
+   */
+  private ensureRoom(r: AgentRequest<'ensureRouter'>): Promise<MediaRoom> {
+    this.gatewaySeen.set(r.gatewayId, Date.now());
+    const key = roomKey(r);
+    const existing = this.rooms.get(key);
+    const pending = this.pendingRooms.get(key);
+    if (pending?.epoch === r.epoch) return pending.room;
+    if (!pending && existing?.epoch === r.epoch) return Promise.resolve(existing);
+    // One opening at a time per key: the one in progress (or the one in place) goes first, then is replaced.
+    const previous = pending ? pending.room.catch(() => undefined) : Promise.resolve(existing);
+    const room = previous.then(async (old) => {
+      old?.close();
+      const created = await MediaRoom.create(r, this.pool.leastLoaded(), (e) => this.publish(r.gatewayId, e), this.logger);
+      this.rooms.set(key, created);
+      created.router.observer.once('close', () => {
+        if (this.rooms.get(key) === created) this.rooms.delete(key);
+        this.drainWatch?.poke();
+      });
+      return created;
+    });
+    const entry = { epoch: r.epoch, room };
+    this.pendingRooms.set(key, entry);
+    void room.finally(() => this.pendingRooms.get(key) === entry && this.pendingRooms.delete(key)).catch(() => undefined);
+    return room;
   }
 
   private publish(gatewayId: string, event: AgentEvent): void {
@@ -273,21 +292,23 @@ export class Agent {
     const owner = (r: Owner): Owner => ({ roomId: r.roomId, peerId: r.peerId });
     return {
       ensureRouter: async (r) => {
-        const room = await this.ensureRoom(r.roomId, r.gatewayId);
+        const room = await this.ensureRoom(r);
         return { rtpCapabilities: room.router.rtpCapabilities };
       },
       closeRouter: async (r) => {
         // A router still being created (its ensureRouter came just before) is closed once it exists.
-        await this.pendingRooms.get(r.roomId)?.catch(() => undefined);
-        this.rooms.get(r.roomId)?.close();
+        await this.pendingRooms.get(roomKey(r))?.room.catch(() => undefined);
+        const room = this.rooms.get(roomKey(r));
+        // Only the opening named: a late close of an earlier one never takes the router of the next.
+        if (room?.epoch === r.epoch) room.close();
         return null;
       },
       closePeer: (r) => {
-        this.rooms.get(r.roomId)?.closePeer(r.peerId);
+        this.rooms.get(roomKey(r))?.closePeer(r.peerId);
         return null;
       },
       createWebRtcTransport: async (r) => {
-        const room = this.room(r.roomId);
+        const room = this.room(r);
         const transport = await room.router.createWebRtcTransport({
           webRtcServer: room.slot.webRtcServer,
           enableUdp: !r.forceTcp,
@@ -319,16 +340,16 @@ export class Agent {
         };
       },
       connectWebRtcTransport: async (r) => {
-        const transport = this.room(r.roomId).get<types.WebRtcTransport>('transport', r.transportId, r);
+        const transport = this.room(r).get<types.WebRtcTransport>('transport', r.transportId, r);
         await transport.connect({ dtlsParameters: r.dtlsParameters as unknown as types.DtlsParameters });
         return null;
       },
       restartIce: async (r) => {
-        const transport = this.room(r.roomId).get<types.WebRtcTransport>('transport', r.transportId, r);
+        const transport = this.room(r).get<types.WebRtcTransport>('transport', r.transportId, r);
         return { iceParameters: await transport.restartIce() };
       },
       createPlainTransport: async (r) => {
-        const room = this.room(r.roomId);
+        const room = this.room(r);
         const a = this.config.agent;
         const transport = await room.router.createPlainTransport({
           listenInfo: { protocol: 'udp', ip: a.listenIp, announcedAddress: a.announcedAddress },
@@ -345,16 +366,16 @@ export class Agent {
         };
       },
       connectPlainTransport: async (r) => {
-        const transport = this.room(r.roomId).get<types.PlainTransport>('transport', r.transportId, r);
+        const transport = this.room(r).get<types.PlainTransport>('transport', r.transportId, r);
         await transport.connect({ ip: r.ip, port: r.port, rtcpPort: r.rtcpPort });
         return null;
       },
       closeTransport: (r) => {
-        this.room(r.roomId).get<types.Transport>('transport', r.transportId, r).close();
+        this.room(r).get<types.Transport>('transport', r.transportId, r).close();
         return null;
       },
       produce: async (r) => {
-        const room = this.room(r.roomId);
+        const room = this.room(r);
         const transport = room.get<types.Transport>('transport', r.transportId, r);
         const producer = await transport.produce({
           kind: r.kind,
@@ -375,19 +396,19 @@ export class Agent {
         return { id: producer.id };
       },
       closeProducer: (r) => {
-        this.room(r.roomId).get<types.Producer>('producer', r.producerId, r).close();
+        this.room(r).get<types.Producer>('producer', r.producerId, r).close();
         return null;
       },
       pauseProducer: async (r) => {
-        await this.room(r.roomId).get<types.Producer>('producer', r.producerId, r).pause();
+        await this.room(r).get<types.Producer>('producer', r.producerId, r).pause();
         return null;
       },
       resumeProducer: async (r) => {
-        await this.room(r.roomId).get<types.Producer>('producer', r.producerId, r).resume();
+        await this.room(r).get<types.Producer>('producer', r.producerId, r).resume();
         return null;
       },
       consume: async (r) => {
-        const room = this.room(r.roomId);
+        const room = this.room(r);
         const transport = room.get<types.Transport>('transport', r.transportId, r);
         const producer = room.findProducer(r.producerId);
         if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`, 404);
@@ -423,33 +444,33 @@ export class Agent {
         };
       },
       closeConsumer: (r) => {
-        this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).close();
+        this.room(r).get<types.Consumer>('consumer', r.consumerId, r).close();
         return null;
       },
       pauseConsumer: async (r) => {
-        await this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).pause();
+        await this.room(r).get<types.Consumer>('consumer', r.consumerId, r).pause();
         return null;
       },
       resumeConsumer: async (r) => {
-        await this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).resume();
+        await this.room(r).get<types.Consumer>('consumer', r.consumerId, r).resume();
         return null;
       },
       setConsumerPreferredLayers: async (r) => {
-        await this.room(r.roomId)
+        await this.room(r)
           .get<types.Consumer>('consumer', r.consumerId, r)
           .setPreferredLayers({ spatialLayer: r.spatialLayer, temporalLayer: r.temporalLayer });
         return null;
       },
       setConsumerPriority: async (r) => {
-        await this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).setPriority(r.priority);
+        await this.room(r).get<types.Consumer>('consumer', r.consumerId, r).setPriority(r.priority);
         return null;
       },
       requestConsumerKeyFrame: async (r) => {
-        await this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).requestKeyFrame();
+        await this.room(r).get<types.Consumer>('consumer', r.consumerId, r).requestKeyFrame();
         return null;
       },
       produceData: async (r) => {
-        const room = this.room(r.roomId);
+        const room = this.room(r);
         const transport = room.get<types.Transport>('transport', r.transportId, r);
         const dataProducer = await transport.produceData({
           sctpStreamParameters: r.sctpStreamParameters as unknown as types.SctpStreamParameters | undefined,
@@ -461,7 +482,7 @@ export class Agent {
         return { id: dataProducer.id, label: dataProducer.label, protocol: dataProducer.protocol };
       },
       consumeData: async (r) => {
-        const room = this.room(r.roomId);
+        const room = this.room(r);
         const transport = room.get<types.Transport>('transport', r.transportId, r);
         if (!room.objects.dataProducer.has(r.dataProducerId)) {
           throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${r.dataProducerId} not found`, 404);
@@ -484,13 +505,13 @@ export class Agent {
           appData: dataConsumer.appData,
         };
       },
-      getTransportStats: (r) => this.room(r.roomId).get<types.Transport>('transport', r.transportId, r).getStats(),
-      getProducerStats: (r) => this.room(r.roomId).get<types.Producer>('producer', r.producerId, r).getStats(),
-      getConsumerStats: (r) => this.room(r.roomId).get<types.Consumer>('consumer', r.consumerId, r).getStats(),
+      getTransportStats: (r) => this.room(r).get<types.Transport>('transport', r.transportId, r).getStats(),
+      getProducerStats: (r) => this.room(r).get<types.Producer>('producer', r.producerId, r).getStats(),
+      getConsumerStats: (r) => this.room(r).get<types.Consumer>('consumer', r.consumerId, r).getStats(),
       getDataProducerStats: (r) =>
-        this.room(r.roomId).get<types.DataProducer>('dataProducer', r.dataProducerId, r).getStats(),
+        this.room(r).get<types.DataProducer>('dataProducer', r.dataProducerId, r).getStats(),
       getDataConsumerStats: (r) =>
-        this.room(r.roomId).get<types.DataConsumer>('dataConsumer', r.dataConsumerId, r).getStats(),
+        this.room(r).get<types.DataConsumer>('dataConsumer', r.dataConsumerId, r).getStats(),
       dump: () => this.dump(),
       probeClient: async (r) => ({ rttMs: await measureTcpRtt(r.address, r.port, r.timeoutMs) }),
       ...this.createCascadeHandlers(),
@@ -505,7 +526,7 @@ export class Agent {
     const a = this.config.agent;
     return {
       createPipeTransport: async (r) => {
-        const transport = await this.room(r.roomId).link(r.remoteAgentId, {
+        const transport = await this.room(r).link(r.remoteAgentId, {
           listenInfo: {
             protocol: 'udp',
             ip: a.listenIp,
@@ -527,16 +548,16 @@ export class Agent {
         };
       },
       connectPipeTransport: async (r) => {
-        const link = this.room(r.roomId).existingLink(r.remoteAgentId);
+        const link = this.room(r).existingLink(r.remoteAgentId);
         await link.connect({ ip: r.ip, port: r.port, srtpParameters: r.srtpParameters as types.SrtpParameters | undefined });
         return null;
       },
       closePipeTransport: (r) => {
-        this.rooms.get(r.roomId)?.links.get(r.remoteAgentId)?.close();
+        this.rooms.get(roomKey(r))?.links.get(r.remoteAgentId)?.close();
         return null;
       },
       pipeConsume: async (r) => {
-        const room = this.room(r.roomId);
+        const room = this.room(r);
         const link = room.existingLink(r.remoteAgentId);
         // Only a peer's own producer is sent on: a piped copy is never relayed further (no chains).
         const producer = room.objects.producer.get(r.producerId)?.object as types.Producer | undefined;
@@ -551,7 +572,7 @@ export class Agent {
         };
       },
       pipeProduce: async (r) => {
-        const room = this.room(r.roomId);
+        const room = this.room(r);
         const producer = await room.existingLink(r.remoteAgentId).produce({
           id: r.producerId,
           kind: r.kind,
@@ -563,11 +584,11 @@ export class Agent {
         return null;
       },
       unpipe: (r) => {
-        this.rooms.get(r.roomId)?.unpipe(r.remoteAgentId, r.producerId);
+        this.rooms.get(roomKey(r))?.unpipe(r.remoteAgentId, r.producerId);
         return null;
       },
       setPipedProducerPaused: async (r) => {
-        const piped = this.room(r.roomId).pipedProducers.get(r.producerId);
+        const piped = this.room(r).pipedProducers.get(r.producerId);
         if (!piped) throw new AppError('PRODUCER_NOT_FOUND', `piped producer ${r.producerId} not found`, 404);
         await (r.paused ? piped.producer.pause() : piped.producer.resume());
         return null;

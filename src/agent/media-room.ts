@@ -1,5 +1,5 @@
 import type { types } from 'mediasoup';
-import type { AgentEvent } from '../core/agent-protocol.js';
+import type { AgentEvent, RouterClosedReason } from '../core/agent-protocol.js';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { mediaCodecs } from './media-codecs.js';
@@ -17,11 +17,18 @@ interface Closable {
   close(): void;
 }
 
+/** Where a gateway's room lives on this agent: rooms of the same id opened by two gateways are two rooms. */
+export function roomKey(r: { gatewayId: string; roomId: string }): string {
+  return JSON.stringify([r.gatewayId, r.roomId]);
+}
+
 /**
- * A room's media on this agent: one router on one worker, its audio level
- * observer, and every transport/producer/consumer of its peers, indexed by
- * id with their owner. Closing the room closes the router, which closes
- * everything in it.
+ * A gateway's room on this agent (one opening of it: `epoch`): one router on
+ * one worker, its audio level observer, and every transport/producer/consumer
+ * of its peers, indexed by id with their owner. Closing the room closes the
+ * router, which closes everything in it; a router that goes for any reason
+ * but its gateway's own request is reported to the gateway (`routerClosed`),
+ * so no peer is left without media and without knowing it.
  */
 export class MediaRoom {
   readonly objects: Record<Kind, Map<string, { owner: Owner; object: Closable }>> = {
@@ -43,6 +50,7 @@ export class MediaRoom {
   private constructor(
     readonly roomId: string,
     readonly gatewayId: string,
+    readonly epoch: string,
     readonly slot: WorkerSlot,
     readonly router: types.Router,
     readonly audioLevelObserver: types.AudioLevelObserver,
@@ -51,21 +59,22 @@ export class MediaRoom {
   ) {}
 
   static async create(
-    roomId: string,
-    gatewayId: string,
+    opening: { roomId: string; gatewayId: string; epoch: string },
     slot: WorkerSlot,
     emitEvent: (event: AgentEvent) => void,
     logger: Logger,
   ): Promise<MediaRoom> {
-    const router = await slot.worker.createRouter({ mediaCodecs, appData: { roomId } });
+    const { roomId, gatewayId, epoch } = opening;
+    const router = await slot.worker.createRouter({ mediaCodecs, appData: { roomId, gatewayId } });
     const audioLevelObserver = await router.createAudioLevelObserver({ maxEntries: 1, threshold: -80, interval: 800 });
-    const room = new MediaRoom(roomId, gatewayId, slot, router, audioLevelObserver, emitEvent, logger);
+    const room = new MediaRoom(roomId, gatewayId, epoch, slot, router, audioLevelObserver, emitEvent, logger);
     audioLevelObserver.on('volumes', (volumes) => {
       const [loudest] = volumes;
       if (loudest) emitEvent({ type: 'activeSpeaker', roomId, producerId: loudest.producer.id, volume: loudest.volume });
     });
-    // The worker died (or closed) under the router: the room's gateway must move its peers.
-    router.on('workerclose', () => emitEvent({ type: 'routerClosed', roomId, reason: 'worker-died' }));
+    // Gone under the room (its worker died, or anything but close() closed it): the room's gateway must move its peers.
+    router.on('workerclose', () => room.close('worker-died'));
+    router.observer.once('close', () => room.close('router-closed'));
     audioLevelObserver.on('silence', () => emitEvent({ type: 'activeSpeaker', roomId, producerId: null }));
     return room;
   }
@@ -155,10 +164,16 @@ export class MediaRoom {
     if (!this.closed) this.emitEvent(event);
   }
 
-  close(): void {
+  /**
+   * Closes the router and everything in it. Without a reason its gateway
+   * asked for it; with one, the agent decided (or the router went under it)
+   * and the gateway is told, so that its peers there rejoin.
+   */
+  close(reason?: RouterClosedReason): void {
     if (this.closed) return;
+    if (reason) this.emitEvent({ type: 'routerClosed', roomId: this.roomId, epoch: this.epoch, reason });
     this.closed = true;
     this.router.close();
-    this.logger.debug({ room: this.roomId }, 'media room closed');
+    this.logger.debug({ room: this.roomId, gateway: this.gatewayId, reason }, 'media room closed');
   }
 }

@@ -45,16 +45,30 @@ export const agentHeartbeatSchema = z.object({
 });
 export type AgentHeartbeat = z.infer<typeof agentHeartbeatSchema>;
 
-const room = { roomId: id };
-const owned = { roomId: id, peerId: id };
+/**
+ * A room on an agent is its gateway's: the agent keeps one router per
+ * (gateway, room), so a gateway only ever reaches routers it opened, and a
+ * room reopened by another gateway (its first one died) gets a router of its
+ * own instead of one that the dead gateway's cleanup would close under it.
+ */
+const room = { roomId: id, gatewayId: id };
+const owned = { ...room, peerId: id };
 /** A room's link to its router on another agent (cascade). */
-const link = { roomId: id, remoteAgentId: id };
+const link = { ...room, remoteAgentId: id };
+/**
+ * Which opening of the gateway's room a router serves: fresh each time the
+ * gateway opens the room on the agent, so a router left from an earlier
+ * opening (the gateway lost the agent for a while, or restarted under the
+ * same id) is replaced, never reused, and closing one opening never closes
+ * the next.
+ */
+const epoch = id;
 const srtpParameters = z.object({ cryptoSuite: z.string().min(1).max(64), keyBase64: z.string().min(1).max(256) });
 
 /** Every request method, with its input schema. */
 export const agentRequestSchemas = {
-  ensureRouter: z.object({ ...room, gatewayId: id }),
-  closeRouter: z.object(room),
+  ensureRouter: z.object({ ...room, epoch }),
+  closeRouter: z.object({ ...room, epoch }),
   closePeer: z.object(owned),
   createWebRtcTransport: z.object({
     ...owned,
@@ -156,6 +170,8 @@ export const agentRequestSchemas = {
 
 export type AgentMethod = keyof typeof agentRequestSchemas;
 export type AgentRequest<M extends AgentMethod> = z.infer<(typeof agentRequestSchemas)[M]>;
+/** A request as a gateway's room writes it: the room adds its gateway's id. */
+export type RoomRequest<M extends AgentMethod> = Omit<AgentRequest<M>, 'gatewayId'>;
 
 export interface TransportInfo {
   id: string;
@@ -262,7 +278,20 @@ export type AgentEvent =
   | { type: 'dataConsumerClosed'; roomId: string; peerId: string; dataConsumerId: string }
   | { type: 'downlinkBwe'; roomId: string; peerId: string; bwe: unknown }
   | { type: 'activeSpeaker'; roomId: string; producerId: string | null; volume?: number }
-  | { type: 'routerClosed'; roomId: string; reason: 'worker-died' | 'agent-closing' };
+  | { type: 'routerClosed'; roomId: string; epoch: string; reason: RouterClosedReason };
+
+/**
+ * Why the agent closed a router its gateway had not asked it to close: the
+ * gateway's peers on it have no media left and must be told.
+ */
+export type RouterClosedReason =
+  | 'worker-died'
+  | 'agent-closing'
+  /** Its gateway stopped (goodbye) or went silent for `agent.gatewayTimeoutMs`. */
+  | 'gateway-stopped'
+  | 'gateway-silent'
+  /** Closed by anything else (mediasoup itself). */
+  | 'router-closed';
 
 /** On the wire every event also names the agent that sent it (a room may span several). */
 export const agentEventSchema = z

@@ -1,8 +1,8 @@
-import type { AgentMethod, AgentRequest, AgentResults } from '../core/agent-protocol.js';
+import type { AgentMethod, AgentResults, RoomRequest } from '../core/agent-protocol.js';
 import type { Logger } from '../core/logger.js';
 
 /** Sends one request to one agent (the room's bus call, with its timeout and error mapping). */
-export type AgentCall = <M extends AgentMethod>(agentId: string, method: M, data: AgentRequest<M>) => Promise<AgentResults[M]>;
+export type AgentCall = <M extends AgentMethod>(agentId: string, method: M, data: RoomRequest<M>) => Promise<AgentResults[M]>;
 
 /**
  * Something opened on first use and closed when its last user is gone, one

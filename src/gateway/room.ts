@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   type AgentEvent,
   type AgentMethod,
   type AgentRequest,
   type AgentResults,
+  type RoomRequest,
   agentSubjects,
 } from '../core/agent-protocol.js';
 import type { Bus } from '../core/bus/bus.js';
@@ -18,7 +20,15 @@ interface RoomEvents {
   close: [];
 }
 
-type Owned<M extends AgentMethod> = Omit<AgentRequest<M>, 'roomId' | 'peerId'>;
+type Owned<M extends AgentMethod> = Omit<AgentRequest<M>, 'roomId' | 'peerId' | 'gatewayId'>;
+
+/** One opening of the room's router on an agent: the agent knows it by its epoch. */
+interface RouterOpening {
+  epoch: string;
+  ready: Promise<void>;
+  /** The router exists (ensureRouter answered). */
+  open: boolean;
+}
 type AgentEventFrom = AgentEvent & { agentId: string };
 
 export interface RoomOptions {
@@ -83,8 +93,8 @@ export class Room extends EventEmitter<RoomEvents> {
   readonly policy: EaPolicy;
   /** The routers' RTP capabilities (every agent uses the same codecs), known once the first router exists. */
   rtpCapabilities: unknown;
-  /** The agents with a router of this room, each with its ensureRouter call. */
-  private readonly routers = new Map<string, Promise<void>>();
+  /** The agents with a router of this room, each with its opening. */
+  private readonly routers = new Map<string, RouterOpening>();
   private readonly cascade: Cascade;
   /** The ROOM-BEST choice in progress. */
   private choosing: Promise<unknown> = Promise.resolve();
@@ -119,18 +129,28 @@ export class Room extends EventEmitter<RoomEvents> {
     return n;
   }
 
-  /** One request to one agent; bus failures become AGENT_UNAVAILABLE, agent errors keep their codes. */
+  /**
+   * One request to one agent, naming this gateway; bus failures become
+   * AGENT_UNAVAILABLE, agent errors keep their codes. ROOM_NOT_FOUND from an
+   * agent whose router was open means that router is gone, however it went
+   * and whether or not its routerClosed arrived: its peers are told and
+   * disconnected to rejoin, and the next peer placed there opens a new one.
+   */
   private call<M extends AgentMethod>(
     agentId: string,
     method: M,
-    data: AgentRequest<M>,
+    data: RoomRequest<M>,
     timeoutMs = this.options.agentTimeoutMs,
   ): Promise<AgentResults[M]> {
+    const opening = this.routers.get(agentId);
     return this.options.bus
-      .request<AgentResults[M]>(agentSubjects.rpc(agentId), { method, data }, { timeoutMs })
+      .request<AgentResults[M]>(agentSubjects.rpc(agentId), { method, data: { ...data, gatewayId: this.options.gatewayId } }, { timeoutMs })
       .catch((err: unknown) => {
         if (err instanceof AppError && err.code.startsWith('BUS_')) {
           throw new AppError('AGENT_UNAVAILABLE', 'the media agent does not answer', 503);
+        }
+        if (err instanceof AppError && err.code === 'ROOM_NOT_FOUND' && opening?.open && this.routers.get(agentId) === opening) {
+          this.agentLost(agentId, 'router-lost', false);
         }
         throw err;
       });
@@ -139,7 +159,7 @@ export class Room extends EventEmitter<RoomEvents> {
   /** Calls the agent carrying `peer`, placing the peer first if needed. */
   private async agent<M extends AgentMethod>(method: M, peer: Peer, data: Owned<M>): Promise<AgentResults[M]> {
     const agentId = await this.placed(peer);
-    return this.call(agentId, method, { roomId: this.id, peerId: peer.id, ...data } as AgentRequest<M>);
+    return this.call(agentId, method, { roomId: this.id, peerId: peer.id, ...data } as RoomRequest<M>);
   }
 
   /**
@@ -193,21 +213,22 @@ export class Room extends EventEmitter<RoomEvents> {
     return choice;
   }
 
+  /** Opens the room on `agentId` once; each opening has a fresh epoch, so the agent never hands back an older router. */
   private ensureRouter(agentId: string, timeoutMs: number): Promise<void> {
-    let ready = this.routers.get(agentId);
-    if (!ready) {
-      const data = { roomId: this.id, gatewayId: this.options.gatewayId };
-      const opening = this.call(agentId, 'ensureRouter', data, timeoutMs).then(({ rtpCapabilities }) => {
-        this.rtpCapabilities ??= rtpCapabilities;
-      });
-      ready = opening;
-      this.routers.set(agentId, opening);
-      opening.catch(() => {
-        if (this.routers.get(agentId) === opening) this.routers.delete(agentId);
-        // The request may still arrive late and open a router nobody would close; this follows it on the same path.
-        this.closeRouterOn(agentId);
-      });
-    }
+    const existing = this.routers.get(agentId);
+    if (existing) return existing.ready;
+    const epoch = randomBytes(8).toString('hex');
+    const ready = this.call(agentId, 'ensureRouter', { roomId: this.id, epoch }, timeoutMs).then(({ rtpCapabilities }) => {
+      this.rtpCapabilities ??= rtpCapabilities;
+      opening.open = true;
+    });
+    const opening: RouterOpening = { epoch, ready, open: false };
+    this.routers.set(agentId, opening);
+    ready.catch(() => {
+      if (this.routers.get(agentId) === opening) this.routers.delete(agentId);
+      // The request may still arrive late and open a router nobody would close; this follows it on the same path.
+      this.closeRouterOn(agentId, epoch);
+    });
     return ready;
   }
 
@@ -220,14 +241,15 @@ export class Room extends EventEmitter<RoomEvents> {
 
   /** Forgets the room's router on `agentId` and the links to it; `closeIt`: the agent is asked to close it too. */
   private dropRouter(agentId: string, closeIt: boolean): void {
+    const opening = this.routers.get(agentId);
     this.routers.delete(agentId);
     this.speakers.delete(agentId);
     this.cascade.agentGone(agentId);
-    if (closeIt) this.closeRouterOn(agentId);
+    if (closeIt && opening) this.closeRouterOn(agentId, opening.epoch);
   }
 
-  private closeRouterOn(agentId: string): void {
-    this.call(agentId, 'closeRouter', { roomId: this.id }).catch((err: unknown) =>
+  private closeRouterOn(agentId: string, epoch: string): void {
+    this.call(agentId, 'closeRouter', { roomId: this.id, epoch }).catch((err: unknown) =>
       this.logger.debug({ err, agent: agentId }, 'closeRouter failed'),
     );
   }
@@ -282,7 +304,7 @@ export class Room extends EventEmitter<RoomEvents> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const agentId of this.routers.keys()) this.closeRouterOn(agentId);
+    for (const [agentId, opening] of this.routers) this.closeRouterOn(agentId, opening.epoch);
     this.routers.clear();
     this.emit('close');
   }
@@ -512,7 +534,9 @@ export class Room extends EventEmitter<RoomEvents> {
         this.onSpeaker(event.agentId, event.producerId, event.volume);
         return;
       case 'routerClosed':
-        this.agentLost(event.agentId, event.reason, event.reason !== 'agent-closing');
+        // About an earlier opening (already replaced): nothing of ours was on it.
+        if (event.epoch !== this.routers.get(event.agentId)?.epoch) return;
+        this.agentLost(event.agentId, event.reason, false);
         return;
       // Whoever owned them, their pipes must follow (the owner may have left already).
       case 'consumerClosed':
