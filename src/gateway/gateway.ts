@@ -1,5 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { agentEventSchema, agentSubjects } from '../core/agent-protocol.js';
@@ -7,15 +8,7 @@ import type { Bus, Subscription } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import { AppError, isAppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import {
-  type GatewayRpc,
-  type RoomUser,
-  type TokenGrant,
-  gatewayRpcSchema,
-  subjects,
-  tokenErrorCodes,
-  tokenGrantSchema,
-} from '../core/subjects.js';
+import { type GatewayRpc, type RoomUser, type TokenGrant, gatewayRpcSchema, subjects, tokenErrorCodes } from '../core/subjects.js';
 import { waitUntilEmpty } from '../core/drain.js';
 import { SpanKind, inSpan } from '../core/tracing.js';
 import { closeCodes } from '../protocol/signaling.js';
@@ -29,12 +22,22 @@ import { Peer } from './peer.js';
 import { ClientDistance, rankByDistance } from './placement.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
+import { TokenGate } from './token-gate.js';
 import type { AgentProbes } from '../protocol/signaling.js';
 
 const PERMISSIONS: Record<'presenter' | 'viewer', Record<string, boolean>> = {
   presenter: { publish: true, subscribe: true },
   viewer: { subscribe: true },
 };
+
+/** The query of a WebSocket request (token, peerId); an unparsable URL has none. */
+function queryOf(req: IncomingMessage): URLSearchParams {
+  try {
+    return new URL(req.url ?? '/', 'ws://gateway').searchParams;
+  } catch {
+    return new URLSearchParams();
+  }
+}
 
 /** The client's IP as agents would see it (IPv4-mapped IPv6 unwrapped). */
 function clientAddressOf(req: IncomingMessage): string | undefined {
@@ -58,6 +61,7 @@ export class Gateway {
   private presence?: GatewayPresence;
   private drainWatch?: ReturnType<typeof waitUntilEmpty>;
   readonly limits: GatewayLimits;
+  readonly tokens: TokenGate;
   private metrics?: GatewayMetrics;
   private connectionSerial = 0;
   private metricsRegistry?: Registry;
@@ -73,6 +77,7 @@ export class Gateway {
     private readonly logger: Logger,
   ) {
     this.limits = new GatewayLimits(config.gateway.rateLimit);
+    this.tokens = new TokenGate(bus, config.gateway.id, logger, config.gateway.refusedTokenCacheSize);
     this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
     this.agents.on('removed', (agent) => {
       for (const room of [...this.rooms.values()]) room.agentLost(agent.id, 'agent-removed', true);
@@ -140,12 +145,7 @@ export class Gateway {
     );
     await app.register(broadcasterRoutes, { gateway: this });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.gateway.maxMessageBytes });
-    app.server.on('upgrade', (req, socket, head) => {
-      void this.limits.acceptConnection().then((ok) => {
-        if (ok) this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, req));
-        else socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
-      });
-    });
+    app.server.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
     await app.listen({ host: this.config.gateway.host, port: this.config.gateway.port });
     this.http = app;
     this.presence = new GatewayPresence(
@@ -206,16 +206,9 @@ export class Gateway {
     this.agents.stop();
   }
 
-  /** Verifies and consumes a token at Nuve; maps failures to the stable token error codes. */
-  async consumeToken(token: string): Promise<TokenGrant> {
-    try {
-      const grant = await this.bus.request(subjects.tokenConsume, { token, gatewayId: this.id }, { timeoutMs: 3000 });
-      return tokenGrantSchema.parse(grant);
-    } catch (err) {
-      if (isAppError(err) && err.code in tokenErrorCodes) throw err;
-      this.logger.warn({ err }, 'token consumption failed');
-      throw new AppError('TOKEN_SERVICE_UNAVAILABLE', 'token service unavailable, retry', 503);
-    }
+  /** Verifies and consumes a token (locally refused when possible); failures carry the stable token error codes. */
+  consumeToken(token: string): Promise<TokenGrant> {
+    return this.tokens.consume(token);
   }
 
   /** The room for a grant; its routers open as its peers are placed. */
@@ -308,12 +301,30 @@ export class Gateway {
     return { probes: probes.length > 1 ? probes : [], timeoutMs };
   }
 
-  private async onConnection(ws: WebSocket, req: IncomingMessage): Promise<void> {
+  /**
+   * A client asks for a WebSocket. The connection budgets are checked before
+   * the handshake; a token the gateway refuses by itself still gets its
+   * socket, so the client learns why (`closing`, then the close code).
+   */
+  private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    // Until ws takes the socket, nobody else listens for its errors (a reset would otherwise crash the process).
+    socket.on('error', () => socket.destroy());
+    const query = queryOf(req);
+    const needsNuve = this.tokens.refusal(query.get('token')) === undefined;
+    const verdict = await this.limits.acceptConnection(clientAddressOf(req) ?? '', needsNuve);
+    if (verdict !== 'ok') {
+      socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, query, clientAddressOf(req)));
+  }
+
+  private async onConnection(ws: WebSocket, query: URLSearchParams, clientAddress: string | undefined): Promise<void> {
     const connection = new PeerConnection(ws, this.logger);
     const connectionKey = String(++this.connectionSerial);
     const openedAt = performance.now();
     // Clients may send requests right after the socket opens, before the token is checked: they wait for it.
-    const session = this.admit(connection, new URL(req.url ?? '/', 'ws://gateway').searchParams, clientAddressOf(req));
+    const session = this.admit(connection, query, clientAddress);
     connection.on('request', (request) => {
       void this.limits.admitRequest(connectionKey).then((verdict) => {
         if (verdict === 'ok') {
@@ -366,9 +377,7 @@ export class Gateway {
 
   /** Checks the token, opens the room if needed and adds the peer; rejects when the client may not enter. */
   private async admit(connection: PeerConnection, params: URLSearchParams, clientAddress?: string): Promise<{ room: Room; peer: Peer }> {
-    const token = params.get('token');
-    if (!token) throw new AppError('TOKEN_MISSING', 'connect with ?token=', 401);
-    const grant = await this.consumeToken(token);
+    const grant = await this.tokens.consume(params.get('token'));
     if (connection.closed) throw new AppError('PEER_CLOSED', 'client left before admission', 410);
     const room = this.roomFor(grant);
     const requestedId = params.get('peerId');
