@@ -3,6 +3,8 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
 import { addressKey } from '../src/gateway/limits.js';
+import { gatewayCall } from './helpers/broadcaster.js';
+import { audioRtpParameters } from './helpers/ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 import { ProtooClient } from './helpers/protoo-client.js';
 
@@ -173,5 +175,81 @@ describe('tokens refused cheaply', () => {
     assert.equal(late.closing?.code, 1003);
     assert.equal(late.close, 4003);
     assert.equal((await nuveConsumeRequests(platform)) - before, 0);
+  });
+});
+
+describe('peer ids belong to their user', () => {
+  let platform: EmbeddedPlatform;
+  before(async () => {
+    platform = await startEmbedded();
+  });
+  after(async () => platform.close());
+
+  /** A peer that joins with `peerId` and, as a presenter, publishes audio; it records what the room tells it. */
+  async function joined(roomId: string, user: string, peerId?: string, role: 'presenter' | 'viewer' = 'presenter') {
+    const client = await ProtooClient.connect(platform.gatewayUrl, await platform.token(roomId, user, role), peerId ? `&peerId=${peerId}` : '');
+    client.handleRequests(() => ({}));
+    const rtpCapabilities = await client.request('getRouterRtpCapabilities');
+    const send = await client.request('createWebRtcTransport', { producing: true, consuming: false });
+    await client.request('createWebRtcTransport', { producing: false, consuming: true });
+    const { peers } = await client.request('join', { displayName: user, device: { name: 'test' }, rtpCapabilities });
+    const producerId =
+      role === 'presenter'
+        ? (await client.request('produce', { transportId: send.id, kind: 'audio', rtpParameters: { ...audioRtpParameters, mid: '0' } })).id
+        : undefined;
+    return { client, peers: peers as { id: string }[], producerId: producerId as string | undefined };
+  }
+
+  /** A connection that must be refused for its peer id. */
+  async function refusedId(roomId: string, user: string, peerId: string, role: 'presenter' | 'viewer' = 'viewer') {
+    const client = await ProtooClient.connect(platform.gatewayUrl, await platform.token(roomId, user, role), `&peerId=${peerId}`);
+    const closing = await client.waitNotification('closing');
+    assert.equal(closing.errorName, 'PEER_ID_TAKEN');
+    assert.equal(await client.closed, 4105);
+  }
+
+  test('another user of the room cannot take a peer id: the victim keeps its socket, its peer entry and its media', async () => {
+    const roomId = await platform.createRoom('hijack');
+    const alice = await joined(roomId, 'alice', 'alice-peer');
+    const bob = await joined(roomId, 'bob', 'bob-peer', 'viewer');
+
+    await refusedId(roomId, 'mallory', 'alice-peer');
+    await refusedId(roomId, 'mallory', 'alice-peer', 'presenter');
+
+    assert.equal(alice.client.closeCode, undefined, 'alice is still connected');
+    assert.ok(await alice.client.request('getProducerStats', { producerId: alice.producerId }), 'her producer is still there');
+    assert.ok(!bob.client.notifications.some((n) => n.method === 'peerClosed'), 'nobody was told she left');
+    const dump = await platform.agent!.dump();
+    assert.equal(dump.producers, 1);
+    const carol = await joined(roomId, 'carol', undefined, 'viewer');
+    assert.deepEqual(carol.peers.map((p) => p.id).sort(), ['alice-peer', 'bob-peer']);
+    for (const p of [alice, bob, carol]) p.client.close();
+  });
+
+  test('a broadcaster id can never be taken by a WebSocket, not even by the same user', async () => {
+    const roomId = await platform.createRoom('broadcaster-hijack');
+    const base = platform.gatewayUrl.replace(/^ws/, 'http');
+    const bc = await gatewayCall(base, 'POST', '/broadcasters', { token: await platform.token(roomId, 'ingest'), displayName: 'ingest' });
+    await refusedId(roomId, 'mallory', bc.id);
+    await refusedId(roomId, 'ingest', bc.id, 'presenter');
+    const transport = await gatewayCall(base, 'POST', `/broadcasters/${bc.id}/transports`, { comedia: true }, bc.secret);
+    assert.ok(transport.id, 'the broadcaster is still in the room and answers');
+    const viewer = await joined(roomId, 'viewer', undefined, 'viewer');
+    assert.deepEqual(viewer.peers.map((p) => p.id), [bc.id]);
+    viewer.client.close();
+    await gatewayCall(base, 'DELETE', `/broadcasters/${bc.id}`, undefined, bc.secret);
+  });
+
+  test('the same user rejoining with its peer id and a fresh token replaces its old session', async () => {
+    const roomId = await platform.createRoom('rejoin');
+    const first = await joined(roomId, 'alice', 'alice-peer');
+    const bob = await joined(roomId, 'bob', 'bob-peer', 'viewer');
+    const again = await joined(roomId, 'alice', 'alice-peer');
+    assert.equal(await first.client.closed, 4102, 'the old session is replaced');
+    assert.deepEqual(again.peers.map((p) => p.id), ['bob-peer']);
+    assert.equal((await bob.client.waitNotification('peerClosed')).peerId, 'alice-peer');
+    assert.equal((await bob.client.waitNotification('newPeer')).id, 'alice-peer');
+    assert.equal((await platform.agent!.dump()).producers, 1, 'only the new session publishes');
+    for (const p of [again, bob]) p.client.close();
   });
 });

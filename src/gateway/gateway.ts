@@ -30,6 +30,9 @@ const PERMISSIONS: Record<'presenter' | 'viewer', Record<string, boolean>> = {
   viewer: { subscribe: true },
 };
 
+/** Close codes of admission refusals other than token errors; anything else closes with 1011. */
+const ADMISSION_CLOSE_CODES: Partial<Record<string, number>> = { PEER_ID_TAKEN: closeCodes.peerIdTaken };
+
 /** The query of a WebSocket request (token, peerId); an unparsable URL has none. */
 function queryOf(req: IncomingMessage): URLSearchParams {
   try {
@@ -344,7 +347,7 @@ export class Gateway {
       if (!isAppError(err)) this.logger.error({ err }, 'connection setup failed');
       const tokenCode = tokenErrorCodes[appErr.code as keyof typeof tokenErrorCodes];
       connection.notify('closing', { code: tokenCode ?? 1500, reason: appErr.message, errorName: appErr.code });
-      connection.close(tokenCode ? closeCodes.tokenErrorBase + (tokenCode - 1000) : 1011, appErr.code);
+      connection.close(tokenCode ? closeCodes.tokenErrorBase + (tokenCode - 1000) : (ADMISSION_CLOSE_CODES[appErr.code] ?? 1011), appErr.code);
     });
   }
 
@@ -380,13 +383,31 @@ export class Gateway {
     const grant = await this.tokens.consume(params.get('token'));
     if (connection.closed) throw new AppError('PEER_CLOSED', 'client left before admission', 410);
     const room = this.roomFor(grant);
-    const requestedId = params.get('peerId');
-    const peerId = requestedId && /^[\w-]{1,64}$/.test(requestedId) ? requestedId : randomBytes(8).toString('hex');
+    const peerId = this.sessionPeerId(room, grant.userName, params.get('peerId'));
     const peer = new Peer(peerId, grant.userName, grant.role, connection);
     room.peers.get(peerId)?.connection?.close(closeCodes.replaced, 'replaced by a new connection');
     connection.on('close', () => room.removePeer(peer, 'disconnected'));
     await this.addPeer(room, peer, clientAddress);
     return { room, peer };
+  }
+
+  /**
+   * The id of a new WebSocket session: a random one, or the one the client
+   * asked for (its SDK keeps one across rejoins). A requested id held in the
+   * room may be taken over only by the same user (room ids are unique across
+   * tenants, so same room and same token user name), and only from another
+   * WebSocket session, which is then replaced: ids are visible to the whole
+   * room, and a broadcaster has no socket to be replaced by. Anything else is
+   * refused, not renamed, because clients recognise themselves by the id they
+   * asked for.
+   */
+  private sessionPeerId(room: Room, userName: string, requested: string | null): string {
+    if (!requested || !/^[\w-]{1,64}$/.test(requested)) return randomBytes(8).toString('hex');
+    const holder = room.peers.get(requested);
+    if (holder && (!holder.connection || holder.userName !== userName)) {
+      throw new AppError('PEER_ID_TAKEN', 'another participant of the room has this peer id', 409);
+    }
+    return requested;
   }
 
   private async onNuveRpc(payload: unknown): Promise<unknown> {
