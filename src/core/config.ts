@@ -182,7 +182,7 @@ export const configSchema = z
         initialOutgoingBitrate: z.number().int().positive().default(1_000_000),
         /** After SIGTERM: keep existing media, exit when the last room closes or after this long. */
         drainGraceSec: z.number().int().nonnegative().default(1800),
-        /** Port of the agent's HTTP probe endpoint (/health, /ready); unset: none (embedded). */
+        /** Port of the agent's HTTP probe server (/health, /ready; /metrics and /drain with ops.token); unset: none (embedded). */
         healthPort: port.optional(),
         /**
          * Public port (on listenIp) where clients time round trips to this agent

@@ -10,6 +10,8 @@ import { AppError, isAppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { type GatewayRpc, type RoomUser, type TokenGrant, gatewayRpcSchema, subjects, tokenErrorCodes } from '../core/subjects.js';
 import { waitUntilEmpty } from '../core/drain.js';
+import { OpsAuth } from '../core/ops-auth.js';
+import { opsRoutes } from '../core/ops-routes.js';
 import { SpanKind, inSpan } from '../core/tracing.js';
 import { closeCodes } from '../protocol/signaling.js';
 import { AgentRegistry } from './agent-registry.js';
@@ -46,10 +48,6 @@ function queryOf(req: IncomingMessage): URLSearchParams {
 function clientAddressOf(req: IncomingMessage): string | undefined {
   const address = req.socket.remoteAddress;
   return address?.startsWith('::ffff:') ? address.slice(7) : address;
-}
-
-function isLoopback(ip: string): boolean {
-  return ip === '127.0.0.1' || ip === '::1' || ip === '::ffff:127.0.0.1';
 }
 
 /**
@@ -129,23 +127,14 @@ export class Gateway {
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: this.config.gateway.maxMessageBytes,
     });
-    // Liveness: the process answers. Readiness: it takes new rooms (false while draining).
-    app.get('/health', async () => ({ status: 'ok', rooms: this.rooms.size, peers: this.peerCount() }));
-    // Starts the drain from inside the pod (Kubernetes preStop); only from this host.
-    app.post('/drain', async (request, reply) => {
-      if (!isLoopback(request.ip)) return reply.status(403).send({ code: 'FORBIDDEN', message: 'drain only from localhost' });
-      void this.drain();
-      return { status: 'draining', peers: this.peerCount() };
+    // Probes (open) and metrics and drain (ops token; the drain is started by the Kubernetes preStop hook).
+    await app.register(opsRoutes, {
+      auth: new OpsAuth(this.config.ops),
+      ready: () => !this.draining,
+      drain: () => void this.drain(),
+      remaining: () => ({ rooms: this.rooms.size, peers: this.peerCount() }),
+      metrics: () => this.metricsRegistry,
     });
-    app.get('/metrics', async (_request, reply) => {
-      if (!this.metricsRegistry) return reply.status(404).send({ code: 'NOT_FOUND', message: 'metrics disabled' });
-      return reply.type(this.metricsRegistry.contentType).send(await this.metricsRegistry.metrics());
-    });
-    app.get('/ready', async (_request, reply) =>
-      this.drainWatch
-        ? reply.status(503).send({ code: 'DRAINING', message: 'gateway is draining' })
-        : { status: 'ready' },
-    );
     await app.register(broadcasterRoutes, { gateway: this });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.gateway.maxMessageBytes });
     app.server.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
