@@ -83,4 +83,19 @@ test('agents run on the host network with every WebRtcServer port declared', () 
 test('no real secret is committed in the manifests', () => {
   const secret = manifests().find((m) => m.object.kind === 'Secret')!.object;
   assert.match(secret.stringData.MSS_NUVE__SUPER_SERVICE__KEY, /replace/);
+  assert.match(secret.stringData.MSS_OPS__TOKEN, /replace/);
+});
+
+test('gateways and agents get the ops token (for /metrics and the preStop drain) and no other secret', () => {
+  const secretName = manifests().find((m) => m.object.kind === 'Secret')!.object.metadata.name;
+  for (const name of ['gateway', 'agent']) {
+    const c = container(byName(name));
+    const fromSecret = c.env.filter((e: any) => e.valueFrom?.secretKeyRef);
+    assert.deepEqual(
+      fromSecret.map((e: any) => [e.name, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key]),
+      [['MSS_OPS__TOKEN', secretName, 'MSS_OPS__TOKEN']],
+      name,
+    );
+    assert.ok(!c.envFrom.some((e: any) => e.secretRef), `${name} does not load the whole Secret`);
+  }
 });

@@ -1,4 +1,5 @@
-import { type Server, createServer } from 'node:http';
+import type { Server } from 'node:http';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { types } from 'mediasoup';
 import {
   type AgentDump,
@@ -14,6 +15,8 @@ import {
 import type { Bus, Subscription } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import { waitUntilEmpty } from '../core/drain.js';
+import { OpsAuth } from '../core/ops-auth.js';
+import { opsRoutes } from '../core/ops-routes.js';
 import { AppError } from '../core/errors.js';
 import { BusSilence } from '../core/heartbeat-table.js';
 import { subjects } from '../core/subjects.js';
@@ -47,7 +50,7 @@ export class Agent {
   private gatewaySilence?: BusSilence;
   private state: 'available' | 'draining' = 'available';
   private drainWatch?: ReturnType<typeof waitUntilEmpty>;
-  private probeServer?: Server;
+  private probeServer?: FastifyInstance;
   private clientProbeServer?: Server;
   private cpu = 0;
   private metrics?: AgentMetrics;
@@ -136,29 +139,34 @@ export class Agent {
 
   /**
    * Kubernetes-style probes: /health while the process runs, /ready while it
-   * takes new rooms; POST /drain from localhost starts the drain (preStop).
+   * takes new rooms; /metrics, and /drain (the preStop hook), with the ops token.
    */
   private async startProbes(port: number): Promise<void> {
-    this.probeServer = createServer((req, res) => {
-      if (req.url === '/metrics' && this.metricsRegistry) {
-        const registry = this.metricsRegistry;
-        void registry.metrics().then((text) => {
-          res.writeHead(200, { 'content-type': registry.contentType });
-          res.end(text);
-        });
-        return;
-      }
-      const loopback = ['127.0.0.1', '::1', '::ffff:127.0.0.1'].includes(req.socket.remoteAddress ?? '');
-      if (req.method === 'POST' && req.url === '/drain' && loopback) void this.drain();
-      const ready = req.url === '/ready' ? this.state === 'available' : true;
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: ready ? 'ok' : 'draining', ...this.load() }));
+    const app = Fastify({
+      loggerInstance: this.logger as FastifyBaseLogger,
+      logController: new LogController({ disableRequestLogging: true }),
     });
-    await new Promise<void>((resolve) => this.probeServer!.listen(port, resolve));
+    await app.register(opsRoutes, {
+      auth: new OpsAuth(this.config.ops),
+      ready: () => this.state === 'available',
+      drain: () => void this.drain(),
+      remaining: () => ({ routers: this.rooms.size, peers: this.load().peers }),
+      metrics: () => this.metricsRegistry,
+    });
+    await app.ready();
+    // Every interface, as Node chooses by default (IPv6 and IPv4 where it can): the kubelet probes the pod's address.
+    await new Promise<void>((resolve) => app.server.listen(port, resolve));
+    this.probeServer = app;
+  }
+
+  /** Where the probe server listens (healthPort 0 picks a free port). */
+  get healthPort(): number | undefined {
+    const address = this.probeServer?.server.address();
+    return address && typeof address !== 'string' ? address.port : undefined;
   }
 
   async close(): Promise<void> {
-    this.probeServer?.close();
+    void this.probeServer?.close();
     this.clientProbeServer?.close();
     this.clientProbeServer?.closeAllConnections();
     clearInterval(this.heartbeatTimer);

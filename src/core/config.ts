@@ -122,12 +122,23 @@ export const configSchema = z
         rateLimit: z
           .object({
             enabled: z.boolean().default(true),
+            /**
+             * New WebSocket connections per second from one client address (an IPv6 /64
+             * counts as one), checked before anything else, so one address cannot starve the others.
+             */
+            connectionsPerSecPerIp: z.number().int().positive().default(50),
+            /** New connections per second that need Nuve (a token not refused locally), from all addresses. */
             connectionsPerSec: z.number().int().positive().default(200),
             requestsPerSecPerClient: z.number().int().positive().default(50),
             /** A client refused this many times within 10 s is disconnected. */
             disconnectAfterRejections: z.number().int().positive().default(100),
           })
           .prefault({}),
+        /**
+         * Tokens refused once (or already used) that this gateway remembers, so their reuse is
+         * refused without asking Nuve; each takes about 100 bytes, the oldest go first.
+         */
+        refusedTokenCacheSize: z.number().int().positive().max(1_000_000).default(10_000),
         /** After SIGTERM: keep serving existing rooms, exit when the last client leaves or after this long. */
         drainGraceSec: z.number().int().nonnegative().default(1800),
         /** Rooms spanning several agents: TTL-BEST placement, and ROOM-BEST spill. */
@@ -171,7 +182,7 @@ export const configSchema = z
         initialOutgoingBitrate: z.number().int().positive().default(1_000_000),
         /** After SIGTERM: keep existing media, exit when the last room closes or after this long. */
         drainGraceSec: z.number().int().nonnegative().default(1800),
-        /** Port of the agent's HTTP probe endpoint (/health, /ready); unset: none (embedded). */
+        /** Port of the agent's HTTP probe server (/health, /ready; /metrics and /drain with ops.token); unset: none (embedded). */
         healthPort: port.optional(),
         /**
          * Public port (on listenIp) where clients time round trips to this agent

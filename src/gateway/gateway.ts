@@ -1,5 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { agentEventSchema, agentSubjects } from '../core/agent-protocol.js';
@@ -7,16 +8,10 @@ import type { Bus, Subscription } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import { AppError, isAppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import {
-  type GatewayRpc,
-  type RoomUser,
-  type TokenGrant,
-  gatewayRpcSchema,
-  subjects,
-  tokenErrorCodes,
-  tokenGrantSchema,
-} from '../core/subjects.js';
+import { type GatewayRpc, type RoomUser, type TokenGrant, gatewayRpcSchema, subjects, tokenErrorCodes } from '../core/subjects.js';
 import { waitUntilEmpty } from '../core/drain.js';
+import { OpsAuth } from '../core/ops-auth.js';
+import { opsRoutes } from '../core/ops-routes.js';
 import { SpanKind, inSpan } from '../core/tracing.js';
 import { closeCodes } from '../protocol/signaling.js';
 import { AgentRegistry } from './agent-registry.js';
@@ -29,6 +24,7 @@ import { Peer } from './peer.js';
 import { ClientDistance, rankByDistance } from './placement.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
+import { TokenGate } from './token-gate.js';
 import type { AgentProbes } from '../protocol/signaling.js';
 
 const PERMISSIONS: Record<'presenter' | 'viewer', Record<string, boolean>> = {
@@ -36,14 +32,22 @@ const PERMISSIONS: Record<'presenter' | 'viewer', Record<string, boolean>> = {
   viewer: { subscribe: true },
 };
 
+/** Close codes of admission refusals other than token errors; anything else closes with 1011. */
+const ADMISSION_CLOSE_CODES: Partial<Record<string, number>> = { PEER_ID_TAKEN: closeCodes.peerIdTaken };
+
+/** The query of a WebSocket request (token, peerId); an unparsable URL has none. */
+function queryOf(req: IncomingMessage): URLSearchParams {
+  try {
+    return new URL(req.url ?? '/', 'ws://gateway').searchParams;
+  } catch {
+    return new URLSearchParams();
+  }
+}
+
 /** The client's IP as agents would see it (IPv4-mapped IPv6 unwrapped). */
 function clientAddressOf(req: IncomingMessage): string | undefined {
   const address = req.socket.remoteAddress;
   return address?.startsWith('::ffff:') ? address.slice(7) : address;
-}
-
-function isLoopback(ip: string): boolean {
-  return ip === '127.0.0.1' || ip === '::1' || ip === '::ffff:127.0.0.1';
 }
 
 /**
@@ -58,6 +62,7 @@ export class Gateway {
   private presence?: GatewayPresence;
   private drainWatch?: ReturnType<typeof waitUntilEmpty>;
   readonly limits: GatewayLimits;
+  readonly tokens: TokenGate;
   private metrics?: GatewayMetrics;
   private connectionSerial = 0;
   private metricsRegistry?: Registry;
@@ -73,6 +78,7 @@ export class Gateway {
     private readonly logger: Logger,
   ) {
     this.limits = new GatewayLimits(config.gateway.rateLimit);
+    this.tokens = new TokenGate(bus, config.gateway.id, logger, config.gateway.refusedTokenCacheSize);
     this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
     this.agents.on('removed', (agent) => {
       for (const room of [...this.rooms.values()]) room.agentLost(agent.id, 'agent-removed', true);
@@ -121,31 +127,17 @@ export class Gateway {
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: this.config.gateway.maxMessageBytes,
     });
-    // Liveness: the process answers. Readiness: it takes new rooms (false while draining).
-    app.get('/health', async () => ({ status: 'ok', rooms: this.rooms.size, peers: this.peerCount() }));
-    // Starts the drain from inside the pod (Kubernetes preStop); only from this host.
-    app.post('/drain', async (request, reply) => {
-      if (!isLoopback(request.ip)) return reply.status(403).send({ code: 'FORBIDDEN', message: 'drain only from localhost' });
-      void this.drain();
-      return { status: 'draining', peers: this.peerCount() };
+    // Probes (open) and metrics and drain (ops token; the drain is started by the Kubernetes preStop hook).
+    await app.register(opsRoutes, {
+      auth: new OpsAuth(this.config.ops),
+      ready: () => !this.draining,
+      drain: () => void this.drain(),
+      remaining: () => ({ rooms: this.rooms.size, peers: this.peerCount() }),
+      metrics: () => this.metricsRegistry,
     });
-    app.get('/metrics', async (_request, reply) => {
-      if (!this.metricsRegistry) return reply.status(404).send({ code: 'NOT_FOUND', message: 'metrics disabled' });
-      return reply.type(this.metricsRegistry.contentType).send(await this.metricsRegistry.metrics());
-    });
-    app.get('/ready', async (_request, reply) =>
-      this.drainWatch
-        ? reply.status(503).send({ code: 'DRAINING', message: 'gateway is draining' })
-        : { status: 'ready' },
-    );
     await app.register(broadcasterRoutes, { gateway: this });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.gateway.maxMessageBytes });
-    app.server.on('upgrade', (req, socket, head) => {
-      void this.limits.acceptConnection().then((ok) => {
-        if (ok) this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, req));
-        else socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
-      });
-    });
+    app.server.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
     await app.listen({ host: this.config.gateway.host, port: this.config.gateway.port });
     this.http = app;
     this.presence = new GatewayPresence(
@@ -206,16 +198,9 @@ export class Gateway {
     this.agents.stop();
   }
 
-  /** Verifies and consumes a token at Nuve; maps failures to the stable token error codes. */
-  async consumeToken(token: string): Promise<TokenGrant> {
-    try {
-      const grant = await this.bus.request(subjects.tokenConsume, { token, gatewayId: this.id }, { timeoutMs: 3000 });
-      return tokenGrantSchema.parse(grant);
-    } catch (err) {
-      if (isAppError(err) && err.code in tokenErrorCodes) throw err;
-      this.logger.warn({ err }, 'token consumption failed');
-      throw new AppError('TOKEN_SERVICE_UNAVAILABLE', 'token service unavailable, retry', 503);
-    }
+  /** Verifies and consumes a token (locally refused when possible); failures carry the stable token error codes. */
+  consumeToken(token: string): Promise<TokenGrant> {
+    return this.tokens.consume(token);
   }
 
   /** The room for a grant; its routers open as its peers are placed. */
@@ -308,12 +293,30 @@ export class Gateway {
     return { probes: probes.length > 1 ? probes : [], timeoutMs };
   }
 
-  private async onConnection(ws: WebSocket, req: IncomingMessage): Promise<void> {
+  /**
+   * A client asks for a WebSocket. The connection budgets are checked before
+   * the handshake; a token the gateway refuses by itself still gets its
+   * socket, so the client learns why (`closing`, then the close code).
+   */
+  private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    // Until ws takes the socket, nobody else listens for its errors (a reset would otherwise crash the process).
+    socket.on('error', () => socket.destroy());
+    const query = queryOf(req);
+    const needsNuve = this.tokens.refusal(query.get('token')) === undefined;
+    const verdict = await this.limits.acceptConnection(clientAddressOf(req) ?? '', needsNuve);
+    if (verdict !== 'ok') {
+      socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, query, clientAddressOf(req)));
+  }
+
+  private async onConnection(ws: WebSocket, query: URLSearchParams, clientAddress: string | undefined): Promise<void> {
     const connection = new PeerConnection(ws, this.logger);
     const connectionKey = String(++this.connectionSerial);
     const openedAt = performance.now();
     // Clients may send requests right after the socket opens, before the token is checked: they wait for it.
-    const session = this.admit(connection, new URL(req.url ?? '/', 'ws://gateway').searchParams, clientAddressOf(req));
+    const session = this.admit(connection, query, clientAddress);
     connection.on('request', (request) => {
       void this.limits.admitRequest(connectionKey).then((verdict) => {
         if (verdict === 'ok') {
@@ -333,7 +336,7 @@ export class Gateway {
       if (!isAppError(err)) this.logger.error({ err }, 'connection setup failed');
       const tokenCode = tokenErrorCodes[appErr.code as keyof typeof tokenErrorCodes];
       connection.notify('closing', { code: tokenCode ?? 1500, reason: appErr.message, errorName: appErr.code });
-      connection.close(tokenCode ? closeCodes.tokenErrorBase + (tokenCode - 1000) : 1011, appErr.code);
+      connection.close(tokenCode ? closeCodes.tokenErrorBase + (tokenCode - 1000) : (ADMISSION_CLOSE_CODES[appErr.code] ?? 1011), appErr.code);
     });
   }
 
@@ -366,18 +369,34 @@ export class Gateway {
 
   /** Checks the token, opens the room if needed and adds the peer; rejects when the client may not enter. */
   private async admit(connection: PeerConnection, params: URLSearchParams, clientAddress?: string): Promise<{ room: Room; peer: Peer }> {
-    const token = params.get('token');
-    if (!token) throw new AppError('TOKEN_MISSING', 'connect with ?token=', 401);
-    const grant = await this.consumeToken(token);
+    const grant = await this.tokens.consume(params.get('token'));
     if (connection.closed) throw new AppError('PEER_CLOSED', 'client left before admission', 410);
     const room = this.roomFor(grant);
-    const requestedId = params.get('peerId');
-    const peerId = requestedId && /^[\w-]{1,64}$/.test(requestedId) ? requestedId : randomBytes(8).toString('hex');
+    const peerId = this.sessionPeerId(room, grant.userName, params.get('peerId'));
     const peer = new Peer(peerId, grant.userName, grant.role, connection);
     room.peers.get(peerId)?.connection?.close(closeCodes.replaced, 'replaced by a new connection');
     connection.on('close', () => room.removePeer(peer, 'disconnected'));
     await this.addPeer(room, peer, clientAddress);
     return { room, peer };
+  }
+
+  /**
+   * The id of a new WebSocket session: a random one, or the one the client
+   * asked for (its SDK keeps one across rejoins). A requested id held in the
+   * room may be taken over only by the same user (room ids are unique across
+   * tenants, so same room and same token user name), and only from another
+   * WebSocket session, which is then replaced: ids are visible to the whole
+   * room, and a broadcaster has no socket to be replaced by. Anything else is
+   * refused, not renamed, because clients recognise themselves by the id they
+   * asked for.
+   */
+  private sessionPeerId(room: Room, userName: string, requested: string | null): string {
+    if (!requested || !/^[\w-]{1,64}$/.test(requested)) return randomBytes(8).toString('hex');
+    const holder = room.peers.get(requested);
+    if (holder && (!holder.connection || holder.userName !== userName)) {
+      throw new AppError('PEER_ID_TAKEN', 'another participant of the room has this peer id', 409);
+    }
+    return requested;
   }
 
   private async onNuveRpc(payload: unknown): Promise<unknown> {

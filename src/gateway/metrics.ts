@@ -12,7 +12,7 @@ export class GatewayMetrics {
       peers(): number;
       draining(): boolean;
       cascade(): { links: number; pipes: number };
-      rejected(): { connections: number; requests: number; disconnects: number };
+      rejected(): { connections: number; connectionsFromOneAddress: number; requests: number; disconnects: number };
     },
   ) {
     const registers = [registry];
@@ -40,6 +40,7 @@ export class GatewayMetrics {
         const r = state.rejected();
         this.reset();
         this.inc({ kind: 'connection' }, r.connections);
+        this.inc({ kind: 'connection_per_address' }, r.connectionsFromOneAddress);
         this.inc({ kind: 'request' }, r.requests);
         this.inc({ kind: 'disconnect' }, r.disconnects);
       },

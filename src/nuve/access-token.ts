@@ -1,32 +1,15 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { z } from 'zod';
-import { AppError } from '../core/errors.js';
-import { eaPolicySchema, roleSchema } from '../core/subjects.js';
+import type { DecodedToken, TokenClaims } from '../core/access-token.js';
 
-/**
- * The one-time room access token. Every field is covered by the signature,
- * which is made with the *tenant's* key (not the superService's), so a token
- * can vouch only for its own tenant and no field (eapolicy included) can be
- * altered. `host`/`secure` keep Licode clients able to find the gateway.
+export { type TokenClaims, decodeToken } from '../core/access-token.js';
+
+/*
+ * The one-time room access token (its format is in core/access-token.ts).
+ * Every field is covered by the signature, which is made with the *tenant's*
+ * key (not the superService's), so a token can vouch only for its own tenant
+ * and no field (eapolicy included) can be altered. `host`/`secure` keep
+ * Licode clients able to find the gateway.
  */
-export const tokenClaimsSchema = z
-  .object({
-    tokenId: z.string().regex(/^[0-9a-f]{32}$/),
-    serviceId: z.string().regex(/^[0-9a-f]{24}$/),
-    roomId: z.string().regex(/^[0-9a-f]{24}$/),
-    userName: z.string().min(1).max(256),
-    role: roleSchema,
-    gatewayId: z.string().min(1).max(200),
-    gatewayUrl: z.string().url(),
-    host: z.string().min(1),
-    secure: z.boolean(),
-    eapolicy: eaPolicySchema,
-    expiresAt: z.number().int().positive(),
-  })
-  .strict();
-export type TokenClaims = z.infer<typeof tokenClaimsSchema>;
-
-const signedTokenSchema = tokenClaimsSchema.extend({ signature: z.string().min(1).max(128) }).strict();
 
 const CLAIM_ORDER = [
   'tokenId',
@@ -70,24 +53,6 @@ export function encodeToken(claims: TokenClaims, key: string): string {
     signature: sign(claims, key),
   } satisfies Record<(typeof CLAIM_ORDER)[number] | 'signature', unknown>;
   return Buffer.from(JSON.stringify(body)).toString('base64');
-}
-
-export interface DecodedToken {
-  claims: TokenClaims;
-  signature: string;
-}
-
-export function decodeToken(token: string): DecodedToken {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(token, 'base64').toString('utf8'));
-  } catch {
-    throw new AppError('TOKEN_MALFORMED', 'token is not base64-encoded JSON', 401);
-  }
-  const result = signedTokenSchema.safeParse(parsed);
-  if (!result.success) throw new AppError('TOKEN_MALFORMED', 'token fields are missing or invalid', 401);
-  const { signature, ...claims } = result.data;
-  return { claims, signature };
 }
 
 export function verifyTokenSignature(decoded: DecodedToken, key: string): boolean {

@@ -22,4 +22,6 @@ export const closeCodes = {
   replaced: 4102,
   gatewayShutdown: 4103,
   protocolAbuse: 4104,
+  /** The requested peerId belongs to another user or to a broadcaster of the room (errorName PEER_ID_TAKEN). */
+  peerIdTaken: 4105,
 } as const;

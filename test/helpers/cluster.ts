@@ -178,6 +178,8 @@ export class Cluster {
   readonly pgRelay = new TcpRelay(5432);
   private common: Record<string, string> = {};
   readonly superService = { id: randomBytes(12).toString('hex'), key: randomBytes(24).toString('base64url') };
+  /** Bearer secret of every process's /metrics and /drain. */
+  readonly opsToken = randomBytes(24).toString('base64url');
 
   async start(options: ClusterOptions): Promise<void> {
     this.nats = await startNats(options.natsHost);
@@ -196,6 +198,9 @@ export class Cluster {
       MSS_NUVE__GATEWAY_TIMEOUT_MS: '3000',
       MSS_AGENT__GATEWAY_TIMEOUT_MS: '3000',
       MSS_GATEWAY__KEEPALIVE_MS: '500',
+      MSS_OPS__TOKEN: this.opsToken,
+      // Every test client connects from 127.0.0.1: one address, many users.
+      MSS_GATEWAY__RATE_LIMIT__CONNECTIONS_PER_SEC_PER_IP: '1000',
       ...options.env,
     };
     this.common = common;
@@ -284,8 +289,10 @@ export class Cluster {
     return this.bus.request(agentSubjects.rpc(agentId), { method: 'dump', data: {} }, { timeoutMs: 3000 });
   }
 
+  /** A gateway's rooms and peers, as its drain status (ops token) tells them. */
   async gatewayHealth(port: number): Promise<{ rooms: number; peers: number }> {
-    return (await fetch(`http://127.0.0.1:${port}/health`)).json() as Promise<{ rooms: number; peers: number }>;
+    const res = await fetch(`http://127.0.0.1:${port}/drain`, { headers: { authorization: `Bearer ${this.opsToken}` } });
+    return res.json() as Promise<{ rooms: number; peers: number }>;
   }
 
   private async waitForGateways(n: number): Promise<void> {

@@ -1,4 +1,4 @@
-import { WebSocket } from 'ws';
+import { type ClientOptions, WebSocket } from 'ws';
 
 export interface ProtooError extends Error {
   errorCode: number;
@@ -28,8 +28,9 @@ export class ProtooClient {
     ws.on('message', (raw) => this.onMessage(JSON.parse(raw.toString())));
   }
 
-  static connect(url: string, token: string, extra = ''): Promise<ProtooClient> {
-    const ws = new WebSocket(`${url}/?token=${encodeURIComponent(token)}${extra}`);
+  /** `options.localAddress` picks the client's address (any of 127.0.0.0/8 on loopback). */
+  static connect(url: string, token: string, extra = '', options: ClientOptions = {}): Promise<ProtooClient> {
+    const ws = new WebSocket(`${url}/?token=${encodeURIComponent(token)}${extra}`, options);
     const client = new ProtooClient(ws);
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(client));

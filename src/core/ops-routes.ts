@@ -1,0 +1,49 @@
+import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify';
+import type { Registry } from 'prom-client';
+import { AppError } from './errors.js';
+import type { OpsAuth } from './ops-auth.js';
+
+export interface OpsRoutesOptions {
+  auth: OpsAuth;
+  /** Takes new rooms (false once draining). */
+  ready(): boolean;
+  /** Starts the drain; calling it again changes nothing. */
+  drain(): void;
+  /** What is left before the drain is done (counts the preStop hook waits on). */
+  remaining(): Record<string, number>;
+  /** The process's metrics, if it keeps any. */
+  metrics(): Registry | undefined;
+}
+
+const unauthorized = new AppError('OPS_UNAUTHORIZED', 'operational endpoint: send Authorization: Bearer <ops.token>', 401);
+
+/**
+ * The probe and operational endpoints of a gateway or an agent. `/health` and
+ * `/ready` are open (Kubernetes probes them without credentials) and say only
+ * whether the process lives and takes new rooms. `/metrics` and `/drain`
+ * (`POST` starts it, `GET` tells what is left) need the ops token on the
+ * matched route, whatever the URL spelling and wherever the request comes
+ * from: a same-host proxy is no proof of anything.
+ */
+export const opsRoutes: FastifyPluginAsync<OpsRoutesOptions> = async (app, options) => {
+  const opsOnly: onRequestHookHandler = async (request, reply) => {
+    if (!options.auth.allows(request.headers.authorization)) {
+      return reply.status(401).header('www-authenticate', 'Bearer').send(unauthorized.toJSON());
+    }
+  };
+
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/ready', async (_request, reply) =>
+    options.ready() ? { status: 'ready' } : reply.status(503).send({ code: 'DRAINING', message: 'draining: no new rooms' }),
+  );
+  app.get('/metrics', { onRequest: opsOnly }, async (_request, reply) => {
+    const registry = options.metrics();
+    if (!registry) return reply.status(404).send({ code: 'NOT_FOUND', message: 'metrics disabled' });
+    return reply.type(registry.contentType).send(await registry.metrics());
+  });
+  app.post('/drain', { onRequest: opsOnly }, async () => {
+    options.drain();
+    return { draining: true, ...options.remaining() };
+  });
+  app.get('/drain', { onRequest: opsOnly }, async () => ({ draining: !options.ready(), ...options.remaining() }));
+};

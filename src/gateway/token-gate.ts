@@ -1,0 +1,119 @@
+import { createHash } from 'node:crypto';
+import { decodeToken } from '../core/access-token.js';
+import type { Bus } from '../core/bus/bus.js';
+import { AppError, isAppError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { type TokenGrant, subjects, tokenErrorCodes, tokenGrantSchema } from '../core/subjects.js';
+
+/** Clocks of gateways and Nuve may differ this much before a token the gateway thinks expired is refused without asking Nuve. */
+const CLOCK_SKEW_MS = 60_000;
+/** No token lives longer than this (the ceiling of nuve.tokenTtlSec), whatever its claims say. */
+const MAX_TOKEN_LIFETIME_MS = 86_400_000;
+
+interface Refusal {
+  code: keyof typeof tokenErrorCodes;
+  message: string;
+  /** Past this, the token is refused as expired anyway, so the entry is no longer needed. */
+  until: number;
+}
+
+/** A token this gateway refuses by itself, or the digest and expiry it is known by. */
+type Inspection = { refusal: AppError } | { token: string; key: string; expiresAt: number };
+
+/**
+ * Where clients' tokens are consumed, and refused as cheaply as possible: a
+ * missing, malformed or expired token never leaves the gateway, and a token
+ * Nuve refused once (or this gateway already admitted: tokens work once) is
+ * remembered by a 128-bit digest until it would expire, so a reconnect storm
+ * with a spent token costs one Nuve round trip in all. Concurrent uses of one
+ * token share one round trip. Memory is bounded: the oldest refusals go first.
+ */
+export class TokenGate {
+  private readonly refused = new Map<string, Refusal>();
+  private readonly inFlight = new Map<string, Promise<TokenGrant>>();
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly gatewayId: string,
+    private readonly logger: Logger,
+    private readonly maxRefusals: number,
+  ) {}
+
+  /** The refusal this gateway can give by itself (no Nuve round trip), if any. */
+  refusal(token: string | null | undefined): AppError | undefined {
+    const inspection = this.inspect(token);
+    return 'refusal' in inspection ? inspection.refusal : undefined;
+  }
+
+  /** Verifies and consumes a token at Nuve; failures carry the stable token error codes. */
+  async consume(token: string | null | undefined): Promise<TokenGrant> {
+    const inspection = this.inspect(token);
+    if ('refusal' in inspection) throw inspection.refusal;
+    const { token: wellFormed, key, expiresAt } = inspection;
+    const pending = this.inFlight.get(key);
+    if (pending) {
+      // Another connection is using this very token: whatever Nuve answers it, this one cannot have it too.
+      await pending;
+      throw new AppError('TOKEN_ALREADY_USED', 'token was already used or revoked', 401);
+    }
+    const consumption = this.askNuve(wellFormed);
+    this.inFlight.set(key, consumption);
+    try {
+      const grant = await consumption;
+      this.remember(key, 'TOKEN_ALREADY_USED', 'token was already used or revoked', expiresAt);
+      return grant;
+    } catch (err) {
+      if (isAppError(err) && err.code in tokenErrorCodes && err.code !== 'TOKEN_SERVICE_UNAVAILABLE') {
+        this.remember(key, err.code as Refusal['code'], err.message, expiresAt);
+      }
+      throw err;
+    } finally {
+      this.inFlight.delete(key);
+    }
+  }
+
+  private inspect(token: string | null | undefined): Inspection {
+    if (!token) return { refusal: new AppError('TOKEN_MISSING', 'connect with ?token=', 401) };
+    const now = Date.now();
+    const key = digest(token);
+    const known = this.refused.get(key);
+    if (known && known.until > now) return { refusal: new AppError(known.code, known.message, 401) };
+    if (known) this.refused.delete(key);
+    let expiresAt: number;
+    try {
+      expiresAt = decodeToken(token).claims.expiresAt;
+    } catch (err) {
+      return { refusal: err as AppError };
+    }
+    if (expiresAt + CLOCK_SKEW_MS < now) return { refusal: new AppError('TOKEN_EXPIRED', 'token has expired', 401) };
+    return { token, key, expiresAt };
+  }
+
+  private async askNuve(token: string): Promise<TokenGrant> {
+    try {
+      const grant = await this.bus.request(subjects.tokenConsume, { token, gatewayId: this.gatewayId }, { timeoutMs: 3000 });
+      return tokenGrantSchema.parse(grant);
+    } catch (err) {
+      if (isAppError(err) && err.code in tokenErrorCodes) throw err;
+      this.logger.warn({ err }, 'token consumption failed');
+      throw new AppError('TOKEN_SERVICE_UNAVAILABLE', 'token service unavailable, retry', 503);
+    }
+  }
+
+  /** Kept until the token's own expiry (then `inspect` says expired), never longer than a token can live. */
+  private remember(key: string, code: Refusal['code'], message: string, expiresAt: number): void {
+    const until = Math.min(expiresAt + CLOCK_SKEW_MS, Date.now() + MAX_TOKEN_LIFETIME_MS);
+    this.refused.delete(key);
+    this.refused.set(key, { code, message, until });
+    // Oldest first (insertion order): a flood of distinct bad tokens evicts itself, and memory stays bounded.
+    for (const oldest of this.refused.keys()) {
+      if (this.refused.size <= this.maxRefusals) break;
+      this.refused.delete(oldest);
+    }
+  }
+}
+
+/** A fixed 16 bytes per token, whatever its length: enough to tell tokens apart, small to keep. */
+function digest(token: string): string {
+  return createHash('sha256').update(token).digest().toString('base64', 0, 16);
+}
