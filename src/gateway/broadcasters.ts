@@ -1,36 +1,41 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { AppError, isAppError } from '../core/errors.js';
+import { AppError, describeIssues, isAppError } from '../core/errors.js';
+import {
+  appDataSchema,
+  deviceSchema,
+  displayNameSchema,
+  rtpCapabilitiesSchema,
+  rtpParametersSchema,
+} from '../protocol/media-parameters.js';
 import type { Gateway } from './gateway.js';
 import { Peer } from './peer.js';
 
 const id = z.string().min(1).max(128);
 const createBody = z.object({
   token: z.string().min(1).max(4096),
-  displayName: z.string().trim().min(1).max(128).optional(),
-  device: z.record(z.string(), z.unknown()).optional(),
+  displayName: displayNameSchema.optional(),
+  device: deviceSchema.optional(),
   /** Only needed to consume (egress); defaults to the router's capabilities. */
-  rtpCapabilities: z.record(z.string(), z.unknown()).optional(),
+  rtpCapabilities: rtpCapabilitiesSchema.optional(),
 });
 const transportBody = z.object({ comedia: z.boolean().default(true), rtcpMux: z.boolean().default(false) }).prefault({});
 const connectBody = z.object({
-  ip: z.string().min(1).max(64),
+  /** Where the transport sends: an address, as mediasoup takes no host names. */
+  ip: z.union([z.ipv4(), z.ipv6()]),
   port: z.number().int().min(1).max(65535),
   rtcpPort: z.number().int().min(1).max(65535).optional(),
 });
 const produceBody = z.object({
   kind: z.enum(['audio', 'video']),
-  rtpParameters: z.record(z.string(), z.unknown()),
-  appData: z.record(z.string(), z.unknown()).optional(),
+  rtpParameters: rtpParametersSchema,
+  appData: appDataSchema.optional(),
 });
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value ?? {});
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    throw new AppError('INVALID_REQUEST', `${issue?.path.join('.') ?? ''} ${issue?.message ?? 'invalid'}`.trim(), 400);
-  }
+  if (!result.success) throw new AppError('INVALID_REQUEST', describeIssues(result.error.issues), 400);
   return result.data;
 }
 

@@ -1,4 +1,5 @@
-import type { PeerInfo } from '../protocol/signaling.js';
+import type { RtpCapabilities } from '../protocol/media-parameters.js';
+import type { ClientRequest, PeerInfo } from '../protocol/signaling.js';
 import type { PeerConnection } from './peer-connection.js';
 import type { ClientDistance, Rtts } from './placement.js';
 
@@ -11,8 +12,8 @@ export class Peer {
   displayName: string;
   device: Record<string, unknown> = {};
   joined = false;
-  rtpCapabilities?: Record<string, unknown>;
-  sctpCapabilities?: Record<string, unknown>;
+  rtpCapabilities?: RtpCapabilities;
+  sctpCapabilities?: ClientRequest<'join'>['sctpCapabilities'];
   /** transport id → whether it was created for consuming. */
   readonly transports = new Map<string, { consuming: boolean }>();
   readonly producers = new Map<string, { kind: 'audio' | 'video' }>();

@@ -7,9 +7,10 @@ import {
   agentSubjects,
 } from '../core/agent-protocol.js';
 import type { Bus } from '../core/bus/bus.js';
-import { AppError } from '../core/errors.js';
+import { AppError, describeIssues } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { EaPolicy } from '../core/store/store.js';
+import type { RtpCapabilities } from '../protocol/media-parameters.js';
 import { type AgentProbes, type ClientMethod, type ClientRequest, clientRequestSchemas, closeCodes } from '../protocol/signaling.js';
 import { Cascade } from './cascade.js';
 import type { Peer } from './peer.js';
@@ -294,10 +295,7 @@ export class Room extends EventEmitter<RoomEvents> {
       throw new AppError('UNKNOWN_METHOD', `unknown method "${method}"`, 400);
     }
     const parsed = clientRequestSchemas[method as ClientMethod].safeParse(rawData ?? {});
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new AppError('INVALID_REQUEST', `invalid ${method}: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim(), 400);
-    }
+    if (!parsed.success) throw new AppError('INVALID_REQUEST', `invalid ${method}: ${describeIssues(parsed.error.issues)}`, 400);
     const data = parsed.data as never;
     if (!BEFORE_JOIN.has(method) && !peer.joined) {
       throw new AppError('NOT_JOINED', `${method} requires join first`, 409);
@@ -423,7 +421,7 @@ export class Room extends EventEmitter<RoomEvents> {
    * pipe is held for as long as this consumer exists. Null when the peer's
    * RTP capabilities cannot receive it.
    */
-  private async consume(consumerPeer: Peer, producerId: string, transportId: string, rtpCapabilities: Record<string, unknown>) {
+  private async consume(consumerPeer: Peer, producerId: string, transportId: string, rtpCapabilities: RtpCapabilities) {
     const to = await this.placed(consumerPeer);
     const from = this.producerOwner(producerId)?.agentId;
     if (from === undefined) throw new AppError('PRODUCER_NOT_FOUND', `producer ${producerId} not found`, 404);
@@ -593,7 +591,7 @@ export class Room extends EventEmitter<RoomEvents> {
     /** Plain-RTP egress (recording, restreaming): consumes a producer and starts it at once. */
     consume: async (peer: Peer, transportId: string, producerId: string) => {
       this.ownTransport(peer, transportId);
-      const rtpCapabilities = (peer.rtpCapabilities ?? this.rtpCapabilities) as Record<string, unknown>;
+      const rtpCapabilities = peer.rtpCapabilities ?? (this.rtpCapabilities as RtpCapabilities);
       const info = await this.consume(peer, producerId, transportId, rtpCapabilities);
       if (!info) throw new AppError('CANNOT_CONSUME', 'these RTP capabilities cannot receive that producer', 400);
       await this.agent('resumeConsumer', peer, { consumerId: info.id });
