@@ -6,12 +6,13 @@ import { audioRtpParameters, videoRtpParameters } from './helpers/ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 import { ProtooClient, type ProtooError } from './helpers/protoo-client.js';
 
-// Issue 12, items 2 and 9: what clients and broadcasters send is shaped and bounded.
+// Issue 12, items 2 and 9: what clients and broadcasters send is shaped and bounded, and each peer's media objects are capped.
+const caps = { maxTransportsPerPeer: 4, maxProducersPerPeer: 2, maxConsumersPerPeer: 1, maxDataProducersPerPeer: 1, maxDataConsumersPerPeer: 1 };
 let platform: EmbeddedPlatform;
 let http: string;
 
 before(async () => {
-  platform = await startEmbedded();
+  platform = await startEmbedded({ gateway: { limits: caps } });
   http = platform.gatewayUrl.replace(/^ws/, 'http');
 });
 after(async () => platform.close());
@@ -118,6 +119,38 @@ describe('client values that are stored or echoed are shaped and bounded (item 2
 });
 
 describe('broadcaster and RTP input ranges (item 9)', () => {
+  test('a second connect of one transport is refused with 409 ALREADY_CONNECTED', { timeout: 30_000 }, async () => {
+    const roomId = await platform.createRoom('reconnect');
+    const bc = await gatewayCall(http, 'POST', '/broadcasters', { token: await platform.token(roomId, 'bc') });
+    const t = await gatewayCall(http, 'POST', `/broadcasters/${bc.id}/transports`, { comedia: false, rtcpMux: true }, bc.secret);
+    const connect = () => gatewayCall(http, 'POST', `/broadcasters/${bc.id}/transports/${t.id}/connect`, { ip: '127.0.0.1', port: 5004 }, bc.secret);
+    await connect();
+    await httpRejectsWith(connect(), 409, 'ALREADY_CONNECTED', 'second plain connect');
+    await httpRejectsWith(
+      gatewayCall(http, 'POST', `/broadcasters/${bc.id}/transports/${t.id}/connect`, { ip: 'not-an-ip', port: 5004 }, bc.secret),
+      400,
+      'INVALID_REQUEST',
+      'connect to a name',
+    );
+    await gatewayCall(http, 'DELETE', `/broadcasters/${bc.id}`, undefined, bc.secret);
+
+    // The same over WebSocket, also when both arrive at once.
+    const p = await joinedPeer(roomId, 'p');
+    const dtlsParameters = { role: 'client', fingerprints: [{ algorithm: 'sha-256', value: Array(32).fill('AB').join(':') }] };
+    const both = await Promise.allSettled([
+      p.client.request('connectWebRtcTransport', { transportId: p.send.id, dtlsParameters }),
+      p.client.request('connectWebRtcTransport', { transportId: p.send.id, dtlsParameters }),
+    ]);
+    assert.equal(both.filter((r) => r.status === 'fulfilled').length, 1);
+    await rejectsWith(
+      p.client.request('connectWebRtcTransport', { transportId: p.send.id, dtlsParameters }),
+      409,
+      'ALREADY_CONNECTED',
+      'third WebRTC connect',
+    );
+    await closeAll(p.client);
+  });
+
   test('RTP parameters out of range are refused with 400 before reaching mediasoup', { timeout: 30_000 }, async () => {
     const roomId = await platform.createRoom('ranges');
     const bc = await gatewayCall(http, 'POST', '/broadcasters', { token: await platform.token(roomId, 'bc') });
@@ -158,5 +191,70 @@ describe('broadcaster and RTP input ranges (item 9)', () => {
     );
     await gatewayCall(http, 'DELETE', `/broadcasters/${bc.id}`, undefined, bc.secret);
     await closeAll(p.client);
+  });
+});
+
+describe('per-peer caps (item 9)', () => {
+  test('a peer holds at most maxTransportsPerPeer transports, even when it asks for many at once', { timeout: 30_000 }, async () => {
+    const roomId = await platform.createRoom('transports');
+    const viewer = await connect(roomId, 'v', 'viewer');
+    const before = (await platform.agent!.dump()).transports;
+    const results = await Promise.allSettled(Array.from({ length: 10 }, () => viewer.request('createWebRtcTransport', { consuming: true })));
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    assert.equal(results.length - refused.length, caps.maxTransportsPerPeer);
+    for (const r of refused) {
+      assert.equal(r.reason.errorName, 'PEER_LIMIT_REACHED');
+      assert.equal(r.reason.errorCode, 403);
+    }
+    assert.equal((await platform.agent!.dump()).transports - before, caps.maxTransportsPerPeer);
+    await rejectsWith(viewer.request('createWebRtcTransport', {}), 403, 'PEER_LIMIT_REACHED', 'one more later');
+    await closeAll(viewer);
+  });
+
+  test('producers, data producers, consumers and data consumers are capped per peer', { timeout: 30_000 }, async () => {
+    const roomId = await platform.createRoom('objects');
+    const a = await joinedPeer(roomId, 'a');
+    const produce = (kind: 'audio' | 'video', mid: string) =>
+      a.client.request('produce', {
+        transportId: a.send.id,
+        kind,
+        rtpParameters: { ...(kind === 'audio' ? audioRtpParameters : videoRtpParameters), mid },
+      });
+    const audio = await produce('audio', '0');
+    const video = await produce('video', '1');
+    await rejectsWith(produce('audio', '2'), 403, 'PEER_LIMIT_REACHED', 'third producer');
+    // The cap counts what the peer holds now: closing one frees a place.
+    await a.client.request('closeProducer', { producerId: audio.id });
+    const audio2 = await produce('audio', '3');
+    await a.client.request('produceData', { transportId: a.send.id, sctpStreamParameters: { streamId: 0 }, label: 'a' });
+    await rejectsWith(
+      a.client.request('produceData', { transportId: a.send.id, sctpStreamParameters: { streamId: 1 }, label: 'b' }),
+      403,
+      'PEER_LIMIT_REACHED',
+      'second data producer',
+    );
+    const c = await joinedPeer(roomId, 'c');
+    await c.client.request('produceData', { transportId: c.send.id, sctpStreamParameters: { streamId: 0 }, label: 'c' });
+
+    // b joins a room with two producers and two data producers: it is offered one of each.
+    const b = await joinedPeer(roomId, 'b', 'viewer');
+    await sleep(1000);
+    assert.equal(b.offered.consumers.length, caps.maxConsumersPerPeer);
+    assert.ok([audio2.id, video.id].includes(b.offered.consumers[0].producerId));
+    assert.equal(b.offered.dataConsumers.length, caps.maxDataConsumersPerPeer);
+
+    // A broadcaster's egress asks for consumers itself: it is told.
+    const egress = await gatewayCall(http, 'POST', '/broadcasters', { token: await platform.token(roomId, 'rec') });
+    const out = await gatewayCall(http, 'POST', `/broadcasters/${egress.id}/transports`, { comedia: false, rtcpMux: true }, egress.secret);
+    await gatewayCall(http, 'POST', `/broadcasters/${egress.id}/transports/${out.id}/connect`, { ip: '127.0.0.1', port: 5006 }, egress.secret);
+    await gatewayCall(http, 'POST', `/broadcasters/${egress.id}/transports/${out.id}/consume`, { producerId: video.id }, egress.secret);
+    await httpRejectsWith(
+      gatewayCall(http, 'POST', `/broadcasters/${egress.id}/transports/${out.id}/consume`, { producerId: audio2.id }, egress.secret),
+      403,
+      'PEER_LIMIT_REACHED',
+      'second egress consumer',
+    );
+    await gatewayCall(http, 'DELETE', `/broadcasters/${egress.id}`, undefined, egress.secret);
+    await closeAll(a.client, b.client, c.client);
   });
 });

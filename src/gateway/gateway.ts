@@ -235,6 +235,7 @@ export class Gateway {
       onPlaced: (agentId) => this.metrics?.placements.inc({ agent: agentId }),
       fallbackAfterMs: this.config.gateway.cascade.probeTimeoutMs,
       probes: (r) => this.probesFor(r),
+      peerLimits: this.config.gateway.limits,
     });
     this.rooms.set(room.id, room);
     room.once('close', () => {
