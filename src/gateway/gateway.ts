@@ -121,6 +121,8 @@ export class Gateway {
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: this.config.gateway.maxMessageBytes,
     });
+    // Unknown routes answer like every other refusal: JSON with a stable code.
+    app.setNotFoundHandler((_request, reply) => reply.status(404).send({ code: 'NOT_FOUND', message: 'no such route' }));
     // Liveness: the process answers. Readiness: it takes new rooms (false while draining).
     app.get('/health', async () => ({ status: 'ok', rooms: this.rooms.size, peers: this.peerCount() }));
     // Starts the drain from inside the pod (Kubernetes preStop); only from this host.
