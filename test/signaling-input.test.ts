@@ -189,6 +189,14 @@ describe('broadcaster and RTP input ranges (item 9)', () => {
       'INVALID_REQUEST',
       'WebSocket payloadType 300',
     );
+    // In range but clashing with what the transport already has: mediasoup's worker refuses, and that is the client's error too.
+    await p.client.request('produce', { transportId: p.send.id, kind: 'audio', rtpParameters: { ...audioRtpParameters, mid: '0' } });
+    await rejectsWith(
+      p.client.request('produce', { transportId: p.send.id, kind: 'audio', rtpParameters: { ...audioRtpParameters, mid: '1' } }),
+      400,
+      'INVALID_PARAMETERS',
+      'an SSRC already in use',
+    );
     await gatewayCall(http, 'DELETE', `/broadcasters/${bc.id}`, undefined, bc.secret);
     await closeAll(p.client);
   });
