@@ -60,7 +60,7 @@ test('broadcaster API refuses bad input, wrong secrets and viewer tokens', async
   const t = await call('POST', `/broadcasters/${bc.id}/transports`, {}, bc.secret);
   await assert.rejects(
     call('POST', `/broadcasters/${bc.id}/transports/${t.id}/producers`, { kind: 'audio', rtpParameters: { codecs: 'nope' } }, bc.secret),
-    (e: any) => e.status === 400 && e.body.code === 'INVALID_PARAMETERS',
+    (e: any) => e.status === 400 && e.body.code === 'INVALID_REQUEST',
   );
   await assert.rejects(
     call('POST', `/broadcasters/${bc.id}/transports/unknown/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, bc.secret),

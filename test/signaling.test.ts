@@ -142,7 +142,10 @@ describe('signaling', () => {
     const c = p.client;
     await rejectsWith(c.request('noSuchMethod'), 400, 'UNKNOWN_METHOD');
     await rejectsWith(c.request('join', {}), 409, 'ALREADY_JOINED');
-    await rejectsWith(c.request('produce', { transportId: p.send.id, kind: 'audio', rtpParameters: { codecs: 'x' } }), 400, 'INVALID_PARAMETERS');
+    await rejectsWith(c.request('produce', { transportId: p.send.id, kind: 'audio', rtpParameters: { codecs: 'x' } }), 400, 'INVALID_REQUEST');
+    // Well formed, but nothing the router can take: mediasoup's own refusal.
+    const unsupported = { codecs: [{ mimeType: 'audio/nope', payloadType: 100, clockRate: 48000 }], encodings: [{ ssrc: 1 }] };
+    await rejectsWith(c.request('produce', { transportId: p.send.id, kind: 'audio', rtpParameters: unsupported }), 400, 'INVALID_PARAMETERS');
     await rejectsWith(c.request('produce', { transportId: p.send.id, kind: 'smell', rtpParameters: {} }), 400, 'INVALID_REQUEST');
     await rejectsWith(c.request('produce', { transportId: 'nope', kind: 'audio', rtpParameters: audioRtpParameters }), 404, 'TRANSPORT_NOT_FOUND');
     await rejectsWith(
@@ -152,8 +155,8 @@ describe('signaling', () => {
     );
     await rejectsWith(v.client.request('produceData', { transportId: v.send.id }), 403, 'PRODUCE_NOT_ALLOWED');
     // Another peer's objects are not yours.
-    await rejectsWith(c.request('connectWebRtcTransport', { transportId: v.recv.id, dtlsParameters: { fingerprints: [] } }), 404, 'TRANSPORT_NOT_FOUND');
-    await rejectsWith(c.request('connectWebRtcTransport', { transportId: p.send.id, dtlsParameters: { role: 'x' } }), 400, 'INVALID_PARAMETERS');
+    await rejectsWith(c.request('connectWebRtcTransport', { transportId: v.recv.id, dtlsParameters: { fingerprints: [{ algorithm: 'sha-256', value: 'AB' }] } }), 404, 'TRANSPORT_NOT_FOUND');
+    await rejectsWith(c.request('connectWebRtcTransport', { transportId: p.send.id, dtlsParameters: { role: 'x' } }), 400, 'INVALID_REQUEST');
     for (const [method, data] of [
       ['closeProducer', { producerId: 'x' }],
       ['pauseProducer', { producerId: 'x' }],

@@ -29,6 +29,19 @@ import { WorkerPool } from './worker-pool.js';
 
 const PIPE_SOCKET_BUFFER = 1024 * 1024;
 
+/**
+ * Requests carrying what a client described (RTP, DTLS, SCTP parameters). The
+ * worker refuses some only against its state (an SSRC or MID already in use on
+ * the transport): that refusal is the client's error too.
+ */
+const CLIENT_DESCRIBED: ReadonlySet<AgentMethod> = new Set<AgentMethod>([
+  'connectWebRtcTransport',
+  'connectPlainTransport',
+  'produce',
+  'produceData',
+  'consume',
+]);
+
 type Handlers = { [M in AgentMethod]: (req: AgentRequest<M>) => Promise<AgentResults[M]> | AgentResults[M] };
 
 /**
@@ -246,7 +259,7 @@ export class Agent {
       if (err instanceof AppError) throw err;
       // mediasoup rejects bad parameters with TypeError/UnsupportedError; closed objects with InvalidStateError.
       const name = (err as Error).name;
-      if (name === 'TypeError' || name === 'UnsupportedError') {
+      if (name === 'TypeError' || name === 'UnsupportedError' || (name === 'Error' && CLIENT_DESCRIBED.has(method))) {
         throw new AppError('INVALID_PARAMETERS', (err as Error).message, 400);
       }
       if (name === 'InvalidStateError') throw new AppError('INVALID_STATE', (err as Error).message, 409);

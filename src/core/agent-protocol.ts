@@ -1,4 +1,15 @@
 import { z } from 'zod';
+import {
+  appDataSchema,
+  dtlsParametersSchema,
+  mediaParameterLimits,
+  rtpCapabilitiesSchema,
+  rtpParametersSchema,
+  sctpCapabilitiesSchema,
+  sctpStreamParametersSchema,
+  text,
+} from '../protocol/media-parameters.js';
+import { boundedJsonObject } from './bounded-json.js';
 
 /**
  * The contract between gateways and media agents on the bus: request
@@ -21,8 +32,11 @@ export const agentSubjects = {
 } as const;
 
 const id = z.string().min(1).max(128);
-/** mediasoup validates the inner structure of these itself; here only their outer shape. */
-const object = z.record(z.string(), z.unknown());
+/**
+ * appData on the bus: the client's (bounded at the gateway) plus what the
+ * agent adds (peerId), so measured with the general limits.
+ */
+const busAppData = boundedJsonObject();
 
 export const agentLoadSchema = z.object({
   workers: z.number().int().nonnegative(),
@@ -75,9 +89,9 @@ export const agentRequestSchemas = {
     producing: z.boolean(),
     consuming: z.boolean(),
     forceTcp: z.boolean().optional(),
-    sctpCapabilities: object.optional(),
+    sctpCapabilities: sctpCapabilitiesSchema.optional(),
   }),
-  connectWebRtcTransport: z.object({ ...owned, transportId: id, dtlsParameters: object }),
+  connectWebRtcTransport: z.object({ ...owned, transportId: id, dtlsParameters: dtlsParametersSchema }),
   restartIce: z.object({ ...owned, transportId: id }),
   createPlainTransport: z.object({ ...owned, comedia: z.boolean(), rtcpMux: z.boolean() }),
   connectPlainTransport: z.object({
@@ -92,8 +106,8 @@ export const agentRequestSchemas = {
     ...owned,
     transportId: id,
     kind: z.enum(['audio', 'video']),
-    rtpParameters: object,
-    appData: object.optional(),
+    rtpParameters: rtpParametersSchema,
+    appData: appDataSchema.optional(),
   }),
   closeProducer: z.object({ ...owned, producerId: id }),
   pauseProducer: z.object({ ...owned, producerId: id }),
@@ -102,8 +116,8 @@ export const agentRequestSchemas = {
     ...owned,
     transportId: id,
     producerId: id,
-    rtpCapabilities: object,
-    appData: object.optional(),
+    rtpCapabilities: rtpCapabilitiesSchema,
+    appData: busAppData.optional(),
   }),
   closeConsumer: z.object({ ...owned, consumerId: id }),
   pauseConsumer: z.object({ ...owned, consumerId: id }),
@@ -119,10 +133,10 @@ export const agentRequestSchemas = {
   produceData: z.object({
     ...owned,
     transportId: id,
-    sctpStreamParameters: object.optional(),
-    label: z.string().max(256).optional(),
-    protocol: z.string().max(256).optional(),
-    appData: object.optional(),
+    sctpStreamParameters: sctpStreamParametersSchema.optional(),
+    label: text(256).optional(),
+    protocol: text(256).optional(),
+    appData: appDataSchema.optional(),
   }),
   consumeData: z.object({ ...owned, transportId: id, dataProducerId: id }),
   getTransportStats: z.object({ ...owned, transportId: id }),
@@ -158,9 +172,10 @@ export const agentRequestSchemas = {
     ...link,
     producerId: id,
     kind: z.enum(['audio', 'video']),
-    rtpParameters: object,
+    /** Written by mediasoup on the sending agent: only measured. */
+    rtpParameters: boundedJsonObject(mediaParameterLimits.rtp),
     paused: z.boolean(),
-    appData: object,
+    appData: busAppData,
   }),
   /** Stops sending (pipe consumer) or receiving (piped producer) `producerId` over the link. */
   unpipe: z.object({ ...link, producerId: id }),

@@ -139,6 +139,20 @@ export const configSchema = z
          * refused without asking Nuve; each takes about 100 bytes, the oldest go first.
          */
         refusedTokenCacheSize: z.number().int().positive().max(1_000_000).default(10_000),
+        /** What one peer (a client or a broadcaster) may hold at once; beyond it requests get PEER_LIMIT_REACHED (403). */
+        limits: z
+          .object({
+            /** A client needs two (send, receive); a broadcaster one per stream in or out. */
+            maxTransportsPerPeer: z.number().int().positive().default(4),
+            /** Microphone, camera and screen (video and audio) with room to spare. */
+            maxProducersPerPeer: z.number().int().positive().default(16),
+            /** One per producer of every other peer: the largest room a peer receives completely. */
+            maxConsumersPerPeer: z.number().int().positive().default(1000),
+            maxDataProducersPerPeer: z.number().int().positive().default(8),
+            maxDataConsumersPerPeer: z.number().int().positive().default(500),
+          })
+          .strict()
+          .prefault({}),
         /** After SIGTERM: keep serving existing rooms, exit when the last client leaves or after this long. */
         drainGraceSec: z.number().int().nonnegative().default(1800),
         /** Rooms spanning several agents: TTL-BEST placement, and ROOM-BEST spill. */

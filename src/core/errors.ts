@@ -26,3 +26,14 @@ export class AppError extends Error {
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
 }
+
+/**
+ * The first validation issue (zod's shape) as a short, stable reason; bounded,
+ * as an issue may list every unknown key of a hostile input.
+ */
+export function describeIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  const issue = issues[0];
+  if (!issue) return 'invalid';
+  const text = `${issue.path.map(String).join('.')} ${issue.message}`.trim();
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}

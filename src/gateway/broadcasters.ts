@@ -1,36 +1,80 @@
 import { randomBytes } from 'node:crypto';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { AppError, isAppError } from '../core/errors.js';
+import { AppError, describeIssues, isAppError } from '../core/errors.js';
+import {
+  appDataSchema,
+  deviceSchema,
+  displayNameSchema,
+  rtpCapabilitiesSchema,
+  rtpParametersSchema,
+} from '../protocol/media-parameters.js';
 import type { Gateway } from './gateway.js';
 import { Peer } from './peer.js';
 
 const id = z.string().min(1).max(128);
-const createBody = z.object({
-  token: z.string().min(1).max(4096),
-  displayName: z.string().trim().min(1).max(128).optional(),
-  device: z.record(z.string(), z.unknown()).optional(),
-  /** Only needed to consume (egress); defaults to the router's capabilities. */
-  rtpCapabilities: z.record(z.string(), z.unknown()).optional(),
-});
-const transportBody = z.object({ comedia: z.boolean().default(true), rtcpMux: z.boolean().default(false) }).prefault({});
-const connectBody = z.object({
-  ip: z.string().min(1).max(64),
-  port: z.number().int().min(1).max(65535),
-  rtcpPort: z.number().int().min(1).max(65535).optional(),
-});
-const produceBody = z.object({
-  kind: z.enum(['audio', 'video']),
-  rtpParameters: z.record(z.string(), z.unknown()),
-  appData: z.record(z.string(), z.unknown()).optional(),
-});
+const broadcasterParams = z.object({ id });
+const transportParams = z.object({ id, transportId: id });
+
+/**
+ * Every route with the schemas of its path parameters and body: validated
+ * here, and walked by the robustness suite (test/signaling-robustness.test.ts),
+ * so a route added to this table is fuzzed as well.
+ */
+export const broadcasterApi = {
+  create: {
+    method: 'POST',
+    url: '/broadcasters',
+    params: z.object({}),
+    body: z.object({
+      token: z.string().min(1).max(4096),
+      displayName: displayNameSchema.optional(),
+      device: deviceSchema.optional(),
+      /** Only needed to consume (egress); defaults to the router's capabilities. */
+      rtpCapabilities: rtpCapabilitiesSchema.optional(),
+    }),
+  },
+  createTransport: {
+    method: 'POST',
+    url: '/broadcasters/:id/transports',
+    params: broadcasterParams,
+    body: z.object({ comedia: z.boolean().default(true), rtcpMux: z.boolean().default(false) }).prefault({}),
+  },
+  connect: {
+    method: 'POST',
+    url: '/broadcasters/:id/transports/:transportId/connect',
+    params: transportParams,
+    body: z.object({
+      /** Where the transport sends: an address, as mediasoup takes no host names. */
+      ip: z.union([z.ipv4(), z.ipv6()]),
+      port: z.number().int().min(1).max(65535),
+      rtcpPort: z.number().int().min(1).max(65535).optional(),
+    }),
+  },
+  produce: {
+    method: 'POST',
+    url: '/broadcasters/:id/transports/:transportId/producers',
+    params: transportParams,
+    body: z.object({ kind: z.enum(['audio', 'video']), rtpParameters: rtpParametersSchema, appData: appDataSchema.optional() }),
+  },
+  consume: {
+    method: 'POST',
+    url: '/broadcasters/:id/transports/:transportId/consume',
+    params: transportParams,
+    body: z.object({ producerId: id }),
+  },
+  stats: {
+    method: 'GET',
+    url: '/broadcasters/:id/:kind/:objectId/stats',
+    params: z.object({ id, kind: z.enum(['producers', 'consumers']), objectId: id }),
+    body: undefined,
+  },
+  remove: { method: 'DELETE', url: '/broadcasters/:id', params: broadcasterParams, body: undefined },
+} as const;
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value ?? {});
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    throw new AppError('INVALID_REQUEST', `${issue?.path.join('.') ?? ''} ${issue?.message ?? 'invalid'}`.trim(), 400);
-  }
+  if (!result.success) throw new AppError('INVALID_REQUEST', describeIssues(result.error.issues), 400);
   return result.data;
 }
 
@@ -53,8 +97,18 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
 
   const secretOf = (auth: string | undefined) => (auth?.startsWith('Bearer ') ? auth.slice(7) : undefined);
 
-  app.post('/broadcasters', async (request) => {
-    const body = parse(createBody, request.body);
+  const route = <R extends keyof typeof broadcasterApi>(
+    name: R,
+    handler: (request: FastifyRequest, params: z.output<(typeof broadcasterApi)[R]['params']>) => Promise<unknown>,
+  ) => {
+    const { method, url, params } = broadcasterApi[name];
+    app.route({ method, url, handler: (request) => handler(request, parse(params as z.ZodType, request.params) as never) });
+  };
+  const authorized = (request: FastifyRequest, broadcasterId: string) =>
+    gateway.broadcaster(broadcasterId, secretOf(request.headers.authorization));
+
+  route('create', async (request) => {
+    const body = parse(broadcasterApi.create.body, request.body);
     const grant = await gateway.consumeToken(body.token);
     if (grant.role !== 'presenter') {
       throw new AppError('PRODUCE_NOT_ALLOWED', 'broadcasters need a presenter token', 403);
@@ -73,43 +127,38 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
     return { id: peer.id, secret, roomId: room.id, rtpCapabilities: room.rtpCapabilities };
   });
 
-  app.post('/broadcasters/:id/transports', async (request) => {
-    const { peer, room } = gateway.broadcaster(parse(z.object({ id }), request.params).id, secretOf(request.headers.authorization));
-    const body = parse(transportBody, request.body);
+  route('createTransport', async (request, params) => {
+    const { peer, room } = authorized(request, params.id);
+    const body = parse(broadcasterApi.createTransport.body, request.body);
     return room.broadcaster.createPlainTransport(peer, body.comedia, body.rtcpMux);
   });
 
-  app.post('/broadcasters/:id/transports/:transportId/connect', async (request) => {
-    const params = parse(z.object({ id, transportId: id }), request.params);
-    const { peer, room } = gateway.broadcaster(params.id, secretOf(request.headers.authorization));
-    const body = parse(connectBody, request.body);
+  route('connect', async (request, params) => {
+    const { peer, room } = authorized(request, params.id);
+    const body = parse(broadcasterApi.connect.body, request.body);
     await room.broadcaster.connectPlainTransport(peer, params.transportId, body.ip, body.port, body.rtcpPort);
     return {};
   });
 
-  app.post('/broadcasters/:id/transports/:transportId/producers', async (request) => {
-    const params = parse(z.object({ id, transportId: id }), request.params);
-    const { peer, room } = gateway.broadcaster(params.id, secretOf(request.headers.authorization));
-    const body = parse(produceBody, request.body);
+  route('produce', async (request, params) => {
+    const { peer, room } = authorized(request, params.id);
+    const body = parse(broadcasterApi.produce.body, request.body);
     return room.produce(peer, { transportId: params.transportId, ...body });
   });
 
-  app.post('/broadcasters/:id/transports/:transportId/consume', async (request) => {
-    const params = parse(z.object({ id, transportId: id }), request.params);
-    const { peer, room } = gateway.broadcaster(params.id, secretOf(request.headers.authorization));
-    const body = parse(z.object({ producerId: id }), request.body);
+  route('consume', async (request, params) => {
+    const { peer, room } = authorized(request, params.id);
+    const body = parse(broadcasterApi.consume.body, request.body);
     return room.broadcaster.consume(peer, params.transportId, body.producerId);
   });
 
-  app.get('/broadcasters/:id/:kind/:objectId/stats', async (request) => {
-    const params = parse(z.object({ id, kind: z.enum(['producers', 'consumers']), objectId: id }), request.params);
-    const { peer, room } = gateway.broadcaster(params.id, secretOf(request.headers.authorization));
+  route('stats', async (request, params) => {
+    const { peer, room } = authorized(request, params.id);
     return room.broadcaster.stats(peer, params.kind === 'producers' ? 'producer' : 'consumer', params.objectId);
   });
 
-  app.delete('/broadcasters/:id', async (request) => {
-    const params = parse(z.object({ id }), request.params);
-    const { peer, room } = gateway.broadcaster(params.id, secretOf(request.headers.authorization));
+  route('remove', async (request, params) => {
+    const { peer, room } = authorized(request, params.id);
     gateway.broadcasters.delete(peer.id);
     room.removePeer(peer, 'broadcaster deleted');
     return {};

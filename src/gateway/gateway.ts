@@ -127,6 +127,8 @@ export class Gateway {
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: this.config.gateway.maxMessageBytes,
     });
+    // Unknown routes answer like every other refusal: JSON with a stable code.
+    app.setNotFoundHandler((_request, reply) => reply.status(404).send({ code: 'NOT_FOUND', message: 'no such route' }));
     // Probes (open) and metrics and drain (ops token; the drain is started by the Kubernetes preStop hook).
     await app.register(opsRoutes, {
       auth: new OpsAuth(this.config.ops),
@@ -220,6 +222,7 @@ export class Gateway {
       onPlaced: (agentId) => this.metrics?.placements.inc({ agent: agentId }),
       fallbackAfterMs: this.config.gateway.cascade.probeTimeoutMs,
       probes: (r) => this.probesFor(r),
+      peerLimits: this.config.gateway.limits,
     });
     this.rooms.set(room.id, room);
     room.once('close', () => {

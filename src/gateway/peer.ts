@@ -1,6 +1,10 @@
-import type { PeerInfo } from '../protocol/signaling.js';
+import type { RtpCapabilities } from '../protocol/media-parameters.js';
+import type { ClientRequest, PeerInfo } from '../protocol/signaling.js';
 import type { PeerConnection } from './peer-connection.js';
 import type { ClientDistance, Rtts } from './placement.js';
+
+/** The media objects a peer holds on its agent, each capped per peer. */
+export type PeerObjectKind = 'transports' | 'producers' | 'consumers' | 'dataProducers' | 'dataConsumers';
 
 /**
  * A participant of a room on this gateway: a WebSocket client or a
@@ -11,15 +15,17 @@ export class Peer {
   displayName: string;
   device: Record<string, unknown> = {};
   joined = false;
-  rtpCapabilities?: Record<string, unknown>;
-  sctpCapabilities?: Record<string, unknown>;
-  /** transport id → whether it was created for consuming. */
-  readonly transports = new Map<string, { consuming: boolean }>();
+  rtpCapabilities?: RtpCapabilities;
+  sctpCapabilities?: ClientRequest<'join'>['sctpCapabilities'];
+  /** transport id → whether it was created for consuming, and whether its remote end was given (connect). */
+  readonly transports = new Map<string, { consuming: boolean; connected: boolean }>();
   readonly producers = new Map<string, { kind: 'audio' | 'video' }>();
   readonly dataProducers = new Map<string, { label: string; protocol: string }>();
   /** consumer id → the producer it receives. */
   readonly consumers = new Map<string, string>();
   readonly dataConsumers = new Set<string>();
+  /** Creations on the agent not answered yet, counted against the peer's limits with what it holds. */
+  readonly creating: Record<PeerObjectKind, number> = { transports: 0, producers: 0, consumers: 0, dataProducers: 0, dataConsumers: 0 };
   closed = false;
   /** The agent carrying this peer's media, from the moment it is chosen. */
   agentId?: string;

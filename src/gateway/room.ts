@@ -9,12 +9,14 @@ import {
   agentSubjects,
 } from '../core/agent-protocol.js';
 import type { Bus } from '../core/bus/bus.js';
-import { AppError } from '../core/errors.js';
+import type { Config } from '../core/config.js';
+import { AppError, describeIssues } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { EaPolicy } from '../core/store/store.js';
+import type { RtpCapabilities } from '../protocol/media-parameters.js';
 import { type AgentProbes, type ClientMethod, type ClientRequest, clientRequestSchemas, closeCodes } from '../protocol/signaling.js';
 import { Cascade } from './cascade.js';
-import type { Peer } from './peer.js';
+import type { Peer, PeerObjectKind } from './peer.js';
 
 interface RoomEvents {
   close: [];
@@ -49,7 +51,18 @@ export interface RoomOptions {
   fallbackAfterMs: number;
   /** TTL-BEST: the agents a client may time itself against before being placed. */
   probes: (room: Room) => AgentProbes;
+  /** What one peer may hold at once. */
+  peerLimits: PeerLimits;
 }
+type PeerLimits = Config['gateway']['limits'];
+
+const LIMIT_OF: Record<PeerObjectKind, keyof PeerLimits> = {
+  transports: 'maxTransportsPerPeer',
+  producers: 'maxProducersPerPeer',
+  consumers: 'maxConsumersPerPeer',
+  dataProducers: 'maxDataProducersPerPeer',
+  dataConsumers: 'maxDataConsumersPerPeer',
+};
 /** Methods with the same name and data on both protocols. */
 type SharedMethod = Extract<ClientMethod, AgentMethod>;
 
@@ -316,10 +329,7 @@ export class Room extends EventEmitter<RoomEvents> {
       throw new AppError('UNKNOWN_METHOD', `unknown method "${method}"`, 400);
     }
     const parsed = clientRequestSchemas[method as ClientMethod].safeParse(rawData ?? {});
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new AppError('INVALID_REQUEST', `invalid ${method}: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim(), 400);
-    }
+    if (!parsed.success) throw new AppError('INVALID_REQUEST', `invalid ${method}: ${describeIssues(parsed.error.issues)}`, 400);
     const data = parsed.data as never;
     if (!BEFORE_JOIN.has(method) && !peer.joined) {
       throw new AppError('NOT_JOINED', `${method} requires join first`, 409);
@@ -345,8 +355,8 @@ export class Room extends EventEmitter<RoomEvents> {
         return this.createWebRtcTransport(peer, data);
       case 'connectWebRtcTransport': {
         const d = data as ClientRequest<'connectWebRtcTransport'>;
-        this.ownTransport(peer, d.transportId);
-        return this.agent('connectWebRtcTransport', peer, d);
+        await this.connectOnce(peer, d.transportId, () => this.agent('connectWebRtcTransport', peer, d));
+        return null;
       }
       case 'restartIce': {
         const d = data as ClientRequest<'restartIce'>;
@@ -378,10 +388,44 @@ export class Room extends EventEmitter<RoomEvents> {
     }
   }
 
-  private ownTransport(peer: Peer, transportId: string): void {
-    if (!peer.transports.has(transportId)) {
-      throw new AppError('TRANSPORT_NOT_FOUND', `transport ${transportId} not found`, 404);
+  private ownTransport(peer: Peer, transportId: string): { consuming: boolean; connected: boolean } {
+    const transport = peer.transports.get(transportId);
+    if (!transport) throw new AppError('TRANSPORT_NOT_FOUND', `transport ${transportId} not found`, 404);
+    return transport;
+  }
+
+  /** Gives a transport its remote end, once (mediasoup refuses a second connect); a failed connect may be retried. */
+  private async connectOnce(peer: Peer, transportId: string, connect: () => Promise<unknown>): Promise<void> {
+    const transport = this.ownTransport(peer, transportId);
+    if (transport.connected) throw new AppError('ALREADY_CONNECTED', `transport ${transportId} is already connected`, 409);
+    transport.connected = true;
+    try {
+      await connect();
+    } catch (err) {
+      transport.connected = false;
+      throw err;
     }
+  }
+
+  /**
+   * Creates one more of a peer's `kind` unless it holds its limit already,
+   * creations in flight included, so requests sent together cannot pass it
+   * together. `keep` records what was created in the same turn as the
+   * reservation ends.
+   */
+  private async withinLimit<T, R>(peer: Peer, kind: PeerObjectKind, create: () => Promise<T>, keep: (created: T) => R): Promise<R> {
+    const limit = this.options.peerLimits[LIMIT_OF[kind]];
+    if (peer[kind].size + peer.creating[kind] >= limit) {
+      throw new AppError('PEER_LIMIT_REACHED', `a peer may hold at most ${limit} ${kind}`, 403);
+    }
+    peer.creating[kind]++;
+    let created: T;
+    try {
+      created = await create();
+    } finally {
+      peer.creating[kind]--;
+    }
+    return keep(created);
   }
 
   async join(peer: Peer, d: ClientRequest<'join'>): Promise<{ peers: unknown[] }> {
@@ -402,19 +446,28 @@ export class Room extends EventEmitter<RoomEvents> {
     return { peers: others.map((p) => p.info) };
   }
 
-  async createWebRtcTransport(peer: Peer, d: ClientRequest<'createWebRtcTransport'>): Promise<unknown> {
-    const info = await this.agent('createWebRtcTransport', peer, {
-      producing: d.producing ?? false,
-      consuming: d.consuming ?? false,
-      forceTcp: d.forceTcp,
-      sctpCapabilities: d.sctpCapabilities,
-    });
-    if (peer.closed) {
-      void this.agent('closeTransport', peer, { transportId: info.id }).catch(() => undefined);
-      throw new AppError('PEER_CLOSED', 'peer left', 410);
-    }
-    peer.transports.set(info.id, { consuming: d.consuming ?? false });
-    return info;
+  createWebRtcTransport(peer: Peer, d: ClientRequest<'createWebRtcTransport'>): Promise<unknown> {
+    return this.withinLimit(
+      peer,
+      'transports',
+      async () => {
+        const info = await this.agent('createWebRtcTransport', peer, {
+          producing: d.producing ?? false,
+          consuming: d.consuming ?? false,
+          forceTcp: d.forceTcp,
+          sctpCapabilities: d.sctpCapabilities,
+        });
+        if (peer.closed) {
+          void this.agent('closeTransport', peer, { transportId: info.id }).catch(() => undefined);
+          throw new AppError('PEER_CLOSED', 'peer left', 410);
+        }
+        return info;
+      },
+      (info) => {
+        peer.transports.set(info.id, { consuming: d.consuming ?? false, connected: false });
+        return info;
+      },
+    );
   }
 
   async produce(peer: Peer, d: ClientRequest<'produce'>): Promise<{ id: string }> {
@@ -422,8 +475,15 @@ export class Room extends EventEmitter<RoomEvents> {
       throw new AppError('PRODUCE_NOT_ALLOWED', 'this token has the viewer role: it may only subscribe', 403);
     }
     this.ownTransport(peer, d.transportId);
-    const { id } = await this.agent('produce', peer, d);
-    peer.producers.set(id, { kind: d.kind });
+    const id = await this.withinLimit(
+      peer,
+      'producers',
+      () => this.agent('produce', peer, d),
+      (result) => {
+        peer.producers.set(result.id, { kind: d.kind });
+        return result.id;
+      },
+    );
     for (const other of this.joinedPeers(peer)) void this.createConsumer(other, peer, id);
     return { id };
   }
@@ -433,10 +493,17 @@ export class Room extends EventEmitter<RoomEvents> {
       throw new AppError('PRODUCE_NOT_ALLOWED', 'this token has the viewer role: it may only subscribe', 403);
     }
     this.ownTransport(peer, d.transportId);
-    const result = await this.agent('produceData', peer, d);
-    peer.dataProducers.set(result.id, { label: result.label, protocol: result.protocol });
-    for (const other of this.joinedPeers(peer)) void this.createDataConsumer(other, peer, result.id);
-    return { id: result.id };
+    const id = await this.withinLimit(
+      peer,
+      'dataProducers',
+      () => this.agent('produceData', peer, d),
+      (result) => {
+        peer.dataProducers.set(result.id, { label: result.label, protocol: result.protocol });
+        return result.id;
+      },
+    );
+    for (const other of this.joinedPeers(peer)) void this.createDataConsumer(other, peer, id);
+    return { id };
   }
 
   /**
@@ -445,27 +512,35 @@ export class Room extends EventEmitter<RoomEvents> {
    * pipe is held for as long as this consumer exists. Null when the peer's
    * RTP capabilities cannot receive it.
    */
-  private async consume(consumerPeer: Peer, producerId: string, transportId: string, rtpCapabilities: Record<string, unknown>) {
-    const to = await this.placed(consumerPeer);
-    const from = this.producerOwner(producerId)?.agentId;
-    if (from === undefined) throw new AppError('PRODUCER_NOT_FOUND', `producer ${producerId} not found`, 404);
-    const pipe = from === to ? undefined : await this.cascade.hold(producerId, from, to);
-    let info: AgentResults['consume'] = null;
-    try {
-      info = await this.agent('consume', consumerPeer, { transportId, producerId, rtpCapabilities });
-    } finally {
-      if (pipe !== undefined && !info) this.cascade.drop(pipe);
-    }
-    if (!info) return null;
-    if (pipe !== undefined) this.cascade.bind(info.id, pipe);
-    consumerPeer.consumers.set(info.id, producerId);
-    if (consumerPeer.closed) {
-      // Left while this was being set up: removePeer has already released the others.
-      consumerPeer.consumers.delete(info.id);
-      this.cascade.release(info.id);
-      return null;
-    }
-    return info;
+  private consume(consumerPeer: Peer, producerId: string, transportId: string, rtpCapabilities: RtpCapabilities) {
+    return this.withinLimit(
+      consumerPeer,
+      'consumers',
+      async () => {
+        const to = await this.placed(consumerPeer);
+        const from = this.producerOwner(producerId)?.agentId;
+        if (from === undefined) throw new AppError('PRODUCER_NOT_FOUND', `producer ${producerId} not found`, 404);
+        const pipe = from === to ? undefined : await this.cascade.hold(producerId, from, to);
+        let info: AgentResults['consume'] = null;
+        try {
+          info = await this.agent('consume', consumerPeer, { transportId, producerId, rtpCapabilities });
+        } finally {
+          if (pipe !== undefined && !info) this.cascade.drop(pipe);
+        }
+        if (info && pipe !== undefined) this.cascade.bind(info.id, pipe);
+        return info;
+      },
+      (info) => {
+        if (!info) return null;
+        if (consumerPeer.closed) {
+          // Left while this was being set up: removePeer has already released the others.
+          this.cascade.release(info.id);
+          return null;
+        }
+        consumerPeer.consumers.set(info.id, producerId);
+        return info;
+      },
+    );
   }
 
   /** mediasoup-demo flow: consumer created paused, client told by request, then resumed once it is ready. */
@@ -510,8 +585,15 @@ export class Room extends EventEmitter<RoomEvents> {
     // Data channels are not piped between agents: only peers on the producer's agent receive them.
     if (producerPeer.agentId !== consumerPeer.agentId) return;
     try {
-      const info = await this.agent('consumeData', consumerPeer, { transportId, dataProducerId });
-      consumerPeer.dataConsumers.add(info.id);
+      const info = await this.withinLimit(
+        consumerPeer,
+        'dataConsumers',
+        () => this.agent('consumeData', consumerPeer, { transportId, dataProducerId }),
+        (created) => {
+          consumerPeer.dataConsumers.add(created.id);
+          return created;
+        },
+      );
       await consumerPeer.connection.request('newDataConsumer', {
         peerId: producerPeer.id,
         dataProducerId,
@@ -605,19 +687,22 @@ export class Room extends EventEmitter<RoomEvents> {
 
   /** Broadcaster (plain RTP) operations, for the HTTP ingest API. */
   broadcaster = {
-    createPlainTransport: async (peer: Peer, comedia: boolean, rtcpMux: boolean) => {
-      const info = await this.agent('createPlainTransport', peer, { comedia, rtcpMux });
-      peer.transports.set(info.id, { consuming: false });
-      return info;
-    },
-    connectPlainTransport: async (peer: Peer, transportId: string, ip: string, port: number, rtcpPort?: number) => {
-      this.ownTransport(peer, transportId);
-      await this.agent('connectPlainTransport', peer, { transportId, ip, port, rtcpPort });
-    },
+    createPlainTransport: (peer: Peer, comedia: boolean, rtcpMux: boolean) =>
+      this.withinLimit(
+        peer,
+        'transports',
+        () => this.agent('createPlainTransport', peer, { comedia, rtcpMux }),
+        (info) => {
+          peer.transports.set(info.id, { consuming: false, connected: false });
+          return info;
+        },
+      ),
+    connectPlainTransport: (peer: Peer, transportId: string, ip: string, port: number, rtcpPort?: number) =>
+      this.connectOnce(peer, transportId, () => this.agent('connectPlainTransport', peer, { transportId, ip, port, rtcpPort })),
     /** Plain-RTP egress (recording, restreaming): consumes a producer and starts it at once. */
     consume: async (peer: Peer, transportId: string, producerId: string) => {
       this.ownTransport(peer, transportId);
-      const rtpCapabilities = (peer.rtpCapabilities ?? this.rtpCapabilities) as Record<string, unknown>;
+      const rtpCapabilities = peer.rtpCapabilities ?? (this.rtpCapabilities as RtpCapabilities);
       const info = await this.consume(peer, producerId, transportId, rtpCapabilities);
       if (!info) throw new AppError('CANNOT_CONSUME', 'these RTP capabilities cannot receive that producer', 400);
       await this.agent('resumeConsumer', peer, { consumerId: info.id });

@@ -1,4 +1,15 @@
 import { z } from 'zod';
+import {
+  appDataSchema,
+  deviceSchema,
+  displayNameSchema,
+  dtlsParametersSchema,
+  rtpCapabilitiesSchema,
+  rtpParametersSchema,
+  sctpCapabilitiesSchema,
+  sctpStreamParametersSchema,
+  text,
+} from './media-parameters.js';
 
 /**
  * The client ↔ gateway signaling protocol (protoo wire format, mediasoup-demo
@@ -34,8 +45,6 @@ export type ProtooRequest = z.infer<typeof protooRequestSchema>;
 export type ProtooMessage = z.infer<typeof protooMessageSchema>;
 
 const id = z.string().min(1).max(128);
-const object = z.record(z.string(), z.unknown());
-const device = z.object({ flag: z.string().max(64).optional(), name: z.string().max(128).optional(), version: z.string().max(64).optional() }).passthrough();
 
 /** Client → gateway requests and their data. */
 export const clientRequestSchemas = {
@@ -48,27 +57,31 @@ export const clientRequestSchemas = {
    * The client's measured round-trip times (ms) to the agents it was given,
    * by agent id. Only what arrives before the peer is placed counts.
    */
-  reportAgentRtts: z.object({ rtts: z.record(id, z.number().nonnegative().max(60_000)) }),
+  reportAgentRtts: z.object({
+    rtts: z
+      .record(id, z.number().nonnegative().max(60_000))
+      .refine((rtts) => Object.keys(rtts).length <= 64, 'at most 64 agents'),
+  }),
   getRouterRtpCapabilities: z.object({}).passthrough().optional(),
   join: z.object({
-    displayName: z.string().trim().min(1).max(128).optional(),
-    device: device.optional(),
-    rtpCapabilities: object.optional(),
-    sctpCapabilities: object.optional(),
+    displayName: displayNameSchema.optional(),
+    device: deviceSchema.optional(),
+    rtpCapabilities: rtpCapabilitiesSchema.optional(),
+    sctpCapabilities: sctpCapabilitiesSchema.optional(),
   }),
   createWebRtcTransport: z.object({
     forceTcp: z.boolean().optional(),
     producing: z.boolean().optional(),
     consuming: z.boolean().optional(),
-    sctpCapabilities: object.optional(),
+    sctpCapabilities: sctpCapabilitiesSchema.optional(),
   }),
-  connectWebRtcTransport: z.object({ transportId: id, dtlsParameters: object }),
+  connectWebRtcTransport: z.object({ transportId: id, dtlsParameters: dtlsParametersSchema }),
   restartIce: z.object({ transportId: id }),
   produce: z.object({
     transportId: id,
     kind: z.enum(['audio', 'video']),
-    rtpParameters: object,
-    appData: object.optional(),
+    rtpParameters: rtpParametersSchema,
+    appData: appDataSchema.optional(),
   }),
   closeProducer: z.object({ producerId: id }),
   pauseProducer: z.object({ producerId: id }),
@@ -84,17 +97,17 @@ export const clientRequestSchemas = {
   requestConsumerKeyFrame: z.object({ consumerId: id }),
   produceData: z.object({
     transportId: id,
-    sctpStreamParameters: object.optional(),
-    label: z.string().max(256).optional(),
-    protocol: z.string().max(256).optional(),
-    appData: object.optional(),
+    sctpStreamParameters: sctpStreamParametersSchema.optional(),
+    label: text(256).optional(),
+    protocol: text(256).optional(),
+    appData: appDataSchema.optional(),
   }),
   getTransportStats: z.object({ transportId: id }),
   getProducerStats: z.object({ producerId: id }),
   getConsumerStats: z.object({ consumerId: id }),
   getDataProducerStats: z.object({ dataProducerId: id }),
   getDataConsumerStats: z.object({ dataConsumerId: id }),
-  changeDisplayName: z.object({ displayName: z.string().trim().min(1).max(128) }),
+  changeDisplayName: z.object({ displayName: displayNameSchema }),
   leave: z.object({}).passthrough().optional(),
 } as const;
 

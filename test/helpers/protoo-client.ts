@@ -48,6 +48,14 @@ export class ProtooClient {
     return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
   }
 
+  /** A request whose data is given as JSON text (values JSON.stringify cannot produce: 10,000 levels deep, `__proto__` keys), or absent. */
+  requestText<T = any>(method: string, dataJson: string | undefined): Promise<T> {
+    const id = this.nextId++;
+    const data = dataJson === undefined ? '' : `,"data":${dataJson}`;
+    this.ws.send(`{"request":true,"id":${id},"method":${JSON.stringify(method)}${data}}`);
+    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
+  }
+
   sendRaw(text: string): void {
     this.ws.send(text);
   }

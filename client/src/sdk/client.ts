@@ -1,5 +1,6 @@
 import { Device } from 'mediasoup-client';
 import type { types as ms } from 'mediasoup-client';
+import type { RtpCapabilities, RtpParameters } from '../../../src/protocol/media-parameters.js';
 import type { PeerInfo, ServerNotifications, ServerRequests } from '../../../src/protocol/signaling.js';
 import { measureAgentRtts } from './agent-rtt.js';
 import { TypedEmitter } from './emitter.js';
@@ -452,7 +453,7 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     const { peers } = await socket.request('join', {
       displayName: this.displayNameValue,
       device: this.options.device ?? { flag: 'mediasoup-signal', name: navigator.userAgent.slice(0, 128) },
-      rtpCapabilities: device.recvRtpCapabilities as unknown as Record<string, unknown>,
+      rtpCapabilities: device.recvRtpCapabilities as unknown as RtpCapabilities,
     });
     session.joined = true;
     // Peers gone while we were away leave; new ones join; known ones stay (their tracks come back as new consumers).
@@ -465,7 +466,7 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
   private wireTransport(session: Session, transport: ms.Transport): void {
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
       session.socket
-        .request('connectWebRtcTransport', { transportId: transport.id, dtlsParameters: dtlsParameters as unknown as Record<string, unknown> })
+        .request('connectWebRtcTransport', { transportId: transport.id, dtlsParameters })
         .then(() => callback(), errback);
     });
     transport.on('connectionstatechange', (state) => {
@@ -487,7 +488,7 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
           .request('produce', {
             transportId: transport.id,
             kind,
-            rtpParameters: rtpParameters as unknown as Record<string, unknown>,
+            rtpParameters: rtpParameters as unknown as RtpParameters,
             appData: appData as Record<string, unknown>,
           })
           .then(({ id }) => callback({ id }), errback);
