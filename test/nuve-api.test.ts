@@ -291,6 +291,48 @@ describe('services', () => {
     assert.equal((await h.call('GET', `/services/${existing.id}`)).status, 200, 'the victim still exists');
     assert.ok(!(await h.call('GET', '/services')).json.some((s: { name: string }) => s.name === 'sneaky'));
   });
+
+  test('a tenant cannot reach /services by spelling the path another way (encoded, case, slashes, dot segments)', async () => {
+    const victim = await h.createService('spelling-victim');
+    const before = (await h.store.listServices()).length;
+    const spellings = (rest: string) => [
+      `/%73ervices${rest}`,
+      `/%73%65%72%76%69%63%65%73${rest}`,
+      `/%53ervices${rest}`,
+      `/SERVICES${rest}`,
+      `/Services${rest}`,
+      `//services${rest}`,
+      `/./services${rest}`,
+      `/rooms/../services${rest}`,
+      `/rooms/%2e%2e/services${rest}`,
+      `/services${rest}/`,
+      `/services${rest}?x=/rooms`,
+      `/services${rest};x`,
+      `/%2fservices${rest}`,
+    ];
+    const attempts: [string, string, unknown][] = [
+      ...spellings('').flatMap((p): [string, string, unknown][] => [
+        ['GET', p, undefined],
+        ['POST', p, { name: 'usurper', key: 'usurper-key-0123456789' }],
+      ]),
+      ...spellings(`/${victim.id}`).flatMap((p): [string, string, unknown][] => [
+        ['GET', p, undefined],
+        ['DELETE', p, undefined],
+      ]),
+    ];
+    const secrets = [h.superService.key, victim.key, tenantB.key];
+    for (const [method, path, body] of attempts) {
+      const res = await h.call(method, path, as(tenantA, { body }));
+      assert.ok([400, 401, 403, 404].includes(res.status), `${method} ${path} answered ${res.status} ${res.text}`);
+      assert.match(res.json?.code ?? '', /^[A-Z_]+$/, `${method} ${path}: a stable code (${res.text})`);
+      for (const secret of secrets) assert.ok(!res.text.includes(secret), `${method} ${path} leaks a service key`);
+    }
+    assert.equal((await h.store.listServices()).length, before, 'no tenant was created or deleted');
+    assert.ok(await h.store.getService(victim.id), 'the victim still exists');
+    // The superService reaches the same routes, spelt normally or percent-encoded (the router decodes both alike).
+    assert.equal((await h.call('GET', '/%73ervices')).status, 200);
+    assert.equal((await h.call('GET', `/services/${victim.id}`)).json.key, victim.key);
+  });
 });
 
 describe('users', () => {

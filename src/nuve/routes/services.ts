@@ -11,10 +11,15 @@ const notAuthorized = () =>
   new AppError('SERVICE_NOT_AUTHORIZED', 'Service not authorized for this action', 401);
 const serviceNotFound = () => new AppError('SERVICE_NOT_FOUND', 'Service not found', 404);
 
-/** Tenant management: the superService only. */
+/**
+ * Tenant management: the superService only. This plugin is its own
+ * encapsulation context, so the hook below guards exactly the routes declared
+ * here, whichever spelling of the path the router matched them by; it runs
+ * after MAuth (registered on the parent) has set `request.service`.
+ */
 export const servicesRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
   app.addHook('onRequest', async (request) => {
-    if (request.url.startsWith('/services') && !request.service.isSuper) throw notAuthorized();
+    if (!request.service.isSuper) throw notAuthorized();
   });
 
   app.post(
