@@ -178,6 +178,8 @@ export class Cluster {
   readonly pgRelay = new TcpRelay(5432);
   private common: Record<string, string> = {};
   readonly superService = { id: randomBytes(12).toString('hex'), key: randomBytes(24).toString('base64url') };
+  /** Every process's `ops.token`: the bearer secret of /metrics, /metrics/cluster and /drain. */
+  readonly opsToken = randomBytes(24).toString('base64url');
 
   async start(options: ClusterOptions): Promise<void> {
     this.nats = await startNats(options.natsHost);
@@ -193,6 +195,7 @@ export class Cluster {
       MSS_STORE__POSTGRES_URL: this.db.url.replace(':5432/', `:${this.pgRelay.port}/`),
       MSS_NUVE__SUPER_SERVICE__ID: this.superService.id,
       MSS_NUVE__SUPER_SERVICE__KEY: this.superService.key,
+      MSS_OPS__TOKEN: this.opsToken,
       MSS_NUVE__GATEWAY_TIMEOUT_MS: '3000',
       MSS_AGENT__GATEWAY_TIMEOUT_MS: '3000',
       MSS_GATEWAY__KEEPALIVE_MS: '500',

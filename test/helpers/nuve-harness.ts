@@ -9,6 +9,7 @@ import type { Bus, Subscription } from '../../src/core/bus/bus.js';
 import { MemoryBus } from '../../src/core/bus/memory-bus.js';
 import { type Config, type ConfigInput, loadConfig } from '../../src/core/config.js';
 import { type Logger, createLogger } from '../../src/core/logger.js';
+import { createMetricsRegistry } from '../../src/core/metrics.js';
 import { type Store, type StoreOptions, openStore } from '../../src/core/store/store.js';
 import { type GatewayRpc, type TokenGrant, subjects } from '../../src/core/subjects.js';
 import { GatewayPresence } from '../../src/gateway/presence.js';
@@ -168,6 +169,10 @@ export interface HarnessOptions {
   /** Gateway ids registered before the harness is returned (default: one, `gw-1`). */
   gateways?: { id: string; weight?: number }[];
   keepaliveMs?: number;
+  /** Serve /metrics and /metrics/cluster (a registry of its own, as a Nuve process has). */
+  metrics?: boolean;
+  /** The operational endpoints' bearer secret (`ops.token`); unset: they are closed. */
+  opsToken?: string;
 }
 
 /** Starts a real Nuve (MemoryBus, chosen store engine) on an ephemeral port with gateways registered through GatewayPresence. */
@@ -180,12 +185,14 @@ export async function startNuve(options: HarnessOptions = {}): Promise<NuveHarne
       store: storeOptions,
       // Rate limits would throttle the bursts these tests fire from one address; they have their own tests.
       nuve: { host: '127.0.0.1', port: 0, rateLimit: { enabled: false }, ...options.nuve },
+      ops: { token: options.opsToken },
     },
   });
   const logger = testLogger();
   const bus = new MemoryBus(logger, config.bus.requestTimeoutMs);
   const store = await openStore(config.store);
-  const nuve = new Nuve({ config, bus, store, logger });
+  const metrics = options.metrics ? createMetricsRegistry('nuve') : undefined;
+  const nuve = new Nuve({ config, bus, store, logger, metrics });
   try {
     await nuve.start();
   } catch (err) {
