@@ -79,6 +79,11 @@ export const configSchema = z
         tokenTtlSec: z.number().int().positive().max(86_400).default(180),
         /** MAuth requests whose timestamp is further than this from the server clock are refused. */
         authWindowSec: z.number().int().positive().default(300),
+        /**
+         * Most MAuth headers the in-process replay guard remembers (about 100 bytes each). Beyond it the
+         * oldest are dropped and headers as old are refused. With Redis (redis.url) the guard lives there.
+         */
+        replayGuardMaxEntries: z.number().int().positive().default(1_000_000),
         bodyLimitBytes: z.number().int().positive().default(64 * 1024),
         /** A gateway that sent no keepalive for this long is removed and its rooms may move. */
         gatewayTimeoutMs: z.number().int().positive().default(6000),

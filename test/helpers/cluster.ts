@@ -70,9 +70,10 @@ export async function startNats(host = '127.0.0.1'): Promise<ServiceProcess> {
   return svc;
 }
 
-export async function startRedis(): Promise<ServiceProcess> {
+/** No automatic snapshots; `extraArgs` (e.g. `--dir`) are appended. */
+export async function startRedis(extraArgs: string[] = []): Promise<ServiceProcess> {
   const port = await freePort();
-  const svc = new ServiceProcess(port, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  const svc = new ServiceProcess(port, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs]);
   await svc.start();
   return svc;
 }
