@@ -220,6 +220,8 @@ describe('tokens', () => {
       400,
       'INVALID_USER',
     );
+    // HTTP lets a header value carry a tab; a user name shown to everyone in the room may not.
+    fails(await h.call('POST', `/rooms/${id}/tokens`, as(tenantA, { username: 'ali\tce', role: 'viewer' })), 400, 'INVALID_USER');
     fails(
       await h.call('POST', `/rooms/${'0'.repeat(24)}/tokens`, as(tenantA, { username: 'alice', role: 'viewer' })),
       404,
@@ -475,3 +477,77 @@ describe('the HTTP surface', () => {
     assert.ok(res.json.components.securitySchemes.MAuth);
   });
 });
+
+for (const engine of ['sqlite', 'postgres'] as const) {
+  describe(`stored text and free-form data (${engine})`, () => {
+    let e: NuveHarness;
+    let tenant: TestService;
+    let roomId: string;
+    before(async () => {
+      e = await startNuve({ store: engine });
+      tenant = await e.createService('hostile');
+      roomId = await e.createRoom(tenant, 'target', { data: { keep: true } });
+    });
+    after(async () => e.close());
+
+    const refusedAll = async (attempts: [string, string, CallOptions][]) => {
+      for (const [method, path, options] of attempts) {
+        const res = await e.call(method, path, { service: tenant.id, key: tenant.key, ...options });
+        assert.equal(res.status, 400, `${method} ${path} ${options.body === undefined ? '' : JSON.stringify(options.body).slice(0, 80)}: ${res.status} ${res.text}`);
+        assert.match(res.json?.code ?? '', /^(VALIDATION_FAILED|BAD_URL)$/, res.text);
+      }
+    };
+
+    test('NUL, other control characters and unpaired surrogates are refused with 400, in bodies and paths', async () => {
+      const bad = ['a\u0000b', '\u0000', 'line\nbreak', 'bell\u0007', 'del\u007f', 'half \ud800 pair', 'other half \udc00'];
+      const attempts: [string, string, CallOptions][] = [];
+      for (const text of bad) {
+        attempts.push(['POST', '/rooms', { body: { name: text } }]);
+        attempts.push(['POST', '/rooms', { body: { name: 'ok', options: { mediaConfiguration: text } } }]);
+        // Free-form data is stored as JSON text, which escapes control characters; only NUL is refused there.
+        if (text.includes('\u0000')) {
+          attempts.push(['POST', '/rooms', { body: { name: 'ok', options: { data: { note: text } } } }]);
+          attempts.push(['POST', '/rooms', { body: { name: 'ok', options: { data: { [text]: 1 } } } }]);
+        }
+        attempts.push(['PUT', `/rooms/${roomId}`, { body: { name: text } }]);
+        attempts.push(['PATCH', `/rooms/${roomId}`, { body: { name: text } }]);
+        attempts.push(['PATCH', `/rooms/${roomId}`, { body: { options: { mediaConfiguration: text } } }]);
+        attempts.push(['POST', '/services', { service: e.superService.id, key: e.superService.key, body: { name: text } }]);
+        attempts.push(['POST', '/services', { service: e.superService.id, key: e.superService.key, body: { name: 'ok', key: `${text}0123456789abcdef` } }]);
+      }
+      const encoded = encodeURIComponent('a\u0000b');
+      attempts.push(['GET', `/rooms/${encoded}`, {}], ['PUT', `/rooms/${encoded}`, { body: { name: 'x' } }], ['DELETE', `/rooms/${encoded}`, {}]);
+      attempts.push(['GET', `/rooms/${roomId}/users/${encoded}`, {}], ['DELETE', `/rooms/${roomId}/users/${encoded}`, {}]);
+      attempts.push(['POST', `/rooms/${encoded}/tokens`, { username: 'u', role: 'presenter' }]);
+      attempts.push(['GET', `/services/${encoded}`, { service: e.superService.id, key: e.superService.key }]);
+      attempts.push(['DELETE', `/services/${encoded}`, { service: e.superService.id, key: e.superService.key }]);
+      await refusedAll(attempts);
+      const rooms = (await e.call('GET', '/rooms', { service: tenant.id, key: tenant.key })).json;
+      assert.deepEqual(rooms, [{ name: 'target', data: { keep: true }, eapolicy: 'ROOM-BEST', _id: roomId }], 'nothing was stored or changed');
+      // Printable Unicode (astral characters included) is fine.
+      assert.equal((await e.call('PATCH', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key, body: { name: 'Zoë 会議 🎥' } })).status, 200);
+      await e.call('PATCH', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key, body: { name: 'target' } });
+    });
+
+    test('deep, wide or long room data is refused with 400; the room is untouched', async () => {
+      const deep = (n: number) => '{"a":'.repeat(n) + '1' + '}'.repeat(n);
+      const raw = (data: string) => `{"name":"deep","options":{"data":${data}}}`;
+      const attempts: [string, string, CallOptions][] = [];
+      for (const data of [deep(10_000), deep(9), '['.repeat(5000) + ']'.repeat(5000), JSON.stringify(Array.from({ length: 3000 }, (_, i) => i)), JSON.stringify({ s: 'x'.repeat(5000) })]) {
+        attempts.push(['POST', '/rooms', { rawBody: raw(data) }], ['PUT', `/rooms/${roomId}`, { rawBody: raw(data) }], ['PATCH', `/rooms/${roomId}`, { rawBody: raw(data) }]);
+      }
+      await refusedAll(attempts);
+      // Merged data is bounded too: two halves within the limits whose union is not.
+      const half = (prefix: string) => Object.fromEntries(Array.from({ length: 1200 }, (_, i) => [`${prefix}${i}`, i]));
+      assert.equal((await e.call('PATCH', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key, body: { options: { data: half('a') } } })).status, 200);
+      await refusedAll([['PATCH', `/rooms/${roomId}`, { body: { options: { data: half('b') } } }]]);
+      assert.equal(Object.keys((await e.call('GET', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key })).json.data).length, 1201);
+      // Data within the limits is kept as given.
+      const fine = { nested: { list: [1, 'two', { three: null }] }, flag: false };
+      assert.equal((await e.call('PUT', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key, body: { name: 'target', options: { data: fine } } })).status, 200);
+      assert.deepEqual((await e.call('GET', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key })).json.data, fine);
+      await e.call('PUT', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key, body: { name: 'target', options: { data: { keep: true } } } });
+      assert.equal((await e.call('GET', '/health', { authorization: false })).status, 200);
+    });
+  });
+}
