@@ -9,6 +9,7 @@ import { buildMAuthHeader } from '../src/nuve/mauth.js';
  */
 export class EmbeddedProcess {
   readonly superService = { id: randomBytes(12).toString('hex'), key: randomBytes(24).toString('base64url') };
+  readonly opsToken = randomBytes(24).toString('base64url');
   proc!: RoleProcess;
   nuveUrl = '';
   gatewayUrl = '';
@@ -23,6 +24,7 @@ export class EmbeddedProcess {
       MSS_GATEWAY__PORT: String(gatewayPort),
       MSS_NUVE__SUPER_SERVICE__ID: this.superService.id,
       MSS_NUVE__SUPER_SERVICE__KEY: this.superService.key,
+      MSS_OPS__TOKEN: this.opsToken,
       MSS_NUVE__TOKEN_TTL_SEC: '3600',
       MSS_NUVE__RATE_LIMIT__ENABLED: 'false',
       MSS_GATEWAY__RATE_LIMIT__ENABLED: 'false',
@@ -60,7 +62,7 @@ export class EmbeddedProcess {
 
   /** One sample from the process's own metrics (e.g. mss_process_resident_memory_bytes). */
   async metric(name: string): Promise<number> {
-    const text = await (await fetch(`${this.nuveUrl}/metrics`)).text();
+    const text = await (await fetch(`${this.nuveUrl}/metrics`, { headers: { authorization: `Bearer ${this.opsToken}` } })).text();
     const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
     return m ? Number(m[1]) : NaN;
   }

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from './core/config.js';
+import { ConfigError, isLoopbackHost, loadConfig } from './core/config.js';
 import { createLogger } from './core/logger.js';
 import { ALL_ROLES, type RoleName, startPlatform } from './platform.js';
 
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   }
   // Embedded `all` on loopback without configuration: the playground's dev endpoints are on (MSS_NUVE__DEV_ENDPOINTS=false: off).
   const configured = values.config ?? process.env.MSS_CONFIG ?? process.env.MSS_NUVE__DEV_ENDPOINTS;
-  if (role === 'all' && configured === undefined && /^(127\.|localhost$|::1$)/.test(config.nuve.host)) config.nuve.devEndpoints = true;
+  if (role === 'all' && configured === undefined && isLoopbackHost(config.nuve.host)) config.nuve.devEndpoints = true;
   const logger = createLogger(config.log);
   const roles = role === 'all' ? ALL_ROLES : [role as RoleName];
   const platform = await startPlatform(config, roles, logger);

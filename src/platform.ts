@@ -82,7 +82,7 @@ export async function startPlatform(config: Config, roles: readonly RoleName[] =
       if (config.redis.url) {
         platform.redis = connectRedis(config.redis.url, log);
         await redisReady(platform.redis);
-        replay = new RedisReplayGuard(platform.redis);
+        replay = new RedisReplayGuard(platform.redis, config.nuve.authWindowSec * 1000);
       }
       platform.nuve = new Nuve({
         config,

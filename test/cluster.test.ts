@@ -87,7 +87,9 @@ describe('cluster', { concurrency: false }, () => {
   test('/metrics/cluster on Nuve sums every process of the cluster', async () => {
     const roomA = await cluster.createRoom('metrics-a');
     const peers = await Promise.all([joinPeer(roomA, 'm1'), joinPeer(roomA, 'm2'), joinPeer(await cluster.createRoom('metrics-b'), 'm3')]);
-    const text = await (await fetch(`${cluster.nuveUrl}/metrics/cluster`)).text();
+    const res = await fetch(`${cluster.nuveUrl}/metrics/cluster`, { headers: { authorization: `Bearer ${cluster.opsToken}` } });
+    assert.equal(res.status, 200);
+    const text = await res.text();
     const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1]);
     assert.equal(value('mss_agent_workers'), 3, 'three agents with one worker each');
     assert.equal(value('mss_gateway_peers'), 3, 'peers summed over both gateways');

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -127,5 +128,32 @@ describe('configuration', () => {
 
   test('parseConfig refuses unknown top-level sections', () => {
     failsNaming(() => parseConfig({ nuvee: {} }), /nuvee: unknown key/);
+  });
+
+  test('developer endpoints are refused on any host but loopback', () => {
+    for (const host of ['0.0.0.0', '::', '[::]', '10.1.2.3', '::ffff:10.0.0.1', 'nuve.example.com', '']) {
+      failsNaming(() => loadConfig({ env: { MSS_NUVE__DEV_ENDPOINTS: 'true', MSS_NUVE__HOST: host } }), 'nuve.devEndpoints');
+    }
+    for (const host of ['127.0.0.1', '127.0.0.2', 'localhost', '::1', '[::1]', '::ffff:127.0.0.1']) {
+      assert.equal(loadConfig({ env: { MSS_NUVE__DEV_ENDPOINTS: 'true', MSS_NUVE__HOST: host } }).nuve.devEndpoints, true, host);
+    }
+    assert.equal(loadConfig({ env: { MSS_NUVE__HOST: '0.0.0.0' } }).nuve.devEndpoints, false, 'without them any host is fine');
+  });
+
+  test('a Nuve asked for developer endpoints on 0.0.0.0 does not start', { timeout: 30_000 }, async () => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'nuve'], {
+      env: { ...process.env, MSS_NUVE__DEV_ENDPOINTS: 'true', MSS_NUVE__HOST: '0.0.0.0', MSS_NUVE__PORT: '0', MSS_STORE__SQLITE_PATH: ':memory:' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    proc.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const started = setInterval(() => {
+      if (output.includes('mediasoup-signal started')) proc.kill('SIGKILL');
+    }, 50);
+    const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
+    clearInterval(started);
+    assert.equal(code, 78, output);
+    assert.match(output, /nuve\.devEndpoints/);
   });
 });

@@ -3,7 +3,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startBroadcast } from './helpers/broadcaster.js';
 import { audioRtpParameters } from './helpers/ffmpeg.js';
-import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
+import { type EmbeddedPlatform, opsAuthorization, startEmbedded } from './helpers/platform.js';
 import { ProtooClient } from './helpers/protoo-client.js';
 
 let platform: EmbeddedPlatform;
@@ -14,7 +14,7 @@ after(async () => platform.close());
 
 /** Parses Prometheus text into `name{labels}` → value. */
 async function scrape(url: string): Promise<Map<string, number>> {
-  const res = await fetch(url);
+  const res = await fetch(url, { headers: opsAuthorization });
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
   const out = new Map<string, number>();

@@ -220,6 +220,8 @@ describe('tokens', () => {
       400,
       'INVALID_USER',
     );
+    // HTTP lets a header value carry a tab; a user name shown to everyone in the room may not.
+    fails(await h.call('POST', `/rooms/${id}/tokens`, as(tenantA, { username: 'ali\tce', role: 'viewer' })), 400, 'INVALID_USER');
     fails(
       await h.call('POST', `/rooms/${'0'.repeat(24)}/tokens`, as(tenantA, { username: 'alice', role: 'viewer' })),
       404,
@@ -290,6 +292,48 @@ describe('services', () => {
     }
     assert.equal((await h.call('GET', `/services/${existing.id}`)).status, 200, 'the victim still exists');
     assert.ok(!(await h.call('GET', '/services')).json.some((s: { name: string }) => s.name === 'sneaky'));
+  });
+
+  test('a tenant cannot reach /services by spelling the path another way (encoded, case, slashes, dot segments)', async () => {
+    const victim = await h.createService('spelling-victim');
+    const before = (await h.store.listServices()).length;
+    const spellings = (rest: string) => [
+      `/%73ervices${rest}`,
+      `/%73%65%72%76%69%63%65%73${rest}`,
+      `/%53ervices${rest}`,
+      `/SERVICES${rest}`,
+      `/Services${rest}`,
+      `//services${rest}`,
+      `/./services${rest}`,
+      `/rooms/../services${rest}`,
+      `/rooms/%2e%2e/services${rest}`,
+      `/services${rest}/`,
+      `/services${rest}?x=/rooms`,
+      `/services${rest};x`,
+      `/%2fservices${rest}`,
+    ];
+    const attempts: [string, string, unknown][] = [
+      ...spellings('').flatMap((p): [string, string, unknown][] => [
+        ['GET', p, undefined],
+        ['POST', p, { name: 'usurper', key: 'usurper-key-0123456789' }],
+      ]),
+      ...spellings(`/${victim.id}`).flatMap((p): [string, string, unknown][] => [
+        ['GET', p, undefined],
+        ['DELETE', p, undefined],
+      ]),
+    ];
+    const secrets = [h.superService.key, victim.key, tenantB.key];
+    for (const [method, path, body] of attempts) {
+      const res = await h.call(method, path, as(tenantA, { body }));
+      assert.ok([400, 401, 403, 404].includes(res.status), `${method} ${path} answered ${res.status} ${res.text}`);
+      assert.match(res.json?.code ?? '', /^[A-Z_]+$/, `${method} ${path}: a stable code (${res.text})`);
+      for (const secret of secrets) assert.ok(!res.text.includes(secret), `${method} ${path} leaks a service key`);
+    }
+    assert.equal((await h.store.listServices()).length, before, 'no tenant was created or deleted');
+    assert.ok(await h.store.getService(victim.id), 'the victim still exists');
+    // The superService reaches the same routes, spelt normally or percent-encoded (the router decodes both alike).
+    assert.equal((await h.call('GET', '/%73ervices')).status, 200);
+    assert.equal((await h.call('GET', `/services/${victim.id}`)).json.key, victim.key);
   });
 });
 
@@ -433,3 +477,77 @@ describe('the HTTP surface', () => {
     assert.ok(res.json.components.securitySchemes.MAuth);
   });
 });
+
+for (const engine of ['sqlite', 'postgres'] as const) {
+  describe(`stored text and free-form data (${engine})`, () => {
+    let e: NuveHarness;
+    let tenant: TestService;
+    let roomId: string;
+    before(async () => {
+      e = await startNuve({ store: engine });
+      tenant = await e.createService('hostile');
+      roomId = await e.createRoom(tenant, 'target', { data: { keep: true } });
+    });
+    after(async () => e.close());
+
+    const refusedAll = async (attempts: [string, string, CallOptions][]) => {
+      for (const [method, path, options] of attempts) {
+        const res = await e.call(method, path, { service: tenant.id, key: tenant.key, ...options });
+        assert.equal(res.status, 400, `${method} ${path} ${options.body === undefined ? '' : JSON.stringify(options.body).slice(0, 80)}: ${res.status} ${res.text}`);
+        assert.match(res.json?.code ?? '', /^(VALIDATION_FAILED|BAD_URL)$/, res.text);
+      }
+    };
+
+    test('NUL, other control characters and unpaired surrogates are refused with 400, in bodies and paths', async () => {
+      const bad = ['a\u0000b', '\u0000', 'line\nbreak', 'bell\u0007', 'del\u007f', 'half \ud800 pair', 'other half \udc00'];
+      const attempts: [string, string, CallOptions][] = [];
+      for (const text of bad) {
+        attempts.push(['POST', '/rooms', { body: { name: text } }]);
+        attempts.push(['POST', '/rooms', { body: { name: 'ok', options: { mediaConfiguration: text } } }]);
+        // Free-form data is stored as JSON text, which escapes control characters; only NUL is refused there.
+        if (text.includes('\u0000')) {
+          attempts.push(['POST', '/rooms', { body: { name: 'ok', options: { data: { note: text } } } }]);
+          attempts.push(['POST', '/rooms', { body: { name: 'ok', options: { data: { [text]: 1 } } } }]);
+        }
+        attempts.push(['PUT', `/rooms/${roomId}`, { body: { name: text } }]);
+        attempts.push(['PATCH', `/rooms/${roomId}`, { body: { name: text } }]);
+        attempts.push(['PATCH', `/rooms/${roomId}`, { body: { options: { mediaConfiguration: text } } }]);
+        attempts.push(['POST', '/services', { service: e.superService.id, key: e.superService.key, body: { name: text } }]);
+        attempts.push(['POST', '/services', { service: e.superService.id, key: e.superService.key, body: { name: 'ok', key: `${text}0123456789abcdef` } }]);
+      }
+      const encoded = encodeURIComponent('a\u0000b');
+      attempts.push(['GET', `/rooms/${encoded}`, {}], ['PUT', `/rooms/${encoded}`, { body: { name: 'x' } }], ['DELETE', `/rooms/${encoded}`, {}]);
+      attempts.push(['GET', `/rooms/${roomId}/users/${encoded}`, {}], ['DELETE', `/rooms/${roomId}/users/${encoded}`, {}]);
+      attempts.push(['POST', `/rooms/${encoded}/tokens`, { username: 'u', role: 'presenter' }]);
+      attempts.push(['GET', `/services/${encoded}`, { service: e.superService.id, key: e.superService.key }]);
+      attempts.push(['DELETE', `/services/${encoded}`, { service: e.superService.id, key: e.superService.key }]);
+      await refusedAll(attempts);
+      const rooms = (await e.call('GET', '/rooms', { service: tenant.id, key: tenant.key })).json;
+      assert.deepEqual(rooms, [{ name: 'target', data: { keep: true }, eapolicy: 'ROOM-BEST', _id: roomId }], 'nothing was stored or changed');
+      // Printable Unicode (astral characters included) is fine.
+      assert.equal((await e.call('PATCH', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key, body: { name: 'Zoë 会議 🎥' } })).status, 200);
+      await e.call('PATCH', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key, body: { name: 'target' } });
+    });
+
+    test('deep, wide or long room data is refused with 400; the room is untouched', async () => {
+      const deep = (n: number) => '{"a":'.repeat(n) + '1' + '}'.repeat(n);
+      const raw = (data: string) => `{"name":"deep","options":{"data":${data}}}`;
+      const attempts: [string, string, CallOptions][] = [];
+      for (const data of [deep(10_000), deep(9), '['.repeat(5000) + ']'.repeat(5000), JSON.stringify(Array.from({ length: 3000 }, (_, i) => i)), JSON.stringify({ s: 'x'.repeat(5000) })]) {
+        attempts.push(['POST', '/rooms', { rawBody: raw(data) }], ['PUT', `/rooms/${roomId}`, { rawBody: raw(data) }], ['PATCH', `/rooms/${roomId}`, { rawBody: raw(data) }]);
+      }
+      await refusedAll(attempts);
+      // Merged data is bounded too: two halves within the limits whose union is not.
+      const half = (prefix: string) => Object.fromEntries(Array.from({ length: 1200 }, (_, i) => [`${prefix}${i}`, i]));
+      assert.equal((await e.call('PATCH', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key, body: { options: { data: half('a') } } })).status, 200);
+      await refusedAll([['PATCH', `/rooms/${roomId}`, { body: { options: { data: half('b') } } }]]);
+      assert.equal(Object.keys((await e.call('GET', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key })).json.data).length, 1201);
+      // Data within the limits is kept as given.
+      const fine = { nested: { list: [1, 'two', { three: null }] }, flag: false };
+      assert.equal((await e.call('PUT', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key, body: { name: 'target', options: { data: fine } } })).status, 200);
+      assert.deepEqual((await e.call('GET', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key })).json.data, fine);
+      await e.call('PUT', `/rooms/${roomId}`, { service: tenant.id, key: tenant.key, body: { name: 'target', options: { data: { keep: true } } } });
+      assert.equal((await e.call('GET', '/health', { authorization: false })).status, 200);
+    });
+  });
+}

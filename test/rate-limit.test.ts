@@ -101,6 +101,18 @@ describe('Nuve rate limits', () => {
       await a!.close();
       await b!.close();
     }
+    const [e, f] = await twoNuves({ globalPerSec: 1000, perIpPerSec: 2 });
+    try {
+      // The exemption belongs to the matched route: any spelling of /health is exempt, a URL that merely
+      // starts like an exempt one is counted.
+      const statuses = [];
+      for (const path of ['/rooms', '/rooms', '/rooms', '/health?probe=1', '/%68ealth', '/metricsX', '/metrics-anything'])
+        statuses.push((await fetch(e!.nuve.url + path, { headers: { authorization: 'x' } })).status);
+      assert.deepEqual(statuses, [401, 401, 429, 200, 200, 429, 429]);
+    } finally {
+      await e!.close();
+      await f!.close();
+    }
     const [c, d] = await twoNuves({ globalPerSec: 1000, queue: true, hardCapPerSec: 5, perIpPerSec: 1000 });
     try {
       const responses = await Promise.all(Array.from({ length: 8 }, () => get(c!.nuve.url)));

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import { cpus, hostname } from 'node:os';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -6,6 +7,18 @@ import { z } from 'zod';
 
 const port = z.number().int().min(0).max(65535);
 const url = z.string().url();
+
+const loopback = new BlockList();
+loopback.addSubnet('127.0.0.0', 8, 'ipv4');
+loopback.addAddress('::1', 'ipv6');
+
+/** `localhost` or a loopback address (127.0.0.0/8, ::1, ::ffff:127.x): reachable from this host only. */
+export function isLoopbackHost(host: string): boolean {
+  const address = host.replace(/^\[(.*)\]$/, '$1');
+  if (address.toLowerCase() === 'localhost') return true;
+  const family = isIP(address);
+  return family !== 0 && loopback.check(address, family === 6 ? 'ipv6' : 'ipv4');
+}
 
 /**
  * The one configuration of every role. Defaults are the embedded platform:
@@ -79,6 +92,11 @@ export const configSchema = z
         tokenTtlSec: z.number().int().positive().max(86_400).default(180),
         /** MAuth requests whose timestamp is further than this from the server clock are refused. */
         authWindowSec: z.number().int().positive().default(300),
+        /**
+         * Most MAuth headers the in-process replay guard remembers (about 100 bytes each). Beyond it the
+         * oldest are dropped and headers as old are refused. With Redis (redis.url) the guard lives there.
+         */
+        replayGuardMaxEntries: z.number().int().positive().default(1_000_000),
         bodyLimitBytes: z.number().int().positive().default(64 * 1024),
         /** A gateway that sent no keepalive for this long is removed and its rooms may move. */
         gatewayTimeoutMs: z.number().int().positive().default(6000),
@@ -97,10 +115,22 @@ export const configSchema = z
             perIpPerSec: z.number().int().positive().default(500),
           })
           .prefault({}),
-        /** Embedded-only developer endpoints (the playground creates rooms through them). */
+        /**
+         * Embedded-only developer endpoints (the playground creates rooms through them). They act as the
+         * superService without authentication, so they are refused unless `host` is a loopback address.
+         */
         devEndpoints: z.boolean().default(false),
       })
       .strict()
+      .superRefine((nuve, ctx) => {
+        if (nuve.devEndpoints && !isLoopbackHost(nuve.host)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['devEndpoints'],
+            message: `unauthenticated developer endpoints need a loopback nuve.host, not "${nuve.host}"`,
+          });
+        }
+      })
       .prefault({}),
     gateway: z
       .object({

@@ -7,7 +7,8 @@ import { parseMAuthHeader, verifyMAuthSignature } from './mauth.js';
  * MAuth on every API route. Beyond Licode: the timestamp must lie within a
  * window of the server clock, and each (service, timestamp, cnonce) works
  * once, so captured headers cannot be replayed (Licode only compared with the
- * service's previous request, which also broke concurrent clients).
+ * service's previous request, which also broke concurrent clients). See
+ * replay-guard.ts for how "once" survives restarts.
  */
 export const authPlugin = fp<{ ctx: NuveContext }>(async (app, { ctx }) => {
   const windowMs = ctx.config.nuve.authWindowSec * 1000;
@@ -29,8 +30,11 @@ export const authPlugin = fp<{ ctx: NuveContext }>(async (app, { ctx }) => {
     if (!service || !verifyMAuthSignature(params, service.key)) {
       throw new AppError('AUTH_BAD_SIGNATURE', 'unknown service or bad signature', 401);
     }
-    const fresh = await ctx.replay.firstUse(`${service.id}:${params.timestamp}:${params.cnonce}`, 2 * windowMs);
-    if (!fresh) throw new AppError('AUTH_REPLAYED', 'this timestamp and cnonce were already used', 401);
+    const verdict = await ctx.replay.check({ serviceId: service.id, timestamp, cnonce: params.cnonce });
+    if (verdict === 'replayed') throw new AppError('AUTH_REPLAYED', 'this timestamp and cnonce were already used', 401);
+    if (verdict === 'unverifiable') {
+      throw new AppError('AUTH_STALE_TIMESTAMP', 'mauth_timestamp is older than this Nuve can check for replays (it restarted); sign anew', 401);
+    }
     request.service = service;
     if (params.username !== undefined && params.role !== undefined) {
       request.mauthUser = { username: params.username, role: params.role };

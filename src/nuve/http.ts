@@ -1,5 +1,5 @@
 import swagger from '@fastify/swagger';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import {
   type ZodTypeProvider,
   hasZodFastifySchemaValidationErrors,
@@ -9,6 +9,7 @@ import {
 } from 'fastify-type-provider-zod';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { OpsAuth } from '../core/ops-auth.js';
 import type { ServiceRecord } from '../core/store/store.js';
 import type { AgentHeartbeat } from '../core/agent-protocol.js';
 import type { HeartbeatTable } from '../core/heartbeat-table.js';
@@ -45,6 +46,10 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
     bodyLimit: ctx.config.nuve.bodyLimitBytes,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     return503OnClosing: true,
+    // A path that is not valid percent-encoding never reaches a route: refuse it like any other bad input.
+    frameworkErrors: (err, _request, reply) => {
+      (reply as FastifyReply).status(400).send({ code: err.code === 'FST_ERR_BAD_URL' ? 'BAD_URL' : 'BAD_REQUEST', message: err.message });
+    },
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
@@ -104,11 +109,17 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
   });
 
   if (ctx.metrics) {
-    await app.register(metricsPlugin, { registry: ctx.metrics, bus: ctx.bus, gateways: ctx.registry, rateLimitStats: ctx.rateLimitStats });
+    await app.register(metricsPlugin, {
+      registry: ctx.metrics,
+      bus: ctx.bus,
+      gateways: ctx.registry,
+      rateLimitStats: ctx.rateLimitStats,
+      ops: new OpsAuth(ctx.config.ops),
+    });
   }
 
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
-  app.get('/health', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/health', { schema: { hide: true }, config: { rateLimitExempt: true } }, async (_request, reply) => {
     try {
       await ctx.store.ping();
       return { status: 'ok', gateways: ctx.registry.list().length };

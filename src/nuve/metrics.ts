@@ -1,21 +1,28 @@
+import type { onRequestAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter, Gauge, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
 import type { Bus } from '../core/bus/bus.js';
+import { AppError } from '../core/errors.js';
 import { METRICS_SUBJECT, aggregateMetrics } from '../core/metrics.js';
+import type { OpsAuth } from '../core/ops-auth.js';
 import type { GatewayRegistry } from './gateway-registry.js';
 import type { RateLimitStats } from './rate-limit.js';
+
+/** How long a cluster scrape's result is served to later scrapes: one gather per second at most, however many scrape. */
+const CLUSTER_SCRAPE_REUSE_MS = 1000;
 
 /**
  * Nuve's metrics and the two scrape endpoints: `/metrics` (this process) and
  * `/metrics/cluster` (every process on the bus, summed), so one scrape
- * target shows the whole cluster.
+ * target shows the whole cluster. Both need the ops bearer token.
  */
 export const metricsPlugin = fp<{
   registry: Registry;
   bus: Bus;
   gateways: GatewayRegistry;
   rateLimitStats: RateLimitStats;
-}>(async (app, { registry, bus, gateways, rateLimitStats }) => {
+  ops: OpsAuth;
+}>(async (app, { registry, bus, gateways, rateLimitStats, ops }) => {
   const registers = [registry];
   const requests = new Counter({
     name: 'mss_nuve_http_requests_total',
@@ -50,12 +57,42 @@ export const metricsPlugin = fp<{
     requests.inc({ method: request.method, route: request.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
   });
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) =>
-    reply.type(registry.contentType).send(await registry.metrics()),
-  );
+  const opsOnly: onRequestAsyncHookHandler = async (request, reply) => {
+    if (ops.allows(request.headers.authorization)) return;
+    reply.header('WWW-Authenticate', 'Bearer realm="mediasoup-signal ops"');
+    throw new AppError('OPS_UNAUTHORIZED', 'operational endpoint: Authorization: Bearer <ops.token> required', 401);
+  };
+  // Scrapes are authenticated instead of counted: they must work while the API is saturated.
+  const scrape = { schema: { hide: true }, config: { rateLimitExempt: true }, onRequest: opsOnly };
 
-  app.get('/metrics/cluster', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', scrape, async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+
+  // A gather asks every process of the cluster: concurrent scrapes share one, and reuse it for a second.
+  const clusterMetrics = shared(async () => {
     const parts = await bus.gather<MetricObjectWithValues<MetricValue<string>>[]>(METRICS_SUBJECT, {}, { timeoutMs: 1000 });
-    return reply.type(registry.contentType).send(await aggregateMetrics(parts));
-  });
+    return aggregateMetrics(parts);
+  }, CLUSTER_SCRAPE_REUSE_MS);
+  app.get('/metrics/cluster', scrape, async (_request, reply) => reply.type(registry.contentType).send(await clusterMetrics()));
 });
+
+/**
+ * `load` run once for every caller while it is in flight, and its result
+ * reused for `reuseMs` after it settled successfully; a failure is not kept.
+ */
+function shared<T>(load: () => Promise<T>, reuseMs: number): () => Promise<T> {
+  let current: { result: Promise<T>; settledAt?: number } | undefined;
+  return () => {
+    if (current && (current.settledAt === undefined || Date.now() - current.settledAt < reuseMs)) return current.result;
+    const entry: { result: Promise<T>; settledAt?: number } = { result: load() };
+    current = entry;
+    entry.result.then(
+      () => {
+        entry.settledAt = Date.now();
+      },
+      () => {
+        if (current === entry) current = undefined;
+      },
+    );
+    return entry.result;
+  };
+}

@@ -52,7 +52,9 @@ export class Nuve {
       what: 'media agent',
     });
     this.tokens = new TokenIssuer(store, this.services, this.registry, bus, logger, config.nuve.tokenTtlSec);
-    this.replay = options.replay ?? new MemoryReplayGuard();
+    this.replay =
+      options.replay ??
+      new MemoryReplayGuard({ windowMs: config.nuve.authWindowSec * 1000, maxEntries: config.nuve.replayGuardMaxEntries });
     this.registry.on('removed', (gateway) => {
       store
         .releaseGateway(gateway.id)

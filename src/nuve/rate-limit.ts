@@ -10,6 +10,17 @@ import {
 import type { Config } from '../core/config.js';
 import { AppError } from '../core/errors.js';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * Not counted by Nuve's rate limits: probes and scrapes must keep working
+     * while the API is saturated. Declared by the route, so no spelling of a
+     * URL can borrow the exemption.
+     */
+    rateLimitExempt?: boolean;
+  }
+}
+
 export interface RateLimitStats {
   rejected: Record<'perIp' | 'hardCap' | 'global' | 'queueFull', number>;
   queued: number;
@@ -52,7 +63,7 @@ export const rateLimitPlugin = fp<{ config: Config['nuve']['rateLimit']; redis?:
     };
 
     app.addHook('onRequest', async (request, reply) => {
-      if (request.url === '/health' || request.url.startsWith('/metrics')) return;
+      if (request.routeOptions.config.rateLimitExempt) return;
       try {
         await consume(perIp, request.ip, 'perIp');
         await consume(hardCap, 'all', 'hardCap');

@@ -70,9 +70,10 @@ export async function startNats(host = '127.0.0.1'): Promise<ServiceProcess> {
   return svc;
 }
 
-export async function startRedis(): Promise<ServiceProcess> {
+/** No automatic snapshots; `extraArgs` (e.g. `--dir`) are appended. */
+export async function startRedis(extraArgs: string[] = []): Promise<ServiceProcess> {
   const port = await freePort();
-  const svc = new ServiceProcess(port, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  const svc = new ServiceProcess(port, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs]);
   await svc.start();
   return svc;
 }
@@ -178,7 +179,7 @@ export class Cluster {
   readonly pgRelay = new TcpRelay(5432);
   private common: Record<string, string> = {};
   readonly superService = { id: randomBytes(12).toString('hex'), key: randomBytes(24).toString('base64url') };
-  /** Bearer secret of every process's /metrics and /drain. */
+  /** Every process's `ops.token`: the bearer secret of /metrics, /metrics/cluster and /drain. */
   readonly opsToken = randomBytes(24).toString('base64url');
 
   async start(options: ClusterOptions): Promise<void> {
@@ -195,6 +196,7 @@ export class Cluster {
       MSS_STORE__POSTGRES_URL: this.db.url.replace(':5432/', `:${this.pgRelay.port}/`),
       MSS_NUVE__SUPER_SERVICE__ID: this.superService.id,
       MSS_NUVE__SUPER_SERVICE__KEY: this.superService.key,
+      MSS_OPS__TOKEN: this.opsToken,
       MSS_NUVE__GATEWAY_TIMEOUT_MS: '3000',
       MSS_AGENT__GATEWAY_TIMEOUT_MS: '3000',
       MSS_GATEWAY__KEEPALIVE_MS: '500',

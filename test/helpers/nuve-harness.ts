@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { Agent, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,6 +9,7 @@ import type { Bus, Subscription } from '../../src/core/bus/bus.js';
 import { MemoryBus } from '../../src/core/bus/memory-bus.js';
 import { type Config, type ConfigInput, loadConfig } from '../../src/core/config.js';
 import { type Logger, createLogger } from '../../src/core/logger.js';
+import { createMetricsRegistry } from '../../src/core/metrics.js';
 import { type Store, type StoreOptions, openStore } from '../../src/core/store/store.js';
 import { type GatewayRpc, type TokenGrant, subjects } from '../../src/core/subjects.js';
 import { GatewayPresence } from '../../src/gateway/presence.js';
@@ -126,6 +128,8 @@ export interface CallOptions {
 
 export interface CallResult {
   status: number;
+  /** Milliseconds from sending the request to the end of the answer. */
+  ms: number;
   text: string;
   /** Parsed body when it is JSON, else undefined. */
   json: any;
@@ -165,6 +169,10 @@ export interface HarnessOptions {
   /** Gateway ids registered before the harness is returned (default: one, `gw-1`). */
   gateways?: { id: string; weight?: number }[];
   keepaliveMs?: number;
+  /** Serve /metrics and /metrics/cluster (a registry of its own, as a Nuve process has). */
+  metrics?: boolean;
+  /** The operational endpoints' bearer secret (`ops.token`); unset: they are closed. */
+  opsToken?: string;
 }
 
 /** Starts a real Nuve (MemoryBus, chosen store engine) on an ephemeral port with gateways registered through GatewayPresence. */
@@ -177,12 +185,14 @@ export async function startNuve(options: HarnessOptions = {}): Promise<NuveHarne
       store: storeOptions,
       // Rate limits would throttle the bursts these tests fire from one address; they have their own tests.
       nuve: { host: '127.0.0.1', port: 0, rateLimit: { enabled: false }, ...options.nuve },
+      ops: { token: options.opsToken },
     },
   });
   const logger = testLogger();
   const bus = new MemoryBus(logger, config.bus.requestTimeoutMs);
   const store = await openStore(config.store);
-  const nuve = new Nuve({ config, bus, store, logger });
+  const metrics = options.metrics ? createMetricsRegistry('nuve') : undefined;
+  const nuve = new Nuve({ config, bus, store, logger, metrics });
   try {
     await nuve.start();
   } catch (err) {
@@ -220,15 +230,7 @@ export async function startNuve(options: HarnessOptions = {}): Promise<NuveHarne
       body = JSON.stringify(o.body);
       headers['content-type'] = o.contentType ?? 'application/json';
     }
-    const res = await fetch(url + path, { method, headers, body });
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    return { status: res.status, text, json, headers: res.headers };
+    return rawHttp(url, method, path, headers, body);
   };
 
   const addGateway = async (id = `gw-${gateways.length + 1}`, weight = 1): Promise<HarnessGateway> => {
@@ -305,6 +307,49 @@ export async function startNuve(options: HarnessOptions = {}): Promise<NuveHarne
 
   for (const gw of options.gateways ?? [{ id: 'gw-1' }]) await addGateway(gw.id, gw.weight);
   return harness;
+}
+
+const keepAlive = new Agent({ keepAlive: true, maxSockets: 64 });
+
+/**
+ * One HTTP request with `path` sent exactly as given: no normalisation of dot
+ * segments, slashes or percent-encoding (fetch would), so tests can send what
+ * an attacker would.
+ */
+export function rawHttp(
+  baseUrl: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string,
+  timeoutMs = 10_000,
+): Promise<CallResult> {
+  const { hostname, port } = new URL(baseUrl);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: hostname, port, method, path, headers, agent: keepAlive, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        const responseHeaders = new Headers();
+        for (const [name, value] of Object.entries(res.headers)) {
+          if (value !== undefined) responseHeaders.set(name, Array.isArray(value) ? value.join(', ') : value);
+        }
+        resolve({ status: res.statusCode ?? 0, ms: performance.now() - started, text, json, headers: responseHeaders });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 /** Decodes a token's base64 JSON (the fields a Licode client reads, plus ours). */

@@ -3,6 +3,10 @@ import { createLogger } from '../../src/core/logger.js';
 import { buildMAuthHeader } from '../../src/nuve/mauth.js';
 import { type Platform, startPlatform } from '../../src/platform.js';
 
+/** The embedded platform's `ops.token`: tests scrape /metrics and drain with `Authorization: Bearer <it>`. */
+export const TEST_OPS_TOKEN = 'test-ops-token-0123456789abcdef';
+export const opsAuthorization = { authorization: `Bearer ${TEST_OPS_TOKEN}` };
+
 let portBlock = 0;
 
 /** A distinct port block per platform in this process, away from the defaults, so tests never collide. */
@@ -29,6 +33,7 @@ export async function startEmbedded(overrides: ConfigInput = {}): Promise<Embedd
       store: { sqlitePath: ':memory:' },
       nuve: { port: 0 },
       gateway: { port: 0, id: `gw-test-${Math.random().toString(36).slice(2, 8)}` },
+      ops: { token: TEST_OPS_TOKEN },
       ...overrides,
       agent: { numWorkers: 1, heartbeatMs: 500, ...nextPorts(), ...overrides.agent },
     },

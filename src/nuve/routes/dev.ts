@@ -6,7 +6,7 @@ import type { RoomRecord, ServiceRecord } from '../../core/store/store.js';
 import { roleSchema } from '../../core/subjects.js';
 import type { NuveContext } from '../context.js';
 import { roomView } from './representation.js';
-import { roomName } from './schemas.js';
+import { roomName, roomParams, userName } from './schemas.js';
 
 /**
  * Developer endpoints for the embedded playground, registered only with
@@ -68,11 +68,7 @@ export const devRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app
         summary: 'Create a one-time token for a superService room (dev)',
         tags: ['dev'],
         security: [],
-        body: z.object({
-          roomId: z.string().min(1).max(64),
-          user: z.string().trim().min(1).max(256),
-          role: roleSchema.default('presenter'),
-        }),
+        body: z.object({ roomId: roomParams.shape.room, user: userName, role: roleSchema.default('presenter') }),
       },
     },
     async (request) => {

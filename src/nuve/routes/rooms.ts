@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { jsonLimitViolation } from '../../core/bounded-json.js';
 import { AppError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import type { RoomChanges, RoomRecord } from '../../core/store/store.js';
@@ -94,7 +95,12 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
       if (options.p2p !== undefined) changes.p2p = options.p2p;
       if (options.mediaConfiguration !== undefined) changes.mediaConfiguration = options.mediaConfiguration;
       if (options.eapolicy !== undefined) changes.eapolicy = options.eapolicy;
-      if (options.data !== undefined) changes.data = mergeData(room.data, options.data);
+      if (options.data !== undefined) {
+        changes.data = mergeData(room.data, options.data);
+        // Each half is within the limits; their union must be too.
+        const violation = jsonLimitViolation(changes.data);
+        if (violation) throw new AppError('VALIDATION_FAILED', `invalid request body: merged options.data: ${violation}`, 400);
+      }
       if (!(await store.updateRoom(request.service.id, room.id, changes))) throw roomNotFound();
       return reply.type('text/plain; charset=utf-8').send('Room Updated');
     },

@@ -5,16 +5,21 @@ import { newId } from '../../core/ids.js';
 import type { NuveContext } from '../context.js';
 import { generateServiceKey } from '../service-directory.js';
 import { serviceView } from './representation.js';
-import { serviceParams } from './schemas.js';
+import { serviceKey, serviceName, serviceParams } from './schemas.js';
 
 const notAuthorized = () =>
   new AppError('SERVICE_NOT_AUTHORIZED', 'Service not authorized for this action', 401);
 const serviceNotFound = () => new AppError('SERVICE_NOT_FOUND', 'Service not found', 404);
 
-/** Tenant management: the superService only. */
+/**
+ * Tenant management: the superService only. This plugin is its own
+ * encapsulation context, so the hook below guards exactly the routes declared
+ * here, whichever spelling of the path the router matched them by; it runs
+ * after MAuth (registered on the parent) has set `request.service`.
+ */
 export const servicesRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
   app.addHook('onRequest', async (request) => {
-    if (request.url.startsWith('/services') && !request.service.isSuper) throw notAuthorized();
+    if (!request.service.isSuper) throw notAuthorized();
   });
 
   app.post(
@@ -23,10 +28,7 @@ export const servicesRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async
       schema: {
         summary: 'Create a service (tenant); answers its id as a JSON string',
         tags: ['services'],
-        body: z.object({
-          name: z.string().trim().min(1).max(256),
-          key: z.string().min(16, 'key must be at least 16 characters').max(256).optional(),
-        }),
+        body: z.object({ name: serviceName, key: serviceKey.optional() }),
       },
     },
     async (request) => {

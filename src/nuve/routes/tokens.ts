@@ -3,7 +3,10 @@ import { AppError } from '../../core/errors.js';
 import { roleSchema } from '../../core/subjects.js';
 import type { NuveContext } from '../context.js';
 import { roomNotFound } from './rooms.js';
-import { roomParams } from './schemas.js';
+import { roomParams, storableText } from './schemas.js';
+
+/** Taken as signed in the MAuth header (not trimmed: the signature covers it as it is). */
+const tokenUserName = storableText(256);
 
 export const tokensRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
   // As in Licode, user name and role travel in the signed MAuth header (mauth_username, mauth_role).
@@ -24,7 +27,9 @@ export const tokensRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (
       if (!user || user.username === '') throw new AppError('TOKEN_USER_MISSING', 'Name and role?', 401);
       const role = roleSchema.safeParse(user.role);
       if (!role.success) throw new AppError('INVALID_ROLE', 'role must be presenter or viewer', 400);
-      if (user.username.length > 256) throw new AppError('INVALID_USER', 'user name is too long', 400);
+      if (!tokenUserName.safeParse(user.username).success) {
+        throw new AppError('INVALID_USER', 'user name is too long or has control characters', 400);
+      }
       const room = await ctx.store.getRoom(request.service.id, request.params.room);
       if (!room) throw roomNotFound();
       const token = await ctx.tokens.issue(request.service, room, user.username, role.data);
