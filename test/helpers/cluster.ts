@@ -200,7 +200,6 @@ export class Cluster {
       MSS_NUVE__GATEWAY_TIMEOUT_MS: '3000',
       MSS_AGENT__GATEWAY_TIMEOUT_MS: '3000',
       MSS_GATEWAY__KEEPALIVE_MS: '500',
-      MSS_OPS__TOKEN: this.opsToken,
       // Every test client connects from 127.0.0.1: one address, many users.
       MSS_GATEWAY__RATE_LIMIT__CONNECTIONS_PER_SEC_PER_IP: '1000',
       ...options.env,
