@@ -18,6 +18,7 @@ import type { HeartbeatTable } from '../core/heartbeat-table.js';
 import { authPlugin } from './auth.js';
 import { metricsPlugin } from './metrics.js';
 import { rateLimitPlugin } from './rate-limit.js';
+import { sharedResult } from './shared-result.js';
 import { tracingPlugin } from './tracing-plugin.js';
 import type { NuveContext } from './context.js';
 import { devRoutes } from './routes/dev.js';
@@ -144,9 +145,11 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
   }
 
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  // Unauthenticated and never rate limited: concurrent probes share one store ping, reused for a second.
+  const storePing = sharedResult(() => ctx.store.ping(), 1000);
   app.get('/health', { schema: { hide: true }, config: { rateLimitExempt: true } }, async (_request, reply) => {
     try {
-      await ctx.store.ping();
+      await storePing();
       return { status: 'ok', gateways: ctx.registry.list().length };
     } catch {
       return reply.status(503).send({ code: 'STORE_UNAVAILABLE', message: 'the store does not answer' });
