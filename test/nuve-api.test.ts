@@ -450,6 +450,25 @@ describe('the HTTP surface', () => {
     fails(await h.call('POST', '/rooms/x/y/z'), 404, 'NOT_FOUND');
   });
 
+  test('a flood of /health (open, never rate limited) shares store pings', async () => {
+    const store = h.store as { ping(): Promise<void> };
+    const ping = store.ping;
+    let pings = 0;
+    store.ping = async () => {
+      pings++;
+      await new Promise((resolve) => setTimeout(resolve, 50)); // a busy database
+      return ping.call(h.store);
+    };
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1100)); // past the reuse of earlier checks
+      const answers = await Promise.all(Array.from({ length: 200 }, () => h.call('GET', '/health', { authorization: false })));
+      assert.ok(answers.every((a) => a.status === 200 && a.json.status === 'ok'));
+      assert.ok(pings <= 2, `${pings} store pings for 200 health checks`);
+    } finally {
+      store.ping = ping;
+    }
+  });
+
   test('Licode trailing slashes are accepted', async () => {
     const id = await h.createRoom(tenantA, 'slashes');
     assert.equal((await h.call('GET', '/rooms/', as(tenantA))).status, 200);

@@ -4,14 +4,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { loadConfig } from '../src/core/config.js';
 import { connectRedis, redisReady } from '../src/core/redis.js';
 import { buildMAuthHeader } from '../src/nuve/mauth.js';
 import { type MAuthUse, MemoryReplayGuard } from '../src/nuve/replay-guard.js';
 import { type Platform, startPlatform } from '../src/platform.js';
 import { type ServiceProcess, startRedis } from './helpers/cluster.js';
+import { heapAfterGc } from './helpers/hostile-http.js';
 import { type CallResult, rawHttp, startNuve, testLogger, waitFor } from './helpers/nuve-harness.js';
 
 const superService = { id: randomBytes(12).toString('hex'), key: randomBytes(24).toString('base64url') };
@@ -88,15 +87,6 @@ describe('in-memory replay guard', () => {
   });
 
   test('memory per entry is a small fixed digest, whatever the header carries', async () => {
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as () => void;
-    const heapAfterGc = async () => {
-      for (let i = 0; i < 4; i++) {
-        gc();
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      return process.memoryUsage().heapUsed;
-    };
     const n = 100_000;
     const g = guard(n, 300_000);
     clock.now += 200_000;

@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import {
@@ -16,6 +18,7 @@ import type { HeartbeatTable } from '../core/heartbeat-table.js';
 import { authPlugin } from './auth.js';
 import { metricsPlugin } from './metrics.js';
 import { rateLimitPlugin } from './rate-limit.js';
+import { sharedResult } from './shared-result.js';
 import { tracingPlugin } from './tracing-plugin.js';
 import type { NuveContext } from './context.js';
 import { devRoutes } from './routes/dev.js';
@@ -37,6 +40,28 @@ declare module 'fastify' {
 
 export type NuveApp = FastifyInstance;
 
+/**
+ * Bytes Node's HTTP parser refuses before there is a request (a bad request
+ * line, an unframed body, headers too large, too slow): answered like every
+ * other refusal, JSON with a stable code, and the connection closed.
+ */
+function refuseMalformedHttp(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'REQUEST_TIMEOUT', 'the request did not arrive in time']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'HEADERS_TOO_LARGE', 'the request headers are too large']
+        : [400, 'MALFORMED_HTTP', 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify({ code, message });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
+}
+
 /** Builds the Nuve HTTP API: one plugin per resource, every input declared with zod. */
 export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: HeartbeatTable<AgentHeartbeat>): Promise<FastifyInstance> {
   const app = Fastify({
@@ -50,6 +75,7 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
     frameworkErrors: (err, _request, reply) => {
       (reply as FastifyReply).status(400).send({ code: err.code === 'FST_ERR_BAD_URL' ? 'BAD_URL' : 'BAD_REQUEST', message: err.message });
     },
+    clientErrorHandler: refuseMalformedHttp,
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
@@ -119,9 +145,11 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
   }
 
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  // Unauthenticated and never rate limited: concurrent probes share one store ping, reused for a second.
+  const storePing = sharedResult(() => ctx.store.ping(), 1000);
   app.get('/health', { schema: { hide: true }, config: { rateLimitExempt: true } }, async (_request, reply) => {
     try {
-      await ctx.store.ping();
+      await storePing();
       return { status: 'ok', gateways: ctx.registry.list().length };
     } catch {
       return reply.status(503).send({ code: 'STORE_UNAVAILABLE', message: 'the store does not answer' });

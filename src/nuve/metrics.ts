@@ -7,6 +7,7 @@ import { METRICS_SUBJECT, aggregateMetrics } from '../core/metrics.js';
 import type { OpsAuth } from '../core/ops-auth.js';
 import type { GatewayRegistry } from './gateway-registry.js';
 import type { RateLimitStats } from './rate-limit.js';
+import { sharedResult } from './shared-result.js';
 
 /** How long a cluster scrape's result is served to later scrapes: one gather per second at most, however many scrape. */
 const CLUSTER_SCRAPE_REUSE_MS = 1000;
@@ -68,31 +69,9 @@ export const metricsPlugin = fp<{
   app.get('/metrics', scrape, async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
   // A gather asks every process of the cluster: concurrent scrapes share one, and reuse it for a second.
-  const clusterMetrics = shared(async () => {
+  const clusterMetrics = sharedResult(async () => {
     const parts = await bus.gather<MetricObjectWithValues<MetricValue<string>>[]>(METRICS_SUBJECT, {}, { timeoutMs: 1000 });
     return aggregateMetrics(parts);
   }, CLUSTER_SCRAPE_REUSE_MS);
   app.get('/metrics/cluster', scrape, async (_request, reply) => reply.type(registry.contentType).send(await clusterMetrics()));
 });
-
-/**
- * `load` run once for every caller while it is in flight, and its result
- * reused for `reuseMs` after it settled successfully; a failure is not kept.
- */
-function shared<T>(load: () => Promise<T>, reuseMs: number): () => Promise<T> {
-  let current: { result: Promise<T>; settledAt?: number } | undefined;
-  return () => {
-    if (current && (current.settledAt === undefined || Date.now() - current.settledAt < reuseMs)) return current.result;
-    const entry: { result: Promise<T>; settledAt?: number } = { result: load() };
-    current = entry;
-    entry.result.then(
-      () => {
-        entry.settledAt = Date.now();
-      },
-      () => {
-        if (current === entry) current = undefined;
-      },
-    );
-    return entry.result;
-  };
-}

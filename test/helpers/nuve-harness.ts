@@ -325,6 +325,8 @@ export function rawHttp(
   timeoutMs = 10_000,
 ): Promise<CallResult> {
   const { hostname, port } = new URL(baseUrl);
+  // Node frames a GET or DELETE body only when told its length.
+  if (body !== undefined) headers = { ...headers, 'content-length': String(Buffer.byteLength(body)) };
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: hostname, port, method, path, headers, agent: keepAlive, timeout: timeoutMs }, (res) => {
