@@ -74,10 +74,11 @@ describe('connection budgets: one address cannot starve the others', () => {
     );
     assert.deepEqual(await attempt(platform.gatewayUrl, token, '127.0.0.2'), { admitted: true }, 'the legitimate client is admitted');
 
+    // 3 per second get through (more only if the flood outlasted a second), each told why its token is refused.
     const refusedByToken = flood.filter((r) => r.closing);
-    assert.equal(refusedByToken.length, 3, 'the address budget let 3 through, each told why it was refused');
     for (const r of refusedByToken) assert.ok([4000, 4001].includes(r.close!), `close ${r.close}`);
-    assert.equal(flood.filter((r) => r.status === 429).length, 37);
+    assert.ok(refusedByToken.length >= 3 && refusedByToken.length <= 6, `${refusedByToken.length} through`);
+    assert.equal(flood.filter((r) => r.status === 429).length, 40 - refusedByToken.length);
   });
 
   test('spent, tokenless and malformed connections from many addresses leave the shared budget to real clients', async () => {
@@ -104,8 +105,9 @@ describe('connection budgets: one address cannot starve the others', () => {
       Array.from({ length: 20 }, (_, i) => attempt(platform.gatewayUrl, forged(real, { userName: `forged-${i}` }))),
     );
     assert.deepEqual(await attempt(platform.gatewayUrl, token, '127.0.0.2'), { admitted: true });
-    assert.equal(flood.filter((r) => r.closing?.code === 1002).length, 3, 'bad signatures, found by Nuve');
-    assert.equal(flood.filter((r) => r.status === 429).length, 17);
+    const throughToNuve = flood.filter((r) => r.closing?.code === 1002).length;
+    assert.ok(throughToNuve >= 3 && throughToNuve <= 6, `${throughToNuve} bad signatures, found by Nuve`);
+    assert.equal(flood.filter((r) => r.status === 429).length, 20 - throughToNuve);
   });
 
   test('budgets are per IPv4 address and per IPv6 /64', () => {

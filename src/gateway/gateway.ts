@@ -305,13 +305,14 @@ export class Gateway {
     // Until ws takes the socket, nobody else listens for its errors (a reset would otherwise crash the process).
     socket.on('error', () => socket.destroy());
     const query = queryOf(req);
+    const clientAddress = clientAddressOf(req);
     const needsNuve = this.tokens.refusal(query.get('token')) === undefined;
-    const verdict = await this.limits.acceptConnection(clientAddressOf(req) ?? '', needsNuve);
+    const verdict = await this.limits.acceptConnection(clientAddress ?? '', needsNuve);
     if (verdict !== 'ok') {
       socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, query, clientAddressOf(req)));
+    this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, query, clientAddress));
   }
 
   private async onConnection(ws: WebSocket, query: URLSearchParams, clientAddress: string | undefined): Promise<void> {
