@@ -15,12 +15,12 @@ import { type JsonLimits, boundedJson, boundedJsonObject } from '../core/bounded
  * values nested 5 deep (1.9 KiB), DTLS parameters 6 values nested 3 deep.
  */
 
+const withoutNul = (s: string) => !s.includes('\u0000');
+const NUL_REFUSED = 'must not contain NUL characters';
+
 /** Text stored or shown to others: bounded, and without NUL (C strings and PostgreSQL cut or refuse it). */
 export function text(maxLength: number) {
-  return z
-    .string()
-    .max(maxLength)
-    .refine((s) => !s.includes('\u0000'), 'must not contain NUL characters');
+  return z.string().max(maxLength).refine(withoutNul, NUL_REFUSED);
 }
 
 /** A measured value, then shaped: the shape never walks a value that is too deep or too big. */
@@ -168,4 +168,4 @@ export const deviceSchema = z.strictObject({
 });
 
 /** The name shown to other peers. */
-export const displayNameSchema = text(128).trim().min(1);
+export const displayNameSchema = z.string().trim().min(1).max(128).refine(withoutNul, NUL_REFUSED);
