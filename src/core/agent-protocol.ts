@@ -278,7 +278,7 @@ export type AgentEvent =
   | { type: 'dataConsumerClosed'; roomId: string; peerId: string; dataConsumerId: string }
   | { type: 'downlinkBwe'; roomId: string; peerId: string; bwe: unknown }
   | { type: 'activeSpeaker'; roomId: string; producerId: string | null; volume?: number }
-  | { type: 'routerClosed'; roomId: string; epoch: string; reason: RouterClosedReason };
+  | { type: 'routerClosed'; roomId: string; epoch?: string; reason: RouterClosedReason };
 
 /**
  * Why the agent closed a router its gateway had not asked it to close: the
