@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { type Server, createServer } from 'node:http';
 import type { types } from 'mediasoup';
 import {
@@ -53,6 +54,8 @@ export class Agent {
   private metrics?: AgentMetrics;
   private metricsRegistry?: Registry;
   private readonly handlers: Handlers;
+  /** Tells gateways a restarted agent from the one they knew under the same id. */
+  private readonly incarnation = randomBytes(8).toString('hex');
 
   constructor(
     private readonly config: Config,
@@ -212,6 +215,7 @@ export class Agent {
   private heartbeat(): void {
     this.bus.publish(agentSubjects.heartbeat, {
       id: this.id,
+      incarnation: this.incarnation,
       state: this.state,
       load: this.load(),
       ...(this.clientProbeUrl ? { probeUrl: this.clientProbeUrl } : {}),

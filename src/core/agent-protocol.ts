@@ -38,6 +38,12 @@ export type AgentLoad = z.infer<typeof agentLoadSchema>;
 
 export const agentHeartbeatSchema = z.object({
   id,
+  /**
+   * Fresh for each agent process: a new one under a known id means the agent
+   * restarted (kept its id, lost every router) faster than it would have been
+   * missed. Absent from agents older than it.
+   */
+  incarnation: id.optional(),
   state: z.enum(['available', 'draining']),
   load: agentLoadSchema,
   /** Public HTTP URL clients time round trips against (TTL-BEST placement); absent when not exposed. */
