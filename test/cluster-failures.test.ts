@@ -10,11 +10,13 @@ import { waitFor } from './helpers/nuve-harness.js';
  * Failures of the cluster's own parts, every role a process over a private
  * NATS: the bus going away for a while, a gateway killed. One agent, so a
  * room reopened elsewhere lands on the agent that still has the old router.
- * Nuve forgets a silent gateway (2 s) before the agent closes its rooms (4 s),
+ * Nuve forgets a silent gateway (2 s) well before the agent closes its rooms (5 s),
  * the order in which a rejoin meets the dead gateway's router.
  */
 const NUVE_GATEWAY_TIMEOUT_MS = 2000;
-const AGENT_GATEWAY_TIMEOUT_MS = 4000;
+const AGENT_GATEWAY_TIMEOUT_MS = 5000;
+/** Longer than every timeout above, plus the orphan sweep. */
+const OUTAGE_MS = 7000;
 /** The agent looks for silent gateways once a second. */
 const ORPHAN_SWEEP_MS = 1000;
 const AGENT_REMOVE_MS = 3000;
@@ -69,7 +71,7 @@ async function assertAgentEmpty(): Promise<void> {
 }
 
 describe('cluster failures', { concurrency: false }, () => {
-  test('a 6 s NATS outage: the call keeps its media and its peers; joins work again once NATS is back', { timeout: 120_000 }, async () => {
+  test('a 7 s NATS outage: the call keeps its media and its peers; joins work again once NATS is back', { timeout: 120_000 }, async () => {
     const roomId = await cluster.createRoom('nats-outage');
     const alice = await join(roomId, 'alice');
     const bob = await join(roomId, 'bob');
@@ -83,7 +85,7 @@ describe('cluster failures', { concurrency: false }, () => {
     const sampler = setInterval(() => samples.push({ at: Date.now(), alice: aliceIn.packets, bob: bobIn.packets }), 250);
     try {
       await cluster.nats.stop();
-      await sleep(6000);
+      await sleep(OUTAGE_MS);
       await cluster.nats.start();
       await sleep(Math.max(AGENT_REMOVE_MS, AGENT_GATEWAY_TIMEOUT_MS + ORPHAN_SWEEP_MS) + 1500);
     } finally {
@@ -113,7 +115,8 @@ describe('cluster failures', { concurrency: false }, () => {
     const alice1 = await join(roomId, 'alice');
     const bob1 = await join(roomId, 'bob');
     await bob1.assertReceiving(alice1.producerId!);
-    assert.deepEqual([(await agentDump()).routers, (await agentDump()).transports], [1, 4]);
+    const before = await agentDump();
+    assert.deepEqual([before.routers, before.transports], [1, 4]);
 
     const victim = cluster.gateways.find((g) => g.id === firstGateway)!;
     await victim.proc.kill('SIGKILL');

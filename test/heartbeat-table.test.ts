@@ -63,10 +63,10 @@ class CuttableBus implements Bus {
 
 const TIMEOUT_MS = 400;
 
-describe('HeartbeatTable: silence only counts while this process has the bus', () => {
+describe('HeartbeatTable', () => {
   let shared: MemoryBus;
   let bus: CuttableBus;
-  let table: HeartbeatTable<{ id: string }>;
+  let table: HeartbeatTable<{ id: string; incarnation?: string }>;
   let removed: { id: string; reason: string; at: number }[];
   let hellos: number;
 
@@ -77,7 +77,7 @@ describe('HeartbeatTable: silence only counts while this process has the bus', (
       heartbeat: 'member.heartbeat',
       down: 'member.down',
       hello: 'member.hello',
-      schema: z.object({ id: z.string() }),
+      schema: z.object({ id: z.string(), incarnation: z.string().optional() }),
       timeoutMs: TIMEOUT_MS,
       what: 'member',
     });
@@ -92,7 +92,23 @@ describe('HeartbeatTable: silence only counts while this process has the bus', (
     await shared.close();
   });
 
-  const beat = (id: string) => shared.publish('member.heartbeat', { id });
+  const beat = (id: string, incarnation?: string) => shared.publish('member.heartbeat', { id, incarnation });
+
+  test('a new process under a known id (new incarnation) replaces the old member: removed as restarted, then added', async () => {
+    const added: string[] = [];
+    table.on('added', (m) => added.push(`${m.id}/${m.incarnation}`));
+    beat('a', 'first');
+    beat('a', 'first');
+    await sleep(20);
+    beat('a', 'second');
+    await sleep(20);
+    assert.deepEqual(
+      removed.map((r) => [r.id, r.reason]),
+      [['a', 'restarted']],
+    );
+    assert.deepEqual(added, ['a/first', 'a/second']);
+    assert.equal(table.get('a')?.incarnation, 'second');
+  });
 
   test('with the bus up, a silent member is removed after the timeout', async () => {
     beat('a');

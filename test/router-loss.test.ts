@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { types } from 'mediasoup';
+import { agentSubjects } from '../src/core/agent-protocol.js';
 import { closeCodes } from '../src/protocol/signaling.js';
 import { audioRtpParameters } from './helpers/ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
+import { waitFor } from './helpers/nuve-harness.js';
 import { ProtooClient, type ProtooError } from './helpers/protoo-client.js';
 
 /**
@@ -57,6 +59,21 @@ describe('a router lost under its gateway', { concurrency: false }, () => {
     const notice = await alice.client.waitNotification('mediaAgentLost', 3000);
     assert.equal(notice.reason, 'router-closed');
     assert.equal(await alice.client.closed, closeCodes.roomClosed);
+    await assertRoomWorks(roomId);
+  });
+
+  test('its agent restarted under the same id (a new incarnation heartbeats): the peers are told at once', async () => {
+    const roomId = await platform.createRoom('agent-restarted');
+    const alice = await joinedPeer(roomId, 'alice');
+    const agentId = platform.agent!.id;
+    // What the gateway sees of an agent that crashed and came back within its silence tolerance.
+    const known = platform.gateway!.agents.get(agentId)!;
+    platform.bus.publish(agentSubjects.heartbeat, { id: agentId, state: 'available', load: known.load, incarnation: 'a-new-process' });
+    const notice = await alice.client.waitNotification('mediaAgentLost', 3000);
+    assert.equal(notice.reason, 'agent-restarted');
+    assert.equal(await alice.client.closed, closeCodes.roomClosed);
+    // The real agent's next heartbeat reads as one more restart; once it is known again, the room reopens there.
+    await waitFor(() => platform.gateway!.agents.get(agentId)?.incarnation !== 'a-new-process', 3000, 'the real agent to be known again');
     await assertRoomWorks(roomId);
   });
 

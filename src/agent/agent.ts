@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { types } from 'mediasoup';
@@ -69,6 +70,8 @@ export class Agent {
   private metrics?: AgentMetrics;
   private metricsRegistry?: Registry;
   private readonly handlers: Handlers;
+  /** Tells gateways a restarted agent from the one they knew under the same id. */
+  private readonly incarnation = randomBytes(8).toString('hex');
 
   constructor(
     private readonly config: Config,
@@ -233,6 +236,7 @@ export class Agent {
   private heartbeat(): void {
     this.bus.publish(agentSubjects.heartbeat, {
       id: this.id,
+      incarnation: this.incarnation,
       state: this.state,
       load: this.load(),
       ...(this.clientProbeUrl ? { probeUrl: this.clientProbeUrl } : {}),

@@ -52,6 +52,12 @@ export type AgentLoad = z.infer<typeof agentLoadSchema>;
 
 export const agentHeartbeatSchema = z.object({
   id,
+  /**
+   * Fresh for each agent process: a new one under a known id means the agent
+   * restarted (kept its id, lost every router) faster than it would have been
+   * missed. Absent from agents older than it.
+   */
+  incarnation: id.optional(),
   state: z.enum(['available', 'draining']),
   load: agentLoadSchema,
   /** Public HTTP URL clients time round trips against (TTL-BEST placement); absent when not exposed. */
@@ -293,7 +299,7 @@ export type AgentEvent =
   | { type: 'dataConsumerClosed'; roomId: string; peerId: string; dataConsumerId: string }
   | { type: 'downlinkBwe'; roomId: string; peerId: string; bwe: unknown }
   | { type: 'activeSpeaker'; roomId: string; producerId: string | null; volume?: number }
-  | { type: 'routerClosed'; roomId: string; epoch: string; reason: RouterClosedReason };
+  | { type: 'routerClosed'; roomId: string; epoch?: string; reason: RouterClosedReason };
 
 /**
  * Why the agent closed a router its gateway had not asked it to close: the

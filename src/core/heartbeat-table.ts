@@ -9,8 +9,11 @@ interface TableEvents<T> {
   added: [Seen<T>];
   /** A heartbeat of a known member; `previous` is what it said before. */
   updated: [Seen<T>, Seen<T>];
-  removed: [Seen<T>, 'timeout' | 'down'];
+  removed: [Seen<T>, RemovalReason];
 }
+
+/** Silent too long, said goodbye, or came back as a new process under the same id. */
+export type RemovalReason = 'timeout' | 'down' | 'restarted';
 
 export interface HeartbeatTableOptions<T> {
   /** Subjects: periodic heartbeats, a clean goodbye, and the hello that makes members announce themselves. */
@@ -66,7 +69,7 @@ export class BusSilence {
  * and again whenever the bus comes back, makes the view complete at once
  * instead of after one heartbeat period.
  */
-export class HeartbeatTable<T extends { id: string }> extends EventEmitter<TableEvents<T>> {
+export class HeartbeatTable<T extends { id: string; incarnation?: string }> extends EventEmitter<TableEvents<T>> {
   private readonly members = new Map<string, Seen<T>>();
   private readonly subscriptions: Subscription[] = [];
   private sweepTimer?: NodeJS.Timeout;
@@ -125,7 +128,12 @@ export class HeartbeatTable<T extends { id: string }> extends EventEmitter<Table
       return;
     }
     const entry: Seen<T> = { ...parsed.data, lastSeen: Date.now() };
-    const previous = this.members.get(entry.id);
+    let previous = this.members.get(entry.id);
+    // A new process under a known id: whatever the old one held is gone, so it is removed before the new one is added.
+    if (previous?.incarnation !== undefined && entry.incarnation !== undefined && previous.incarnation !== entry.incarnation) {
+      this.remove(entry.id, 'restarted');
+      previous = undefined;
+    }
     this.members.set(entry.id, entry);
     if (previous) this.emit('updated', entry, previous);
     else {
@@ -134,7 +142,7 @@ export class HeartbeatTable<T extends { id: string }> extends EventEmitter<Table
     }
   }
 
-  private remove(id: string, reason: 'timeout' | 'down'): void {
+  private remove(id: string, reason: RemovalReason): void {
     const entry = this.members.get(id);
     if (!entry) return;
     this.members.delete(id);

@@ -80,8 +80,9 @@ export class Gateway {
     this.limits = new GatewayLimits(config.gateway.rateLimit);
     this.tokens = new TokenGate(bus, config.gateway.id, logger, config.gateway.refusedTokenCacheSize);
     this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
-    this.agents.on('removed', (agent) => {
-      for (const room of [...this.rooms.values()]) room.agentLost(agent.id, 'agent-removed', true);
+    this.agents.on('removed', (agent, why) => {
+      const reason = why === 'restarted' ? 'agent-restarted' : 'agent-removed';
+      for (const room of [...this.rooms.values()]) room.agentLost(agent.id, reason, true);
     });
   }
 

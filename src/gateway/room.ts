@@ -616,8 +616,8 @@ export class Room extends EventEmitter<RoomEvents> {
         this.onSpeaker(event.agentId, event.producerId, event.volume);
         return;
       case 'routerClosed':
-        // About an earlier opening (already replaced): nothing of ours was on it.
-        if (event.epoch !== this.routers.get(event.agentId)?.epoch) return;
+        // About an earlier opening (already replaced): nothing of ours was on it. (Agents before epochs name none.)
+        if (event.epoch !== undefined && event.epoch !== this.routers.get(event.agentId)?.epoch) return;
         this.agentLost(event.agentId, event.reason, false);
         return;
       // Whoever owned them, their pipes must follow (the owner may have left already).
