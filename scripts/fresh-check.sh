@@ -181,11 +181,11 @@ ip netns exec "$NS" ip link set "$NS_DEV" up
 ip netns exec "$NS" ip link set lo up
 ip netns exec "$NS" ip route add default via "$HOST_IP"
 # Over the link, only the relay's two ports on the link address; nothing forwarded.
-add_rule() { iptables -I "$@"; IPT_RULES+=("$*"); }
-add_rule INPUT 1 -i "$HOST_DEV" -j DROP
-add_rule INPUT 1 -i "$HOST_DEV" -d "$HOST_IP" -p tcp -m multiport --dports 80,443 -j ACCEPT
-add_rule FORWARD 1 -i "$HOST_DEV" -j DROP
-add_rule FORWARD 1 -o "$HOST_DEV" -j DROP
+add_rule() { local chain=$1; shift; iptables -I "$chain" 1 "$@"; IPT_RULES+=("$chain $*"); }
+add_rule INPUT -i "$HOST_DEV" -j DROP
+add_rule INPUT -i "$HOST_DEV" -d "$HOST_IP" -p tcp -m multiport --dports 80,443 -j ACCEPT
+add_rule FORWARD -i "$HOST_DEV" -j DROP
+add_rule FORWARD -o "$HOST_DEV" -j DROP
 node "$HERE/relay.mjs" "$HOST_IP" "$RUN_LOG/relay.log" "$ALLOW_HOSTS" &
 RELAY_PID=$!
 sleep 1
@@ -227,7 +227,7 @@ T_END=$(date +%s)
   echo "   root: Debian bookworm minbase + Node $(node --version) / npm $(npm --version) copied in; worker: $([ $REUSE_WORKER = 1 ] && echo "reused from an earlier fresh check" || echo "built by install.sh")"
   echo "   network: own netns, veth + relay for $ALLOW_HOSTS only; own mount and PID namespaces"
   cat "$ROOT/opt/fresh-check/summary.txt" 2>/dev/null || echo "   (no summary: the inner run died, exit $INNER_RC)"
-  echo "   relay: $(grep -c ' allow ' "$RUN_LOG/relay.log" 2>/dev/null || echo 0) connections allowed, $(grep -c ' deny ' "$RUN_LOG/relay.log" 2>/dev/null || echo 0) denied ($(grep ' deny ' "$RUN_LOG/relay.log" 2>/dev/null | sed 's/.*-> //' | sort -u | tr '\n' ' '))"
+  echo "   relay: $(grep -c ' allow ' "$RUN_LOG/relay.log" 2>/dev/null || true) connections allowed, $(grep -c ' deny ' "$RUN_LOG/relay.log" 2>/dev/null || true) denied$(grep ' deny ' "$RUN_LOG/relay.log" 2>/dev/null | sed 's/.*-> //' | sort | uniq -c | awk '{printf " %s (%s)", $2, $1}')"
   echo "   total $(( (T_END - T_START) / 60 )) min $(( (T_END - T_START) % 60 )) s; result: $([ $INNER_RC = 0 ] && echo PASS || echo "FAIL (exit $INNER_RC)")"
 } | tee "$RUN_LOG/summary.txt"
 exit "$INNER_RC"

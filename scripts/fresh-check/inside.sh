@@ -10,7 +10,7 @@ FAILED=0
 # phase NAME LOG EXPECT COMMAND...: runs COMMAND, logs its output, records rc and time.
 # EXPECT is the exit code that counts as passing ("0", or "nonzero").
 phase() {
-  local name=$1 log=$OUT/$2 expect=$3; shift 3
+  local name=$1 logname=$2 log=$OUT/$2 expect=$3; shift 3
   local t0 rc ok
   echo "fresh-check[inside]: $name"
   t0=$(date +%s)
@@ -18,7 +18,7 @@ phase() {
   rc=$?
   if [ "$expect" = nonzero ]; then [ $rc -ne 0 ] && ok=1 || ok=0; else [ $rc -eq "$expect" ] && ok=1 || ok=0; fi
   local dt=$(( $(date +%s) - t0 ))
-  printf '   %-4s %-58s exit %-3s %3d min %02d s  (%s)\n' "$([ $ok = 1 ] && echo ok || echo FAIL)" "$name" "$rc" $((dt / 60)) $((dt % 60)) "$2" >>"$SUMMARY"
+  printf '   %-4s %-58s exit %-3s %3d min %02d s  (%s)\n' "$([ $ok = 1 ] && echo ok || echo FAIL)" "$name" "$rc" $((dt / 60)) $((dt % 60)) "$logname" >>"$SUMMARY"
   [ $ok = 1 ] || { FAILED=1; echo "fresh-check[inside]: FAILED: $name (exit $rc); end of $log:"; tail -n 40 "$log" | sed 's/^/    /'; }
   return $((1 - ok))
 }
