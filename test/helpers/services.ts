@@ -215,21 +215,45 @@ export class ServiceProcess {
     return this.proc?.pid;
   }
 
-  /** Stops it: `signal` first (default SIGKILL, as a crash), SIGKILL after `graceMs`. */
+  /**
+   * Stops it: `signal` first (default SIGKILL, as a crash), SIGKILL after `graceMs`. The
+   * signal goes to its process group, so a server run by a wrapper script stops too.
+   */
   async stop(signal: NodeJS.Signals = 'SIGKILL', graceMs = 10_000): Promise<void> {
     const proc = this.proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill(signal);
-    const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+    const kill = (sig: NodeJS.Signals) => {
+      try {
+        process.kill(-proc.pid!, sig);
+      } catch {
+        proc.kill(sig);
+      }
+    };
+    kill(signal);
+    const timer = setTimeout(() => kill('SIGKILL'), graceMs);
     await exited;
     clearTimeout(timer);
+    if (signal !== 'SIGKILL') {
+      // What the wrapper left of its group after exiting (a server child still shutting down) has the grace period too.
+      for (let t = 0; t < graceMs && groupAlive(proc.pid!); t += 100) await sleep(100);
+      if (groupAlive(proc.pid!)) kill('SIGKILL');
+    }
   }
 
   async restart(downMs = 500): Promise<void> {
     await this.stop();
     await sleep(downMs);
     await this.start();
+  }
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -409,8 +433,16 @@ export async function startRabbitMq(): Promise<RunningService> {
   const root = process.getuid?.() === 0;
   const ids = root ? await idOf('rabbitmq') : undefined;
   if (ids) chownSync(dir, ids.uid, ids.gid);
+  // Its own epmd (Erlang's port mapper), in the foreground, so it stops with the server
+  // instead of staying behind as a daemon.
+  const epmdBin = findBinary('epmd', ['/usr/lib/erlang/bin']) ?? requireBinary('epmd');
+  const epmd = await withFreePort(async (port) => {
+    const p = new ServiceProcess(port, epmdBin, ['-port', String(port), '-address', '127.0.0.1'], { label: 'epmd', user: ids ? 'rabbitmq' : undefined });
+    await p.start();
+    return p;
+  });
   const svc = await withFreePort(async (port) => {
-    const [dist, epmd] = [await freePort(), await freePort()];
+    const dist = await freePort();
     const env = {
       ...process.env,
       HOME: dir,
@@ -418,7 +450,7 @@ export async function startRabbitMq(): Promise<RunningService> {
       RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
       RABBITMQ_NODE_PORT: String(port),
       RABBITMQ_DIST_PORT: String(dist),
-      ERL_EPMD_PORT: String(epmd),
+      ERL_EPMD_PORT: String(epmd.port),
       RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
       RABBITMQ_LOG_BASE: join(dir, 'log'),
       RABBITMQ_LOGS: '-',
@@ -435,6 +467,7 @@ export async function startRabbitMq(): Promise<RunningService> {
     url: `amqp://guest:guest@127.0.0.1:${svc.port}`,
     async stop() {
       await svc.stop('SIGTERM', 20_000);
+      await epmd.stop('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
     },
   };
