@@ -72,7 +72,9 @@ IPT_RULES=()
 
 cleanup() {
   set +e
-  [ -n "$INNER_PID" ] && kill "$INNER_PID" 2>/dev/null && wait "$INNER_PID" 2>/dev/null
+  # unshare blocks SIGINT/SIGTERM while it waits; SIGKILL it, and --kill-child takes the
+  # PID namespace (everything started inside) with it.
+  [ -n "$INNER_PID" ] && kill -KILL "$INNER_PID" 2>/dev/null && wait "$INNER_PID" 2>/dev/null
   [ -n "$RELAY_PID" ] && kill "$RELAY_PID" 2>/dev/null
   for rule in "${IPT_RULES[@]}"; do
     # shellcheck disable=SC2086
