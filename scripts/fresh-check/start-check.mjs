@@ -65,6 +65,18 @@ child.stdin.write('\x03');
 const stop = await Promise.race([exited, sleep(STOP_TIMEOUT_MS).then(() => undefined)]);
 if (stop) {
   check(true, `stopped ${((Date.now() - stopAt) / 1000).toFixed(1)} s after Ctrl-C (exit ${stop.code ?? stop.signal})`);
+  // The platform itself (node under npm) is gone too, not only npm: its ports close.
+  const nuvePort = Number(/Nuve API:\s+http:\/\/[^:\s]+:(\d+)/.exec(strip(out))?.[1] ?? 0);
+  let open = nuvePort > 0;
+  for (let i = 0; i < 100 && open; i++) {
+    open = await new Promise((resolve) => {
+      const s = connect(nuvePort, '127.0.0.1');
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    if (open) await sleep(100);
+  }
+  if (!check(nuvePort > 0 && !open, `port ${nuvePort} closed after the stop (no process left behind)`)) failed = true;
 } else {
   failed = true;
   check(false, `still running ${STOP_TIMEOUT_MS / 1000} s after Ctrl-C; killing it`);
