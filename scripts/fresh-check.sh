@@ -199,6 +199,7 @@ ip netns exec "$NS" unshare --mount --pid --fork --kill-child --propagation priv
   bash -c '
     set -e
     R=$1; shift
+    mount --bind "$R" "$R"   # the root a mount point, as on a machine (ip netns exec remounts it)
     mount -t proc proc "$R/proc"
     mount -t sysfs sysfs "$R/sys"
     mount --rbind /dev "$R/dev"

@@ -65,8 +65,9 @@ phase "bash scripts/install.sh" 1-install.log 0 timeout "$INSTALL_TIMEOUT" bash 
 phase "bash scripts/install.sh --test" 3-install-test.log 0 timeout "$INSTALL_TIMEOUT" bash scripts/install.sh --test \
   && phase "npm test" 4-npm-test.log 0 timeout --kill-after=1m "$TEST_TIMEOUT" npm test
 if [ -f $OUT/4-npm-test.log ]; then
-  grep -E '^# (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms)' $OUT/4-npm-test.log | sed 's/^/        /' >>"$SUMMARY"
-  grep -E '^not ok|^# Subtest:.*|^\s+not ok' $OUT/4-npm-test.log | grep 'not ok' | head -20 | sed 's/^/        /' >>"$SUMMARY"
+  # test/run.ts's closing lines: files, failing files, totals.
+  sed -n '/^test\/run.ts: [0-9]* of [0-9]* file(s)/,$p' $OUT/4-npm-test.log | sed 's/^/        /' >>"$SUMMARY"
+  grep -E '^not ok' $OUT/4-npm-test.log | head -20 | sed 's/^/        /' >>"$SUMMARY"
 fi
 [ -f $OUT/1-install.log ] && grep -E '^install.sh: ' $OUT/1-install.log | sed 's/^/        /' >"$OUT/install-steps.txt"
 exit $FAILED
