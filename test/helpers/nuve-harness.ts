@@ -23,12 +23,6 @@ export function pgServerUrl(): string {
   return serviceUrl('postgres');
 }
 
-/**
- * @deprecated Use `pgServerUrl()` (fails fast, naming what is missing). Kept for tests written
- * before it; under `npm test` it is the private server too, run alone it falls back to 5432.
- */
-export const PG_SERVER_URL = (process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432').replace(/\/+$/, '');
-
 export function testLogger(): Logger {
   return createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', pretty: false });
 }

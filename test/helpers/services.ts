@@ -271,14 +271,14 @@ export async function startNats(host = '127.0.0.1', jetStreamDir?: string): Prom
   });
 }
 
-/** A private redis-server on a free port, keeping nothing on disk. */
-export async function startRedis(): Promise<ServiceProcess & { url: string }> {
+/** A private redis-server on a free port, keeping nothing on disk; `extraArgs` (e.g. `--dir`) are appended and win. */
+export async function startRedis(extraArgs: string[] = []): Promise<ServiceProcess & { url: string }> {
   const binary = requireBinary('redis-server');
   return withFreePort(async (port) => {
     const svc = new ServiceProcess(
       port,
       binary,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmpdir()],
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmpdir(), ...extraArgs],
       { label: 'Redis' },
     );
     await svc.start();
