@@ -7,6 +7,7 @@ import { MemoryBus } from '../src/core/bus/memory-bus.js';
 import { AppError } from '../src/core/errors.js';
 import { startNats } from './helpers/cluster.js';
 import { testLogger, waitFor } from './helpers/nuve-harness.js';
+import { assertReachable, serviceUrl } from './helpers/services.js';
 
 async function rejectsWithCode(promise: Promise<unknown>, code: string, status?: number): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {
@@ -40,10 +41,19 @@ describe('subject matching', () => {
   });
 });
 
-// The same contract on both implementations: the in-process bus and NATS (the local server on 4222).
+// The same contract on both implementations: the in-process bus and NATS (the test run's server,
+// TEST_NATS_URL). NatsBus.connect waits for a first connection forever, so NATS is checked first:
+// without it the NATS tests fail at once, naming it, instead of hanging.
+let natsReachable: Promise<void> | undefined; // checked once per file: every test then fails at once
 const implementations: [string, () => Promise<Bus>][] = [
   ['MemoryBus', async () => new MemoryBus(testLogger(), 1000)],
-  ['NatsBus', async () => NatsBus.connect('nats://127.0.0.1:4222', testLogger(), 1000)],
+  [
+    'NatsBus',
+    async () => {
+      await (natsReachable ??= Promise.resolve().then(() => assertReachable('nats')));
+      return NatsBus.connect(serviceUrl('nats'), testLogger(), 1000);
+    },
+  ],
 ];
 
 for (const [name, open] of implementations) describe(name, () => {

@@ -14,12 +14,12 @@ import { ProtooClient } from './helpers/protoo-client.js';
 
 const logger = createLogger({ level: 'silent', pretty: false });
 const superService = { id: randomBytes(12).toString('hex'), key: randomBytes(24).toString('base64url') };
-let redis: ServiceProcess;
+let redis: ServiceProcess | undefined;
 
 before(async () => {
   redis = await startRedis();
 });
-after(async () => redis.stop());
+after(async () => redis?.stop());
 
 /** Two Nuve instances (as two processes would be) sharing one Redis. */
 async function twoNuves(rateLimit: ConfigInput['nuve'] extends infer N ? N extends { rateLimit?: infer R } ? R : never : never) {
@@ -30,7 +30,7 @@ async function twoNuves(rateLimit: ConfigInput['nuve'] extends infer N ? N exten
       overrides: {
         log: { level: 'silent' },
         store: { sqlitePath: ':memory:' },
-        redis: { url: `redis://127.0.0.1:${redis.port}` },
+        redis: { url: `redis://127.0.0.1:${redis!.port}` },
         nuve: { port: 0, superService, rateLimit },
       },
     });

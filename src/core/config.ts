@@ -30,7 +30,10 @@ export const configSchema = z
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-        pretty: z.boolean().default(false),
+        /** `auto`: readable lines (pino-pretty) when stdout is a terminal, JSON otherwise; or always `pretty` / `json`. */
+        format: z.enum(['auto', 'pretty', 'json']).default('auto'),
+        /** Older switch, kept: true means `pretty`, false `json` (when `format` is `auto`). */
+        pretty: z.boolean().optional(),
       })
       .strict()
       .prefault({}),

@@ -7,84 +7,19 @@ import { NatsBus } from '../../src/core/bus/nats-bus.js';
 import { type AgentDump, agentSubjects } from '../../src/core/agent-protocol.js';
 import { createLogger } from '../../src/core/logger.js';
 import { buildMAuthHeader } from '../../src/nuve/mauth.js';
+import { type ServiceProcess, freePort, hostPort, serviceUrl, startNats, startRedis } from './services.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort, ServiceProcess, startNats, startRedis } from './services.js';
 
-async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = netConnect(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`port ${port} did not open`);
-}
-
-
-
-/** A private server process (nats-server, redis-server) on its own port, restartable in place. */
-export class ServiceProcess {
-  private proc?: ChildProcess;
-  constructor(
-    readonly port: number,
-    private readonly command: string,
-    private readonly args: string[],
-  ) {}
-
-  async start(): Promise<void> {
-    this.proc = spawn(this.command, this.args, { stdio: 'ignore' });
-    await waitForPort(this.port);
-  }
-
-  async stop(): Promise<void> {
-    const proc = this.proc;
-    if (!proc || proc.exitCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGKILL');
-    await exited;
-  }
-
-  async restart(downMs = 500): Promise<void> {
-    await this.stop();
-    await sleep(downMs);
-    await this.start();
-  }
-}
-
-/** `host` 0.0.0.0 lets agents in other network namespaces reach it. */
-export async function startNats(host = '127.0.0.1'): Promise<ServiceProcess> {
-  const port = await freePort();
-  const svc = new ServiceProcess(port, '/usr/sbin/nats-server', ['-a', host, '-p', String(port)]);
-  await svc.start();
-  return svc;
-}
-
-/** No automatic snapshots; `extraArgs` (e.g. `--dir`) are appended. */
-export async function startRedis(extraArgs: string[] = []): Promise<ServiceProcess> {
-  const port = await freePort();
-  const svc = new ServiceProcess(port, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs]);
-  await svc.start();
-  return svc;
-}
-
+/** A fresh database on the test PostgreSQL (TEST_PG_URL); `drop()` removes it. */
 export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const server = serviceUrl('postgres');
   const name = `mss_cluster_${randomBytes(4).toString('hex')}`;
-  const url = `postgres://postgres@127.0.0.1:5432/${name}`;
+  const url = `${server}/${name}`;
   return {
     url,
     async drop() {
-      const client = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+      const client = new pg.Client({ connectionString: `${server}/postgres` });
       await client.connect();
       await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
       await client.end();
@@ -176,7 +111,7 @@ export class Cluster {
   readonly agents: { id: string; proc: RoleProcess }[] = [];
   bus!: NatsBus;
   /** Nuve reaches PostgreSQL through this relay, so tests can take the database away. */
-  readonly pgRelay = new TcpRelay(5432);
+  pgRelay!: TcpRelay;
   private common: Record<string, string> = {};
   readonly superService = { id: randomBytes(12).toString('hex'), key: randomBytes(24).toString('base64url') };
   /** Every process's `ops.token`: the bearer secret of /metrics, /metrics/cluster and /drain. */
@@ -186,6 +121,8 @@ export class Cluster {
     this.nats = await startNats(options.natsHost);
     this.redis = await startRedis();
     this.db = await createTestDatabase();
+    const pgServer = hostPort(this.db.url);
+    this.pgRelay = new TcpRelay(pgServer.port, pgServer.host);
     await this.pgRelay.up();
     const common = {
       MSS_LOG__LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
@@ -193,7 +130,7 @@ export class Cluster {
       MSS_BUS__NATS_URL: `nats://127.0.0.1:${this.nats.port}`,
       MSS_REDIS__URL: `redis://127.0.0.1:${this.redis.port}`,
       MSS_STORE__DRIVER: 'postgres',
-      MSS_STORE__POSTGRES_URL: this.db.url.replace(':5432/', `:${this.pgRelay.port}/`),
+      MSS_STORE__POSTGRES_URL: relayedUrl(this.db.url, this.pgRelay.port),
       MSS_NUVE__SUPER_SERVICE__ID: this.superService.id,
       MSS_NUVE__SUPER_SERVICE__KEY: this.superService.key,
       MSS_OPS__TOKEN: this.opsToken,
@@ -252,7 +189,7 @@ export class Cluster {
     await Promise.all([this.nuve, ...this.gateways.map((g) => g.proc), ...this.agents.map((a) => a.proc)].map((p) => p?.kill('SIGKILL')));
     await this.nats?.stop();
     await this.redis?.stop();
-    await this.pgRelay.down();
+    await this.pgRelay?.down();
     await this.db?.drop();
   }
 
@@ -307,6 +244,14 @@ export class Cluster {
   }
 }
 
+/** The same URL with its host and port replaced by the relay's (127.0.0.1:port). */
+function relayedUrl(url: string, port: number): string {
+  const u = new URL(url);
+  u.hostname = '127.0.0.1';
+  u.port = String(port);
+  return u.toString();
+}
+
 /**
  * A TCP relay between a role and a server, which the test can cut like a
  * failed network or a stopped server would: open connections are reset and
@@ -317,11 +262,14 @@ export class TcpRelay {
   private readonly sockets = new Set<import('node:net').Socket>();
   port = 0;
 
-  constructor(private readonly targetPort: number) {}
+  constructor(
+    private readonly targetPort: number,
+    private readonly targetHost = '127.0.0.1',
+  ) {}
 
   async up(): Promise<void> {
     const server = createServer((client) => {
-      const upstream = netConnect(this.targetPort, '127.0.0.1');
+      const upstream = netConnect(this.targetPort, this.targetHost);
       for (const s of [client, upstream]) {
         this.sockets.add(s);
         s.on('close', () => this.sockets.delete(s));

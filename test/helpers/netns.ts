@@ -2,6 +2,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { requireBinary } from './services.js';
 
 const run = promisify(execFile);
 const DELAY_LINE = fileURLToPath(new URL('./delay-line.py', import.meta.url));
@@ -37,19 +38,32 @@ export class DelayedNamespace {
     this.ip = `10.213.${index}.2`;
   }
 
+  /** A namespace whose set-up failed is taken down again (delay line included) before the error is thrown. */
   static async create(index: number, delayMs: number): Promise<DelayedNamespace> {
     const ns = new DelayedNamespace(index);
-    await ns.setUp(delayMs);
+    try {
+      await ns.setUp(delayMs);
+    } catch (err) {
+      await ns.close().catch(() => undefined);
+      throw err;
+    }
     return ns;
   }
 
   private async setUp(delayMs: number): Promise<void> {
+    const python = requireBinary('python3');
+    requireBinary('ip');
     if (DelayedNamespace.open++ === 0) {
       DelayedNamespace.forwardingBefore = (await readFile(FORWARDING, 'utf8')).trim();
       await writeFile(FORWARDING, '1');
     }
-    const line = spawn('/usr/bin/python3', [DELAY_LINE, this.rootDev, this.nsDev, String(delayMs)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const line = spawn(python, [DELAY_LINE, this.rootDev, this.nsDev, String(delayMs)], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.line = line;
+    line.on('error', (err) => this.replies.shift()?.(`error: ${err.message}`));
+    line.on('exit', (code, signal) => {
+      // Whoever waits for an answer hears that the line is gone, instead of waiting for nothing.
+      for (const reply of this.replies.splice(0)) reply(`delay line exited (${code ?? signal})`);
+    });
     let buffered = '';
     line.stdout!.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
@@ -104,10 +118,13 @@ export class DelayedNamespace {
   }
 
   async close(): Promise<void> {
-    if (this.line && this.line.exitCode === null) {
-      const exited = new Promise((r) => this.line!.once('exit', r));
-      this.line.stdin!.end();
+    const line = this.line;
+    if (line && line.exitCode === null && line.signalCode === null && line.pid !== undefined) {
+      const exited = new Promise((r) => line.once('exit', r));
+      line.stdin!.end(); // it exits when its stdin closes
+      const timer = setTimeout(() => line.kill('SIGKILL'), 5000);
       await exited;
+      clearTimeout(timer);
     }
     await run('ip', ['netns', 'del', this.name]).catch(() => undefined);
     if (--DelayedNamespace.open === 0 && DelayedNamespace.forwardingBefore !== undefined) {

@@ -15,9 +15,15 @@ import { type GatewayRpc, type TokenGrant, subjects } from '../../src/core/subje
 import { GatewayPresence } from '../../src/gateway/presence.js';
 import { buildMAuthHeader } from '../../src/nuve/mauth.js';
 import { Nuve } from '../../src/nuve/nuve.js';
+import { serviceUrl } from './services.js';
 
-/** Server part of the PostgreSQL URL; a database name is appended per test run. */
-export const PG_SERVER_URL = (process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432').replace(/\/+$/, '');
+/**
+ * Server part of the test PostgreSQL's URL (TEST_PG_URL, set by `npm test` / test/run.ts); a
+ * database name is appended per test run. Throws, naming what is missing, when it is not set.
+ */
+export function pgServerUrl(): string {
+  return serviceUrl('postgres');
+}
 
 export function testLogger(): Logger {
   return createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', pretty: false });
@@ -38,7 +44,7 @@ export function uniquePgDatabase(prefix = 'mss_test'): string {
 
 export async function dropPgDatabase(name: string): Promise<void> {
   if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`bad database name ${name}`);
-  const client = new pg.Client({ connectionString: `${PG_SERVER_URL}/postgres` });
+  const client = new pg.Client({ connectionString: `${pgServerUrl()}/postgres` });
   await client.connect();
   try {
     await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
@@ -51,7 +57,7 @@ export type StoreKind = 'sqlite' | 'sqlite-file' | 'postgres';
 
 /** Store options for one engine, plus the cleanup that removes what they created. */
 export function testStoreOptions(kind: StoreKind): { options: StoreOptions; cleanup: () => Promise<void> } {
-  const base = { poolSize: 10, sqlitePath: ':memory:', postgresUrl: `${PG_SERVER_URL}/unused` };
+  const base = { poolSize: 10, sqlitePath: ':memory:', postgresUrl: 'postgres://unused@127.0.0.1/unused' };
   if (kind === 'sqlite') return { options: { ...base, driver: 'sqlite' }, cleanup: async () => undefined };
   if (kind === 'sqlite-file') {
     const dir = mkdtempSync(join(tmpdir(), 'mss-store-'));
@@ -62,7 +68,7 @@ export function testStoreOptions(kind: StoreKind): { options: StoreOptions; clea
   }
   const name = uniquePgDatabase();
   return {
-    options: { ...base, driver: 'postgres', postgresUrl: `${PG_SERVER_URL}/${name}` },
+    options: { ...base, driver: 'postgres', postgresUrl: `${pgServerUrl()}/${name}` },
     cleanup: () => dropPgDatabase(name),
   };
 }
