@@ -31,10 +31,16 @@ export async function startEmbedded(overrides: ConfigInput = {}): Promise<Embedd
     overrides: {
       log: { level: (process.env.TEST_LOG_LEVEL as 'warn') ?? 'warn' },
       store: { sqlitePath: ':memory:' },
-      nuve: { port: 0 },
-      gateway: { port: 0, id: `gw-test-${Math.random().toString(36).slice(2, 8)}` },
       ops: { token: TEST_OPS_TOKEN },
       ...overrides,
+      nuve: { port: 0, ...overrides.nuve },
+      gateway: {
+        port: 0,
+        id: `gw-test-${Math.random().toString(36).slice(2, 8)}`,
+        // Every test client connects from 127.0.0.1: one address, many users.
+        rateLimit: { connectionsPerSecPerIp: 1000 },
+        ...overrides.gateway,
+      },
       agent: { numWorkers: 1, heartbeatMs: 500, ...nextPorts(), ...overrides.agent },
     },
   });
