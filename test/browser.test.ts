@@ -11,6 +11,7 @@ import {
   launchChromium,
   remoteTile,
   screenshot,
+  assertToastsClearOfControls,
   tileVideoWidth,
   waitFor,
   waitForMediaFlow,
@@ -53,6 +54,9 @@ describe('browser SDK and playground in Chromium', { skip: chromiumMissing, time
     const bob = await open(PHONE);
     await joinViaLobby(alice, platform.nuveUrl, { roomId, name: 'alice' });
     await joinViaLobby(bob, platform.nuveUrl, { roomId, name: 'bob' });
+    // "bob joined" on alice's desktop window, "alice joined" on bob's phone: neither covers the controls.
+    await assertToastsClearOfControls(alice, 'desktop');
+    await assertToastsClearOfControls(bob, 'phone');
 
     // Each shows the other's video playing…
     await waitFor("alice's page plays bob's video", async () => (await tileVideoWidth(alice, remoteTile('bob'))) > 0);

@@ -148,3 +148,29 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   await page.screenshot({ path, animations: 'disabled' });
   return path;
 }
+
+/**
+ * Waits for a toast to show, then fails if any visible toast overlaps anything
+ * a person presses (call controls, buttons, links, inputs): a notice must never
+ * sit on top of them.
+ */
+export async function assertToastsClearOfControls(page: Page, label: string): Promise<void> {
+  await page.locator('.toast').first().waitFor({ state: 'visible', timeout: 5000 });
+  const overlaps = await page.evaluate(() => {
+    // No named functions in here: the test's transpiler would wrap them in a helper the page lacks.
+    const pressable = [...document.querySelectorAll('.controls, button, a, input, select, textarea, summary')]
+      .map((el) => ({ name: el.id || el.className || el.tagName, box: el.getBoundingClientRect() }))
+      .filter(({ box }) => box.width > 0 && box.height > 0);
+    const overlaps: string[] = [];
+    for (const toast of document.querySelectorAll('.toast')) {
+      const t = toast.getBoundingClientRect();
+      for (const { name, box } of pressable) {
+        if (t.left < box.right && box.left < t.right && t.top < box.bottom && box.top < t.bottom) {
+          overlaps.push(`"${toast.textContent}" (${Math.round(t.top)}–${Math.round(t.bottom)} px) over ${name} (${Math.round(box.top)}–${Math.round(box.bottom)} px)`);
+        }
+      }
+    }
+    return overlaps;
+  });
+  if (overlaps.length > 0) throw new Error(`${label}: toasts cover what people press: ${overlaps.join('; ')}`);
+}

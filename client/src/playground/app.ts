@@ -70,6 +70,8 @@ async function api<T>(path: string, body?: unknown): Promise<T> {
 function toast(message: string, kind: 'info' | 'error' = 'info', ms = kind === 'error' ? 8000 : 3500): void {
   const el = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' });
   el.textContent = message;
+  // One notice at a time: a stack would grow down over the page's buttons; errors stay.
+  for (const older of $('toasts').querySelectorAll('.toast:not(.error)')) older.remove();
   $('toasts').append(el);
   setTimeout(() => el.remove(), ms);
 }
