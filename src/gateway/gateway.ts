@@ -44,6 +44,15 @@ function queryOf(req: IncomingMessage): URLSearchParams {
   }
 }
 
+/**
+ * The token as the client meant it, sent raw (`'?token=' + token`) or
+ * percent-encoded. A raw `+` of standard base64 reads as a space in a query
+ * string; base64 has no spaces, so every space was a `+`.
+ */
+function tokenOf(query: URLSearchParams): string | null {
+  return query.get('token')?.replaceAll(' ', '+') ?? null;
+}
+
 /** The client's IP as agents would see it (IPv4-mapped IPv6 unwrapped). */
 function clientAddressOf(req: IncomingMessage): string | undefined {
   const address = req.socket.remoteAddress;
@@ -307,21 +316,22 @@ export class Gateway {
     socket.on('error', () => socket.destroy());
     const query = queryOf(req);
     const clientAddress = clientAddressOf(req);
-    const needsNuve = this.tokens.refusal(query.get('token')) === undefined;
+    const token = tokenOf(query);
+    const needsNuve = this.tokens.refusal(token) === undefined;
     const verdict = await this.limits.acceptConnection(clientAddress ?? '', needsNuve);
     if (verdict !== 'ok') {
       socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, query, clientAddress));
+    this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, token, query.get('peerId'), clientAddress));
   }
 
-  private async onConnection(ws: WebSocket, query: URLSearchParams, clientAddress: string | undefined): Promise<void> {
+  private async onConnection(ws: WebSocket, token: string | null, requestedPeerId: string | null, clientAddress: string | undefined): Promise<void> {
     const connection = new PeerConnection(ws, this.logger);
     const connectionKey = String(++this.connectionSerial);
     const openedAt = performance.now();
     // Clients may send requests right after the socket opens, before the token is checked: they wait for it.
-    const session = this.admit(connection, query, clientAddress);
+    const session = this.admit(connection, token, requestedPeerId, clientAddress);
     connection.on('request', (request) => {
       void this.limits.admitRequest(connectionKey).then((verdict) => {
         if (verdict === 'ok') {
@@ -373,11 +383,16 @@ export class Gateway {
   }
 
   /** Checks the token, opens the room if needed and adds the peer; rejects when the client may not enter. */
-  private async admit(connection: PeerConnection, params: URLSearchParams, clientAddress?: string): Promise<{ room: Room; peer: Peer }> {
-    const grant = await this.tokens.consume(params.get('token'));
+  private async admit(
+    connection: PeerConnection,
+    token: string | null,
+    requestedPeerId: string | null,
+    clientAddress?: string,
+  ): Promise<{ room: Room; peer: Peer }> {
+    const grant = await this.tokens.consume(token);
     if (connection.closed) throw new AppError('PEER_CLOSED', 'client left before admission', 410);
     const room = this.roomFor(grant);
-    const peerId = this.sessionPeerId(room, grant.userName, params.get('peerId'));
+    const peerId = this.sessionPeerId(room, grant.userName, requestedPeerId);
     const peer = new Peer(peerId, grant.userName, grant.role, connection);
     room.peers.get(peerId)?.connection?.close(closeCodes.replaced, 'replaced by a new connection');
     connection.on('close', () => room.removePeer(peer, 'disconnected'));
