@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Peer, WebSocketTransport } from 'protoo-client';
+import { audioRtpParameters } from './helpers/ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 
 /**
@@ -86,4 +87,25 @@ describe('tokens in the URL', () => {
       client.peer.close();
     });
   }
+});
+
+describe('errors', () => {
+  test('a refusal names its stable errorName in the reason protoo-client keeps: a viewer cannot produce', async () => {
+    const roomId = await platform.createRoom('viewer');
+    const viewer = stockClient(`${platform.gatewayUrl}/?token=${encodeURIComponent(await platform.token(roomId, 'vic', 'viewer'))}`);
+    await opened(viewer);
+    const rtpCapabilities = await viewer.peer.request('getRouterRtpCapabilities');
+    const send = await viewer.peer.request('createWebRtcTransport', { producing: true, consuming: false });
+    await viewer.peer.request('join', { displayName: 'vic', rtpCapabilities });
+    await assert.rejects(
+      viewer.peer.request('produce', { transportId: send.id, kind: 'audio', rtpParameters: { ...audioRtpParameters, mid: '0' } }),
+      (err: Error & { code?: number }) => {
+        // protoo-client's Error: message = errorReason, code = errorCode; errorName itself is dropped.
+        assert.match(err.message, /^PRODUCE_NOT_ALLOWED: /);
+        assert.equal(err.code, 403);
+        return true;
+      },
+    );
+    viewer.peer.close();
+  });
 });

@@ -51,8 +51,12 @@ export class PeerConnection extends EventEmitter<ConnectionEvents> {
     this.send({ response: true, id, ok: true, data: data ?? {} });
   }
 
+  /**
+   * protoo-client keeps only `errorCode` and `errorReason` (its Error's `code` and `message`), so the
+   * stable name also leads the reason: `errorReason` is `"<errorName>: <text>"`.
+   */
   respondError(id: number, err: AppError | { status: number; code: string; message: string }): void {
-    this.send({ response: true, id, ok: false, errorCode: err.status, errorReason: err.message, errorName: err.code });
+    this.send({ response: true, id, ok: false, errorCode: err.status, errorReason: `${err.code}: ${err.message}`, errorName: err.code });
   }
 
   notify(method: string, data: unknown): void {

@@ -154,7 +154,10 @@ export class ProtooSocket {
       if (message.ok) pending.resolve(message.data);
       else {
         const err = message as ErrorResponse;
-        pending.reject(new SignalError(err.errorName ?? `ERROR_${err.errorCode}`, err.errorReason, err.errorCode));
+        const code = err.errorName ?? `ERROR_${err.errorCode}`;
+        // The gateway leads the reason with the name (for protoo-client); the code already says it.
+        const text = err.errorReason.startsWith(`${code}: `) ? err.errorReason.slice(code.length + 2) : err.errorReason;
+        pending.reject(new SignalError(code, text, err.errorCode));
       }
     } else if ('request' in message) {
       const { id, method, data } = message;
