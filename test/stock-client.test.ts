@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { version as mediasoupVersion } from 'mediasoup';
 import { Peer, WebSocketTransport } from 'protoo-client';
 import { audioRtpParameters } from './helpers/ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
@@ -107,5 +108,16 @@ describe('errors', () => {
       },
     );
     viewer.peer.close();
+  });
+});
+
+describe('mediasoup-demo notifications', () => {
+  test('mediasoup-version arrives first, with the version of the agent carrying the peer', async () => {
+    const roomId = await platform.createRoom('version');
+    const client = stockClient(`${platform.gatewayUrl}/?token=${encodeURIComponent(await platform.token(roomId, 'ada'))}`);
+    await opened(client);
+    await client.peer.request('getRouterRtpCapabilities');
+    assert.deepEqual(client.notifications[0], { method: 'mediasoup-version', data: { version: mediasoupVersion } });
+    client.peer.close();
   });
 });

@@ -229,7 +229,12 @@ export class Gateway {
       agentTimeoutMs: this.config.gateway.agentRequestTimeoutMs,
       enableSrtp: this.config.gateway.cascade.srtp,
       place: (r, peer) => this.place(r, peer),
-      onPlaced: (agentId) => this.metrics?.placements.inc({ agent: agentId }),
+      onPlaced: (agentId, peer) => {
+        this.metrics?.placements.inc({ agent: agentId });
+        // As mediasoup-demo's server does at connection; here once the peer's media has an agent, whose version it is.
+        const version = this.agents.get(agentId)?.mediasoupVersion;
+        if (version !== undefined) peer.notify('mediasoup-version', { version });
+      },
       fallbackAfterMs: this.config.gateway.cascade.probeTimeoutMs,
       probes: (r) => this.probesFor(r),
       peerLimits: this.config.gateway.limits,

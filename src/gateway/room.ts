@@ -45,8 +45,8 @@ export interface RoomOptions {
   enableSrtp: boolean;
   /** The gateway's placement policy: the agents a peer of this room may go to, best first. */
   place: (room: Room, peer: Peer) => Promise<string[]>;
-  /** Told where a peer went (metrics, load accounting). */
-  onPlaced: (agentId: string) => void;
+  /** Told where a peer went (metrics, load accounting, the peer's `mediasoup-version`). */
+  onPlaced: (agentId: string, peer: Peer) => void;
   /** How long opening the room's router on an agent may take before the next choice is tried. */
   fallbackAfterMs: number;
   /** TTL-BEST: the agents a client may time itself against before being placed. */
@@ -197,7 +197,7 @@ export class Room extends EventEmitter<RoomEvents> {
           continue;
         }
         if (peer.closed) throw new AppError('PEER_CLOSED', 'peer has left the room', 410);
-        this.options.onPlaced(agentId);
+        this.options.onPlaced(agentId, peer);
         this.logger.debug({ peer: peer.id, agent: agentId }, 'peer placed');
         return agentId;
       }

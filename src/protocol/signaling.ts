@@ -141,6 +141,8 @@ export interface ServerNotifications {
   dataConsumerClosed: { dataConsumerId: string };
   activeSpeaker: { peerId: string | null; volume?: number };
   downlinkBwe: Record<string, unknown>;
+  /** The mediasoup version of the agent carrying this peer's media (mediasoup-demo's notification), once it is placed. */
+  'mediasoup-version': { version: string };
   /** The media agent hosting this peer is gone: its transports are closed; rejoin with a fresh token. */
   mediaAgentLost: { reason: string };
   /** The connection is refused or ended by the server (token errors, kicks, room closed). */
