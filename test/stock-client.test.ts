@@ -1,8 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { version as mediasoupVersion } from 'mediasoup';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type types, version as mediasoupVersion } from 'mediasoup';
 import { Peer, WebSocketTransport } from 'protoo-client';
+import { type TokenClaims, decodeToken } from '../src/core/access-token.js';
+import { AppError } from '../src/core/errors.js';
+import { encodeToken } from '../src/nuve/access-token.js';
+import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { type CountingProxy, startCountingProxy } from './helpers/counting-proxy.js';
 import { audioRtpParameters } from './helpers/ffmpeg.js';
+import { waitFor } from './helpers/nuve-harness.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 
 /**
@@ -13,19 +20,49 @@ import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
  */
 interface StockClient {
   peer: Peer;
+  /** Its socket: what a misbehaving client sends goes here, as no answer is awaited (protoo-client would wait ~25 s for each). */
+  transport: WebSocketTransport;
   notifications: { method: string; data: any }[];
   /** Times the socket opened: the first connection and every automatic reconnection. */
   opens: number;
+  /** The latest join, for a client that joins on every `open` as mediasoup-demo's RoomClient does. */
+  joined?: Promise<Joined>;
   /** Resolves when protoo-client gives up for good (its `close` event). */
   closed: Promise<void>;
   isClosed(): boolean;
 }
 
-function stockClient(url: string): StockClient {
-  const peer = new Peer(new WebSocketTransport(url));
+type Joined = { send: { id: string }; peers: { id: string }[] };
+
+/** What mediasoup-demo's RoomClient does on every `open`: codecs, transports, join. */
+async function joinLikeDemo(peer: Peer, name: string): Promise<Joined> {
+  const rtpCapabilities = await peer.request('getRouterRtpCapabilities');
+  const send = await peer.request('createWebRtcTransport', { producing: true, consuming: false });
+  await peer.request('createWebRtcTransport', { producing: false, consuming: true });
+  const { peers } = await peer.request('join', { displayName: name, device: { name: 'protoo-client' }, rtpCapabilities });
+  return { send, peers };
+}
+
+const everyClient: StockClient[] = [];
+
+/**
+ * protoo-client settles its pending requests on its own close() only: after the server closed
+ * for good they wait out their timeout (~25 s), and their timers keep the test process alive.
+ */
+after(() => {
+  for (const { peer } of everyClient) {
+    for (const sent of (peer as unknown as { _sents: Map<number, { close(): void }> })._sents.values()) sent.close();
+  }
+});
+
+/** A stock client; with `joinAs`, it joins the room on every `open` (so again after a reconnection), as mediasoup-demo does. */
+function stockClient(url: string, joinAs?: string): StockClient {
+  const transport = new WebSocketTransport(url);
+  const peer = new Peer(transport);
   let closedFlag = false;
   const client: StockClient = {
     peer,
+    transport,
     notifications: [],
     opens: 0,
     closed: new Promise((resolve) =>
@@ -36,10 +73,16 @@ function stockClient(url: string): StockClient {
     ),
     isClosed: () => closedFlag,
   };
-  peer.on('open', () => client.opens++);
+  peer.on('open', () => {
+    client.opens++;
+    if (joinAs === undefined) return;
+    client.joined = joinLikeDemo(peer, joinAs);
+    client.joined.catch(() => undefined);
+  });
   peer.on('notification', (n) => client.notifications.push({ method: n.method, data: n.data }));
   // mediasoup-demo accepts the consumers it is offered.
   peer.on('request', (_request, accept) => accept());
+  everyClient.push(client);
   return client;
 }
 
@@ -52,10 +95,26 @@ function opened(client: StockClient): Promise<void> {
   });
 }
 
+/** The join after the client's `opens`-th connection. */
+async function joinedAfter(client: StockClient, opens = 1): Promise<Joined> {
+  await waitFor(() => client.opens >= opens && client.joined !== undefined, 5000, `connection ${opens}`);
+  return client.joined!;
+}
+
+/** The next (or an already received) notification of `method`, taken off the list. */
+async function waitForNotification(client: StockClient, method: string, timeoutMs = 3000): Promise<any> {
+  await waitFor(() => client.notifications.some((n) => n.method === method), timeoutMs, `a ${method} notification`);
+  const i = client.notifications.findIndex((n) => n.method === method);
+  return client.notifications.splice(i, 1)[0]!.data;
+}
+
 let platform: EmbeddedPlatform;
+/** Every router the agent's worker creates, seen through mediasoup's own observer. */
+const routers: types.Router[] = [];
 
 before(async () => {
   platform = await startEmbedded();
+  platform.agent!.pool.all()[0]!.worker.observer.on('newrouter', (router) => routers.push(router));
 });
 after(async () => platform.close());
 
@@ -119,5 +178,247 @@ describe('mediasoup-demo notifications', () => {
     await client.peer.request('getRouterRtpCapabilities');
     assert.deepEqual(client.notifications[0], { method: 'mediasoup-version', data: { version: mediasoupVersion } });
     client.peer.close();
+  });
+});
+
+describe('every way the gateway ends a session: a stock client stops or comes back, never storms', () => {
+  let proxy: CountingProxy;
+  let serial = 0;
+  before(async () => {
+    proxy = await startCountingProxy(platform.gatewayUrl);
+  });
+  after(async () => proxy.close());
+
+  /** A stock client through the counting proxy; `marker` (ignored by the gateway) tells its attempts apart. */
+  function connect(token: string | undefined, extra = '', joinAs?: string): { client: StockClient; marker: string } {
+    const marker = `case-${++serial}`;
+    const query = `t=${marker}${token === undefined ? '' : `&token=${encodeURIComponent(token)}`}${extra}`;
+    return { client: stockClient(`${proxy.url}/?${query}`, joinAs), marker };
+  }
+
+  function within<T>(promise: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
+    const text = () => (typeof what === 'string' ? what : what());
+    return Promise.race([promise, sleep(ms).then(() => Promise.reject(new Error(`${text()} within ${ms} ms`)))]);
+  }
+
+  /**
+   * The client got the reason in `closing` and protoo-client gave up for good (its `close`);
+   * a second later it still has made `attempts` connections in all (a storm makes thousands).
+   */
+  async function assertEnds(
+    { client, marker }: { client: StockClient; marker: string },
+    expected: { errorName: string; code: number; rejoin: boolean },
+    attempts = 1,
+  ): Promise<void> {
+    try {
+      await within(client.closed, 3000, () => `protoo-client to give up (${client.opens} opens, ${proxy.count(marker)} connections, ${JSON.stringify(client.notifications.at(-1))})`);
+      const closing = client.notifications.filter((n) => n.method === 'closing').at(-1)?.data;
+      assert.deepEqual({ errorName: closing?.errorName, code: closing?.code, rejoin: closing?.rejoin }, expected);
+      assert.equal(typeof closing.reason, 'string');
+      await sleep(1000);
+      assert.equal(proxy.count(marker), attempts, 'connections made with that URL');
+    } finally {
+      client.peer.close();
+    }
+  }
+
+  const su = () => platform.nuve!.superServiceRecord;
+  const nuve = (method: string, path: string) =>
+    fetch(`${platform.nuveUrl}${path}`, {
+      method,
+      headers: { authorization: buildMAuthHeader({ serviceId: su().id, key: su().key, cnonce: String(Math.random()) }) },
+    });
+  const claimsOf = (token: string) => JSON.parse(Buffer.from(token, 'base64').toString());
+  const forged = (token: string, change: Record<string, unknown>) => Buffer.from(JSON.stringify({ ...claimsOf(token), ...change })).toString('base64');
+
+  test('token missing, malformed, badly signed, expired, for another gateway', async () => {
+    const roomId = await platform.createRoom('stock-tokens');
+    const token = () => platform.token(roomId, 'ann');
+    const { signature: _, ...claims } = decodeToken(await token()).claims as TokenClaims & { signature?: string };
+    const cases: [string | undefined, string, number][] = [
+      [undefined, 'TOKEN_MISSING', 1000],
+      ['bm90IGpzb24=', 'TOKEN_MALFORMED', 1001],
+      [forged(await token(), { role: 'viewer' }), 'TOKEN_BAD_SIGNATURE', 1002],
+      [forged(await token(), { expiresAt: Date.now() - 5 * 60_000 }), 'TOKEN_EXPIRED', 1003],
+      // Signed with the right key (so only the gateway id is wrong).
+      [encodeToken({ ...claims, gatewayId: 'gw-another' }, su().key), 'TOKEN_WRONG_GATEWAY', 1005],
+    ];
+    for (const [t, errorName, code] of cases) await assertEnds(connect(t), { errorName, code, rejoin: false });
+  });
+
+  test('token already used', async () => {
+    const roomId = await platform.createRoom('stock-used');
+    const token = await platform.token(roomId, 'bea');
+    const first = stockClient(`${platform.gatewayUrl}/?token=${encodeURIComponent(token)}`, 'bea');
+    await joinedAfter(first);
+    await assertEnds(connect(token), { errorName: 'TOKEN_ALREADY_USED', code: 1004, rejoin: false });
+    first.peer.close();
+  });
+
+  test('token service unavailable: final for the socket, and the token still works later', async () => {
+    const roomId = await platform.createRoom('stock-nuve-down');
+    const token = await platform.token(roomId, 'cid');
+    const request = platform.bus.request.bind(platform.bus);
+    platform.bus.request = (subject, payload, options) =>
+      subject === 'nuve.token.consume' ? Promise.reject(new AppError('BUS_NO_RESPONDERS', 'no Nuve', 503)) : request(subject, payload, options);
+    try {
+      await assertEnds(connect(token), { errorName: 'TOKEN_SERVICE_UNAVAILABLE', code: 1006, rejoin: true });
+    } finally {
+      platform.bus.request = request;
+    }
+    const later = stockClient(`${platform.gatewayUrl}/?token=${encodeURIComponent(token)}`, 'cid');
+    await joinedAfter(later);
+    later.peer.close();
+  });
+
+  test('kicked by the service, then the room deleted', async () => {
+    const roomId = await platform.createRoom('stock-kick');
+    const dee = connect(await platform.token(roomId, 'dee'), '', 'dee');
+    const eve = connect(await platform.token(roomId, 'eve'), '', 'eve');
+    await joinedAfter(dee.client);
+    await joinedAfter(eve.client);
+    assert.equal((await nuve('DELETE', `/rooms/${roomId}/users/dee`)).status, 200);
+    await assertEnds(dee, { errorName: 'KICKED', code: 4100, rejoin: false });
+    assert.equal((await nuve('DELETE', `/rooms/${roomId}`)).status, 200);
+    await assertEnds(eve, { errorName: 'ROOM_CLOSED', code: 4101, rejoin: false });
+  });
+
+  test('replaced by a new session of the same user and peer id; a peer id of another user refused', async () => {
+    const roomId = await platform.createRoom('stock-ids');
+    const gil = stockClient(`${platform.gatewayUrl}/?token=${encodeURIComponent(await platform.token(roomId, 'gil'))}`, 'gil');
+    await joinedAfter(gil);
+    const old = connect(await platform.token(roomId, 'fay'), '&peerId=fay-peer', 'fay');
+    await joinedAfter(old.client);
+    const again = stockClient(`${platform.gatewayUrl}/?token=${encodeURIComponent(await platform.token(roomId, 'fay'))}&peerId=fay-peer`, 'fay');
+    try {
+      const { send } = await joinedAfter(again);
+      await assertEnds(old, { errorName: 'REPLACED', code: 4102, rejoin: false });
+      await assertEnds(connect(await platform.token(roomId, 'mallory'), '&peerId=fay-peer'), { errorName: 'PEER_ID_TAKEN', code: 4105, rejoin: false });
+      assert.ok((await again.peer.request('produce', { transportId: send.id, kind: 'audio', rtpParameters: { ...audioRtpParameters, mid: '0' } })).id);
+    } finally {
+      again.peer.close();
+      gil.peer.close();
+    }
+  });
+
+  test('a request flood, a leave', async () => {
+    const roomId = await platform.createRoom('stock-flood');
+    const flooder = connect(await platform.token(roomId, 'gus'), '', 'gus');
+    await joinedAfter(flooder.client);
+    // 50 requests a second are answered, then 100 refusals within 10 s hang up.
+    for (let id = 1; id <= 200; id++) void flooder.client.transport.send({ request: true, id, method: 'getRouterRtpCapabilities', data: {} });
+    await assertEnds(flooder, { errorName: 'PROTOCOL_ABUSE', code: 4104, rejoin: false });
+
+    const leaver = connect(await platform.token(roomId, 'hal'), '', 'hal');
+    await joinedAfter(leaver.client);
+    await leaver.client.peer.request('leave');
+    await assertEnds(leaver, { errorName: 'LEFT', code: 4107, rejoin: false });
+  });
+
+  test('admission failing after the token was used (no media agent answers): final for the socket, rejoin with a new token', async () => {
+    const roomId = await platform.createRoom('stock-no-agent');
+    const token = await platform.token(roomId, 'ida');
+    const request = platform.bus.request.bind(platform.bus);
+    platform.bus.request = (subject, payload, options) =>
+      subject.startsWith('agent.') ? Promise.reject(new AppError('BUS_TIMEOUT', 'no answer', 504)) : request(subject, payload, options);
+    try {
+      await assertEnds(connect(token), { errorName: 'AGENT_UNAVAILABLE', code: 1500, rejoin: true });
+    } finally {
+      platform.bus.request = request;
+    }
+  });
+
+  test('a message over the size limit: the WebSocket library closes (1009), one reconnection is refused for good', async () => {
+    const roomId = await platform.createRoom('stock-big');
+    const big = connect(await platform.token(roomId, 'jon'), '', 'jon');
+    await joinedAfter(big.client);
+    void big.client.transport.send({ request: true, id: 1, method: 'changeDisplayName', data: { displayName: 'x'.repeat(300_000) } });
+    await assertEnds(big, { errorName: 'TOKEN_ALREADY_USED', code: 1004, rejoin: false }, 2);
+  });
+
+  const closeRouterOf = (roomId: string) => routers.find((r) => !r.closed && (r.appData as { roomId?: string }).roomId === roomId)!.close();
+
+  test('media agent lost: protoo-client reconnects at once, the session resumes as the same peer and joins again', async () => {
+    const roomId = await platform.createRoom('stock-agent-lost');
+    const watcher = connect(await platform.token(roomId, 'kim'), '', 'kim');
+    await joinedAfter(watcher.client);
+    const lou = connect(await platform.token(roomId, 'lou'), '', 'lou');
+    const { client } = lou;
+    try {
+      const disconnected = new Promise<void>((resolve) => client.peer.on('disconnected', () => resolve()));
+      const first = await joinedAfter(client);
+      await client.peer.request('produce', { transportId: first.send.id, kind: 'audio', rtpParameters: { ...audioRtpParameters, mid: '0' } });
+      const peerId = (await waitForNotification(watcher.client, 'newPeer')).id;
+      // The room's router closes behind the gateway's back (as a dead worker or mediasoup would).
+      closeRouterOf(roomId);
+      await within(disconnected, 3000, 'the session to end');
+      const closing = client.notifications.find((n) => n.method === 'closing')!.data;
+      assert.deepEqual({ errorName: closing.errorName, code: closing.code, rejoin: closing.rejoin }, { errorName: 'MEDIA_AGENT_LOST', code: 4106, rejoin: true });
+      assert.ok(client.notifications.some((n) => n.method === 'mediaAgentLost'));
+      // Both were on that router; both come back and join again (a fresh router), as themselves.
+      const seen = await joinedAfter(watcher.client, 2);
+      const again = await joinedAfter(client, 2);
+      assert.ok((await client.peer.request('produce', { transportId: again.send.id, kind: 'audio', rtpParameters: { ...audioRtpParameters, mid: '0' } })).id);
+      // Whichever joined first, the watcher sees the same peer id back: in its join answer or as a newPeer.
+      const back = () => seen.peers.some((p) => p.id === peerId) || watcher.client.notifications.some((n) => n.method === 'newPeer' && n.data.id === peerId);
+      await waitFor(back, 3000, 'the watcher to see the same peer back');
+      await sleep(1000);
+      assert.deepEqual([proxy.count(lou.marker), proxy.count(watcher.marker)], [2, 2], 'one reconnection each, resumed; no more');
+      assert.equal(client.isClosed(), false);
+    } finally {
+      client.peer.close();
+      watcher.client.peer.close();
+    }
+  });
+
+  test('a resumption works once and not for a user kicked while away', async () => {
+    const roomId = await platform.createRoom('stock-resume-once');
+    const token = await platform.token(roomId, 'max');
+    const max = connect(token, '', 'max');
+    try {
+      await joinedAfter(max.client);
+      closeRouterOf(roomId);
+      await joinedAfter(max.client, 2);
+      // The resumption was used: the same token is refused again, without asking Nuve.
+      await assertEnds(connect(token), { errorName: 'TOKEN_ALREADY_USED', code: 1004, rejoin: false });
+      assert.equal(proxy.count(max.marker), 2);
+    } finally {
+      max.client.peer.close();
+    }
+
+    const ned = connect(await platform.token(roomId, 'ned'), '', 'ned');
+    await joinedAfter(ned.client);
+    // Nuve kicks the user after its session ended and before its reconnection arrives (held back here).
+    const release = proxy.hold();
+    const disconnected = new Promise<void>((resolve) => ned.client.peer.on('disconnected', () => resolve()));
+    closeRouterOf(roomId);
+    await disconnected;
+    assert.equal((await nuve('DELETE', `/rooms/${roomId}/users/ned`)).status, 200, 'a user about to resume is kicked');
+    release();
+    await assertEnds(ned, { errorName: 'TOKEN_ALREADY_USED', code: 1004, rejoin: false }, 2);
+  });
+});
+
+describe('a gateway shutting down', () => {
+  test('its clients are told to rejoin with a new token and stop reconnecting to it', async () => {
+    const own = await startEmbedded();
+    const proxy = await startCountingProxy(own.gatewayUrl);
+    try {
+      const roomId = await own.createRoom('stock-shutdown');
+      const client = stockClient(`${proxy.url}/?t=shutdown&token=${encodeURIComponent(await own.token(roomId, 'oda'))}`);
+      await opened(client);
+      await client.peer.request('getRouterRtpCapabilities');
+      await own.gateway!.close();
+      await Promise.race([client.closed, sleep(3000).then(() => Promise.reject(new Error('protoo-client did not give up')))]).finally(() =>
+        client.peer.close(),
+      );
+      const closing = client.notifications.find((n) => n.method === 'closing')!.data;
+      assert.deepEqual({ errorName: closing.errorName, code: closing.code, rejoin: closing.rejoin }, { errorName: 'GATEWAY_SHUTDOWN', code: 4103, rejoin: true });
+      await sleep(2500);
+      assert.equal(proxy.count('t=shutdown'), 1, 'no reconnection to a gateway that is gone');
+    } finally {
+      await proxy.close();
+      await own.close();
+    }
   });
 });

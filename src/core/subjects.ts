@@ -65,14 +65,3 @@ export const gatewayRpcSchema = z.discriminatedUnion('method', [
   z.object({ method: z.literal('closeRoom'), roomId: z.string() }),
 ]);
 export type GatewayRpc = z.infer<typeof gatewayRpcSchema>;
-
-/** Token failures as the gateway reports them to clients (stable numbers, as in the original). */
-export const tokenErrorCodes = {
-  TOKEN_MISSING: 1000,
-  TOKEN_MALFORMED: 1001,
-  TOKEN_BAD_SIGNATURE: 1002,
-  TOKEN_EXPIRED: 1003,
-  TOKEN_ALREADY_USED: 1004,
-  TOKEN_WRONG_GATEWAY: 1005,
-  TOKEN_SERVICE_UNAVAILABLE: 1006,
-} as const;

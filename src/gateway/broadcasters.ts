@@ -109,12 +109,12 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
 
   route('create', async (request) => {
     const body = parse(broadcasterApi.create.body, request.body);
-    const grant = await gateway.consumeToken(body.token);
+    const { grant } = await gateway.tokens.consume(body.token);
     if (grant.role !== 'presenter') {
       throw new AppError('PRODUCE_NOT_ALLOWED', 'broadcasters need a presenter token', 403);
     }
     const room = gateway.roomFor(grant);
-    const peer = new Peer(`bc-${randomBytes(8).toString('hex')}`, grant.userName, grant.role, undefined);
+    const peer = new Peer(`bc-${randomBytes(8).toString('hex')}`, grant, undefined);
     if (body.displayName) peer.displayName = body.displayName;
     peer.device = body.device ?? { name: 'broadcaster' };
     peer.rtpCapabilities = body.rtpCapabilities;

@@ -1,3 +1,4 @@
+import type { TokenGrant } from '../core/subjects.js';
 import type { RtpCapabilities } from '../protocol/media-parameters.js';
 import type { ClientRequest, PeerInfo } from '../protocol/signaling.js';
 import type { PeerConnection } from './peer-connection.js';
@@ -38,11 +39,21 @@ export class Peer {
 
   constructor(
     readonly id: string,
-    readonly userName: string,
-    readonly role: 'presenter' | 'viewer',
+    /** What its token granted: room, user, role. */
+    readonly grant: TokenGrant,
     readonly connection: PeerConnection | undefined,
+    /** The digest its token is known by at the gateway (WebSocket peers), to resume its session with. */
+    readonly tokenKey?: string,
   ) {
-    this.displayName = userName;
+    this.displayName = grant.userName;
+  }
+
+  get userName(): string {
+    return this.grant.userName;
+  }
+
+  get role(): TokenGrant['role'] {
+    return this.grant.role;
   }
 
   get info(): PeerInfo {

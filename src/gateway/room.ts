@@ -14,7 +14,7 @@ import { AppError, describeIssues } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { EaPolicy } from '../core/store/store.js';
 import type { RtpCapabilities } from '../protocol/media-parameters.js';
-import { type AgentProbes, type ClientMethod, type ClientRequest, clientRequestSchemas, closeCodes } from '../protocol/signaling.js';
+import { type AgentProbes, type ClientMethod, type ClientRequest, clientRequestSchemas } from '../protocol/signaling.js';
 import { Cascade } from './cascade.js';
 import type { Peer, PeerObjectKind } from './peer.js';
 
@@ -45,7 +45,9 @@ export interface RoomOptions {
   enableSrtp: boolean;
   /** The gateway's placement policy: the agents a peer of this room may go to, best first. */
   place: (room: Room, peer: Peer) => Promise<string[]>;
-  /** Told where a peer went (metrics, load accounting, the peer's `mediasoup-version`). */
+  /** A peer's media agent or router is gone: the gateway ends its session so that it comes back (the room removes it next). */
+  mediaLost: (peer: Peer, reason: string) => void;
+    /** Told where a peer went (metrics, load accounting, the peer's `mediasoup-version`). */
   onPlaced: (agentId: string, peer: Peer) => void;
   /** How long opening the room's router on an agent may take before the next choice is tried. */
   fallbackAfterMs: number;
@@ -280,7 +282,7 @@ export class Room extends EventEmitter<RoomEvents> {
     for (const peer of [...this.peers.values()]) {
       if (peer.agentId !== agentId) continue;
       peer.notify('mediaAgentLost', { reason });
-      peer.connection?.close(closeCodes.roomClosed, 'media agent lost; rejoin');
+      this.options.mediaLost(peer, reason);
       this.removePeer(peer, reason);
     }
   }

@@ -145,8 +145,11 @@ export interface ServerNotifications {
   'mediasoup-version': { version: string };
   /** The media agent hosting this peer is gone: its transports are closed; rejoin with a fresh token. */
   mediaAgentLost: { reason: string };
-  /** The connection is refused or ended by the server (token errors, kicks, room closed). */
-  closing: { code: number; reason: string };
+  /**
+   * The server refuses or ends the connection (token errors, kicks, room closed, …), just before
+   * closing it: `errorName` and `code` from the close table (codes.ts), and whether to rejoin.
+   */
+  closing: { code: number; errorName: string; reason: string; rejoin: boolean };
 }
 
 /** Gateway → client requests. */
@@ -172,4 +175,4 @@ export interface ServerRequests {
   };
 }
 
-export { closeCodes, signalingErrorCodes } from './codes.js';
+export { closeCodes, closeReasonOf, closeReasons, signalingErrorCodes, tokenErrorCodes } from './codes.js';

@@ -7,6 +7,8 @@ export interface CountingProxy {
   url: string;
   /** WebSocket handshakes seen so far whose request URL contains `fragment` (a token, a peer id). */
   count(fragment: string): number;
+  /** Holds new handshakes back (counted, not yet passed on) until the returned function is called. */
+  hold(): () => void;
   close(): Promise<void>;
 }
 
@@ -19,9 +21,14 @@ export async function startCountingProxy(gatewayUrl: string): Promise<CountingPr
   const target = new URL(gatewayUrl);
   const seen: string[] = [];
   const sockets = new Set<net.Socket>();
+  let held: (() => void)[] | undefined;
   const server = http.createServer((_req, res) => res.writeHead(404).end());
   server.on('upgrade', (req, client: net.Socket, head: Buffer) => {
     seen.push(req.url ?? '');
+    if (held) held.push(() => relay(req, client, head));
+    else relay(req, client, head);
+  });
+  const relay = (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
     const upstream = net.connect(Number(target.port), target.hostname);
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -36,12 +43,20 @@ export async function startCountingProxy(gatewayUrl: string): Promise<CountingPr
       upstream.write(head);
       client.pipe(upstream).pipe(client);
     });
-  });
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `ws://127.0.0.1:${port}`,
     count: (fragment) => seen.filter((u) => u.includes(fragment)).length,
+    hold: () => {
+      const queue: (() => void)[] = [];
+      held = queue;
+      return () => {
+        held = undefined;
+        for (const pass of queue) pass();
+      };
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
