@@ -285,10 +285,9 @@ describe('every way the gateway ends a session: a stock client stops or comes ba
 
   test('replaced by a new session of the same user and peer id; a peer id of another user refused', async () => {
     const roomId = await platform.createRoom('stock-ids');
-    const gil = stockClient(`${platform.gatewayUrl}/?token=${encodeURIComponent(await platform.token(roomId, 'gil'))}`, 'gil');
-    await joinedAfter(gil);
     const old = connect(await platform.token(roomId, 'fay'), '&peerId=fay-peer', 'fay');
     await joinedAfter(old.client);
+    // The same user alone in its room comes back with a fresh token: the room stays open for the new session.
     const again = stockClient(`${platform.gatewayUrl}/?token=${encodeURIComponent(await platform.token(roomId, 'fay'))}&peerId=fay-peer`, 'fay');
     try {
       const { send } = await joinedAfter(again);
@@ -297,7 +296,6 @@ describe('every way the gateway ends a session: a stock client stops or comes ba
       assert.ok((await again.peer.request('produce', { transportId: send.id, kind: 'audio', rtpParameters: { ...audioRtpParameters, mid: '0' } })).id);
     } finally {
       again.peer.close();
-      gil.peer.close();
     }
   });
 

@@ -387,9 +387,12 @@ export class Gateway {
     // A resumed session keeps its peer id, so the room sees the same peer come back.
     const peerId = this.sessionPeerId(room, grant.userName, requestedPeerId ?? resumedPeerId ?? null);
     const peer = new Peer(peerId, grant, connection, key);
-    room.peers.get(peerId)?.connection?.end('REPLACED', 'replaced by a new connection');
+    const replaced = room.peers.get(peerId);
     connection.on('close', () => room.removePeer(peer, 'disconnected'));
-    await this.addPeer(room, peer, clientAddress);
+    // Takes the id at once (addPeer's first step): the old session's socket closing then leaves the room open.
+    const added = this.addPeer(room, peer, clientAddress);
+    replaced?.connection?.end('REPLACED', 'replaced by a new connection');
+    await added;
     return { room, peer };
   }
 

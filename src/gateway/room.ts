@@ -287,10 +287,11 @@ export class Room extends EventEmitter<RoomEvents> {
     }
   }
 
+  /** Adds a peer; one holding its id leaves, after the newcomer is in, so a room of one is never emptied (closed) by it. */
   addPeer(peer: Peer): void {
     const previous = this.peers.get(peer.id);
-    if (previous) this.removePeer(previous, 'replaced');
     this.peers.set(peer.id, peer);
+    if (previous) this.removePeer(previous, 'replaced');
   }
 
   joinedPeers(except?: Peer): Peer[] {
