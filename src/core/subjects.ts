@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { permissionsSchema, roleNameSchema } from './roles.js';
 
 /**
  * Bus subjects and message schemas shared by the roles: the only contract
@@ -37,7 +38,6 @@ export const tokenConsumeRequestSchema = z.object({
   gatewayId: z.string().min(1).max(200),
 });
 
-export const roleSchema = z.enum(['presenter', 'viewer']);
 export const eaPolicySchema = z.enum(['ROOM-BEST', 'TTL-BEST']);
 
 /** What a gateway learns from a consumed token. */
@@ -47,14 +47,16 @@ export const tokenGrantSchema = z.object({
   roomId: z.string(),
   roomName: z.string(),
   userName: z.string(),
-  role: roleSchema,
+  role: roleNameSchema,
+  /** What the token lets its holder do; absent from Nuves older than it (only presenter and viewer existed). */
+  permissions: permissionsSchema.optional(),
   eapolicy: eaPolicySchema,
 });
 export type TokenGrant = z.infer<typeof tokenGrantSchema>;
 
 export const userSchema = z.object({
   name: z.string(),
-  role: roleSchema,
+  role: roleNameSchema,
   permissions: z.record(z.string(), z.boolean()),
 });
 export type RoomUser = z.infer<typeof userSchema>;

@@ -26,11 +26,6 @@ import { Room } from './room.js';
 import { TokenGate } from './token-gate.js';
 import type { AgentProbes } from '../protocol/signaling.js';
 
-const PERMISSIONS: Record<'presenter' | 'viewer', Record<string, boolean>> = {
-  presenter: { publish: true, subscribe: true },
-  viewer: { subscribe: true },
-};
-
 /** The query of a WebSocket request (token, peerId); an unparsable URL has none. */
 function queryOf(req: IncomingMessage): URLSearchParams {
   try {
@@ -435,7 +430,7 @@ export class Gateway {
       case 'listUsers':
         return room
           ? [...room.peers.values()].map(
-              (p): RoomUser => ({ name: p.userName, role: p.role, permissions: PERMISSIONS[p.role] }),
+              (p): RoomUser => ({ name: p.userName, role: p.role, permissions: { ...p.permissions } }),
             )
           : [];
       case 'kickUser': {

@@ -1,3 +1,4 @@
+import { type Permissions, grantedPermissions } from '../protocol/permissions.js';
 import type { TokenGrant } from '../core/subjects.js';
 import type { RtpCapabilities } from '../protocol/media-parameters.js';
 import type { ClientRequest, PeerInfo } from '../protocol/signaling.js';
@@ -36,6 +37,8 @@ export class Peer {
   reportedRtts?: Rtts;
   /** TTL-BEST: the agents' probes of this client, started at connection. */
   distance?: ClientDistance;
+  /** What its token lets it do: checked on every request that needs it (never its role's name). */
+  readonly permissions: Permissions;
 
   constructor(
     readonly id: string,
@@ -46,6 +49,7 @@ export class Peer {
     readonly tokenKey?: string,
   ) {
     this.displayName = grant.userName;
+    this.permissions = grantedPermissions(grant);
   }
 
   get userName(): string {

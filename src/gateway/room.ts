@@ -474,8 +474,8 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   async produce(peer: Peer, d: ClientRequest<'produce'>): Promise<{ id: string }> {
-    if (peer.role !== 'presenter') {
-      throw new AppError('PRODUCE_NOT_ALLOWED', 'this token has the viewer role: it may only subscribe', 403);
+    if (!peer.permissions.publish) {
+      throw new AppError('PRODUCE_NOT_ALLOWED', `this token's role (${peer.role}) may not publish`, 403);
     }
     this.ownTransport(peer, d.transportId);
     const id = await this.withinLimit(
@@ -492,8 +492,8 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   async produceData(peer: Peer, d: ClientRequest<'produceData'>): Promise<{ id: string }> {
-    if (peer.role !== 'presenter') {
-      throw new AppError('PRODUCE_NOT_ALLOWED', 'this token has the viewer role: it may only subscribe', 403);
+    if (!peer.permissions.publishData) {
+      throw new AppError('PRODUCE_NOT_ALLOWED', `this token's role (${peer.role}) may not publish data (publishData)`, 403);
     }
     this.ownTransport(peer, d.transportId);
     const id = await this.withinLimit(
@@ -549,7 +549,7 @@ export class Room extends EventEmitter<RoomEvents> {
   /** mediasoup-demo flow: consumer created paused, client told by request, then resumed once it is ready. */
   async createConsumer(consumerPeer: Peer, producerPeer: Peer, producerId: string): Promise<void> {
     const transportId = consumerPeer.consumingTransportId;
-    if (!consumerPeer.rtpCapabilities || !transportId || !consumerPeer.connection) return;
+    if (!consumerPeer.permissions.subscribe || !consumerPeer.rtpCapabilities || !transportId || !consumerPeer.connection) return;
     try {
       const info = await this.consume(consumerPeer, producerId, transportId, consumerPeer.rtpCapabilities);
       if (!info) return;
@@ -584,7 +584,7 @@ export class Room extends EventEmitter<RoomEvents> {
 
   async createDataConsumer(consumerPeer: Peer, producerPeer: Peer, dataProducerId: string): Promise<void> {
     const transportId = consumerPeer.consumingTransportId;
-    if (!consumerPeer.sctpCapabilities || !transportId || !consumerPeer.connection) return;
+    if (!consumerPeer.permissions.subscribe || !consumerPeer.sctpCapabilities || !transportId || !consumerPeer.connection) return;
     // Data channels are not piped between agents: only peers on the producer's agent receive them.
     if (producerPeer.agentId !== consumerPeer.agentId) return;
     try {
@@ -704,6 +704,9 @@ export class Room extends EventEmitter<RoomEvents> {
       this.connectOnce(peer, transportId, () => this.agent('connectPlainTransport', peer, { transportId, ip, port, rtcpPort })),
     /** Plain-RTP egress (recording, restreaming): consumes a producer and starts it at once. */
     consume: async (peer: Peer, transportId: string, producerId: string) => {
+      if (!peer.permissions.record) {
+        throw new AppError('RECORD_NOT_ALLOWED', `this token's role (${peer.role}) may not stream out (record)`, 403);
+      }
       this.ownTransport(peer, transportId);
       const rtpCapabilities = peer.rtpCapabilities ?? (this.rtpCapabilities as RtpCapabilities);
       const info = await this.consume(peer, producerId, transportId, rtpCapabilities);

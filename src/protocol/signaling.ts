@@ -124,7 +124,8 @@ export interface PeerInfo {
   id: string;
   displayName: string;
   device: Record<string, unknown>;
-  role: 'presenter' | 'viewer';
+  /** Its token's role: presenter, viewer, or one of Nuve's configured roles. */
+  role: string;
 }
 
 /** Gateway → client notifications and their data. */

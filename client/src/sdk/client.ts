@@ -6,7 +6,7 @@ import { measureAgentRtts } from './agent-rtt.js';
 import { TypedEmitter } from './emitter.js';
 import { SignalError, toSignalError } from './errors.js';
 import { type Ending, ProtooSocket, endingOf } from './protoo.js';
-import { type TokenInfo, decodeToken, socketUrl } from './token.js';
+import { type Permissions, type TokenInfo, decodeToken, socketUrl } from './token.js';
 
 export type Source = 'microphone' | 'camera' | 'screen';
 export type ConnectionState = 'new' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed';
@@ -29,7 +29,8 @@ export interface RemoteTrack {
 export interface RemotePeer {
   id: string;
   displayName: string;
-  role: 'presenter' | 'viewer';
+  /** presenter, viewer, or a role the deployment configured. */
+  role: string;
   device: Record<string, unknown>;
   tracks: RemoteTrack[];
 }
@@ -199,9 +200,14 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     return this.stateValue;
   }
 
-  /** The role the token grants: `viewer` tokens may subscribe but not publish. */
-  get role(): 'presenter' | 'viewer' {
+  /** The role the token grants (presenter, viewer, or one the deployment configured). */
+  get role(): string {
     return this.tokenInfo.role;
+  }
+
+  /** What the token lets this client do: `publish` (microphone, camera, screen), `subscribe`, `publishData`, `record`. */
+  get permissions(): Permissions {
+    return this.tokenInfo.permissions;
   }
 
   get roomId(): string {
