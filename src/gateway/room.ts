@@ -47,7 +47,7 @@ export interface RoomOptions {
   place: (room: Room, peer: Peer) => Promise<string[]>;
   /** A peer's media agent or router is gone: the gateway ends its session so that it comes back (the room removes it next). */
   mediaLost: (peer: Peer, reason: string) => void;
-    /** Told where a peer went (metrics, load accounting, the peer's `mediasoup-version`). */
+  /** Told where a peer went (metrics, load accounting, the peer's `mediasoup-version`). */
   onPlaced: (agentId: string, peer: Peer) => void;
   /** How long opening the room's router on an agent may take before the next choice is tried. */
   fallbackAfterMs: number;

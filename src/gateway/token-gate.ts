@@ -14,7 +14,7 @@ const MAX_TOKEN_LIFETIME_MS = 86_400_000;
  * How long a session ended for MEDIA_AGENT_LOST may be resumed with its token: protoo-client
  * reconnects at once, then (if that attempt cannot connect) after 1, 2, 4 … s.
  */
-export const RESUME_WINDOW_MS = 15_000;
+const RESUME_WINDOW_MS = 15_000;
 
 interface Refusal {
   code: keyof typeof tokenErrorCodes;
