@@ -188,7 +188,7 @@ describe('browser SDK and playground in Chromium', { skip: chromiumMissing, time
     await waitForMediaFlow(frank, 'frank');
     const before = await Promise.all([erin, frank].map((p) => p.evaluate(() => window.playground.client!.localTracks.map((t) => t.producerId))));
 
-    // What the gateway does when an agent or worker dies: `mediaAgentLost` to every peer, close 4101, room gone.
+    // What the gateway does when an agent or worker dies: `mediaAgentLost` and `closing` MEDIA_AGENT_LOST (rejoin) to every peer, close 1012, room gone.
     const gateway = platform.gateway! as unknown as { rooms: Map<string, Room> };
     gateway.rooms.get(roomId)!.agentLost(platform.agent!.id, 'worker-died', true);
 

@@ -126,6 +126,23 @@ describe('configuration', () => {
     failsNaming(() => loadConfig({ file: file('typed.yaml', 'nuve:\n  port: "eighty"\n'), env: {} }), 'nuve.port');
   });
 
+  test('roles: added to presenter and viewer from a file or the environment, validated strictly', () => {
+    const yaml = file('roles.yaml', 'nuve:\n  roles:\n    role: { publish: true }\n    viewer: { subscribe: true, publishData: true }\n');
+    const config = loadConfig({ file: yaml, env: { MSS_NUVE__ROLES__VIEWER_WITH_DATA__PUBLISH_DATA: 'true' } });
+    assert.deepEqual(config.nuve.roles, {
+      presenter: { publish: true, subscribe: true, publishData: true, record: true },
+      viewer: { publish: false, subscribe: true, publishData: true, record: false },
+      role: { publish: true, subscribe: false, publishData: false, record: false },
+      viewerWithData: { publish: false, subscribe: false, publishData: true, record: false },
+    });
+    assert.deepEqual(Object.keys(loadConfig({ env: {} }).nuve.roles), ['presenter', 'viewer']);
+    failsNaming(() => loadConfig({ env: {}, overrides: { nuve: { roles: { role: { publish: true, admin: true } as never } } } }), /nuve\.roles\.role\.admin: unknown key/);
+    failsNaming(() => loadConfig({ env: {}, overrides: { nuve: { roles: { 'a,b': { publish: true } } } } }), 'nuve.roles');
+    failsNaming(() => loadConfig({ env: {}, overrides: { nuve: { roles: { role: { publish: 'yes' as never } } } } }), 'nuve.roles.role.publish');
+    const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`r${i}`, { publish: true }]));
+    failsNaming(() => loadConfig({ env: {}, overrides: { nuve: { roles: many } } }), /nuve\.roles: at most 64 roles/);
+  });
+
   test('parseConfig refuses unknown top-level sections', () => {
     failsNaming(() => parseConfig({ nuvee: {} }), /nuvee: unknown key/);
   });

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError } from '../src/core/errors.js';
 import { subjects } from '../src/core/subjects.js';
-import { type TokenClaims, encodeToken } from '../src/nuve/access-token.js';
+import { type IssuedClaims, encodeToken } from '../src/nuve/access-token.js';
 import { newTokenId } from '../src/nuve/token-issuer.js';
 import {
   type NuveHarness,
@@ -61,9 +62,20 @@ describe('one-time tokens', () => {
       roomName: 'meeting',
       userName: 'alice',
       role: 'viewer',
+      permissions: { publish: false, subscribe: true, publishData: false, record: false },
       eapolicy: 'ROOM-BEST',
     });
+    assert.deepEqual(claims.permissions, grant.permissions, 'the token carries them too, signed');
     await refusedWith(h.consume(token, 'gw-1'), 'TOKEN_ALREADY_USED');
+  });
+
+  test('a token signed before permissions existed (during a rolling upgrade) gets its role’s permissions', async () => {
+    const { signature: _, permissions: _p, ...claims } = decodeTokenText(await h.createToken(roomId, tenant, 'alice', 'presenter'));
+    // Signed as Nuves before permissions did: over the other claims alone, in their order.
+    const order = ['tokenId', 'serviceId', 'roomId', 'userName', 'role', 'gatewayId', 'gatewayUrl', 'host', 'secure', 'eapolicy', 'expiresAt'];
+    const signature = createHmac('sha256', tenant.key).update(JSON.stringify(order.map((k) => claims[k]))).digest('base64url');
+    const grant = await h.consume(encodeTokenText({ ...claims, signature }), 'gw-1');
+    assert.deepEqual(grant.permissions, { publish: true, subscribe: true, publishData: true, record: true });
   });
 
   test('racing consumers of one token: exactly one wins', async () => {
@@ -87,6 +99,9 @@ describe('one-time tokens', () => {
     const tampered: Record<string, unknown>[] = [
       { ...claims, eapolicy: 'TTL-BEST' },
       { ...claims, role: 'presenter' },
+      { ...claims, role: 'admin' },
+      { ...claims, permissions: { ...(claims.permissions as object), publish: true } },
+      (({ permissions: _p, ...rest }) => rest)(claims),
       { ...claims, userName: 'mallory' },
       { ...claims, expiresAt: (claims.expiresAt as number) + 3_600_000 },
       { ...claims, host: 'evil.example:443', secure: true },
@@ -103,7 +118,8 @@ describe('one-time tokens', () => {
     const claims = decodeTokenText(await h.createToken(roomId, tenant));
     const { signature: _signature, ...unsigned } = claims;
     await refusedWith(h.consume(encodeTokenText(unsigned), 'gw-1'), 'TOKEN_MALFORMED');
-    await refusedWith(h.consume(encodeTokenText({ ...claims, role: 'admin' }), 'gw-1'), 'TOKEN_MALFORMED');
+    await refusedWith(h.consume(encodeTokenText({ ...claims, role: 'ad,min' }), 'gw-1'), 'TOKEN_MALFORMED');
+    await refusedWith(h.consume(encodeTokenText({ ...claims, permissions: { publish: true } }), 'gw-1'), 'TOKEN_MALFORMED');
     await refusedWith(h.consume(encodeTokenText({ ...claims, extra: 1 }), 'gw-1'), 'TOKEN_MALFORMED');
     await refusedWith(h.consume('%%% not base64 %%%', 'gw-1'), 'TOKEN_MALFORMED');
     await refusedWith(h.consume(Buffer.from('[1,2]').toString('base64'), 'gw-1'), 'TOKEN_MALFORMED');
@@ -114,13 +130,13 @@ describe('one-time tokens', () => {
   test("the superService's key cannot sign for another tenant's room", async () => {
     const real = decodeTokenText(await h.createToken(roomId, tenant, 'alice', 'presenter'));
     const { signature: _s, ...claims } = real;
-    const forged = encodeToken(claims as unknown as TokenClaims, h.superService.key);
+    const forged = encodeToken(claims as unknown as IssuedClaims, h.superService.key);
     await refusedWith(h.consume(forged, 'gw-1'), 'TOKEN_BAD_SIGNATURE');
     // Nor another tenant's key.
-    await refusedWith(h.consume(encodeToken(claims as unknown as TokenClaims, other.key), 'gw-1'), 'TOKEN_BAD_SIGNATURE');
+    await refusedWith(h.consume(encodeToken(claims as unknown as IssuedClaims, other.key), 'gw-1'), 'TOKEN_BAD_SIGNATURE');
     // A token the super service signs for itself, naming this room, was never issued: nothing to consume.
     const minted = encodeToken(
-      { ...(claims as unknown as TokenClaims), serviceId: h.superService.id, tokenId: newTokenId() },
+      { ...(claims as unknown as IssuedClaims), serviceId: h.superService.id, tokenId: newTokenId() },
       h.superService.key,
     );
     await refusedWith(h.consume(minted, 'gw-1'), 'TOKEN_ALREADY_USED');

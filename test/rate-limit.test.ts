@@ -156,6 +156,7 @@ describe('gateway rate limits', () => {
     assert.equal(limited.length, 3);
     // Keep flooding: after 5 refusals within 10 s the gateway hangs up.
     void Promise.allSettled(Array.from({ length: 10 }, () => client.request('getRouterRtpCapabilities')));
-    assert.equal(await client.closed, 4104);
+    assert.equal(await client.closed, 4000);
+    assert.equal((await client.waitNotification('closing')).errorName, 'PROTOCOL_ABUSE');
   });
 });

@@ -58,7 +58,7 @@ describe('a router lost under its gateway', { concurrency: false }, () => {
     closeRouterUnderTheGateway(roomId);
     const notice = await alice.client.waitNotification('mediaAgentLost', 3000);
     assert.equal(notice.reason, 'router-closed');
-    assert.equal(await alice.client.closed, closeCodes.roomClosed);
+    assert.equal(await alice.client.closed, closeCodes.resume, 'reconnect: the session resumes once');
     await assertRoomWorks(roomId);
   });
 
@@ -71,7 +71,7 @@ describe('a router lost under its gateway', { concurrency: false }, () => {
     platform.bus.publish(agentSubjects.heartbeat, { id: agentId, state: 'available', load: known.load, incarnation: 'a-new-process' });
     const notice = await alice.client.waitNotification('mediaAgentLost', 3000);
     assert.equal(notice.reason, 'agent-restarted');
-    assert.equal(await alice.client.closed, closeCodes.roomClosed);
+    assert.equal(await alice.client.closed, closeCodes.resume, 'reconnect: the session resumes once');
     // The real agent's next heartbeat reads as one more restart; once it is known again, the room reopens there.
     await waitFor(() => platform.gateway!.agents.get(agentId)?.incarnation !== 'a-new-process', 3000, 'the real agent to be known again');
     await assertRoomWorks(roomId);
@@ -97,7 +97,7 @@ describe('a router lost under its gateway', { concurrency: false }, () => {
       for (const peer of [alice, bob]) {
         const notice = await peer.client.waitNotification('mediaAgentLost', 3000);
         assert.equal(notice.reason, 'router-lost');
-        assert.equal(await peer.client.closed, closeCodes.roomClosed);
+        assert.equal(await peer.client.closed, closeCodes.resume);
       }
       await assertRoomWorks(roomId);
     } finally {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
-import type { types } from 'mediasoup';
+import { type types, version as mediasoupVersion } from 'mediasoup';
 import {
   type AgentDump,
   type AgentEvent,
@@ -240,6 +240,7 @@ export class Agent {
       state: this.state,
       load: this.load(),
       ...(this.clientProbeUrl ? { probeUrl: this.clientProbeUrl } : {}),
+      mediasoupVersion,
     });
     // Measured after publishing, so a slow worker never delays the liveness signal.
     void this.pool.cpuUsage().then((cpu) => {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { AppError } from './errors.js';
-import { eaPolicySchema, roleSchema } from './subjects.js';
+import { permissionsSchema, roleNameSchema } from './roles.js';
+import { eaPolicySchema } from './subjects.js';
 
 /**
  * The format of the one-time room access token: base64 of a JSON object with
@@ -14,7 +15,9 @@ const tokenClaimsSchema = z
     serviceId: z.string().regex(/^[0-9a-f]{24}$/),
     roomId: z.string().regex(/^[0-9a-f]{24}$/),
     userName: z.string().min(1).max(256),
-    role: roleSchema,
+    role: roleNameSchema,
+    /** What the role may do, signed with the rest. Absent from tokens of Nuves older than it (their role then decides). */
+    permissions: permissionsSchema.optional(),
     gatewayId: z.string().min(1).max(200),
     gatewayUrl: z.string().url(),
     host: z.string().min(1),

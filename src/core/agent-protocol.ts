@@ -62,6 +62,8 @@ export const agentHeartbeatSchema = z.object({
   load: agentLoadSchema,
   /** Public HTTP URL clients time round trips against (TTL-BEST placement); absent when not exposed. */
   probeUrl: z.string().url().max(512).optional(),
+  /** The mediasoup version its workers run, which gateways tell the agent's peers (`mediasoup-version`). Absent from agents older than it. */
+  mediasoupVersion: z.string().min(1).max(64).optional(),
 });
 export type AgentHeartbeat = z.infer<typeof agentHeartbeatSchema>;
 

@@ -4,6 +4,8 @@ import { cpus, hostname } from 'node:os';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_ROLES } from '../protocol/permissions.js';
+import { roleNameSchema } from './roles.js';
 
 const port = z.number().int().min(0).max(65535);
 const url = z.string().url();
@@ -93,6 +95,25 @@ export const configSchema = z
           .strict()
           .prefault({}),
         tokenTtlSec: z.number().int().positive().max(86_400).default(180),
+        /**
+         * Roles a token may be asked for (`mauth_role`), each with what it may do; a permission left out
+         * is not granted. Added to `presenter` (everything) and `viewer` (subscribe), which they may redefine.
+         */
+        roles: z
+          .record(
+            roleNameSchema,
+            z
+              .object({
+                publish: z.boolean().default(false),
+                subscribe: z.boolean().default(false),
+                publishData: z.boolean().default(false),
+                record: z.boolean().default(false),
+              })
+              .strict(),
+          )
+          .refine((roles) => Object.keys(roles).length <= 64, 'at most 64 roles')
+          .default({})
+          .transform((roles) => ({ ...DEFAULT_ROLES, ...roles })),
         /** MAuth requests whose timestamp is further than this from the server clock are refused. */
         authWindowSec: z.number().int().positive().default(300),
         /**

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { permissionsSchema, roleNameSchema } from './roles.js';
 
 /**
  * Bus subjects and message schemas shared by the roles: the only contract
@@ -37,7 +38,6 @@ export const tokenConsumeRequestSchema = z.object({
   gatewayId: z.string().min(1).max(200),
 });
 
-export const roleSchema = z.enum(['presenter', 'viewer']);
 export const eaPolicySchema = z.enum(['ROOM-BEST', 'TTL-BEST']);
 
 /** What a gateway learns from a consumed token. */
@@ -47,14 +47,16 @@ export const tokenGrantSchema = z.object({
   roomId: z.string(),
   roomName: z.string(),
   userName: z.string(),
-  role: roleSchema,
+  role: roleNameSchema,
+  /** What the token lets its holder do; absent from Nuves older than it (only presenter and viewer existed). */
+  permissions: permissionsSchema.optional(),
   eapolicy: eaPolicySchema,
 });
 export type TokenGrant = z.infer<typeof tokenGrantSchema>;
 
 export const userSchema = z.object({
   name: z.string(),
-  role: roleSchema,
+  role: roleNameSchema,
   permissions: z.record(z.string(), z.boolean()),
 });
 export type RoomUser = z.infer<typeof userSchema>;
@@ -65,14 +67,3 @@ export const gatewayRpcSchema = z.discriminatedUnion('method', [
   z.object({ method: z.literal('closeRoom'), roomId: z.string() }),
 ]);
 export type GatewayRpc = z.infer<typeof gatewayRpcSchema>;
-
-/** Token failures as the gateway reports them to clients (stable numbers, as in the original). */
-export const tokenErrorCodes = {
-  TOKEN_MISSING: 1000,
-  TOKEN_MALFORMED: 1001,
-  TOKEN_BAD_SIGNATURE: 1002,
-  TOKEN_EXPIRED: 1003,
-  TOKEN_ALREADY_USED: 1004,
-  TOKEN_WRONG_GATEWAY: 1005,
-  TOKEN_SERVICE_UNAVAILABLE: 1006,
-} as const;

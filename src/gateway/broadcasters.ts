@@ -80,7 +80,7 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 
 /**
  * Plain-RTP ingest (mediasoup-demo's broadcaster API): create a broadcaster
- * with a presenter token, open a PlainTransport, produce from an RTP stream
+ * with a token that may publish or record, open a PlainTransport, produce from an RTP stream
  * (ffmpeg, GStreamer), delete. Later calls carry the secret answered at
  * creation as `Authorization: Bearer <secret>`.
  */
@@ -109,12 +109,13 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
 
   route('create', async (request) => {
     const body = parse(broadcasterApi.create.body, request.body);
-    const grant = await gateway.consumeToken(body.token);
-    if (grant.role !== 'presenter') {
-      throw new AppError('PRODUCE_NOT_ALLOWED', 'broadcasters need a presenter token', 403);
+    const { grant } = await gateway.tokens.consume(body.token);
+    const peer = new Peer(`bc-${randomBytes(8).toString('hex')}`, grant, undefined);
+    // A broadcaster streams in (publish) or out (record); a token allowing neither has nothing to do here.
+    if (!peer.permissions.publish && !peer.permissions.record) {
+      throw new AppError('PRODUCE_NOT_ALLOWED', `this token's role (${grant.role}) may neither publish nor record`, 403);
     }
     const room = gateway.roomFor(grant);
-    const peer = new Peer(`bc-${randomBytes(8).toString('hex')}`, grant.userName, grant.role, undefined);
     if (body.displayName) peer.displayName = body.displayName;
     peer.device = body.device ?? { name: 'broadcaster' };
     peer.rtpCapabilities = body.rtpCapabilities;

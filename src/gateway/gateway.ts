@@ -8,12 +8,11 @@ import type { Bus, Subscription } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import { AppError, isAppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { type GatewayRpc, type RoomUser, type TokenGrant, gatewayRpcSchema, subjects, tokenErrorCodes } from '../core/subjects.js';
+import { type GatewayRpc, type RoomUser, type TokenGrant, gatewayRpcSchema, subjects } from '../core/subjects.js';
 import { waitUntilEmpty } from '../core/drain.js';
 import { OpsAuth } from '../core/ops-auth.js';
 import { opsRoutes } from '../core/ops-routes.js';
 import { SpanKind, inSpan } from '../core/tracing.js';
-import { closeCodes } from '../protocol/signaling.js';
 import { AgentRegistry } from './agent-registry.js';
 import { broadcasterRoutes } from './broadcasters.js';
 import { PeerConnection } from './peer-connection.js';
@@ -27,14 +26,6 @@ import { Room } from './room.js';
 import { TokenGate } from './token-gate.js';
 import type { AgentProbes } from '../protocol/signaling.js';
 
-const PERMISSIONS: Record<'presenter' | 'viewer', Record<string, boolean>> = {
-  presenter: { publish: true, subscribe: true },
-  viewer: { subscribe: true },
-};
-
-/** Close codes of admission refusals other than token errors; anything else closes with 1011. */
-const ADMISSION_CLOSE_CODES: Partial<Record<string, number>> = { PEER_ID_TAKEN: closeCodes.peerIdTaken };
-
 /** The query of a WebSocket request (token, peerId); an unparsable URL has none. */
 function queryOf(req: IncomingMessage): URLSearchParams {
   try {
@@ -42,6 +33,15 @@ function queryOf(req: IncomingMessage): URLSearchParams {
   } catch {
     return new URLSearchParams();
   }
+}
+
+/**
+ * The token as the client meant it, sent raw (`'?token=' + token`) or
+ * percent-encoded. A raw `+` of standard base64 reads as a space in a query
+ * string; base64 has no spaces, so every space was a `+`.
+ */
+function tokenOf(query: URLSearchParams): string | null {
+  return query.get('token')?.replaceAll(' ', '+') ?? null;
 }
 
 /** The client's IP as agents would see it (IPv4-mapped IPv6 unwrapped). */
@@ -193,17 +193,12 @@ export class Gateway {
     this.presence?.stop();
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
     for (const room of [...this.rooms.values()]) {
-      for (const peer of room.peers.values()) peer.connection?.close(closeCodes.gatewayShutdown, 'gateway shutting down');
+      for (const peer of room.peers.values()) peer.connection?.end('GATEWAY_SHUTDOWN', 'gateway shutting down; rejoin with a new token');
       room.close();
     }
     this.wss?.close();
     await this.http?.close();
     this.agents.stop();
-  }
-
-  /** Verifies and consumes a token (locally refused when possible); failures carry the stable token error codes. */
-  consumeToken(token: string): Promise<TokenGrant> {
-    return this.tokens.consume(token);
   }
 
   /** The room for a grant; its routers open as its peers are placed. */
@@ -220,7 +215,13 @@ export class Gateway {
       agentTimeoutMs: this.config.gateway.agentRequestTimeoutMs,
       enableSrtp: this.config.gateway.cascade.srtp,
       place: (r, peer) => this.place(r, peer),
-      onPlaced: (agentId) => this.metrics?.placements.inc({ agent: agentId }),
+      mediaLost: (peer, reason) => this.mediaLost(peer, reason),
+      onPlaced: (agentId, peer) => {
+        this.metrics?.placements.inc({ agent: agentId });
+        // As mediasoup-demo's server does at connection; here once the peer's media has an agent, whose version it is.
+        const version = this.agents.get(agentId)?.mediasoupVersion;
+        if (version !== undefined) peer.notify('mediasoup-version', { version });
+      },
       fallbackAfterMs: this.config.gateway.cascade.probeTimeoutMs,
       probes: (r) => this.probesFor(r),
       peerLimits: this.config.gateway.limits,
@@ -307,21 +308,22 @@ export class Gateway {
     socket.on('error', () => socket.destroy());
     const query = queryOf(req);
     const clientAddress = clientAddressOf(req);
-    const needsNuve = this.tokens.refusal(query.get('token')) === undefined;
+    const token = tokenOf(query);
+    const needsNuve = this.tokens.needsNuve(token);
     const verdict = await this.limits.acceptConnection(clientAddress ?? '', needsNuve);
     if (verdict !== 'ok') {
       socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, query, clientAddress));
+    this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, token, query.get('peerId'), clientAddress));
   }
 
-  private async onConnection(ws: WebSocket, query: URLSearchParams, clientAddress: string | undefined): Promise<void> {
+  private async onConnection(ws: WebSocket, token: string | null, requestedPeerId: string | null, clientAddress: string | undefined): Promise<void> {
     const connection = new PeerConnection(ws, this.logger);
     const connectionKey = String(++this.connectionSerial);
     const openedAt = performance.now();
     // Clients may send requests right after the socket opens, before the token is checked: they wait for it.
-    const session = this.admit(connection, query, clientAddress);
+    const session = this.admit(connection, token, requestedPeerId, clientAddress);
     connection.on('request', (request) => {
       void this.limits.admitRequest(connectionKey).then((verdict) => {
         if (verdict === 'ok') {
@@ -329,19 +331,14 @@ export class Gateway {
           return;
         }
         connection.respondError(request.id, new AppError('RATE_LIMITED', 'too many requests on this connection', 429));
-        if (verdict === 'disconnect') {
-          connection.notify('closing', { code: closeCodes.protocolAbuse, reason: 'request flood' });
-          connection.close(closeCodes.protocolAbuse, 'request flood');
-        }
+        if (verdict === 'disconnect') connection.end('PROTOCOL_ABUSE', 'request flood');
       });
     });
     connection.on('close', () => this.limits.forget(connectionKey));
     session.catch((err: unknown) => {
       const appErr = isAppError(err) ? err : new AppError('INTERNAL', 'internal error', 500);
       if (!isAppError(err)) this.logger.error({ err }, 'connection setup failed');
-      const tokenCode = tokenErrorCodes[appErr.code as keyof typeof tokenErrorCodes];
-      connection.notify('closing', { code: tokenCode ?? 1500, reason: appErr.message, errorName: appErr.code });
-      connection.close(tokenCode ? closeCodes.tokenErrorBase + (tokenCode - 1000) : (ADMISSION_CLOSE_CODES[appErr.code] ?? 1011), appErr.code);
+      connection.end(appErr.code, appErr.message);
     });
   }
 
@@ -360,7 +357,7 @@ export class Gateway {
         connection.respond(request.id, result);
         if (request.method === 'join') this.metrics?.joinDuration.observe((performance.now() - openedAt) / 1000);
         // After `leave` (or a kick racing this request) the socket has no purpose left.
-        if (peer.closed) connection.close(1000, 'left');
+        if (peer.closed) connection.end('LEFT', 'left the room');
       })
       .catch((err: unknown) => {
         if (connection.closed) return;
@@ -373,16 +370,36 @@ export class Gateway {
   }
 
   /** Checks the token, opens the room if needed and adds the peer; rejects when the client may not enter. */
-  private async admit(connection: PeerConnection, params: URLSearchParams, clientAddress?: string): Promise<{ room: Room; peer: Peer }> {
-    const grant = await this.tokens.consume(params.get('token'));
+  private async admit(
+    connection: PeerConnection,
+    token: string | null,
+    requestedPeerId: string | null,
+    clientAddress?: string,
+  ): Promise<{ room: Room; peer: Peer }> {
+    const { grant, key, resumedPeerId } = await this.tokens.consume(token);
     if (connection.closed) throw new AppError('PEER_CLOSED', 'client left before admission', 410);
     const room = this.roomFor(grant);
-    const peerId = this.sessionPeerId(room, grant.userName, params.get('peerId'));
-    const peer = new Peer(peerId, grant.userName, grant.role, connection);
-    room.peers.get(peerId)?.connection?.close(closeCodes.replaced, 'replaced by a new connection');
+    // A resumed session keeps its peer id, so the room sees the same peer come back.
+    const peerId = this.sessionPeerId(room, grant.userName, requestedPeerId ?? resumedPeerId ?? null);
+    const peer = new Peer(peerId, grant, connection, key);
+    const replaced = room.peers.get(peerId);
     connection.on('close', () => room.removePeer(peer, 'disconnected'));
-    await this.addPeer(room, peer, clientAddress);
+    // Takes the id at once (addPeer's first step): the old session's socket closing then leaves the room open.
+    const added = this.addPeer(room, peer, clientAddress);
+    replaced?.connection?.end('REPLACED', 'replaced by a new connection');
+    await added;
     return { room, peer };
+  }
+
+  /**
+   * A peer's media agent or router is gone: its session ends so that it comes back onto a live
+   * agent. A stock protoo-client reconnects at once with the same URL, which is admitted once
+   * (mediasoup-demo's app then joins again); the SDK rejoins with a fresh token.
+   */
+  private mediaLost(peer: Peer, reason: string): void {
+    if (!peer.connection || peer.tokenKey === undefined) return;
+    this.tokens.allowResume(peer.tokenKey, peer.grant, peer.id);
+    peer.connection.end('MEDIA_AGENT_LOST', `media agent lost (${reason}): reconnect`);
   }
 
   /**
@@ -413,24 +430,24 @@ export class Gateway {
       case 'listUsers':
         return room
           ? [...room.peers.values()].map(
-              (p): RoomUser => ({ name: p.userName, role: p.role, permissions: PERMISSIONS[p.role] }),
+              (p): RoomUser => ({ name: p.userName, role: p.role, permissions: { ...p.permissions } }),
             )
           : [];
       case 'kickUser': {
-        if (!room) return 0;
-        const victims = [...room.peers.values()].filter((p) => p.userName === rpc.userName);
+        // A user whose session is about to resume is still in the room for a kick.
+        const away = this.tokens.forgetResumptions(rpc.roomId, rpc.userName);
+        const victims = room ? [...room.peers.values()].filter((p) => p.userName === rpc.userName) : [];
         for (const peer of victims) {
-          peer.notify('closing', { code: closeCodes.kicked, reason: 'removed by the service' });
-          peer.connection?.close(closeCodes.kicked, 'kicked');
-          room.removePeer(peer, 'kicked');
+          peer.connection?.end('KICKED', 'removed by the service');
+          room!.removePeer(peer, 'kicked');
         }
-        return victims.length;
+        return victims.length + away;
       }
       case 'closeRoom':
+        this.tokens.forgetResumptions(rpc.roomId);
         if (room) {
           for (const peer of [...room.peers.values()]) {
-            peer.notify('closing', { code: closeCodes.roomClosed, reason: 'room deleted' });
-            peer.connection?.close(closeCodes.roomClosed, 'room deleted');
+            peer.connection?.end('ROOM_CLOSED', 'room deleted');
             room.removePeer(peer, 'room deleted');
           }
           room.close();

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { WebSocket } from 'ws';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { type ProtooRequest, protooMessageSchema, signalingErrorCodes } from '../protocol/signaling.js';
+import { type ProtooRequest, closeCodes, closeReasonOf, protooMessageSchema, signalingErrorCodes } from '../protocol/signaling.js';
 
 interface ConnectionEvents {
   request: [ProtooRequest];
@@ -11,6 +11,8 @@ interface ConnectionEvents {
 
 const SERVER_REQUEST_TIMEOUT_MS = 10_000;
 const PING_INTERVAL_MS = 10_000;
+/** The most a WebSocket close reason may hold, in UTF-8 bytes. */
+const MAX_CLOSE_REASON_BYTES = 123;
 
 /**
  * One client's WebSocket speaking protoo: requests both ways, notifications,
@@ -51,8 +53,12 @@ export class PeerConnection extends EventEmitter<ConnectionEvents> {
     this.send({ response: true, id, ok: true, data: data ?? {} });
   }
 
+  /**
+   * protoo-client keeps only `errorCode` and `errorReason` (its Error's `code` and `message`), so the
+   * stable name also leads the reason: `errorReason` is `"<errorName>: <text>"`.
+   */
   respondError(id: number, err: AppError | { status: number; code: string; message: string }): void {
-    this.send({ response: true, id, ok: false, errorCode: err.status, errorReason: err.message, errorName: err.code });
+    this.send({ response: true, id, ok: false, errorCode: err.status, errorReason: `${err.code}: ${err.message}`, errorName: err.code });
   }
 
   notify(method: string, data: unknown): void {
@@ -72,9 +78,22 @@ export class PeerConnection extends EventEmitter<ConnectionEvents> {
     });
   }
 
-  close(code = 1000, reason = ''): void {
+  /**
+   * Ends the session for a reason of the close table (protocol/codes.ts): the `closing`
+   * notification tells what and whether to rejoin, then the socket closes, with the same
+   * `"NAME: text"` as its reason and 4000 (final for protoo-client) unless the reason resumes.
+   */
+  end(errorName: string, reason: string): void {
+    const { code, rejoin, resume } = closeReasonOf(errorName);
+    this.notify('closing', { code, errorName, reason, rejoin });
+    this.close(resume ? closeCodes.resume : closeCodes.final, `${errorName}: ${reason}`);
+  }
+
+  private close(code: number, reason: string): void {
     if (this.closed) return;
-    this.ws.close(code, reason.slice(0, 120));
+    let text = reason;
+    while (Buffer.byteLength(text) > MAX_CLOSE_REASON_BYTES) text = text.slice(0, -1);
+    this.ws.close(code, text);
     // A peer that does not complete the close handshake is cut off.
     setTimeout(() => this.ws.terminate(), 2000).unref();
     this.onClose();

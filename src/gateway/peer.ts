@@ -1,3 +1,5 @@
+import { type Permissions, grantedPermissions } from '../protocol/permissions.js';
+import type { TokenGrant } from '../core/subjects.js';
 import type { RtpCapabilities } from '../protocol/media-parameters.js';
 import type { ClientRequest, PeerInfo } from '../protocol/signaling.js';
 import type { PeerConnection } from './peer-connection.js';
@@ -35,14 +37,27 @@ export class Peer {
   reportedRtts?: Rtts;
   /** TTL-BEST: the agents' probes of this client, started at connection. */
   distance?: ClientDistance;
+  /** What its token lets it do: checked on every request that needs it (never its role's name). */
+  readonly permissions: Permissions;
 
   constructor(
     readonly id: string,
-    readonly userName: string,
-    readonly role: 'presenter' | 'viewer',
+    /** What its token granted: room, user, role. */
+    readonly grant: TokenGrant,
     readonly connection: PeerConnection | undefined,
+    /** The digest its token is known by at the gateway (WebSocket peers), to resume its session with. */
+    readonly tokenKey?: string,
   ) {
-    this.displayName = userName;
+    this.displayName = grant.userName;
+    this.permissions = grantedPermissions(grant);
+  }
+
+  get userName(): string {
+    return this.grant.userName;
+  }
+
+  get role(): TokenGrant['role'] {
+    return this.grant.role;
   }
 
   get info(): PeerInfo {

@@ -14,7 +14,7 @@ import { AppError, describeIssues } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { EaPolicy } from '../core/store/store.js';
 import type { RtpCapabilities } from '../protocol/media-parameters.js';
-import { type AgentProbes, type ClientMethod, type ClientRequest, clientRequestSchemas, closeCodes } from '../protocol/signaling.js';
+import { type AgentProbes, type ClientMethod, type ClientRequest, clientRequestSchemas } from '../protocol/signaling.js';
 import { Cascade } from './cascade.js';
 import type { Peer, PeerObjectKind } from './peer.js';
 
@@ -45,8 +45,10 @@ export interface RoomOptions {
   enableSrtp: boolean;
   /** The gateway's placement policy: the agents a peer of this room may go to, best first. */
   place: (room: Room, peer: Peer) => Promise<string[]>;
-  /** Told where a peer went (metrics, load accounting). */
-  onPlaced: (agentId: string) => void;
+  /** A peer's media agent or router is gone: the gateway ends its session so that it comes back (the room removes it next). */
+  mediaLost: (peer: Peer, reason: string) => void;
+  /** Told where a peer went (metrics, load accounting, the peer's `mediasoup-version`). */
+  onPlaced: (agentId: string, peer: Peer) => void;
   /** How long opening the room's router on an agent may take before the next choice is tried. */
   fallbackAfterMs: number;
   /** TTL-BEST: the agents a client may time itself against before being placed. */
@@ -197,7 +199,7 @@ export class Room extends EventEmitter<RoomEvents> {
           continue;
         }
         if (peer.closed) throw new AppError('PEER_CLOSED', 'peer has left the room', 410);
-        this.options.onPlaced(agentId);
+        this.options.onPlaced(agentId, peer);
         this.logger.debug({ peer: peer.id, agent: agentId }, 'peer placed');
         return agentId;
       }
@@ -280,15 +282,16 @@ export class Room extends EventEmitter<RoomEvents> {
     for (const peer of [...this.peers.values()]) {
       if (peer.agentId !== agentId) continue;
       peer.notify('mediaAgentLost', { reason });
-      peer.connection?.close(closeCodes.roomClosed, 'media agent lost; rejoin');
+      this.options.mediaLost(peer, reason);
       this.removePeer(peer, reason);
     }
   }
 
+  /** Adds a peer; one holding its id leaves, after the newcomer is in, so a room of one is never emptied (closed) by it. */
   addPeer(peer: Peer): void {
     const previous = this.peers.get(peer.id);
-    if (previous) this.removePeer(previous, 'replaced');
     this.peers.set(peer.id, peer);
+    if (previous) this.removePeer(previous, 'replaced');
   }
 
   joinedPeers(except?: Peer): Peer[] {
@@ -471,8 +474,8 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   async produce(peer: Peer, d: ClientRequest<'produce'>): Promise<{ id: string }> {
-    if (peer.role !== 'presenter') {
-      throw new AppError('PRODUCE_NOT_ALLOWED', 'this token has the viewer role: it may only subscribe', 403);
+    if (!peer.permissions.publish) {
+      throw new AppError('PRODUCE_NOT_ALLOWED', `this token's role (${peer.role}) may not publish`, 403);
     }
     this.ownTransport(peer, d.transportId);
     const id = await this.withinLimit(
@@ -489,8 +492,8 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   async produceData(peer: Peer, d: ClientRequest<'produceData'>): Promise<{ id: string }> {
-    if (peer.role !== 'presenter') {
-      throw new AppError('PRODUCE_NOT_ALLOWED', 'this token has the viewer role: it may only subscribe', 403);
+    if (!peer.permissions.publishData) {
+      throw new AppError('PRODUCE_NOT_ALLOWED', `this token's role (${peer.role}) may not publish data (publishData)`, 403);
     }
     this.ownTransport(peer, d.transportId);
     const id = await this.withinLimit(
@@ -546,7 +549,7 @@ export class Room extends EventEmitter<RoomEvents> {
   /** mediasoup-demo flow: consumer created paused, client told by request, then resumed once it is ready. */
   async createConsumer(consumerPeer: Peer, producerPeer: Peer, producerId: string): Promise<void> {
     const transportId = consumerPeer.consumingTransportId;
-    if (!consumerPeer.rtpCapabilities || !transportId || !consumerPeer.connection) return;
+    if (!consumerPeer.permissions.subscribe || !consumerPeer.rtpCapabilities || !transportId || !consumerPeer.connection) return;
     try {
       const info = await this.consume(consumerPeer, producerId, transportId, consumerPeer.rtpCapabilities);
       if (!info) return;
@@ -581,7 +584,7 @@ export class Room extends EventEmitter<RoomEvents> {
 
   async createDataConsumer(consumerPeer: Peer, producerPeer: Peer, dataProducerId: string): Promise<void> {
     const transportId = consumerPeer.consumingTransportId;
-    if (!consumerPeer.sctpCapabilities || !transportId || !consumerPeer.connection) return;
+    if (!consumerPeer.permissions.subscribe || !consumerPeer.sctpCapabilities || !transportId || !consumerPeer.connection) return;
     // Data channels are not piped between agents: only peers on the producer's agent receive them.
     if (producerPeer.agentId !== consumerPeer.agentId) return;
     try {
@@ -701,6 +704,9 @@ export class Room extends EventEmitter<RoomEvents> {
       this.connectOnce(peer, transportId, () => this.agent('connectPlainTransport', peer, { transportId, ip, port, rtcpPort })),
     /** Plain-RTP egress (recording, restreaming): consumes a producer and starts it at once. */
     consume: async (peer: Peer, transportId: string, producerId: string) => {
+      if (!peer.permissions.record) {
+        throw new AppError('RECORD_NOT_ALLOWED', `this token's role (${peer.role}) may not stream out (record)`, 403);
+      }
       this.ownTransport(peer, transportId);
       const rtpCapabilities = peer.rtpCapabilities ?? (this.rtpCapabilities as RtpCapabilities);
       const info = await this.consume(peer, producerId, transportId, rtpCapabilities);

@@ -3,12 +3,18 @@ import { decodeToken } from '../core/access-token.js';
 import type { Bus } from '../core/bus/bus.js';
 import { AppError, isAppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { type TokenGrant, subjects, tokenErrorCodes, tokenGrantSchema } from '../core/subjects.js';
+import { type TokenGrant, subjects, tokenGrantSchema } from '../core/subjects.js';
+import { tokenErrorCodes } from '../protocol/codes.js';
 
 /** Clocks of gateways and Nuve may differ this much before a token the gateway thinks expired is refused without asking Nuve. */
 const CLOCK_SKEW_MS = 60_000;
 /** No token lives longer than this (the ceiling of nuve.tokenTtlSec), whatever its claims say. */
 const MAX_TOKEN_LIFETIME_MS = 86_400_000;
+/**
+ * How long a session ended for MEDIA_AGENT_LOST may be resumed with its token: protoo-client
+ * reconnects at once, then (if that attempt cannot connect) after 1, 2, 4 … s.
+ */
+const RESUME_WINDOW_MS = 15_000;
 
 interface Refusal {
   code: keyof typeof tokenErrorCodes;
@@ -17,8 +23,25 @@ interface Refusal {
   until: number;
 }
 
-/** A token this gateway refuses by itself, or the digest and expiry it is known by. */
-type Inspection = { refusal: AppError } | { token: string; key: string; expiresAt: number };
+/** A session the gateway ended so that its client reconnects (MEDIA_AGENT_LOST): its token readmits it once. */
+interface Resumption {
+  grant: TokenGrant;
+  peerId: string;
+  until: number;
+}
+
+/** A token admitted: what it grants, the digest it is known by, and the peer id to resume as, if it resumes a session. */
+export interface Admission {
+  grant: TokenGrant;
+  key: string;
+  resumedPeerId?: string;
+}
+
+/** A token this gateway refuses by itself, one that resumes a session, or the digest and expiry it is known by. */
+type Inspection =
+  | { refusal: AppError }
+  | { resume: Resumption; key: string }
+  | { token: string; key: string; expiresAt: number };
 
 /**
  * Where clients' tokens are consumed, and refused as cheaply as possible: a
@@ -27,10 +50,16 @@ type Inspection = { refusal: AppError } | { token: string; key: string; expiresA
  * remembered by a 128-bit digest until it would expire, so a reconnect storm
  * with a spent token costs one Nuve round trip in all. Concurrent uses of one
  * token share one round trip. Memory is bounded: the oldest refusals go first.
+ *
+ * A spent token works once more where the gateway itself ended its session so
+ * that the client reconnects (its media agent was lost): protoo-client does
+ * that at once with the same URL, and mediasoup-demo's app then joins again.
  */
 export class TokenGate {
   private readonly refused = new Map<string, Refusal>();
   private readonly inFlight = new Map<string, Promise<TokenGrant>>();
+  /** By token digest, oldest first (every entry lives RESUME_WINDOW_MS). */
+  private readonly resumable = new Map<string, Resumption>();
 
   constructor(
     private readonly bus: Bus,
@@ -39,16 +68,19 @@ export class TokenGate {
     private readonly maxRefusals: number,
   ) {}
 
-  /** The refusal this gateway can give by itself (no Nuve round trip), if any. */
-  refusal(token: string | null | undefined): AppError | undefined {
-    const inspection = this.inspect(token);
-    return 'refusal' in inspection ? inspection.refusal : undefined;
+  /** Whether admitting this token takes a Nuve round trip (the gateway can neither refuse nor resume it by itself). */
+  needsNuve(token: string | null | undefined): boolean {
+    return 'token' in this.inspect(token);
   }
 
-  /** Verifies and consumes a token at Nuve; failures carry the stable token error codes. */
-  async consume(token: string | null | undefined): Promise<TokenGrant> {
+  /** Verifies and consumes a token at Nuve, or resumes its session; failures carry the stable token error codes. */
+  async consume(token: string | null | undefined): Promise<Admission> {
     const inspection = this.inspect(token);
     if ('refusal' in inspection) throw inspection.refusal;
+    if ('resume' in inspection) {
+      this.resumable.delete(inspection.key);
+      return { grant: inspection.resume.grant, key: inspection.key, resumedPeerId: inspection.resume.peerId };
+    }
     const { token: wellFormed, key, expiresAt } = inspection;
     const pending = this.inFlight.get(key);
     if (pending) {
@@ -61,7 +93,7 @@ export class TokenGate {
     try {
       const grant = await consumption;
       this.remember(key, 'TOKEN_ALREADY_USED', 'token was already used or revoked', expiresAt);
-      return grant;
+      return { grant, key };
     } catch (err) {
       if (isAppError(err) && err.code in tokenErrorCodes && err.code !== 'TOKEN_SERVICE_UNAVAILABLE') {
         this.remember(key, err.code as Refusal['code'], err.message, expiresAt);
@@ -72,10 +104,40 @@ export class TokenGate {
     }
   }
 
+  /**
+   * The session admitted with the token known by `key` was ended so that its client reconnects:
+   * the token's next use within RESUME_WINDOW_MS is admitted once more, without Nuve (whatever
+   * the token's own expiry: sessions outlive their tokens), as the same user and peer id.
+   */
+  allowResume(key: string, grant: TokenGrant, peerId: string): void {
+    const now = Date.now();
+    // Every entry lives as long, so the oldest are first: drop the expired ones.
+    for (const [k, r] of this.resumable) {
+      if (r.until > now) break;
+      this.resumable.delete(k);
+    }
+    this.resumable.delete(key);
+    this.resumable.set(key, { grant, peerId, until: now + RESUME_WINDOW_MS });
+  }
+
+  /** A kicked user, or every user of a deleted room, does not come back by resuming; answers how many were about to. */
+  forgetResumptions(roomId: string, userName?: string): number {
+    let forgotten = 0;
+    for (const [key, { grant }] of this.resumable) {
+      if (grant.roomId === roomId && (userName === undefined || grant.userName === userName)) {
+        this.resumable.delete(key);
+        forgotten++;
+      }
+    }
+    return forgotten;
+  }
+
   private inspect(token: string | null | undefined): Inspection {
     if (!token) return { refusal: new AppError('TOKEN_MISSING', 'connect with ?token=', 401) };
     const now = Date.now();
     const key = digest(token);
+    const resume = this.resumable.get(key);
+    if (resume && resume.until > now) return { resume, key };
     const known = this.refused.get(key);
     if (known && known.until > now) return { refusal: new AppError(known.code, known.message, 401) };
     if (known) this.refused.delete(key);

@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { DecodedToken, TokenClaims } from '../core/access-token.js';
+import { PERMISSION_NAMES, type Permissions } from '../protocol/permissions.js';
 
 export { type TokenClaims, decodeToken } from '../core/access-token.js';
 
@@ -7,7 +8,7 @@ export { type TokenClaims, decodeToken } from '../core/access-token.js';
  * The one-time room access token (its format is in core/access-token.ts).
  * Every field is covered by the signature, which is made with the *tenant's*
  * key (not the superService's), so a token can vouch only for its own tenant
- * and no field (eapolicy included) can be altered. `host`/`secure` keep
+ * and no field (eapolicy and permissions included) can be altered. `host`/`secure` keep
  * Licode clients able to find the gateway.
  */
 
@@ -25,16 +26,26 @@ const CLAIM_ORDER = [
   'expiresAt',
 ] as const satisfies readonly (keyof TokenClaims)[];
 
-/** Canonical text signed: every claim in a fixed order, JSON-escaped so no field can bleed into another. */
+/**
+ * Canonical text signed: every claim in a fixed order, JSON-escaped so no field can bleed into another;
+ * then the permissions, each in PERMISSION_NAMES order. A token without them (from a Nuve older than
+ * permissions) was signed over the rest alone, and removing them from a token breaks its signature.
+ */
 function signingInput(claims: TokenClaims): string {
-  return JSON.stringify(CLAIM_ORDER.map((k) => claims[k]));
+  const values: unknown[] = CLAIM_ORDER.map((k) => claims[k]);
+  const { permissions } = claims;
+  if (permissions) values.push(PERMISSION_NAMES.map((name) => permissions[name]));
+  return JSON.stringify(values);
 }
 
 function sign(claims: TokenClaims, key: string): string {
   return createHmac('sha256', key).update(signingInput(claims)).digest('base64url');
 }
 
-export function encodeToken(claims: TokenClaims, key: string): string {
+/** The claims of a token this Nuve issues: permissions always included. */
+export type IssuedClaims = TokenClaims & { permissions: Permissions };
+
+export function encodeToken(claims: IssuedClaims, key: string): string {
   // Spelled out (claims in CLAIM_ORDER, then the signature): a literal serialises several times faster than
   // an object assembled key by key, and one of these is made per join.
   const c = claims;
@@ -50,8 +61,14 @@ export function encodeToken(claims: TokenClaims, key: string): string {
     secure: c.secure,
     eapolicy: c.eapolicy,
     expiresAt: c.expiresAt,
+    permissions: {
+      publish: c.permissions.publish,
+      subscribe: c.permissions.subscribe,
+      publishData: c.permissions.publishData,
+      record: c.permissions.record,
+    },
     signature: sign(claims, key),
-  } satisfies Record<(typeof CLAIM_ORDER)[number] | 'signature', unknown>;
+  } satisfies Record<(typeof CLAIM_ORDER)[number] | 'permissions' | 'signature', unknown>;
   return Buffer.from(JSON.stringify(body)).toString('base64');
 }
 

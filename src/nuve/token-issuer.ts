@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { Bus, Subscription } from '../core/bus/bus.js';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { RoomRecord, Role, ServiceRecord, Store } from '../core/store/store.js';
+import type { Permissions } from '../protocol/permissions.js';
+import type { RoomRecord, ServiceRecord, Store } from '../core/store/store.js';
 import { NUVE_QUEUE, type TokenGrant, subjects, tokenConsumeRequestSchema } from '../core/subjects.js';
 import { decodeToken, encodeToken, verifyTokenSignature } from './access-token.js';
 import type { GatewayEntry, GatewayRegistry } from './gateway-registry.js';
@@ -43,7 +44,17 @@ export class TokenIssuer {
     private readonly bus: Bus,
     private readonly logger: Logger,
     private readonly ttlSec: number,
+    /** Configured roles (nuve.roles) and what each may do. */
+    private readonly roles: Readonly<Record<string, Permissions>>,
   ) {}
+
+  /** The permissions of a configured role; INVALID_ROLE (400) for any other name. */
+  permissionsOf(role: string): Permissions {
+    if (!Object.hasOwn(this.roles, role)) {
+      throw new AppError('INVALID_ROLE', 'role is not one of the configured roles (nuve.roles)', 400);
+    }
+    return this.roles[role]!;
+  }
 
   start(): void {
     this.consumeSubscription = this.bus.respond(subjects.tokenConsume, (payload) => this.consume(payload), {
@@ -80,7 +91,8 @@ export class TokenIssuer {
     throw new AppError('NO_GATEWAY_AVAILABLE', 'No Erizo Controller found', 404);
   }
 
-  async issue(service: ServiceRecord, room: RoomRecord, userName: string, role: Role): Promise<string> {
+  async issue(service: ServiceRecord, room: RoomRecord, userName: string, role: string): Promise<string> {
+    const permissions = this.permissionsOf(role);
     const gateway = await this.gatewayFor(room);
     const now = Date.now();
     const tokenId = newTokenId();
@@ -110,6 +122,7 @@ export class TokenIssuer {
         secure: gatewayUrl.protocol === 'wss:',
         eapolicy: room.eapolicy,
         expiresAt,
+        permissions,
       },
       service.key,
     );
@@ -149,6 +162,8 @@ export class TokenIssuer {
       roomName: room.name,
       userName: claims.userName,
       role: claims.role,
+      // A token from before permissions: its role's, as this Nuve defines it.
+      permissions: claims.permissions ?? this.permissionsOf(claims.role),
       eapolicy: claims.eapolicy,
     };
   }

@@ -124,7 +124,8 @@ export interface PeerInfo {
   id: string;
   displayName: string;
   device: Record<string, unknown>;
-  role: 'presenter' | 'viewer';
+  /** Its token's role: presenter, viewer, or one of Nuve's configured roles. */
+  role: string;
 }
 
 /** Gateway → client notifications and their data. */
@@ -141,10 +142,15 @@ export interface ServerNotifications {
   dataConsumerClosed: { dataConsumerId: string };
   activeSpeaker: { peerId: string | null; volume?: number };
   downlinkBwe: Record<string, unknown>;
+  /** The mediasoup version of the agent carrying this peer's media (mediasoup-demo's notification), once it is placed. */
+  'mediasoup-version': { version: string };
   /** The media agent hosting this peer is gone: its transports are closed; rejoin with a fresh token. */
   mediaAgentLost: { reason: string };
-  /** The connection is refused or ended by the server (token errors, kicks, room closed). */
-  closing: { code: number; reason: string };
+  /**
+   * The server refuses or ends the connection (token errors, kicks, room closed, …), just before
+   * closing it: `errorName` and `code` from the close table (codes.ts), and whether to rejoin.
+   */
+  closing: { code: number; errorName: string; reason: string; rejoin: boolean };
 }
 
 /** Gateway → client requests. */
@@ -170,4 +176,4 @@ export interface ServerRequests {
   };
 }
 
-export { closeCodes, signalingErrorCodes } from './codes.js';
+export { closeCodes, closeReasonOf, closeReasons, signalingErrorCodes, tokenErrorCodes } from './codes.js';

@@ -11,6 +11,8 @@ type ServerRequestHandler = (method: string, data: any) => Promise<unknown> | un
 export class ProtooClient {
   readonly notifications: { method: string; data: any }[] = [];
   closeCode?: number;
+  /** The server's close reason: `"<errorName>: <text>"` for the gateway's own closes. */
+  closeReason?: string;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve(v: any): void; reject(e: Error): void }>();
   private readonly waiters: { method: string; resolve(d: any): void }[] = [];
@@ -19,8 +21,9 @@ export class ProtooClient {
 
   private constructor(readonly ws: WebSocket) {
     this.closed = new Promise((resolve) =>
-      ws.on('close', (code) => {
+      ws.on('close', (code, reason) => {
         this.closeCode = code;
+        this.closeReason = reason.toString();
         for (const p of this.pending.values()) p.reject(new Error('socket closed'));
         resolve(code);
       }),

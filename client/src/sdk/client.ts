@@ -5,8 +5,8 @@ import type { PeerInfo, ServerNotifications, ServerRequests } from '../../../src
 import { measureAgentRtts } from './agent-rtt.js';
 import { TypedEmitter } from './emitter.js';
 import { SignalError, toSignalError } from './errors.js';
-import { CLOSE_CODES, ProtooSocket } from './protoo.js';
-import { type TokenInfo, decodeToken, socketUrl } from './token.js';
+import { type Ending, ProtooSocket, endingOf } from './protoo.js';
+import { type Permissions, type TokenInfo, decodeToken, socketUrl } from './token.js';
 
 export type Source = 'microphone' | 'camera' | 'screen';
 export type ConnectionState = 'new' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed';
@@ -29,7 +29,8 @@ export interface RemoteTrack {
 export interface RemotePeer {
   id: string;
   displayName: string;
-  role: 'presenter' | 'viewer';
+  /** presenter, viewer, or a role the deployment configured. */
+  role: string;
   device: Record<string, unknown>;
   tracks: RemoteTrack[];
 }
@@ -140,8 +141,7 @@ interface Session {
   sendCreating?: Promise<ms.Transport>;
   joined: boolean;
   /** Set by a `closing` notification just before the gateway closes the socket. */
-  closing?: { code: number; reason: string; errorName?: string };
-  agentLost?: boolean;
+  closing?: Ending;
 }
 
 const SIMULCAST_ENCODINGS: ms.RtpEncodingParameters[] = [
@@ -149,16 +149,6 @@ const SIMULCAST_ENCODINGS: ms.RtpEncodingParameters[] = [
   { scaleResolutionDownBy: 2, maxBitrate: 500_000 },
   { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
 ];
-
-const TOKEN_ERRORS: Record<number, string> = {
-  1000: 'TOKEN_MISSING',
-  1001: 'TOKEN_MALFORMED',
-  1002: 'TOKEN_BAD_SIGNATURE',
-  1003: 'TOKEN_EXPIRED',
-  1004: 'TOKEN_ALREADY_USED',
-  1005: 'TOKEN_WRONG_GATEWAY',
-  1006: 'TOKEN_SERVICE_UNAVAILABLE',
-};
 
 /** Longest the join waits for agent RTT measurements, whatever the gateway asks for. */
 const MAX_PROBE_MS = 5_000;
@@ -210,9 +200,14 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     return this.stateValue;
   }
 
-  /** The role the token grants: `viewer` tokens may subscribe but not publish. */
-  get role(): 'presenter' | 'viewer' {
+  /** The role the token grants (presenter, viewer, or one the deployment configured). */
+  get role(): string {
     return this.tokenInfo.role;
+  }
+
+  /** What the token lets this client do: `publish` (microphone, camera, screen), `subscribe`, `publishData`, `record`. */
+  get permissions(): Permissions {
+    return this.tokenInfo.permissions;
   }
 
   get roomId(): string {
@@ -672,11 +667,7 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
 
   private onNotification<M extends keyof ServerNotifications>(session: Session, method: M, raw: ServerNotifications[M]): void {
     if (method === 'closing') {
-      session.closing = raw as ServerNotifications['closing'] & { errorName?: string };
-      return;
-    }
-    if (method === 'mediaAgentLost') {
-      session.agentLost = true;
+      session.closing = raw as ServerNotifications['closing'];
       return;
     }
     if (this.session !== session) return;
@@ -722,38 +713,20 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     }
   }
 
-  private closingError(closing: { code: number; reason: string; errorName?: string }): SignalError {
-    const name =
-      closing.errorName ??
-      TOKEN_ERRORS[closing.code] ??
-      (closing.code === CLOSE_CODES.kicked ? 'KICKED' : closing.code === CLOSE_CODES.roomClosed ? 'ROOM_CLOSED' : 'CONNECTION_CLOSED');
-    return new SignalError(name, closing.reason);
+  private closingError(closing: Ending): SignalError {
+    return new SignalError(closing.errorName, closing.reason);
   }
 
+  /** Rejoin or stop as the gateway said (its `closing` notification, else the close itself). */
   private onSocketClose(session: Session, code: number, reason: string): void {
     if (this.session !== session || this.left) return;
-    const { closing, agentLost } = session;
+    const ending = session.closing ?? endingOf(code, reason);
     this.teardown(session, `socket closed (${code})`);
-    const rejoinable =
-      agentLost ||
-      (code === CLOSE_CODES.roomClosed && !closing) ||
-      code === CLOSE_CODES.gatewayShutdown ||
-      code === 1001 ||
-      code === 1006 ||
-      code === 1011 ||
-      code === 1012 ||
-      code === 1013;
-    if (rejoinable && session.joined) {
-      void this.rejoin(agentLost ? 'media agent lost' : `connection lost (${code})`);
+    if (ending.rejoin && session.joined) {
+      void this.rejoin(ending.errorName === 'MEDIA_AGENT_LOST' ? 'media agent lost' : `connection lost (${ending.errorName}, ${code})`);
       return;
     }
-    const error = closing
-      ? this.closingError(closing)
-      : code === CLOSE_CODES.kicked
-        ? new SignalError('KICKED', reason || 'removed by the service')
-        : code === CLOSE_CODES.replaced
-          ? new SignalError('REPLACED', reason || 'replaced by a new connection')
-          : new SignalError('CONNECTION_CLOSED', `connection closed (${code}${reason ? ` ${reason}` : ''})`);
+    const error = this.closingError(ending);
     for (const state of [...this.peerStates.values()]) this.dropPeer(state);
     this.setState('disconnected', error.message);
     this.emit('error', error);

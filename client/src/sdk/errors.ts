@@ -18,11 +18,11 @@ export const sdkErrorCodes = [
   'TOKEN_REFRESH_FAILED',
   /** Rejoining failed after every attempt. */
   'RECONNECT_FAILED',
-  /** The service removed this user (close code 4100). */
+  /** The service removed this user (`closing` KICKED). */
   'KICKED',
-  /** The room was deleted (closing notification, close code 4101). */
+  /** The room was deleted (`closing` ROOM_CLOSED). */
   'ROOM_CLOSED',
-  /** Another connection with this peer id replaced this one (close code 4102). */
+  /** Another connection with this peer id replaced this one (`closing` REPLACED). */
   'REPLACED',
   /** mute()/unmute() of a source that is not published. */
   'NOT_PUBLISHED',

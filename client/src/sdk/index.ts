@@ -20,8 +20,8 @@ export type {
   Source,
 } from './client.js';
 export { SignalError, sdkErrorCodes, type SdkErrorCode } from './errors.js';
-export { CLOSE_CODES, type ClientResponses } from './protoo.js';
-export { decodeToken, type TokenInfo } from './token.js';
+export { CLOSE_CODES, CLOSE_REASONS, type ClientResponses, type Ending } from './protoo.js';
+export { decodeToken, type Permissions, type TokenInfo } from './token.js';
 export type { AgentProbes, PeerInfo, ServerNotifications, ServerRequests, ClientMethod, ClientRequest } from '../../../src/protocol/signaling.js';
 
 export const version = '0.1.0';

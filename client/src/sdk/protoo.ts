@@ -9,12 +9,30 @@ import type {
   ServerNotifications,
   ServerRequests,
 } from '../../../src/protocol/signaling.js';
-import { closeCodes } from '../../../src/protocol/codes.js';
+import { closeCodes, closeReasonOf, closeReasons } from '../../../src/protocol/codes.js';
 import type { types as ms } from 'mediasoup-client';
 import { SignalError } from './errors.js';
 
-/** The gateway's WebSocket close codes (from the zod-free codes module, so the bundle stays small). */
+/** The gateway's WebSocket close codes and the reasons it closes for (from the zod-free codes module, so the bundle stays small). */
 export const CLOSE_CODES = closeCodes;
+export const CLOSE_REASONS = closeReasons;
+
+/** How a session ended: the gateway's `closing` notification, or what the close itself says. */
+export type Ending = Pick<ServerNotifications['closing'], 'errorName' | 'reason' | 'rejoin'>;
+
+/** Closes a network or server failure causes (going away, abnormal, internal error, restart, try later): rejoin. */
+const LOST = new Set([1001, 1006, 1011, 1012, 1013]);
+
+/**
+ * A close that came without a `closing` notification: the gateway's close reason (`"NAME: text"`)
+ * when it gave one; otherwise a lost connection, to rejoin, or a plain close, to stop at.
+ */
+export function endingOf(code: number, reason: string): Ending {
+  const named = /^([A-Z][A-Z0-9_]*): ([^]*)$/.exec(reason);
+  if (named) return { errorName: named[1]!, reason: named[2]!, rejoin: closeReasonOf(named[1]!).rejoin };
+  const text = `connection closed (${code}${reason ? ` ${reason}` : ''})`;
+  return { errorName: 'CONNECTION_CLOSED', reason: text, rejoin: LOST.has(code) };
+}
 
 /** What the gateway answers to each client request (the schemas type the requests; these type the answers). */
 export interface ClientResponses {
@@ -154,7 +172,10 @@ export class ProtooSocket {
       if (message.ok) pending.resolve(message.data);
       else {
         const err = message as ErrorResponse;
-        pending.reject(new SignalError(err.errorName ?? `ERROR_${err.errorCode}`, err.errorReason, err.errorCode));
+        const code = err.errorName ?? `ERROR_${err.errorCode}`;
+        // The gateway leads the reason with the name (for protoo-client); the code already says it.
+        const text = err.errorReason.startsWith(`${code}: `) ? err.errorReason.slice(code.length + 2) : err.errorReason;
+        pending.reject(new SignalError(code, text, err.errorCode));
       }
     } else if ('request' in message) {
       const { id, method, data } = message;

@@ -8,7 +8,6 @@ import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
 
 export type EaPolicy = 'ROOM-BEST' | 'TTL-BEST';
-export type Role = 'presenter' | 'viewer';
 
 export interface ServiceRecord {
   id: string;
@@ -35,7 +34,7 @@ export interface TokenRecord {
   serviceId: string;
   roomId: string;
   userName: string;
-  role: Role;
+  role: string;
   gatewayId: string;
   eapolicy: EaPolicy;
   expiresAt: number;
@@ -236,7 +235,7 @@ const toToken = (r: TokenRow): TokenRecord => ({
   serviceId: r.service_id,
   roomId: r.room_id,
   userName: r.user_name,
-  role: r.role as Role,
+  role: r.role,
   gatewayId: r.gateway_id,
   eapolicy: r.eapolicy as EaPolicy,
   expiresAt: r.expires_at,

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { AppError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import type { RoomRecord, ServiceRecord } from '../../core/store/store.js';
-import { roleSchema } from '../../core/subjects.js';
+import { roleNameSchema } from '../../core/roles.js';
 import type { NuveContext } from '../context.js';
 import { roomView } from './representation.js';
 import { roomName, roomParams, userName } from './schemas.js';
@@ -68,7 +68,7 @@ export const devRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app
         summary: 'Create a one-time token for a superService room (dev)',
         tags: ['dev'],
         security: [],
-        body: z.object({ roomId: roomParams.shape.room, user: userName, role: roleSchema.default('presenter') }),
+        body: z.object({ roomId: roomParams.shape.room, user: userName, role: roleNameSchema.default('presenter') }),
       },
     },
     async (request) => {

@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { AppError } from '../../core/errors.js';
-import { roleSchema } from '../../core/subjects.js';
 import type { NuveContext } from '../context.js';
 import { roomNotFound } from './rooms.js';
 import { roomParams, storableText } from './schemas.js';
@@ -16,8 +15,9 @@ export const tokensRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (
       schema: {
         summary: 'Create a one-time access token for a room',
         description:
-          'The user name and role (presenter or viewer) come from mauth_username/mauth_role of the signed header. ' +
-          'Answers the token as base64 text.',
+          'The user name and role (one of nuve.roles: presenter and viewer by default) come from ' +
+          'mauth_username/mauth_role of the signed header. Answers the token as base64 text; it carries the ' +
+          "role's permissions.",
         tags: ['tokens'],
         params: roomParams,
       },
@@ -25,14 +25,13 @@ export const tokensRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (
     async (request, reply) => {
       const user = request.mauthUser;
       if (!user || user.username === '') throw new AppError('TOKEN_USER_MISSING', 'Name and role?', 401);
-      const role = roleSchema.safeParse(user.role);
-      if (!role.success) throw new AppError('INVALID_ROLE', 'role must be presenter or viewer', 400);
+      ctx.tokens.permissionsOf(user.role); // an unknown role is refused first (INVALID_ROLE)
       if (!tokenUserName.safeParse(user.username).success) {
         throw new AppError('INVALID_USER', 'user name is too long or has control characters', 400);
       }
       const room = await ctx.store.getRoom(request.service.id, request.params.room);
       if (!room) throw roomNotFound();
-      const token = await ctx.tokens.issue(request.service, room, user.username, role.data);
+      const token = await ctx.tokens.issue(request.service, room, user.username, user.role);
       return reply.type('text/plain; charset=utf-8').send(token);
     },
   );
