@@ -97,7 +97,8 @@ describe('signaling', () => {
     });
     await waitFor(() => b.consumers.length === 1);
     assert.equal(b.consumers[0].producerId, producerId);
-    assert.equal(b.consumers[0].peerId, newPeer.id === undefined ? undefined : b.consumers[0].peerId);
+    // The consumer names its producer's peer: alice, as bob's join listed her.
+    assert.equal(b.consumers[0].peerId, b.joined.peers[0].id);
     const consumerId = b.consumers[0].id;
     const stats = await b.client.request('getConsumerStats', { consumerId });
     assert.ok(Array.isArray(stats));
