@@ -309,8 +309,7 @@ export class Gateway {
     const query = queryOf(req);
     const clientAddress = clientAddressOf(req);
     const token = tokenOf(query);
-    const needsNuve = this.tokens.needsNuve(token);
-    const verdict = await this.limits.acceptConnection(clientAddress ?? '', needsNuve);
+    const verdict = await this.limits.acceptConnection(clientAddress ?? '', () => this.tokens.needsNuve(token));
     if (verdict !== 'ok') {
       socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
       return;

@@ -31,15 +31,17 @@ export class GatewayLimits {
    * flood from one address is stopped before it touches anyone else's share.
    * Only connections that will cost a Nuve round trip (`needsNuve`: their
    * token is not refused locally) draw on the budget shared by all addresses:
-   * tokenless or spent-token floods cannot starve real clients.
+   * tokenless or spent-token floods cannot starve real clients. `needsNuve`
+   * is asked only within the address's budget, so a flood past it costs no
+   * token inspection.
    */
-  async acceptConnection(address: string, needsNuve: boolean): Promise<ConnectionVerdict> {
+  async acceptConnection(address: string, needsNuve: () => boolean): Promise<ConnectionVerdict> {
     if (!this.connectionsPerAddress || !this.connections) return 'ok';
     if (!(await consumed(this.connectionsPerAddress, addressKey(address)))) {
       this.rejected.connectionsFromOneAddress++;
       return 'address-limited';
     }
-    if (!needsNuve || (await consumed(this.connections, 'all'))) return 'ok';
+    if (!needsNuve() || (await consumed(this.connections, 'all'))) return 'ok';
     this.rejected.connections++;
     return 'limited';
   }
