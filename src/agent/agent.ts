@@ -251,12 +251,12 @@ export class Agent {
   private async handle(payload: unknown): Promise<unknown> {
     const envelope = agentRpcSchema.safeParse(payload);
     if (!envelope.success || !Object.hasOwn(agentRequestSchemas, envelope.data.method)) {
-      throw new AppError('UNKNOWN_METHOD', 'unknown agent method', 400);
+      throw new AppError('UNKNOWN_METHOD', 'unknown agent method');
     }
     const method = envelope.data.method as AgentMethod;
     const parsed = agentRequestSchemas[method].safeParse(envelope.data.data);
     if (!parsed.success) {
-      throw new AppError('INVALID_REQUEST', `invalid ${method} request: ${parsed.error.issues[0]?.message ?? ''}`, 400);
+      throw new AppError('INVALID_REQUEST', `invalid ${method} request: ${parsed.error.issues[0]?.message ?? ''}`);
     }
     try {
       return await (this.handlers[method] as (req: unknown) => unknown)(parsed.data);
@@ -265,9 +265,9 @@ export class Agent {
       // mediasoup rejects bad parameters with TypeError/UnsupportedError; closed objects with InvalidStateError.
       const name = (err as Error).name;
       if (name === 'TypeError' || name === 'UnsupportedError' || (name === 'Error' && CLIENT_DESCRIBED.has(method))) {
-        throw new AppError('INVALID_PARAMETERS', (err as Error).message, 400);
+        throw new AppError('INVALID_PARAMETERS', (err as Error).message);
       }
-      if (name === 'InvalidStateError') throw new AppError('INVALID_STATE', (err as Error).message, 409);
+      if (name === 'InvalidStateError') throw new AppError('INVALID_STATE', (err as Error).message);
       throw err;
     }
   }
@@ -275,7 +275,7 @@ export class Agent {
   /** The gateway's room; ROOM_NOT_FOUND tells the gateway its router here is gone (it then moves the peers). */
   private room(r: { roomId: string; gatewayId: string }): MediaRoom {
     const room = this.rooms.get(roomKey(r));
-    if (!room) throw new AppError('ROOM_NOT_FOUND', `room ${r.roomId} has no router on this agent`, 404);
+    if (!room) throw new AppError('ROOM_NOT_FOUND', `room ${r.roomId} has no router on this agent`);
     return room;
   }
 
@@ -437,7 +437,7 @@ export class Agent {
         const room = this.room(r);
         const transport = room.get<types.Transport>('transport', r.transportId, r);
         const producer = room.findProducer(r.producerId);
-        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`, 404);
+        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`);
         const rtpCapabilities = r.rtpCapabilities as unknown as types.RtpCapabilities;
         if (!room.router.canConsume({ producerId: r.producerId, rtpCapabilities })) return null;
         const consumer = await transport.consume({
@@ -511,7 +511,7 @@ export class Agent {
         const room = this.room(r);
         const transport = room.get<types.Transport>('transport', r.transportId, r);
         if (!room.objects.dataProducer.has(r.dataProducerId)) {
-          throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${r.dataProducerId} not found`, 404);
+          throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${r.dataProducerId} not found`);
         }
         const dataConsumer = await transport.consumeData({
           dataProducerId: r.dataProducerId,
@@ -587,7 +587,7 @@ export class Agent {
         const link = room.existingLink(r.remoteAgentId);
         // Only a peer's own producer is sent on: a piped copy is never relayed further (no chains).
         const producer = room.objects.producer.get(r.producerId)?.object as types.Producer | undefined;
-        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`, 404);
+        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`);
         const consumer = await link.consume({ producerId: r.producerId });
         room.trackPipeConsumer(r.remoteAgentId, consumer);
         return {
@@ -615,7 +615,7 @@ export class Agent {
       },
       setPipedProducerPaused: async (r) => {
         const piped = this.room(r).pipedProducers.get(r.producerId);
-        if (!piped) throw new AppError('PRODUCER_NOT_FOUND', `piped producer ${r.producerId} not found`, 404);
+        if (!piped) throw new AppError('PRODUCER_NOT_FOUND', `piped producer ${r.producerId} not found`);
         await (r.paused ? piped.producer.pause() : piped.producer.resume());
         return null;
       },

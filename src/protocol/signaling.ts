@@ -176,4 +176,4 @@ export interface ServerRequests {
   };
 }
 
-export { closeCodes, closeReasonOf, closeReasons, signalingErrorCodes, tokenErrorCodes } from './codes.js';
+export { closeCodes, closeReasonOf, closeReasons, tokenErrorCodes } from './codes.js';

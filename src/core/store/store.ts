@@ -146,7 +146,7 @@ function reportingUnavailable(store: Store): Store {
         const result = (value as (...a: unknown[]) => unknown).apply(target, args);
         return result instanceof Promise
           ? result.catch((err: unknown) => {
-              if (isStoreUnavailable(err)) throw new AppError('STORE_UNAVAILABLE', 'the database is unavailable, retry later', 503);
+              if (isStoreUnavailable(err)) throw new AppError('STORE_UNAVAILABLE');
               throw err;
             })
           : result;
@@ -189,7 +189,7 @@ const bigintAsNumber = {
 export async function ensurePostgresDatabase(url: string): Promise<void> {
   const target = new URL(url);
   const name = decodeURIComponent(target.pathname.slice(1));
-  if (!/^[A-Za-z0-9_]+$/.test(name)) throw new AppError('STORE_CONFIG', `unsupported database name "${name}"`, 500);
+  if (!/^[A-Za-z0-9_]+$/.test(name)) throw new AppError('STORE_CONFIG', `unsupported database name "${name}"`);
   const admin = new URL(url);
   admin.pathname = '/postgres';
   const client = new pg.Client({ connectionString: admin.toString() });
