@@ -4,7 +4,7 @@ import { MemoryBus } from './core/bus/memory-bus.js';
 import { NatsBus } from './core/bus/nats-bus.js';
 import type { Config } from './core/config.js';
 import { type Logger, createLogger } from './core/logger.js';
-import { type Store, openStore } from './core/store/store.js';
+import { type Store, openStore } from './nuve/store/store.js';
 import { Gateway } from './gateway/gateway.js';
 import { Nuve } from './nuve/nuve.js';
 import type { Registry } from 'prom-client';
