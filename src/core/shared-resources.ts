@@ -19,8 +19,8 @@ export class SharedResources {
   private busOpening?: Promise<Bus>;
   private databaseOpening?: Promise<Database>;
   private redisOpening?: Promise<Redis | undefined>;
-  /** What opened, for close and for the platform's handle. */
-  openBus?: Bus;
+  private openBus?: Bus;
+  /** The Redis client once a role asked for it (the platform's handle shows it). */
   openRedis?: Redis;
 
   constructor(
