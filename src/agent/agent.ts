@@ -5,6 +5,7 @@ import { type types, version as mediasoupVersion } from 'mediasoup';
 import {
   type AgentDump,
   type AgentEvent,
+  type AgentHeartbeat,
   type AgentLoad,
   type AgentMethod,
   type AgentRequest,
@@ -19,6 +20,7 @@ import { waitUntilEmpty } from '../core/drain.js';
 import { OpsAuth } from '../core/ops-auth.js';
 import { opsRoutes } from '../core/ops-routes.js';
 import { AppError } from '../core/errors.js';
+import { HeartbeatPublisher } from '../core/heartbeat-publisher.js';
 import { BusSilence } from '../core/heartbeat-table.js';
 import { subjects } from '../core/subjects.js';
 import type { Logger } from '../core/logger.js';
@@ -57,7 +59,7 @@ export class Agent {
   /** Openings in progress, by roomKey: concurrent ensureRouter calls of one opening share its router. */
   private readonly pendingRooms = new Map<string, { epoch: string; room: Promise<MediaRoom> }>();
   private readonly subscriptions: Subscription[] = [];
-  private heartbeatTimer?: NodeJS.Timeout;
+  private readonly presence: HeartbeatPublisher;
   private orphanTimer?: NodeJS.Timeout;
   /** When each gateway that owns rooms here was last heard of. */
   private readonly gatewaySeen = new Map<string, number>();
@@ -92,6 +94,19 @@ export class Agent {
       logger,
     );
     this.handlers = this.createHandlers();
+    this.presence = new HeartbeatPublisher(bus, {
+      heartbeat: agentSubjects.heartbeat,
+      down: agentSubjects.down,
+      hello: agentSubjects.hello,
+      id: a.id,
+      intervalMs: a.heartbeatMs,
+      payload: () => this.heartbeat(),
+      // Measured after publishing, so a slow worker never delays the liveness signal.
+      afterBeat: () =>
+        void this.pool.cpuUsage().then((cpu) => {
+          this.cpu = Math.round(cpu * 1000) / 1000;
+        }),
+    });
   }
 
   get id(): string {
@@ -102,7 +117,6 @@ export class Agent {
     await this.pool.start();
     this.subscriptions.push(
       this.bus.respond(agentSubjects.rpc(this.id), (payload) => this.handle(payload)),
-      this.bus.subscribe(agentSubjects.hello, () => this.heartbeat()),
       this.bus.subscribe(subjects.gatewayHeartbeat, (payload) => {
         const id = (payload as { id?: unknown } | null)?.id;
         if (typeof id === 'string' && this.gatewaySeen.has(id)) this.gatewaySeen.set(id, Date.now());
@@ -112,8 +126,7 @@ export class Agent {
         if (typeof id === 'string') this.closeRoomsOf(id, 'gateway-stopped');
       }),
     );
-    // Back on the bus: announce at once, so gateways that restarted their clocks see this agent before they expire it.
-    const silence = new BusSilence(this.bus, () => this.heartbeat());
+    const silence = new BusSilence(this.bus);
     this.gatewaySilence = silence;
     this.orphanTimer = setInterval(() => {
       const timeoutMs = this.config.agent.gatewayTimeoutMs;
@@ -124,9 +137,7 @@ export class Agent {
     if (this.config.agent.clientProbePort !== undefined) {
       this.clientProbeServer = await startProbeServer(this.config.agent.listenIp, this.config.agent.clientProbePort);
     }
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.agent.heartbeatMs);
-    this.heartbeatTimer.unref();
-    this.heartbeat();
+    this.presence.start();
   }
 
   registerMetrics(registry: Registry): void {
@@ -146,7 +157,7 @@ export class Agent {
   drain(graceMs = this.config.agent.drainGraceSec * 1000): Promise<'empty' | 'grace'> {
     if (!this.drainWatch) {
       this.state = 'draining';
-      this.heartbeat();
+      this.presence.beat();
       this.drainWatch = waitUntilEmpty(() => this.rooms.size === 0, graceMs);
       this.logger.info({ rooms: this.rooms.size, graceMs }, 'draining');
     }
@@ -185,13 +196,12 @@ export class Agent {
     void this.probeServer?.close();
     this.clientProbeServer?.close();
     this.clientProbeServer?.closeAllConnections();
-    clearInterval(this.heartbeatTimer);
     clearInterval(this.orphanTimer);
     this.gatewaySilence?.stop();
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
     for (const room of [...this.rooms.values()]) room.close('agent-closing');
     this.rooms.clear();
-    this.bus.publish(agentSubjects.down, { id: this.id });
+    this.presence.stop();
     this.pool.close();
   }
 
@@ -233,19 +243,15 @@ export class Agent {
     return `http://${host.includes(':') ? `[${host}]` : host}:${a.clientProbePort}/probe`;
   }
 
-  private heartbeat(): void {
-    this.bus.publish(agentSubjects.heartbeat, {
+  private heartbeat(): AgentHeartbeat {
+    return {
       id: this.id,
       incarnation: this.incarnation,
       state: this.state,
       load: this.load(),
       ...(this.clientProbeUrl ? { probeUrl: this.clientProbeUrl } : {}),
       mediasoupVersion,
-    });
-    // Measured after publishing, so a slow worker never delays the liveness signal.
-    void this.pool.cpuUsage().then((cpu) => {
-      this.cpu = Math.round(cpu * 1000) / 1000;
-    });
+    };
   }
 
   private async handle(payload: unknown): Promise<unknown> {

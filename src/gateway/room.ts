@@ -12,7 +12,7 @@ import type { Bus } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import { AppError, describeIssues } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { EaPolicy } from '../core/store/store.js';
+import type { EaPolicy } from '../core/subjects.js';
 import type { RtpCapabilities } from '../protocol/media-parameters.js';
 import { type AgentProbes, type ClientMethod, type ClientRequest, clientRequestSchemas } from '../protocol/signaling.js';
 import { Cascade } from './cascade.js';

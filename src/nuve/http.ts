@@ -12,7 +12,7 @@ import {
 import { AppError, frameworkRefusal, httpRefusal, sendError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { OpsAuth } from '../core/ops-auth.js';
-import type { ServiceRecord } from '../core/store/store.js';
+import type { ServiceRecord } from './store/store.js';
 import type { AgentHeartbeat } from '../core/agent-protocol.js';
 import type { HeartbeatTable } from '../core/heartbeat-table.js';
 import { authPlugin } from './auth.js';

@@ -3,7 +3,7 @@ import type { Bus, Subscription } from '../core/bus/bus.js';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Permissions } from '../protocol/permissions.js';
-import type { RoomRecord, ServiceRecord, Store } from '../core/store/store.js';
+import type { RoomRecord, ServiceRecord, Store } from './store/store.js';
 import { NUVE_QUEUE, type TokenGrant, subjects, tokenConsumeRequestSchema } from '../core/subjects.js';
 import { decodeToken, encodeToken, verifyTokenSignature } from './access-token.js';
 import type { GatewayEntry, GatewayRegistry } from './gateway-registry.js';

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { AppError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
-import type { RoomRecord, ServiceRecord } from '../../core/store/store.js';
+import type { RoomRecord, ServiceRecord } from '../store/store.js';
 import { roleNameSchema } from '../../core/roles.js';
 import type { NuveContext } from '../context.js';
 import { roomView } from './representation.js';

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { jsonLimitViolation } from '../../core/bounded-json.js';
 import { AppError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
-import type { RoomChanges, RoomRecord } from '../../core/store/store.js';
+import type { RoomChanges, RoomRecord } from '../store/store.js';
 import { subjects } from '../../core/subjects.js';
 import type { NuveContext } from '../context.js';
 import { roomView } from './representation.js';

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { AppError, isAppError } from '../../core/errors.js';
-import type { RoomRecord } from '../../core/store/store.js';
+import type { RoomRecord } from '../store/store.js';
 import { type GatewayRpc, type RoomUser, subjects, userSchema } from '../../core/subjects.js';
 import type { NuveContext } from '../context.js';
 import { roomNotFound } from './rooms.js';
