@@ -38,16 +38,7 @@ async function main(): Promise<void> {
   const logger = createLogger(config.log);
   const platform = await startPlatform(config, role === 'all' ? registry.names() : [role], logger);
 
-  const lines = [`mediasoup-signal started (${platform.roles.join(', ')})`];
-  if (platform.nuve) {
-    const su = platform.nuve.superServiceRecord;
-    lines.push(`  Nuve API:      ${platform.nuve.url}  (OpenAPI: ${platform.nuve.url}/openapi.json)`);
-    lines.push(`  superService:  id=${su.id} key=${su.key}`);
-    if (config.nuve.devEndpoints) lines.push(`  Playground:    ${platform.nuve.url}/  (dev endpoints on; SDK at /sdk/mediasoup-signal.mjs)`);
-  }
-  if (platform.gateway) lines.push(`  Gateway:       ${platform.gateway.publicUrl}  (WebSocket ?token=...)`);
-  if (platform.agent) lines.push(`  Media agent:   ${platform.agent.id} with ${platform.agent.pool.size} mediasoup worker(s)`);
-  console.log(lines.join('\n'));
+  console.log([`mediasoup-signal started (${platform.roles.join(', ')})`, ...platform.describe().map((line) => `  ${line}`)].join('\n'));
 
   // First SIGTERM/SIGINT: drain (no new rooms, existing calls go on) and exit by ourselves when empty
   // or at the grace period. A second signal exits at once.

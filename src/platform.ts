@@ -41,6 +41,8 @@ export interface Platform {
    */
   drain(): Promise<void>;
   close(): Promise<void>;
+  /** What each running role says about itself (where to reach it), in start order. */
+  describe(): string[];
 }
 
 interface Running {
@@ -99,6 +101,10 @@ class RunningPlatform implements Platform {
   /** Later roles first; each begun without waiting for the previous to empty, so none keeps taking work while another waits for its last call. */
   async drain(): Promise<void> {
     await Promise.all([...this.running].reverse().map(({ role, instance }) => role.drain(instance)));
+  }
+
+  describe(): string[] {
+    return this.running.flatMap(({ role, instance }) => role.describe?.(instance) ?? []);
   }
 
   async close(): Promise<void> {

@@ -16,4 +16,5 @@ export const agentRole: Role<Agent> = {
   start: (agent) => agent.start(),
   drain: (agent) => agent.drain(),
   close: (agent) => agent.close(),
+  describe: (agent) => [`Media agent:   ${agent.id} with ${agent.pool.size} mediasoup worker(s)`],
 };

@@ -51,6 +51,8 @@ export interface Role<I = unknown> {
   /** Graceful stop: take no new work, let the current finish; resolves when it may be closed. */
   drain(instance: I): Promise<unknown>;
   close(instance: I): Promise<void>;
+  /** Lines the CLI prints once the role runs: where to reach it. */
+  describe?(instance: I): string[];
 }
 
 export class RoleError extends Error {

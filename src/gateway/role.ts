@@ -17,4 +17,5 @@ export const gatewayRole: Role<Gateway> = {
   start: (gateway) => gateway.start(),
   drain: (gateway) => gateway.drain(),
   close: (gateway) => gateway.close(),
+  describe: (gateway) => [`Gateway:       ${gateway.publicUrl}  (WebSocket ?token=...)`],
 };

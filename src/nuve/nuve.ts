@@ -67,6 +67,10 @@ export class Nuve {
     return this.options.store;
   }
 
+  get config(): Config {
+    return this.options.config;
+  }
+
   get superServiceRecord(): ServiceRecord {
     if (!this.superService) throw new Error('Nuve not started');
     return this.superService;

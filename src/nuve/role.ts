@@ -35,4 +35,12 @@ export const nuveRole: Role<Nuve> = {
     await nuve.close();
     await nuve.store.close();
   },
+  describe(nuve) {
+    const su = nuve.superServiceRecord;
+    return [
+      `Nuve API:      ${nuve.url}  (OpenAPI: ${nuve.url}/openapi.json)`,
+      `superService:  id=${su.id} key=${su.key}`,
+      ...(nuve.config.nuve.devEndpoints ? [`Playground:    ${nuve.url}/  (dev endpoints on; SDK at /sdk/mediasoup-signal.mjs)`] : []),
+    ];
+  },
 };
