@@ -6,6 +6,9 @@ import type { ClientRequest, PeerInfo } from '../protocol/signaling.js';
 import type { PeerConnection } from './peer-connection.js';
 import type { ClientDistance, Rtts } from './placement.js';
 
+/** What a peer's room and gateway use of its WebSocket session (a PeerConnection; a stand-in in unit tests). */
+export type PeerChannel = Pick<PeerConnection, 'notify' | 'request' | 'end'>;
+
 /** The media objects a peer holds on its agent, each capped per peer. */
 export type PeerObjectKind = 'transports' | 'producers' | 'consumers' | 'dataProducers' | 'dataConsumers';
 
@@ -52,7 +55,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     readonly id: string,
     /** What its token granted: room, user, role. */
     readonly grant: TokenGrant,
-    readonly connection: PeerConnection | undefined,
+    readonly connection: PeerChannel | undefined,
     /** The digest its token is known by at the gateway (WebSocket peers), to resume its session with. */
     readonly tokenKey?: string,
   ) {
