@@ -89,7 +89,7 @@ describe('Room (fake agent)', () => {
     let roomClosed = false;
     h.room.once('close', () => (roomClosed = true));
     const reasons: string[] = [];
-    alice.peer.once('close', (reason) => reasons.push(reason));
+    alice.peer.on('close', (reason) => reasons.push(reason));
     h.room.removePeer(alice.peer, 'disconnected');
     h.room.removePeer(alice.peer, 'again');
     assert.deepEqual(reasons, ['disconnected']);
