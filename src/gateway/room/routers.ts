@@ -14,7 +14,7 @@ import type { EaPolicy } from '../../core/store/store.js';
 import type { Peer } from '../peer.js';
 
 /** A request about one of a peer's objects, as the room writes it: the room, peer and gateway are added. */
-export type Owned<M extends AgentMethod> = Omit<AgentRequest<M>, 'roomId' | 'peerId' | 'gatewayId'>;
+type Owned<M extends AgentMethod> = Omit<AgentRequest<M>, 'roomId' | 'peerId' | 'gatewayId'>;
 
 /** One opening of the room's router on an agent: the agent knows it by its epoch. */
 interface RouterOpening {
