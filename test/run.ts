@@ -1,7 +1,7 @@
 /**
  * `npm test` after the typecheck: the test run with its own servers.
  *
- *   node --import tsx test/run.ts [test/x.test.ts ...]      (default: every test/*.test.ts)
+ *   node --import tsx test/run.ts [test/x.test.ts ...]      (default: test/unit/*.test.ts, then every test/*.test.ts)
  *
  * 1. Starts private PostgreSQL, NATS (JetStream) and Redis servers on free ports
  *    (test/helpers/services.ts) and hands their URLs to the tests as TEST_PG_URL,
@@ -27,12 +27,15 @@ const KNOWN: ServiceName[] = ['postgres', 'nats', 'redis', 'etcd', 'rabbitmq'];
 const FILE_TIMEOUT_MS = Number(process.env.TEST_FILE_TIMEOUT_MIN ?? 20) * 60_000;
 const say = (line: string) => process.stdout.write(`test/run.ts: ${line}\n`);
 
-const files = process.argv.slice(2).length
-  ? process.argv.slice(2)
-  : readdirSync(join(ROOT, 'test'))
-      .filter((f) => f.endsWith('.test.ts'))
-      .sort()
-      .map((f) => join('test', f));
+/** The test files of one directory, by name. */
+const testsIn = (dir: string): string[] =>
+  readdirSync(join(ROOT, dir))
+    .filter((f) => f.endsWith('.test.ts'))
+    .sort()
+    .map((f) => join(dir, f));
+
+// The unit tests (fake bus and agents, seconds) run first, so a logic slip shows before the long suites.
+const files = process.argv.slice(2).length ? process.argv.slice(2) : [...testsIn('test/unit'), ...testsIn('test')];
 
 const wanted = (process.env.TEST_SERVICES ?? 'postgres,nats,redis')
   .split(',')

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
-import { type types, version as mediasoupVersion } from 'mediasoup';
+import { version as mediasoupVersion } from 'mediasoup';
 import {
   type AgentDump,
   type AgentEvent,
@@ -9,7 +9,6 @@ import {
   type AgentLoad,
   type AgentMethod,
   type AgentRequest,
-  type AgentResults,
   agentRequestSchemas,
   agentRpcSchema,
   agentSubjects,
@@ -25,12 +24,11 @@ import { BusSilence } from '../core/heartbeat-table.js';
 import { subjects } from '../core/subjects.js';
 import type { Logger } from '../core/logger.js';
 import type { Registry } from 'prom-client';
-import { measureTcpRtt, startProbeServer } from './distance.js';
-import { MediaRoom, type Owner, roomKey } from './media-room.js';
+import { startProbeServer } from './distance.js';
+import { type Handlers, agentHandlers } from './handlers/index.js';
+import { MediaRoom, roomKey } from './media-room.js';
 import { AgentMetrics } from './metrics.js';
 import { WorkerPool } from './worker-pool.js';
-
-const PIPE_SOCKET_BUFFER = 1024 * 1024;
 
 /**
  * Requests carrying what a client described (RTP, DTLS, SCTP parameters). The
@@ -44,8 +42,6 @@ const CLIENT_DESCRIBED: ReadonlySet<AgentMethod> = new Set<AgentMethod>([
   'produceData',
   'consume',
 ]);
-
-type Handlers = { [M in AgentMethod]: (req: AgentRequest<M>) => Promise<AgentResults[M]> | AgentResults[M] };
 
 /**
  * The media role: mediasoup workers and the rooms' routers on them. It does
@@ -320,312 +316,17 @@ export class Agent {
     this.bus.publish(agentSubjects.events(gatewayId), { ...event, agentId: this.id });
   }
 
+  /** The request table (src/agent/handlers), reaching this agent's rooms through its context. */
   private createHandlers(): Handlers {
-    const owner = (r: Owner): Owner => ({ roomId: r.roomId, peerId: r.peerId });
-    return {
-      ensureRouter: async (r) => {
-        const room = await this.ensureRoom(r);
-        return { rtpCapabilities: room.router.rtpCapabilities };
-      },
-      closeRouter: async (r) => {
-        // A router still being created (its ensureRouter came just before) is closed once it exists.
-        await this.pendingRooms.get(roomKey(r))?.room.catch(() => undefined);
-        const room = this.rooms.get(roomKey(r));
-        // Only the opening named: a late close of an earlier one never takes the router of the next.
-        if (room?.epoch === r.epoch) room.close();
-        return null;
-      },
-      closePeer: (r) => {
-        this.rooms.get(roomKey(r))?.closePeer(r.peerId);
-        return null;
-      },
-      createWebRtcTransport: async (r) => {
-        const room = this.room(r);
-        const transport = await room.router.createWebRtcTransport({
-          webRtcServer: room.slot.webRtcServer,
-          enableUdp: !r.forceTcp,
-          enableTcp: true,
-          preferUdp: true,
-          enableSctp: r.sctpCapabilities !== undefined,
-          numSctpStreams: (r.sctpCapabilities?.numStreams as types.NumSctpStreams | undefined) ?? { OS: 1024, MIS: 1024 },
-          initialAvailableOutgoingBitrate: this.config.agent.initialOutgoingBitrate,
-          appData: { peerId: r.peerId, producing: r.producing, consuming: r.consuming },
-        });
-        room.track('transport', owner(r), transport);
-        transport.on('icestatechange', (state) => state === 'disconnected' && this.metrics?.transportFailures.inc({ kind: 'ice' }));
-        transport.on('dtlsstatechange', (state) => state === 'failed' && this.metrics?.transportFailures.inc({ kind: 'dtls' }));
-        transport.on('sctpstatechange', (state) => state === 'failed' && this.metrics?.transportFailures.inc({ kind: 'sctp' }));
-        if (r.consuming) {
-          await transport.enableTraceEvent(['bwe']);
-          transport.on('trace', (trace) => {
-            if (trace.type === 'bwe' && trace.direction === 'out') {
-              room.emit({ type: 'downlinkBwe', roomId: r.roomId, peerId: r.peerId, bwe: trace.info });
-            }
-          });
-        }
-        return {
-          id: transport.id,
-          iceParameters: transport.iceParameters,
-          iceCandidates: transport.iceCandidates,
-          dtlsParameters: transport.dtlsParameters,
-          sctpParameters: transport.sctpParameters,
-        };
-      },
-      connectWebRtcTransport: async (r) => {
-        const transport = this.room(r).get<types.WebRtcTransport>('transport', r.transportId, r);
-        await transport.connect({ dtlsParameters: r.dtlsParameters as unknown as types.DtlsParameters });
-        return null;
-      },
-      restartIce: async (r) => {
-        const transport = this.room(r).get<types.WebRtcTransport>('transport', r.transportId, r);
-        return { iceParameters: await transport.restartIce() };
-      },
-      createPlainTransport: async (r) => {
-        const room = this.room(r);
-        const a = this.config.agent;
-        const transport = await room.router.createPlainTransport({
-          listenInfo: { protocol: 'udp', ip: a.listenIp, announcedAddress: a.announcedAddress },
-          rtcpMux: r.rtcpMux,
-          comedia: r.comedia,
-          appData: { peerId: r.peerId },
-        });
-        room.track('transport', owner(r), transport);
-        return {
-          id: transport.id,
-          ip: transport.tuple.localAddress,
-          port: transport.tuple.localPort,
-          rtcpPort: transport.rtcpTuple?.localPort,
-        };
-      },
-      connectPlainTransport: async (r) => {
-        const transport = this.room(r).get<types.PlainTransport>('transport', r.transportId, r);
-        await transport.connect({ ip: r.ip, port: r.port, rtcpPort: r.rtcpPort });
-        return null;
-      },
-      closeTransport: (r) => {
-        this.room(r).get<types.Transport>('transport', r.transportId, r).close();
-        return null;
-      },
-      produce: async (r) => {
-        const room = this.room(r);
-        const transport = room.get<types.Transport>('transport', r.transportId, r);
-        const producer = await transport.produce({
-          kind: r.kind,
-          rtpParameters: r.rtpParameters as unknown as types.RtpParameters,
-          appData: { ...r.appData, peerId: r.peerId },
-        });
-        room.track('producer', owner(r), producer);
-        producer.on('score', (score) => {
-          for (const s of score) this.metrics?.producerScore.observe(s.score);
-          room.emit({ type: 'producerScore', roomId: r.roomId, peerId: r.peerId, producerId: producer.id, score });
-        });
-        producer.observer.once('close', () =>
-          room.emit({ type: 'producerClosed', roomId: r.roomId, peerId: r.peerId, producerId: producer.id }),
-        );
-        if (producer.kind === 'audio') {
-          await room.audioLevelObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
-        }
-        return { id: producer.id };
-      },
-      closeProducer: (r) => {
-        this.room(r).get<types.Producer>('producer', r.producerId, r).close();
-        return null;
-      },
-      pauseProducer: async (r) => {
-        await this.room(r).get<types.Producer>('producer', r.producerId, r).pause();
-        return null;
-      },
-      resumeProducer: async (r) => {
-        await this.room(r).get<types.Producer>('producer', r.producerId, r).resume();
-        return null;
-      },
-      consume: async (r) => {
-        const room = this.room(r);
-        const transport = room.get<types.Transport>('transport', r.transportId, r);
-        const producer = room.findProducer(r.producerId);
-        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`);
-        const rtpCapabilities = r.rtpCapabilities as unknown as types.RtpCapabilities;
-        if (!room.router.canConsume({ producerId: r.producerId, rtpCapabilities })) return null;
-        const consumer = await transport.consume({
-          producerId: r.producerId,
-          rtpCapabilities,
-          // Paused until the client has its consumer ready, so the first packets (and keyframe) are not lost.
-          paused: true,
-          // The producer's appData (its peer, the app's `source`...) is what the receiving client needs.
-          appData: { ...producer.appData, ...r.appData },
-        });
-        room.track('consumer', owner(r), consumer);
-        const base = { roomId: r.roomId, peerId: r.peerId, consumerId: consumer.id };
-        consumer.on('transportclose', () => room.emit({ type: 'consumerClosed', ...base }));
-        consumer.on('producerclose', () => room.emit({ type: 'consumerClosed', ...base }));
-        consumer.on('producerpause', () => room.emit({ type: 'consumerPaused', ...base }));
-        consumer.on('producerresume', () => room.emit({ type: 'consumerResumed', ...base }));
-        consumer.on('score', (score) => {
-          this.metrics?.consumerScore.observe(score.score);
-          room.emit({ type: 'consumerScore', ...base, score });
-        });
-        consumer.on('layerschange', (layers) => room.emit({ type: 'consumerLayersChanged', ...base, layers }));
-        return {
-          id: consumer.id,
-          producerId: r.producerId,
-          kind: consumer.kind,
-          rtpParameters: consumer.rtpParameters,
-          type: consumer.type,
-          producerPaused: consumer.producerPaused,
-          appData: consumer.appData,
-        };
-      },
-      closeConsumer: (r) => {
-        this.room(r).get<types.Consumer>('consumer', r.consumerId, r).close();
-        return null;
-      },
-      pauseConsumer: async (r) => {
-        await this.room(r).get<types.Consumer>('consumer', r.consumerId, r).pause();
-        return null;
-      },
-      resumeConsumer: async (r) => {
-        await this.room(r).get<types.Consumer>('consumer', r.consumerId, r).resume();
-        return null;
-      },
-      setConsumerPreferredLayers: async (r) => {
-        await this.room(r)
-          .get<types.Consumer>('consumer', r.consumerId, r)
-          .setPreferredLayers({ spatialLayer: r.spatialLayer, temporalLayer: r.temporalLayer });
-        return null;
-      },
-      setConsumerPriority: async (r) => {
-        await this.room(r).get<types.Consumer>('consumer', r.consumerId, r).setPriority(r.priority);
-        return null;
-      },
-      requestConsumerKeyFrame: async (r) => {
-        await this.room(r).get<types.Consumer>('consumer', r.consumerId, r).requestKeyFrame();
-        return null;
-      },
-      produceData: async (r) => {
-        const room = this.room(r);
-        const transport = room.get<types.Transport>('transport', r.transportId, r);
-        const dataProducer = await transport.produceData({
-          sctpStreamParameters: r.sctpStreamParameters as unknown as types.SctpStreamParameters | undefined,
-          label: r.label,
-          protocol: r.protocol,
-          appData: { ...r.appData, peerId: r.peerId },
-        });
-        room.track('dataProducer', owner(r), dataProducer);
-        return { id: dataProducer.id, label: dataProducer.label, protocol: dataProducer.protocol };
-      },
-      consumeData: async (r) => {
-        const room = this.room(r);
-        const transport = room.get<types.Transport>('transport', r.transportId, r);
-        if (!room.objects.dataProducer.has(r.dataProducerId)) {
-          throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${r.dataProducerId} not found`);
-        }
-        const dataConsumer = await transport.consumeData({
-          dataProducerId: r.dataProducerId,
-          appData: { peerId: r.peerId },
-        });
-        room.track('dataConsumer', owner(r), dataConsumer);
-        const emitClosed = () =>
-          room.emit({ type: 'dataConsumerClosed', roomId: r.roomId, peerId: r.peerId, dataConsumerId: dataConsumer.id });
-        dataConsumer.on('dataproducerclose', emitClosed);
-        dataConsumer.on('transportclose', emitClosed);
-        return {
-          id: dataConsumer.id,
-          dataProducerId: r.dataProducerId,
-          sctpStreamParameters: dataConsumer.sctpStreamParameters,
-          label: dataConsumer.label,
-          protocol: dataConsumer.protocol,
-          appData: dataConsumer.appData,
-        };
-      },
-      getTransportStats: (r) => this.room(r).get<types.Transport>('transport', r.transportId, r).getStats(),
-      getProducerStats: (r) => this.room(r).get<types.Producer>('producer', r.producerId, r).getStats(),
-      getConsumerStats: (r) => this.room(r).get<types.Consumer>('consumer', r.consumerId, r).getStats(),
-      getDataProducerStats: (r) =>
-        this.room(r).get<types.DataProducer>('dataProducer', r.dataProducerId, r).getStats(),
-      getDataConsumerStats: (r) =>
-        this.room(r).get<types.DataConsumer>('dataConsumer', r.dataConsumerId, r).getStats(),
+    return agentHandlers({
+      config: this.config.agent,
+      metrics: () => this.metrics,
+      room: (r) => this.room(r),
+      openRoom: (r) => this.rooms.get(roomKey(r)),
+      ensureRoom: (r) => this.ensureRoom(r),
+      opening: (r) => this.pendingRooms.get(roomKey(r))?.room,
       dump: () => this.dump(),
-      probeClient: async (r) => ({ rttMs: await measureTcpRtt(r.address, r.port, r.timeoutMs) }),
-      ...this.createCascadeHandlers(),
-    };
-  }
-
-  /** Links between this agent's router of a room and its routers on other agents, driven by the room's gateway. */
-  private createCascadeHandlers(): Pick<
-    Handlers,
-    'createPipeTransport' | 'connectPipeTransport' | 'closePipeTransport' | 'pipeConsume' | 'pipeProduce' | 'unpipe' | 'setPipedProducerPaused'
-  > {
-    const a = this.config.agent;
-    return {
-      createPipeTransport: async (r) => {
-        const transport = await this.room(r).link(r.remoteAgentId, {
-          listenInfo: {
-            protocol: 'udp',
-            ip: a.listenIp,
-            announcedAddress: a.announcedAddress,
-            portRange: { min: a.plainRtpMinPort, max: a.plainRtpMaxPort },
-            // A link carries every piped stream of the room at once; the default socket buffer (208 KiB) overflows
-            // under bursts of a few hundred packets (bench/cascade). Capped by net.core.rmem_max/wmem_max.
-            recvBufferSize: PIPE_SOCKET_BUFFER,
-            sendBufferSize: PIPE_SOCKET_BUFFER,
-          },
-          enableSrtp: r.enableSrtp,
-          // Retransmissions over the link, so loss between hosts is repaired before it reaches the receivers.
-          enableRtx: true,
-        });
-        return {
-          ip: transport.tuple.localAddress,
-          port: transport.tuple.localPort,
-          ...(transport.srtpParameters ? { srtpParameters: transport.srtpParameters } : {}),
-        };
-      },
-      connectPipeTransport: async (r) => {
-        const link = this.room(r).existingLink(r.remoteAgentId);
-        await link.connect({ ip: r.ip, port: r.port, srtpParameters: r.srtpParameters as types.SrtpParameters | undefined });
-        return null;
-      },
-      closePipeTransport: (r) => {
-        this.rooms.get(roomKey(r))?.links.get(r.remoteAgentId)?.close();
-        return null;
-      },
-      pipeConsume: async (r) => {
-        const room = this.room(r);
-        const link = room.existingLink(r.remoteAgentId);
-        // Only a peer's own producer is sent on: a piped copy is never relayed further (no chains).
-        const producer = room.objects.producer.get(r.producerId)?.object as types.Producer | undefined;
-        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`);
-        const consumer = await link.consume({ producerId: r.producerId });
-        room.trackPipeConsumer(r.remoteAgentId, consumer);
-        return {
-          kind: consumer.kind,
-          rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown>,
-          paused: consumer.producerPaused,
-          appData: producer.appData,
-        };
-      },
-      pipeProduce: async (r) => {
-        const room = this.room(r);
-        const producer = await room.existingLink(r.remoteAgentId).produce({
-          id: r.producerId,
-          kind: r.kind,
-          rtpParameters: r.rtpParameters as unknown as types.RtpParameters,
-          paused: r.paused,
-          appData: r.appData,
-        });
-        room.trackPipedProducer(r.remoteAgentId, producer);
-        return null;
-      },
-      unpipe: (r) => {
-        this.rooms.get(roomKey(r))?.unpipe(r.remoteAgentId, r.producerId);
-        return null;
-      },
-      setPipedProducerPaused: async (r) => {
-        const piped = this.room(r).pipedProducers.get(r.producerId);
-        if (!piped) throw new AppError('PRODUCER_NOT_FOUND', `piped producer ${r.producerId} not found`);
-        await (r.paused ? piped.producer.pause() : piped.producer.resume());
-        return null;
-      },
-    };
+    });
   }
 
   /** Object counts as the mediasoup workers themselves report them (not our bookkeeping). */

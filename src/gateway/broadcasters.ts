@@ -115,6 +115,8 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
     for (const other of room.joinedPeers(peer)) other.notify('newPeer', peer.info);
     const secret = randomBytes(24).toString('base64url');
     gateway.broadcasters.set(peer.id, { peer, room, secret: Buffer.from(secret) });
+    // However it leaves (deleted, kicked, its agent lost, its room closed), its entry and with it its room are let go.
+    peer.once('close', () => gateway.broadcasters.delete(peer.id));
     return { id: peer.id, secret, roomId: room.id, rtpCapabilities: room.rtpCapabilities };
   });
 
@@ -150,7 +152,6 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
 
   route('remove', async (request, params) => {
     const { peer, room } = authorized(request, params.id);
-    gateway.broadcasters.delete(peer.id);
     room.removePeer(peer, 'broadcaster deleted');
     return {};
   });

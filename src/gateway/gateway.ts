@@ -20,7 +20,7 @@ import { GatewayLimits } from './limits.js';
 import { GatewayMetrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { Peer } from './peer.js';
-import { ClientDistance, rankByDistance } from './placement.js';
+import { ClientDistance, placeWithRoom, rankByDistance } from './placement.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
 import { TokenGate } from './token-gate.js';
@@ -268,13 +268,7 @@ export class Gateway {
 
   /** ROOM-BEST: the agent the room is on, unless its consumers passed the spill threshold. */
   private placeWithRoom(room: Room): string[] {
-    const spill = this.config.gateway.cascade.spillConsumers;
-    const registered = [...room.agentIds].filter((id) => this.agents.get(id));
-    const open = registered.find((id) => spill === 0 || room.consumersOn(id) < spill);
-    if (open !== undefined) return [open];
-    const fresh = this.agents.choose(room.agentIds)?.id;
-    if (fresh !== undefined) return [fresh];
-    return registered.slice(0, 1);
+    return placeWithRoom(room, this.agents, this.config.gateway.cascade.spillConsumers);
   }
 
   /** TTL-BEST: by the client's own measurements if it sent them, else the agents' (bounded, started at connection). */

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { type Permissions, grantedPermissions } from '../protocol/permissions.js';
 import type { TokenGrant } from '../core/subjects.js';
 import type { RtpCapabilities } from '../protocol/media-parameters.js';
@@ -5,15 +6,25 @@ import type { ClientRequest, PeerInfo } from '../protocol/signaling.js';
 import type { PeerConnection } from './peer-connection.js';
 import type { ClientDistance, Rtts } from './placement.js';
 
+/** What a peer's room and gateway use of its WebSocket session (a PeerConnection; a stand-in in unit tests). */
+export type PeerChannel = Pick<PeerConnection, 'notify' | 'request' | 'end'>;
+
 /** The media objects a peer holds on its agent, each capped per peer. */
 export type PeerObjectKind = 'transports' | 'producers' | 'consumers' | 'dataProducers' | 'dataConsumers';
+
+interface PeerEvents {
+  /** The peer left, once, for `reason` (leave, disconnected, kicked, replaced, media agent lost, …). */
+  close: [reason: string];
+}
 
 /**
  * A participant of a room on this gateway: a WebSocket client or a
  * broadcaster (plain RTP, driven over HTTP, no connection). It holds what the
  * gateway needs to orchestrate; the media objects themselves live on the agent.
+ * Whoever ends it calls `close()`; its room observes `close` and takes its
+ * media down, as a mediasoup router does when one of its transports closes.
  */
-export class Peer {
+export class Peer extends EventEmitter<PeerEvents> {
   displayName: string;
   device: Record<string, unknown> = {};
   joined = false;
@@ -44,10 +55,11 @@ export class Peer {
     readonly id: string,
     /** What its token granted: room, user, role. */
     readonly grant: TokenGrant,
-    readonly connection: PeerConnection | undefined,
+    readonly connection: PeerChannel | undefined,
     /** The digest its token is known by at the gateway (WebSocket peers), to resume its session with. */
     readonly tokenKey?: string,
   ) {
+    super();
     this.displayName = grant.userName;
     this.permissions = grantedPermissions(grant);
   }
@@ -71,5 +83,16 @@ export class Peer {
 
   notify(method: string, data: unknown): void {
     this.connection?.notify(method, data);
+  }
+
+  /**
+   * Ends the peer for `reason`, once: observers learn it in the same turn, so
+   * its room has let go of it (and told the others) before this returns. The
+   * connection is its owner's to end, with the close code only it knows.
+   */
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.emit('close', reason);
   }
 }

@@ -11,6 +11,34 @@ export interface Candidate {
   load: number;
 }
 
+/** What ROOM-BEST placement reads of a room. */
+export interface RoomLoad {
+  /** The agents carrying the room. */
+  agentIds: ReadonlySet<string>;
+  /** The room's consumers on an agent. */
+  consumersOn(agentId: string): number;
+}
+
+/** What ROOM-BEST placement reads of the agents: which are known, and the emptiest other one (counted as placed). */
+export interface AgentChooser {
+  get(agentId: string): unknown;
+  choose(exclude: ReadonlySet<string>): { id: string } | undefined;
+}
+
+/**
+ * ROOM-BEST: the agent the room is on, unless its consumers there passed
+ * `spillConsumers` (0: never spill); past it, the emptiest agent the room is
+ * not on yet; with none left, the room's first agent all the same.
+ */
+export function placeWithRoom(room: RoomLoad, agents: AgentChooser, spillConsumers: number): string[] {
+  const registered = [...room.agentIds].filter((id) => agents.get(id));
+  const open = registered.find((id) => spillConsumers === 0 || room.consumersOn(id) < spillConsumers);
+  if (open !== undefined) return [open];
+  const fresh = agents.choose(room.agentIds)?.id;
+  if (fresh !== undefined) return [fresh];
+  return registered.slice(0, 1);
+}
+
 /**
  * TTL-BEST: the candidates from nearest to farthest. An agent already
  * carrying the room comes first when it is within `toleranceMs` of the

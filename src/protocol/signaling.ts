@@ -120,6 +120,47 @@ export interface AgentProbes {
   timeoutMs: number;
 }
 
+/** A WebRtcTransport as the client's mediasoup-client Device needs it to create its end. */
+export interface WebRtcTransportInfo {
+  id: string;
+  iceParameters: unknown;
+  iceCandidates: unknown;
+  dtlsParameters: unknown;
+  sctpParameters?: unknown;
+}
+
+/**
+ * What each client request answers. Media parameters written by mediasoup
+ * (router capabilities, ICE parameters, stats) pass through the gateway
+ * untouched, so they stay `unknown` here.
+ */
+export interface ClientResponses {
+  getAgentProbes: AgentProbes;
+  reportAgentRtts: null;
+  getRouterRtpCapabilities: unknown;
+  join: { peers: PeerInfo[] };
+  createWebRtcTransport: WebRtcTransportInfo;
+  connectWebRtcTransport: null;
+  restartIce: unknown;
+  produce: { id: string };
+  closeProducer: null;
+  pauseProducer: null;
+  resumeProducer: null;
+  pauseConsumer: null;
+  resumeConsumer: null;
+  setConsumerPreferredLayers: null;
+  setConsumerPriority: null;
+  requestConsumerKeyFrame: null;
+  produceData: { id: string };
+  getTransportStats: unknown[];
+  getProducerStats: unknown[];
+  getConsumerStats: unknown[];
+  getDataProducerStats: unknown[];
+  getDataConsumerStats: unknown[];
+  changeDisplayName: null;
+  leave: null;
+}
+
 export interface PeerInfo {
   id: string;
   displayName: string;

@@ -1,0 +1,85 @@
+import type { types } from 'mediasoup';
+import { AppError } from '../../core/errors.js';
+import type { HandlerContext, Handlers } from './context.js';
+
+const PIPE_SOCKET_BUFFER = 1024 * 1024;
+
+/** Links between this agent's router of a room and its routers on other agents, driven by the room's gateway. */
+export function cascadeHandlers(
+  ctx: HandlerContext,
+): Pick<
+  Handlers,
+  'createPipeTransport' | 'connectPipeTransport' | 'closePipeTransport' | 'pipeConsume' | 'pipeProduce' | 'unpipe' | 'setPipedProducerPaused'
+> {
+  const a = ctx.config;
+  return {
+    createPipeTransport: async (r) => {
+      const transport = await ctx.room(r).link(r.remoteAgentId, {
+        listenInfo: {
+          protocol: 'udp',
+          ip: a.listenIp,
+          announcedAddress: a.announcedAddress,
+          portRange: { min: a.plainRtpMinPort, max: a.plainRtpMaxPort },
+          // A link carries every piped stream of the room at once; the default socket buffer (208 KiB) overflows
+          // under bursts of a few hundred packets (bench/cascade). Capped by net.core.rmem_max/wmem_max.
+          recvBufferSize: PIPE_SOCKET_BUFFER,
+          sendBufferSize: PIPE_SOCKET_BUFFER,
+        },
+        enableSrtp: r.enableSrtp,
+        // Retransmissions over the link, so loss between hosts is repaired before it reaches the receivers.
+        enableRtx: true,
+      });
+      return {
+        ip: transport.tuple.localAddress,
+        port: transport.tuple.localPort,
+        ...(transport.srtpParameters ? { srtpParameters: transport.srtpParameters } : {}),
+      };
+    },
+    connectPipeTransport: async (r) => {
+      const link = ctx.room(r).existingLink(r.remoteAgentId);
+      await link.connect({ ip: r.ip, port: r.port, srtpParameters: r.srtpParameters as types.SrtpParameters | undefined });
+      return null;
+    },
+    closePipeTransport: (r) => {
+      ctx.openRoom(r)?.links.get(r.remoteAgentId)?.close();
+      return null;
+    },
+    pipeConsume: async (r) => {
+      const room = ctx.room(r);
+      const link = room.existingLink(r.remoteAgentId);
+      // Only a peer's own producer is sent on: a piped copy is never relayed further (no chains).
+      const producer = room.objects.producer.get(r.producerId)?.object as types.Producer | undefined;
+      if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`);
+      const consumer = await link.consume({ producerId: r.producerId });
+      room.trackPipeConsumer(r.remoteAgentId, consumer);
+      return {
+        kind: consumer.kind,
+        rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown>,
+        paused: consumer.producerPaused,
+        appData: producer.appData,
+      };
+    },
+    pipeProduce: async (r) => {
+      const room = ctx.room(r);
+      const producer = await room.existingLink(r.remoteAgentId).produce({
+        id: r.producerId,
+        kind: r.kind,
+        rtpParameters: r.rtpParameters as unknown as types.RtpParameters,
+        paused: r.paused,
+        appData: r.appData,
+      });
+      room.trackPipedProducer(r.remoteAgentId, producer);
+      return null;
+    },
+    unpipe: (r) => {
+      ctx.openRoom(r)?.unpipe(r.remoteAgentId, r.producerId);
+      return null;
+    },
+    setPipedProducerPaused: async (r) => {
+      const piped = ctx.room(r).pipedProducers.get(r.producerId);
+      if (!piped) throw new AppError('PRODUCER_NOT_FOUND', `piped producer ${r.producerId} not found`);
+      await (r.paused ? piped.producer.pause() : piped.producer.resume());
+      return null;
+    },
+  };
+}

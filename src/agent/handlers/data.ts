@@ -1,0 +1,51 @@
+import type { types } from 'mediasoup';
+import { AppError } from '../../core/errors.js';
+import { type HandlerContext, type Handlers, ownerOf } from './context.js';
+
+/** A peer's data producers and consumers (SCTP over its WebRtcTransport). */
+export function dataHandlers(
+  ctx: HandlerContext,
+): Pick<Handlers, 'produceData' | 'consumeData' | 'getDataProducerStats' | 'getDataConsumerStats'> {
+  return {
+    produceData: async (r) => {
+      const room = ctx.room(r);
+      const transport = room.get<types.Transport>('transport', r.transportId, r);
+      const dataProducer = await transport.produceData({
+        sctpStreamParameters: r.sctpStreamParameters as unknown as types.SctpStreamParameters | undefined,
+        label: r.label,
+        protocol: r.protocol,
+        appData: { ...r.appData, peerId: r.peerId },
+      });
+      room.track('dataProducer', ownerOf(r), dataProducer);
+      return { id: dataProducer.id, label: dataProducer.label, protocol: dataProducer.protocol };
+    },
+    consumeData: async (r) => {
+      const room = ctx.room(r);
+      const transport = room.get<types.Transport>('transport', r.transportId, r);
+      if (!room.objects.dataProducer.has(r.dataProducerId)) {
+        throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${r.dataProducerId} not found`);
+      }
+      const dataConsumer = await transport.consumeData({
+        dataProducerId: r.dataProducerId,
+        appData: { peerId: r.peerId },
+      });
+      room.track('dataConsumer', ownerOf(r), dataConsumer);
+      const emitClosed = () =>
+        room.emit({ type: 'dataConsumerClosed', roomId: r.roomId, peerId: r.peerId, dataConsumerId: dataConsumer.id });
+      dataConsumer.on('dataproducerclose', emitClosed);
+      dataConsumer.on('transportclose', emitClosed);
+      return {
+        id: dataConsumer.id,
+        dataProducerId: r.dataProducerId,
+        sctpStreamParameters: dataConsumer.sctpStreamParameters,
+        label: dataConsumer.label,
+        protocol: dataConsumer.protocol,
+        appData: dataConsumer.appData,
+      };
+    },
+    getDataProducerStats: (r) =>
+      ctx.room(r).get<types.DataProducer>('dataProducer', r.dataProducerId, r).getStats(),
+    getDataConsumerStats: (r) =>
+      ctx.room(r).get<types.DataConsumer>('dataConsumer', r.dataConsumerId, r).getStats(),
+  };
+}

@@ -1,0 +1,87 @@
+import type { types } from 'mediasoup';
+import { type HandlerContext, type Handlers, ownerOf } from './context.js';
+
+/** A peer's WebRtcTransports (clients) and PlainTransports (broadcasters). */
+export function transportHandlers(
+  ctx: HandlerContext,
+): Pick<
+  Handlers,
+  | 'createWebRtcTransport'
+  | 'connectWebRtcTransport'
+  | 'restartIce'
+  | 'createPlainTransport'
+  | 'connectPlainTransport'
+  | 'closeTransport'
+  | 'getTransportStats'
+> {
+  return {
+    createWebRtcTransport: async (r) => {
+      const room = ctx.room(r);
+      const transport = await room.router.createWebRtcTransport({
+        webRtcServer: room.slot.webRtcServer,
+        enableUdp: !r.forceTcp,
+        enableTcp: true,
+        preferUdp: true,
+        enableSctp: r.sctpCapabilities !== undefined,
+        numSctpStreams: (r.sctpCapabilities?.numStreams as types.NumSctpStreams | undefined) ?? { OS: 1024, MIS: 1024 },
+        initialAvailableOutgoingBitrate: ctx.config.initialOutgoingBitrate,
+        appData: { peerId: r.peerId, producing: r.producing, consuming: r.consuming },
+      });
+      room.track('transport', ownerOf(r), transport);
+      transport.on('icestatechange', (state) => state === 'disconnected' && ctx.metrics()?.transportFailures.inc({ kind: 'ice' }));
+      transport.on('dtlsstatechange', (state) => state === 'failed' && ctx.metrics()?.transportFailures.inc({ kind: 'dtls' }));
+      transport.on('sctpstatechange', (state) => state === 'failed' && ctx.metrics()?.transportFailures.inc({ kind: 'sctp' }));
+      if (r.consuming) {
+        await transport.enableTraceEvent(['bwe']);
+        transport.on('trace', (trace) => {
+          if (trace.type === 'bwe' && trace.direction === 'out') {
+            room.emit({ type: 'downlinkBwe', roomId: r.roomId, peerId: r.peerId, bwe: trace.info });
+          }
+        });
+      }
+      return {
+        id: transport.id,
+        iceParameters: transport.iceParameters,
+        iceCandidates: transport.iceCandidates,
+        dtlsParameters: transport.dtlsParameters,
+        sctpParameters: transport.sctpParameters,
+      };
+    },
+    connectWebRtcTransport: async (r) => {
+      const transport = ctx.room(r).get<types.WebRtcTransport>('transport', r.transportId, r);
+      await transport.connect({ dtlsParameters: r.dtlsParameters as unknown as types.DtlsParameters });
+      return null;
+    },
+    restartIce: async (r) => {
+      const transport = ctx.room(r).get<types.WebRtcTransport>('transport', r.transportId, r);
+      return { iceParameters: await transport.restartIce() };
+    },
+    createPlainTransport: async (r) => {
+      const room = ctx.room(r);
+      const a = ctx.config;
+      const transport = await room.router.createPlainTransport({
+        listenInfo: { protocol: 'udp', ip: a.listenIp, announcedAddress: a.announcedAddress },
+        rtcpMux: r.rtcpMux,
+        comedia: r.comedia,
+        appData: { peerId: r.peerId },
+      });
+      room.track('transport', ownerOf(r), transport);
+      return {
+        id: transport.id,
+        ip: transport.tuple.localAddress,
+        port: transport.tuple.localPort,
+        rtcpPort: transport.rtcpTuple?.localPort,
+      };
+    },
+    connectPlainTransport: async (r) => {
+      const transport = ctx.room(r).get<types.PlainTransport>('transport', r.transportId, r);
+      await transport.connect({ ip: r.ip, port: r.port, rtcpPort: r.rtcpPort });
+      return null;
+    },
+    closeTransport: (r) => {
+      ctx.room(r).get<types.Transport>('transport', r.transportId, r).close();
+      return null;
+    },
+    getTransportStats: (r) => ctx.room(r).get<types.Transport>('transport', r.transportId, r).getStats(),
+  };
+}
