@@ -22,7 +22,8 @@ export type {
 export { SignalError, sdkErrorCodes, type SdkErrorCode } from './errors.js';
 export { CLOSE_CODES, CLOSE_REASONS, type ClientResponses, type Ending } from './protoo.js';
 export { decodeToken, type Permissions, type TokenInfo } from './token.js';
-export type { AgentProbes, PeerInfo, ServerNotifications, ServerRequests, ClientMethod, ClientRequest } from '../../../src/protocol/signaling.js';
+export type { AgentProbes, ClientMethod, ClientRequest } from '../../../src/protocol/signaling.js';
+export type { PeerInfo, ServerNotification, ServerNotifications, ServerRequests } from '../../../src/protocol/notifications.js';
 
 export const version = '0.1.0';
 
