@@ -81,6 +81,8 @@ export class Reconnector {
   }
 
   private sleep(ms: number): Promise<void> {
+    // Closed while the failed attempt was unwinding: wake() came too early to cut this wait short.
+    if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, ms);
       this.wake = () => {
