@@ -28,7 +28,7 @@ import pg from 'pg';
 import { MemoryBus } from '../src/core/bus/memory-bus.js';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
-import { openStore } from '../src/core/store/store.js';
+import { openStore } from '../src/nuve/store/store.js';
 import { GatewayPresence } from '../src/gateway/presence.js';
 import { buildMAuthHeader } from '../src/nuve/mauth.js';
 import { Nuve } from '../src/nuve/nuve.js';

@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, isLoopbackHost, loadConfig } from './core/config.js';
 import { createLogger } from './core/logger.js';
-import { ALL_ROLES, type RoleName, startPlatform } from './platform.js';
+import { roles as registry, startPlatform } from './platform.js';
 
-const USAGE = `usage: mediasoup-signal [all|nuve|gateway|agent] [--config file.(json|yaml)]
+const USAGE = `usage: mediasoup-signal [all|${registry.names().join('|')}] [--config file.(json|yaml)]
 
 Configuration: defaults < config file (--config or MSS_CONFIG) < MSS_* environment
 variables (MSS_NUVE__PORT=3001, MSS_STORE__DRIVER=postgres, ...).`;
@@ -18,7 +18,7 @@ async function main(): Promise<void> {
     return;
   }
   const role = positionals[0] ?? 'all';
-  if (role !== 'all' && !ALL_ROLES.includes(role as RoleName)) {
+  if (role !== 'all' && !registry.names().includes(role)) {
     console.error(`unknown role "${role}"\n${USAGE}`);
     process.exit(2);
   }
@@ -36,19 +36,9 @@ async function main(): Promise<void> {
   const configured = values.config ?? process.env.MSS_CONFIG ?? process.env.MSS_NUVE__DEV_ENDPOINTS;
   if (role === 'all' && configured === undefined && isLoopbackHost(config.nuve.host)) config.nuve.devEndpoints = true;
   const logger = createLogger(config.log);
-  const roles = role === 'all' ? ALL_ROLES : [role as RoleName];
-  const platform = await startPlatform(config, roles, logger);
+  const platform = await startPlatform(config, role === 'all' ? registry.names() : [role], logger);
 
-  const lines = [`mediasoup-signal started (${roles.join(', ')})`];
-  if (platform.nuve) {
-    const su = platform.nuve.superServiceRecord;
-    lines.push(`  Nuve API:      ${platform.nuve.url}  (OpenAPI: ${platform.nuve.url}/openapi.json)`);
-    lines.push(`  superService:  id=${su.id} key=${su.key}`);
-    if (config.nuve.devEndpoints) lines.push(`  Playground:    ${platform.nuve.url}/  (dev endpoints on; SDK at /sdk/mediasoup-signal.mjs)`);
-  }
-  if (platform.gateway) lines.push(`  Gateway:       ${platform.gateway.publicUrl}  (WebSocket ?token=...)`);
-  if (platform.agent) lines.push(`  Media agent:   ${platform.agent.id} with ${platform.agent.pool.size} mediasoup worker(s)`);
-  console.log(lines.join('\n'));
+  console.log([`mediasoup-signal started (${platform.roles.join(', ')})`, ...platform.describe().map((line) => `  ${line}`)].join('\n'));
 
   // First SIGTERM/SIGINT: drain (no new rooms, existing calls go on) and exit by ourselves when empty
   // or at the grace period. A second signal exits at once.

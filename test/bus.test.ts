@@ -141,19 +141,24 @@ for (const [name, open] of implementations) describe(name, () => {
 
   test("a responder's AppError reaches the requester with code, message and status", async () => {
     bus.respond('strict', () => {
-      throw new AppError('ROOM_FULL', 'the room is full', 409);
+      throw new AppError('ALREADY_JOINED', 'joined twice');
     });
     await assert.rejects(bus.request('strict', {}), (err: unknown) => {
       assert.ok(err instanceof AppError);
-      assert.equal(err.code, 'ROOM_FULL');
-      assert.equal(err.message, 'the room is full');
+      assert.equal(err.code, 'ALREADY_JOINED');
+      assert.equal(err.message, 'joined twice');
       assert.equal(err.status, 409);
       return true;
     });
     bus.respond('async.strict', async () => {
-      throw new AppError('TOKEN_EXPIRED', 'token has expired', 401);
+      throw new AppError('TOKEN_EXPIRED');
     });
     await rejectsWithCode(bus.request('async.strict', {}), 'TOKEN_EXPIRED', 401);
+    // A newer responder's code this process's catalogue lacks (rolling upgrade) is passed on, not turned into INTERNAL.
+    bus.respond('newer', () => {
+      throw AppError.fromRemote('ROOM_FULL', 'the room is full', 409);
+    });
+    await rejectsWithCode(bus.request('newer', {}), 'ROOM_FULL', 409);
   });
 
   test('unexpected errors are not leaked to the requester', async () => {

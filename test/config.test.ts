@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { ConfigError, envOverrides, loadConfig, parseConfig } from '../src/core/config.js';
+import { z } from 'zod';
+import { ConfigError, configSchema, envOverrides, loadConfig, parseConfig } from '../src/core/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mss-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -141,6 +142,40 @@ describe('configuration', () => {
     failsNaming(() => loadConfig({ env: {}, overrides: { nuve: { roles: { role: { publish: 'yes' as never } } } } }), 'nuve.roles.role.publish');
     const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`r${i}`, { publish: true }]));
     failsNaming(() => loadConfig({ env: {}, overrides: { nuve: { roles: many } } }), /nuve\.roles: at most 64 roles/);
+  });
+
+  test('a misspelt key in tracing, nuve.rateLimit or gateway.rateLimit is refused, not dropped', () => {
+    failsNaming(() => loadConfig({ env: { MSS_TRACING__ENABLE: 'true' } }), /tracing\.enable: unknown key/);
+    failsNaming(() => loadConfig({ env: { MSS_NUVE__RATE_LIMIT__PER_IP_PER_SECOND: '5' } }), /nuve\.rateLimit\.perIpPerSecond: unknown key/);
+    failsNaming(() => loadConfig({ env: { MSS_GATEWAY__RATE_LIMIT__CONNECTIONS_PER_SEC_IP: '5' } }), /gateway\.rateLimit\.connectionsPerSecIp: unknown key/);
+  });
+
+  test('every section of the schema is strict', () => {
+    // Walks the schema so a section added later without .strict() fails here too.
+    const unwrap = (node: z.core.$ZodType): z.core.$ZodType => {
+      let inner = node;
+      while (['default', 'prefault', 'optional', 'nullable', 'pipe'].includes(inner._zod.def.type)) {
+        const def = inner._zod.def as unknown as { innerType?: z.core.$ZodType; in?: z.core.$ZodType };
+        inner = (def.innerType ?? def.in)!;
+      }
+      return inner;
+    };
+    const sections: string[][] = [];
+    const walk = (node: z.core.$ZodType, path: string[]): void => {
+      const inner = unwrap(node);
+      if (inner._zod.def.type !== 'object') return;
+      sections.push(path);
+      for (const [key, child] of Object.entries((inner._zod.def as z.core.$ZodObjectDef).shape)) walk(child, [...path, key]);
+    };
+    walk(configSchema, []);
+    assert.ok(sections.length >= 15, `only ${sections.length} sections found`);
+    for (const path of sections) {
+      const input: Record<string, unknown> = {};
+      let node = input;
+      for (const key of path) node = node[key] = {};
+      node.misspelt = 1;
+      failsNaming(() => parseConfig(input), `${[...path, 'misspelt'].join('.')}: unknown key`);
+    }
   });
 
   test('parseConfig refuses unknown top-level sections', () => {

@@ -13,6 +13,7 @@ import {
   busTimeout,
 } from '../src/core/bus/bus.js';
 import { MemoryBus } from '../src/core/bus/memory-bus.js';
+import { HeartbeatPublisher } from '../src/core/heartbeat-publisher.js';
 import { HeartbeatTable } from '../src/core/heartbeat-table.js';
 import { testLogger } from './helpers/nuve-harness.js';
 
@@ -151,5 +152,76 @@ describe('HeartbeatTable', () => {
     );
     assert.ok(removed[0]!.at - backAt >= TIMEOUT_MS, `removed ${removed[0]!.at - backAt} ms after the bus came back`);
     assert.ok(table.get('alive'), 'the member that answered stays');
+  });
+});
+
+describe('HeartbeatPublisher', () => {
+  const subjects = { heartbeat: 'member.heartbeat', down: 'member.down', hello: 'member.hello' };
+  let shared: MemoryBus;
+  let memberBus: CuttableBus;
+  let table: HeartbeatTable<{ id: string; load: number }>;
+  let beats: unknown[];
+  let load: number;
+
+  beforeEach(() => {
+    shared = new MemoryBus(testLogger());
+    memberBus = new CuttableBus(shared);
+    table = new HeartbeatTable(shared, testLogger(), {
+      ...subjects,
+      schema: z.object({ id: z.string(), load: z.number() }),
+      timeoutMs: 10_000,
+      what: 'member',
+    });
+    table.start();
+    beats = [];
+    load = 0;
+    shared.subscribe(subjects.heartbeat, (payload) => void beats.push(payload));
+  });
+  afterEach(async () => {
+    table.stop();
+    await shared.close();
+  });
+
+  const publisher = (intervalMs: number, afterBeat?: () => void) =>
+    new HeartbeatPublisher(memberBus, { ...subjects, id: 'm1', intervalMs, payload: () => ({ id: 'm1', load: ++load }), afterBeat });
+
+  test('announces at start and every interval, with a payload built for each beat, then runs afterBeat', async () => {
+    let after = 0;
+    const member = publisher(100, () => {
+      assert.equal(after + 1, load, 'afterBeat follows the beat it belongs to');
+      after++;
+    });
+    member.start();
+    await sleep(20);
+    assert.deepEqual(beats, [{ id: 'm1', load: 1 }], 'the first beat goes out at once');
+    assert.deepEqual(table.get('m1')?.load, 1, 'a table of the member registers it');
+    await sleep(330);
+    assert.ok(beats.length >= 3 && beats.length <= 5, `${beats.length} beats in 350 ms at 100 ms`);
+    assert.deepEqual(beats.at(-1), { id: 'm1', load: beats.length });
+    assert.equal(after, beats.length);
+    member.stop();
+  });
+
+  test('answers a hello, announces again when its bus comes back, says down on stop and then stays silent', async () => {
+    const member = publisher(60_000);
+    member.start();
+    shared.publish(subjects.hello, {});
+    await sleep(20);
+    assert.equal(beats.length, 2, 'a hello is answered at once');
+
+    memberBus.setConnected(false);
+    memberBus.setConnected(true);
+    await sleep(20);
+    assert.equal(beats.length, 3, 'back on the bus: announced at once, before the tables expire it');
+
+    assert.ok(table.get('m1'));
+    member.stop();
+    await sleep(20);
+    assert.equal(table.get('m1'), undefined, 'down: the tables forget it without waiting for the timeout');
+    shared.publish(subjects.hello, {});
+    memberBus.setConnected(false);
+    memberBus.setConnected(true);
+    await sleep(20);
+    assert.equal(beats.length, 3, 'stopped: no hello or reconnection makes it beat');
   });
 });

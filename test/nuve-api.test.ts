@@ -65,7 +65,7 @@ function fakeGatewayUsers(gateway: HarnessGateway, users: Map<string, { name: st
         users.delete(rpc.roomId);
         return null;
       default:
-        throw new AppError('BAD_RPC', 'unknown method');
+        throw new AppError('UNKNOWN_METHOD');
     }
   });
   return { calls, subscription };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { newId } from '../src/core/ids.js';
-import { type RoomRecord, type ServiceRecord, type Store, type TokenRecord, openStore } from '../src/core/store/store.js';
+import { type RoomRecord, type ServiceRecord, type Store, type TokenRecord, openStore } from '../src/nuve/store/store.js';
 import { newTokenId } from '../src/nuve/token-issuer.js';
 import { type StoreKind, testStoreOptions } from './helpers/nuve-harness.js';
 

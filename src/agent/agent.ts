@@ -5,6 +5,7 @@ import { type types, version as mediasoupVersion } from 'mediasoup';
 import {
   type AgentDump,
   type AgentEvent,
+  type AgentHeartbeat,
   type AgentLoad,
   type AgentMethod,
   type AgentRequest,
@@ -19,6 +20,7 @@ import { waitUntilEmpty } from '../core/drain.js';
 import { OpsAuth } from '../core/ops-auth.js';
 import { opsRoutes } from '../core/ops-routes.js';
 import { AppError } from '../core/errors.js';
+import { HeartbeatPublisher } from '../core/heartbeat-publisher.js';
 import { BusSilence } from '../core/heartbeat-table.js';
 import { subjects } from '../core/subjects.js';
 import type { Logger } from '../core/logger.js';
@@ -57,7 +59,7 @@ export class Agent {
   /** Openings in progress, by roomKey: concurrent ensureRouter calls of one opening share its router. */
   private readonly pendingRooms = new Map<string, { epoch: string; room: Promise<MediaRoom> }>();
   private readonly subscriptions: Subscription[] = [];
-  private heartbeatTimer?: NodeJS.Timeout;
+  private readonly presence: HeartbeatPublisher;
   private orphanTimer?: NodeJS.Timeout;
   /** When each gateway that owns rooms here was last heard of. */
   private readonly gatewaySeen = new Map<string, number>();
@@ -92,6 +94,19 @@ export class Agent {
       logger,
     );
     this.handlers = this.createHandlers();
+    this.presence = new HeartbeatPublisher(bus, {
+      heartbeat: agentSubjects.heartbeat,
+      down: agentSubjects.down,
+      hello: agentSubjects.hello,
+      id: a.id,
+      intervalMs: a.heartbeatMs,
+      payload: () => this.heartbeat(),
+      // Measured after publishing, so a slow worker never delays the liveness signal.
+      afterBeat: () =>
+        void this.pool.cpuUsage().then((cpu) => {
+          this.cpu = Math.round(cpu * 1000) / 1000;
+        }),
+    });
   }
 
   get id(): string {
@@ -102,7 +117,6 @@ export class Agent {
     await this.pool.start();
     this.subscriptions.push(
       this.bus.respond(agentSubjects.rpc(this.id), (payload) => this.handle(payload)),
-      this.bus.subscribe(agentSubjects.hello, () => this.heartbeat()),
       this.bus.subscribe(subjects.gatewayHeartbeat, (payload) => {
         const id = (payload as { id?: unknown } | null)?.id;
         if (typeof id === 'string' && this.gatewaySeen.has(id)) this.gatewaySeen.set(id, Date.now());
@@ -112,8 +126,7 @@ export class Agent {
         if (typeof id === 'string') this.closeRoomsOf(id, 'gateway-stopped');
       }),
     );
-    // Back on the bus: announce at once, so gateways that restarted their clocks see this agent before they expire it.
-    const silence = new BusSilence(this.bus, () => this.heartbeat());
+    const silence = new BusSilence(this.bus);
     this.gatewaySilence = silence;
     this.orphanTimer = setInterval(() => {
       const timeoutMs = this.config.agent.gatewayTimeoutMs;
@@ -124,9 +137,7 @@ export class Agent {
     if (this.config.agent.clientProbePort !== undefined) {
       this.clientProbeServer = await startProbeServer(this.config.agent.listenIp, this.config.agent.clientProbePort);
     }
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.agent.heartbeatMs);
-    this.heartbeatTimer.unref();
-    this.heartbeat();
+    this.presence.start();
   }
 
   registerMetrics(registry: Registry): void {
@@ -146,7 +157,7 @@ export class Agent {
   drain(graceMs = this.config.agent.drainGraceSec * 1000): Promise<'empty' | 'grace'> {
     if (!this.drainWatch) {
       this.state = 'draining';
-      this.heartbeat();
+      this.presence.beat();
       this.drainWatch = waitUntilEmpty(() => this.rooms.size === 0, graceMs);
       this.logger.info({ rooms: this.rooms.size, graceMs }, 'draining');
     }
@@ -185,13 +196,12 @@ export class Agent {
     void this.probeServer?.close();
     this.clientProbeServer?.close();
     this.clientProbeServer?.closeAllConnections();
-    clearInterval(this.heartbeatTimer);
     clearInterval(this.orphanTimer);
     this.gatewaySilence?.stop();
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
     for (const room of [...this.rooms.values()]) room.close('agent-closing');
     this.rooms.clear();
-    this.bus.publish(agentSubjects.down, { id: this.id });
+    this.presence.stop();
     this.pool.close();
   }
 
@@ -233,30 +243,26 @@ export class Agent {
     return `http://${host.includes(':') ? `[${host}]` : host}:${a.clientProbePort}/probe`;
   }
 
-  private heartbeat(): void {
-    this.bus.publish(agentSubjects.heartbeat, {
+  private heartbeat(): AgentHeartbeat {
+    return {
       id: this.id,
       incarnation: this.incarnation,
       state: this.state,
       load: this.load(),
       ...(this.clientProbeUrl ? { probeUrl: this.clientProbeUrl } : {}),
       mediasoupVersion,
-    });
-    // Measured after publishing, so a slow worker never delays the liveness signal.
-    void this.pool.cpuUsage().then((cpu) => {
-      this.cpu = Math.round(cpu * 1000) / 1000;
-    });
+    };
   }
 
   private async handle(payload: unknown): Promise<unknown> {
     const envelope = agentRpcSchema.safeParse(payload);
     if (!envelope.success || !Object.hasOwn(agentRequestSchemas, envelope.data.method)) {
-      throw new AppError('UNKNOWN_METHOD', 'unknown agent method', 400);
+      throw new AppError('UNKNOWN_METHOD', 'unknown agent method');
     }
     const method = envelope.data.method as AgentMethod;
     const parsed = agentRequestSchemas[method].safeParse(envelope.data.data);
     if (!parsed.success) {
-      throw new AppError('INVALID_REQUEST', `invalid ${method} request: ${parsed.error.issues[0]?.message ?? ''}`, 400);
+      throw new AppError('INVALID_REQUEST', `invalid ${method} request: ${parsed.error.issues[0]?.message ?? ''}`);
     }
     try {
       return await (this.handlers[method] as (req: unknown) => unknown)(parsed.data);
@@ -265,9 +271,9 @@ export class Agent {
       // mediasoup rejects bad parameters with TypeError/UnsupportedError; closed objects with InvalidStateError.
       const name = (err as Error).name;
       if (name === 'TypeError' || name === 'UnsupportedError' || (name === 'Error' && CLIENT_DESCRIBED.has(method))) {
-        throw new AppError('INVALID_PARAMETERS', (err as Error).message, 400);
+        throw new AppError('INVALID_PARAMETERS', (err as Error).message);
       }
-      if (name === 'InvalidStateError') throw new AppError('INVALID_STATE', (err as Error).message, 409);
+      if (name === 'InvalidStateError') throw new AppError('INVALID_STATE', (err as Error).message);
       throw err;
     }
   }
@@ -275,7 +281,7 @@ export class Agent {
   /** The gateway's room; ROOM_NOT_FOUND tells the gateway its router here is gone (it then moves the peers). */
   private room(r: { roomId: string; gatewayId: string }): MediaRoom {
     const room = this.rooms.get(roomKey(r));
-    if (!room) throw new AppError('ROOM_NOT_FOUND', `room ${r.roomId} has no router on this agent`, 404);
+    if (!room) throw new AppError('ROOM_NOT_FOUND', `room ${r.roomId} has no router on this agent`);
     return room;
   }
 
@@ -437,7 +443,7 @@ export class Agent {
         const room = this.room(r);
         const transport = room.get<types.Transport>('transport', r.transportId, r);
         const producer = room.findProducer(r.producerId);
-        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`, 404);
+        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`);
         const rtpCapabilities = r.rtpCapabilities as unknown as types.RtpCapabilities;
         if (!room.router.canConsume({ producerId: r.producerId, rtpCapabilities })) return null;
         const consumer = await transport.consume({
@@ -511,7 +517,7 @@ export class Agent {
         const room = this.room(r);
         const transport = room.get<types.Transport>('transport', r.transportId, r);
         if (!room.objects.dataProducer.has(r.dataProducerId)) {
-          throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${r.dataProducerId} not found`, 404);
+          throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${r.dataProducerId} not found`);
         }
         const dataConsumer = await transport.consumeData({
           dataProducerId: r.dataProducerId,
@@ -587,7 +593,7 @@ export class Agent {
         const link = room.existingLink(r.remoteAgentId);
         // Only a peer's own producer is sent on: a piped copy is never relayed further (no chains).
         const producer = room.objects.producer.get(r.producerId)?.object as types.Producer | undefined;
-        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`, 404);
+        if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`);
         const consumer = await link.consume({ producerId: r.producerId });
         room.trackPipeConsumer(r.remoteAgentId, consumer);
         return {
@@ -615,7 +621,7 @@ export class Agent {
       },
       setPipedProducerPaused: async (r) => {
         const piped = this.room(r).pipedProducers.get(r.producerId);
-        if (!piped) throw new AppError('PRODUCER_NOT_FOUND', `piped producer ${r.producerId} not found`, 404);
+        if (!piped) throw new AppError('PRODUCER_NOT_FOUND', `piped producer ${r.producerId} not found`);
         await (r.paused ? piped.producer.pause() : piped.producer.resume());
         return null;
       },

@@ -1,6 +1,6 @@
 import type { types } from 'mediasoup';
 import type { AgentEvent, RouterClosedReason } from '../core/agent-protocol.js';
-import { AppError } from '../core/errors.js';
+import { AppError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { mediaCodecs } from './media-codecs.js';
 import type { WorkerSlot } from './worker-pool.js';
@@ -12,6 +12,14 @@ export interface Owner {
 }
 
 type Kind = 'transport' | 'producer' | 'consumer' | 'dataProducer' | 'dataConsumer';
+
+const NOT_FOUND_CODES = {
+  transport: 'TRANSPORT_NOT_FOUND',
+  producer: 'PRODUCER_NOT_FOUND',
+  consumer: 'CONSUMER_NOT_FOUND',
+  dataProducer: 'DATAPRODUCER_NOT_FOUND',
+  dataConsumer: 'DATACONSUMER_NOT_FOUND',
+} as const satisfies Record<Kind, ErrorCode>;
 interface Closable {
   closed: boolean;
   close(): void;
@@ -89,7 +97,7 @@ export class MediaRoom {
   get<T>(kind: Kind, id: string, owner: Owner): T {
     const entry = this.objects[kind].get(id);
     if (!entry || entry.owner.peerId !== owner.peerId) {
-      throw new AppError(`${kind.toUpperCase()}_NOT_FOUND`, `${kind} ${id} not found`, 404);
+      throw new AppError(NOT_FOUND_CODES[kind], `${kind} ${id} not found`);
     }
     return entry.object as T;
   }
@@ -130,7 +138,7 @@ export class MediaRoom {
 
   existingLink(remoteAgentId: string): types.PipeTransport {
     const transport = this.links.get(remoteAgentId);
-    if (!transport) throw new AppError('LINK_NOT_FOUND', `no link to agent ${remoteAgentId} in room ${this.roomId}`, 404);
+    if (!transport) throw new AppError('LINK_NOT_FOUND', `no link to agent ${remoteAgentId} in room ${this.roomId}`);
     return transport;
   }
 

@@ -40,15 +40,15 @@ export interface DecodedToken {
 
 /** Reads a token's claims and signature; TOKEN_MALFORMED when it is not a token at all. Verifies nothing. */
 export function decodeToken(token: string): DecodedToken {
-  if (token.length > MAX_TOKEN_LENGTH) throw new AppError('TOKEN_MALFORMED', 'token is too long', 401);
+  if (token.length > MAX_TOKEN_LENGTH) throw new AppError('TOKEN_MALFORMED', 'token is too long');
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(token, 'base64').toString('utf8'));
   } catch {
-    throw new AppError('TOKEN_MALFORMED', 'token is not base64-encoded JSON', 401);
+    throw new AppError('TOKEN_MALFORMED', 'token is not base64-encoded JSON');
   }
   const result = signedTokenSchema.safeParse(parsed);
-  if (!result.success) throw new AppError('TOKEN_MALFORMED', 'token fields are missing or invalid', 401);
+  if (!result.success) throw new AppError('TOKEN_MALFORMED');
   const { signature, ...claims } = result.data;
   return { claims, signature };
 }

@@ -54,6 +54,7 @@ export const configSchema = z
         otlpUrl: z.string().url().default('http://127.0.0.1:4318/v1/traces'),
         serviceName: z.string().min(1).default('mediasoup-signal'),
       })
+      .strict()
       .prefault({}),
     ops: z
       .object({
@@ -138,6 +139,7 @@ export const configSchema = z
             /** Per client address; app servers call Nuve from few addresses, so this stays near the global rate. */
             perIpPerSec: z.number().int().positive().default(500),
           })
+          .strict()
           .prefault({}),
         /**
          * Embedded-only developer endpoints (the playground creates rooms through them). They act as the
@@ -187,6 +189,7 @@ export const configSchema = z
             /** A client refused this many times within 10 s is disconnected. */
             disconnectAfterRejections: z.number().int().positive().default(100),
           })
+          .strict()
           .prefault({}),
         /**
          * Tokens refused once (or already used) that this gateway remembers, so their reuse is

@@ -43,12 +43,12 @@ export class BusSilence {
   constructor(
     private readonly bus: Bus,
     /** Called when the bus is back, e.g. to ask every member for a fresh heartbeat. */
-    onBack: () => void,
+    onBack?: () => void,
   ) {
     this.stopListening = bus.onConnectivity((connected) => {
       if (!connected) return;
       this.backAt = Date.now();
-      onBack();
+      onBack?.();
     });
   }
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify';
 import type { Registry } from 'prom-client';
-import { AppError } from './errors.js';
+import { AppError, sendError } from './errors.js';
 import type { OpsAuth } from './ops-auth.js';
 
 export interface OpsRoutesOptions {
@@ -15,7 +15,7 @@ export interface OpsRoutesOptions {
   metrics(): Registry | undefined;
 }
 
-const unauthorized = new AppError('OPS_UNAUTHORIZED', 'operational endpoint: send Authorization: Bearer <ops.token>', 401);
+const unauthorized = new AppError('OPS_UNAUTHORIZED', 'operational endpoint: send Authorization: Bearer <ops.token>');
 
 /**
  * The probe and operational endpoints of a gateway or an agent. `/health` and
@@ -34,11 +34,11 @@ export const opsRoutes: FastifyPluginAsync<OpsRoutesOptions> = async (app, optio
 
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_request, reply) =>
-    options.ready() ? { status: 'ready' } : reply.status(503).send({ code: 'DRAINING', message: 'draining: no new rooms' }),
+    options.ready() ? { status: 'ready' } : sendError(reply, new AppError('DRAINING')),
   );
   app.get('/metrics', { onRequest: opsOnly }, async (_request, reply) => {
     const registry = options.metrics();
-    if (!registry) return reply.status(404).send({ code: 'NOT_FOUND', message: 'metrics disabled' });
+    if (!registry) return sendError(reply, new AppError('NOT_FOUND', 'metrics disabled'));
     return reply.type(registry.contentType).send(await registry.metrics());
   });
   app.post('/drain', { onRequest: opsOnly }, async () => {

@@ -39,6 +39,8 @@ export const tokenConsumeRequestSchema = z.object({
 });
 
 export const eaPolicySchema = z.enum(['ROOM-BEST', 'TTL-BEST']);
+/** How a room's peers are placed on agents: chosen at Nuve, carried in tokens, applied by the gateway. */
+export type EaPolicy = z.infer<typeof eaPolicySchema>;
 
 /** What a gateway learns from a consumed token. */
 export const tokenGrantSchema = z.object({

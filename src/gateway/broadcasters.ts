@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { AppError, describeIssues, isAppError } from '../core/errors.js';
+import { AppError, describeIssues } from '../core/errors.js';
 import {
   appDataSchema,
   deviceSchema,
@@ -74,7 +74,7 @@ export const broadcasterApi = {
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value ?? {});
-  if (!result.success) throw new AppError('INVALID_REQUEST', describeIssues(result.error.issues), 400);
+  if (!result.success) throw new AppError('INVALID_REQUEST', describeIssues(result.error.issues));
   return result.data;
 }
 
@@ -85,16 +85,6 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
  * creation as `Authorization: Bearer <secret>`.
  */
 export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async (app, { gateway }) => {
-  app.setErrorHandler((err, request, reply) => {
-    if (isAppError(err)) return reply.status(err.status).send(err.toJSON());
-    const status = (err as { statusCode?: number }).statusCode;
-    if (status !== undefined && status >= 400 && status < 500) {
-      return reply.status(status).send({ code: 'BAD_REQUEST', message: (err as Error).message });
-    }
-    request.log.error({ err }, 'broadcaster request failed');
-    return reply.status(500).send({ code: 'INTERNAL', message: 'internal error' });
-  });
-
   const secretOf = (auth: string | undefined) => (auth?.startsWith('Bearer ') ? auth.slice(7) : undefined);
 
   const route = <R extends keyof typeof broadcasterApi>(
@@ -113,7 +103,7 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
     const peer = new Peer(`bc-${randomBytes(8).toString('hex')}`, grant, undefined);
     // A broadcaster streams in (publish) or out (record); a token allowing neither has nothing to do here.
     if (!peer.permissions.publish && !peer.permissions.record) {
-      throw new AppError('PRODUCE_NOT_ALLOWED', `this token's role (${grant.role}) may neither publish nor record`, 403);
+      throw new AppError('PRODUCE_NOT_ALLOWED', `this token's role (${grant.role}) may neither publish nor record`);
     }
     const room = gateway.roomFor(grant);
     if (body.displayName) peer.displayName = body.displayName;

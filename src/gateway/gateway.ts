@@ -1,12 +1,12 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { agentEventSchema, agentSubjects } from '../core/agent-protocol.js';
 import type { Bus, Subscription } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
-import { AppError, isAppError } from '../core/errors.js';
+import { AppError, frameworkRefusal, httpRefusal, isAppError, sendError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { type GatewayRpc, type RoomUser, type TokenGrant, gatewayRpcSchema, subjects } from '../core/subjects.js';
 import { waitUntilEmpty } from '../core/drain.js';
@@ -127,9 +127,16 @@ export class Gateway {
       loggerInstance: this.logger as FastifyBaseLogger,
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: this.config.gateway.maxMessageBytes,
+      frameworkErrors: (err, _request, reply) => sendError(reply as FastifyReply, frameworkRefusal(err)),
     });
-    // Unknown routes answer like every other refusal: JSON with a stable code.
-    app.setNotFoundHandler((_request, reply) => reply.status(404).send({ code: 'NOT_FOUND', message: 'no such route' }));
+    // Unknown routes and refused bodies answer like every other refusal: JSON with a catalogued code.
+    app.setNotFoundHandler((_request, reply) => sendError(reply, new AppError('NOT_FOUND', 'no such route')));
+    app.setErrorHandler((err, request, reply) => {
+      const refusal = httpRefusal(err);
+      if (refusal) return sendError(reply, refusal);
+      request.log.error({ err }, 'gateway HTTP request failed');
+      return sendError(reply, new AppError('INTERNAL'));
+    });
     // Probes (open) and metrics and drain (ops token; the drain is started by the Kubernetes preStop hook).
     await app.register(opsRoutes, {
       auth: new OpsAuth(this.config.ops),
@@ -253,7 +260,7 @@ export class Gateway {
   /** The agents for a peer, best first: the room's own (ROOM-BEST) or the nearest two (TTL-BEST). */
   private async place(room: Room, peer: Peer): Promise<string[]> {
     if (!(await this.agents.waitForAgent(this.config.gateway.agentRequestTimeoutMs))) {
-      throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
+      throw new AppError('NO_AGENT_AVAILABLE');
     }
     // An empty list is refused by the room (NO_AGENT_AVAILABLE).
     return room.policy === 'TTL-BEST' ? this.rankNearest(room, peer) : this.placeWithRoom(room);
@@ -329,13 +336,13 @@ export class Gateway {
           this.dispatch(connection, session, request, openedAt);
           return;
         }
-        connection.respondError(request.id, new AppError('RATE_LIMITED', 'too many requests on this connection', 429));
+        connection.respondError(request.id, new AppError('RATE_LIMITED', 'too many requests on this connection'));
         if (verdict === 'disconnect') connection.end('PROTOCOL_ABUSE', 'request flood');
       });
     });
     connection.on('close', () => this.limits.forget(connectionKey));
     session.catch((err: unknown) => {
-      const appErr = isAppError(err) ? err : new AppError('INTERNAL', 'internal error', 500);
+      const appErr = isAppError(err) ? err : new AppError('INTERNAL');
       if (!isAppError(err)) this.logger.error({ err }, 'connection setup failed');
       connection.end(appErr.code, appErr.message);
     });
@@ -363,7 +370,7 @@ export class Gateway {
         if (isAppError(err)) connection.respondError(request.id, err);
         else {
           this.logger.error({ err, method: request.method }, 'request failed');
-          connection.respondError(request.id, new AppError('INTERNAL', 'internal error', 500));
+          connection.respondError(request.id, new AppError('INTERNAL'));
         }
       });
   }
@@ -376,7 +383,7 @@ export class Gateway {
     clientAddress?: string,
   ): Promise<{ room: Room; peer: Peer }> {
     const { grant, key, resumedPeerId } = await this.tokens.consume(token);
-    if (connection.closed) throw new AppError('PEER_CLOSED', 'client left before admission', 410);
+    if (connection.closed) throw new AppError('PEER_CLOSED');
     const room = this.roomFor(grant);
     // A resumed session keeps its peer id, so the room sees the same peer come back.
     const peerId = this.sessionPeerId(room, grant.userName, requestedPeerId ?? resumedPeerId ?? null);
@@ -415,14 +422,14 @@ export class Gateway {
     if (!requested || !/^[\w-]{1,64}$/.test(requested)) return randomBytes(8).toString('hex');
     const holder = room.peers.get(requested);
     if (holder && (!holder.connection || holder.userName !== userName)) {
-      throw new AppError('PEER_ID_TAKEN', 'another participant of the room has this peer id', 409);
+      throw new AppError('PEER_ID_TAKEN');
     }
     return requested;
   }
 
   private async onNuveRpc(payload: unknown): Promise<unknown> {
     const parsed = gatewayRpcSchema.safeParse(payload);
-    if (!parsed.success) throw new AppError('INVALID_REQUEST', 'invalid gateway rpc', 400);
+    if (!parsed.success) throw new AppError('INVALID_REQUEST', 'invalid gateway rpc');
     const rpc: GatewayRpc = parsed.data;
     const room = this.rooms.get(rpc.roomId);
     switch (rpc.method) {
@@ -460,11 +467,11 @@ export class Gateway {
     const entry = this.broadcasters.get(id);
     const given = Buffer.from(secret ?? '');
     if (!entry || given.length !== entry.secret.length || !timingSafeEqual(given, entry.secret)) {
-      throw new AppError('BROADCASTER_NOT_FOUND', 'unknown broadcaster or wrong secret', 404);
+      throw new AppError('BROADCASTER_NOT_FOUND', 'unknown broadcaster or wrong secret');
     }
     if (entry.peer.closed) {
       this.broadcasters.delete(id);
-      throw new AppError('BROADCASTER_NOT_FOUND', 'broadcaster has left', 404);
+      throw new AppError('BROADCASTER_NOT_FOUND', 'broadcaster has left');
     }
     return entry;
   }

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { WebSocket } from 'ws';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { type ProtooRequest, closeCodes, closeReasonOf, protooMessageSchema, signalingErrorCodes } from '../protocol/signaling.js';
+import { type ProtooRequest, closeCodes, closeReasonOf, protooMessageSchema } from '../protocol/signaling.js';
 
 interface ConnectionEvents {
   request: [ProtooRequest];
@@ -57,7 +57,7 @@ export class PeerConnection extends EventEmitter<ConnectionEvents> {
    * protoo-client keeps only `errorCode` and `errorReason` (its Error's `code` and `message`), so the
    * stable name also leads the reason: `errorReason` is `"<errorName>: <text>"`.
    */
-  respondError(id: number, err: AppError | { status: number; code: string; message: string }): void {
+  respondError(id: number, err: AppError): void {
     this.send({ response: true, id, ok: false, errorCode: err.status, errorReason: `${err.code}: ${err.message}`, errorName: err.code });
   }
 
@@ -66,12 +66,12 @@ export class PeerConnection extends EventEmitter<ConnectionEvents> {
   }
 
   request(method: string, data: unknown, timeoutMs = SERVER_REQUEST_TIMEOUT_MS): Promise<unknown> {
-    if (this.closed) return Promise.reject(new AppError('PEER_CLOSED', 'peer connection closed', 410));
+    if (this.closed) return Promise.reject(new AppError('PEER_CLOSED'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new AppError('PEER_TIMEOUT', `peer did not answer ${method}`, 504));
+        reject(new AppError('PEER_TIMEOUT', `peer did not answer ${method}`));
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
       this.send({ request: true, id, method, data });
@@ -110,17 +110,16 @@ export class PeerConnection extends EventEmitter<ConnectionEvents> {
       if (isBinary) throw new Error('binary frame');
       json = JSON.parse(raw.toString('utf8'));
     } catch {
-      this.respondError(0, { status: signalingErrorCodes.BAD_REQUEST, code: 'MALFORMED_MESSAGE', message: 'message is not JSON text' });
+      this.respondError(0, new AppError('MALFORMED_MESSAGE', 'message is not JSON text'));
       return;
     }
     const parsed = protooMessageSchema.safeParse(json);
     if (!parsed.success) {
       const maybeId = (json as { id?: unknown } | null)?.id;
-      this.respondError(typeof maybeId === 'number' ? maybeId : 0, {
-        status: signalingErrorCodes.BAD_REQUEST,
-        code: 'MALFORMED_MESSAGE',
-        message: 'message is not a protoo request, response or notification',
-      });
+      this.respondError(
+        typeof maybeId === 'number' ? maybeId : 0,
+        new AppError('MALFORMED_MESSAGE', 'message is not a protoo request, response or notification'),
+      );
       return;
     }
     const message = parsed.data;
@@ -131,7 +130,7 @@ export class PeerConnection extends EventEmitter<ConnectionEvents> {
       this.pending.delete(message.id);
       clearTimeout(pending.timer);
       if (message.ok) pending.resolve(message.data);
-      else pending.reject(new AppError('PEER_REFUSED', message.errorReason, message.errorCode));
+      else pending.reject(new AppError('PEER_REFUSED', message.errorReason, { status: message.errorCode }));
     }
     // Client notifications carry nothing the gateway acts on.
   }
@@ -142,7 +141,7 @@ export class PeerConnection extends EventEmitter<ConnectionEvents> {
     clearInterval(this.pingTimer);
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);
-      p.reject(new AppError('PEER_CLOSED', 'peer connection closed', 410));
+      p.reject(new AppError('PEER_CLOSED'));
     }
     this.pending.clear();
     this.emit('close');

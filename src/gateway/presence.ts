@@ -1,4 +1,5 @@
-import type { Bus, Subscription } from '../core/bus/bus.js';
+import type { Bus } from '../core/bus/bus.js';
+import { HeartbeatPublisher } from '../core/heartbeat-publisher.js';
 import type { Logger } from '../core/logger.js';
 import { type GatewayHeartbeat, type GatewayState, subjects } from '../core/subjects.js';
 
@@ -8,40 +9,38 @@ import { type GatewayHeartbeat, type GatewayState, subjects } from '../core/subj
  * learns the gateways at once) or the state changes, and a goodbye on stop.
  */
 export class GatewayPresence {
-  private timer?: NodeJS.Timeout;
-  private helloSubscription?: Subscription;
+  private readonly publisher: HeartbeatPublisher;
   private state: GatewayState = 'available';
 
   constructor(
-    private readonly bus: Bus,
+    bus: Bus,
     private readonly logger: Logger,
-    private readonly identity: { id: string; url: string; weight: number },
-    private readonly intervalMs: number,
-    private readonly load: () => { rooms: number; peers: number },
-  ) {}
+    identity: { id: string; url: string; weight: number },
+    intervalMs: number,
+    load: () => { rooms: number; peers: number },
+  ) {
+    this.publisher = new HeartbeatPublisher(bus, {
+      heartbeat: subjects.gatewayHeartbeat,
+      down: subjects.gatewayDown,
+      hello: subjects.nuveHello,
+      id: identity.id,
+      intervalMs,
+      payload: (): GatewayHeartbeat => ({ ...identity, state: this.state, ...load() }),
+    });
+  }
 
   start(): void {
-    this.helloSubscription = this.bus.subscribe(subjects.nuveHello, () => this.beat());
-    this.timer = setInterval(() => this.beat(), this.intervalMs);
-    this.timer.unref();
-    this.beat();
+    this.publisher.start();
   }
 
   setState(state: GatewayState): void {
     if (state === this.state) return;
     this.state = state;
     this.logger.info({ state }, 'gateway state changed');
-    this.beat();
+    this.publisher.beat();
   }
 
   stop(): void {
-    clearInterval(this.timer);
-    this.helloSubscription?.unsubscribe();
-    this.bus.publish(subjects.gatewayDown, { id: this.identity.id });
-  }
-
-  private beat(): void {
-    const beat: GatewayHeartbeat = { ...this.identity, state: this.state, ...this.load() };
-    this.bus.publish(subjects.gatewayHeartbeat, beat);
+    this.publisher.stop();
   }
 }

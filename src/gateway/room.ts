@@ -12,7 +12,7 @@ import type { Bus } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import { AppError, describeIssues } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { EaPolicy } from '../core/store/store.js';
+import type { EaPolicy } from '../core/subjects.js';
 import type { RtpCapabilities } from '../protocol/media-parameters.js';
 import { type AgentProbes, type ClientMethod, type ClientRequest, clientRequestSchemas } from '../protocol/signaling.js';
 import { Cascade } from './cascade.js';
@@ -162,7 +162,7 @@ export class Room extends EventEmitter<RoomEvents> {
       .request<AgentResults[M]>(agentSubjects.rpc(agentId), { method, data: { ...data, gatewayId: this.options.gatewayId } }, { timeoutMs })
       .catch((err: unknown) => {
         if (err instanceof AppError && err.code.startsWith('BUS_')) {
-          throw new AppError('AGENT_UNAVAILABLE', 'the media agent does not answer', 503);
+          throw new AppError('AGENT_UNAVAILABLE');
         }
         if (err instanceof AppError && err.code === 'ROOM_NOT_FOUND' && opening?.open && this.routers.get(agentId) === opening) {
           this.agentLost(agentId, 'router-lost', false);
@@ -198,12 +198,12 @@ export class Room extends EventEmitter<RoomEvents> {
           this.logger.warn({ peer: peer.id, agent: agentId }, 'agent did not open the room in time; trying the next');
           continue;
         }
-        if (peer.closed) throw new AppError('PEER_CLOSED', 'peer has left the room', 410);
+        if (peer.closed) throw new AppError('PEER_CLOSED');
         this.options.onPlaced(agentId, peer);
         this.logger.debug({ peer: peer.id, agent: agentId }, 'peer placed');
         return agentId;
       }
-      throw new AppError('NO_AGENT_AVAILABLE', 'no media agent is available', 503);
+      throw new AppError('NO_AGENT_AVAILABLE');
     })().catch((err: unknown) => {
       // A later request may try again (an agent may have appeared).
       peer.placement = undefined;
@@ -327,15 +327,15 @@ export class Room extends EventEmitter<RoomEvents> {
 
   /** Dispatches a validated client request. */
   async handle(peer: Peer, method: string, rawData: unknown): Promise<unknown> {
-    if (peer.closed) throw new AppError('PEER_CLOSED', 'peer has left the room', 410);
+    if (peer.closed) throw new AppError('PEER_CLOSED');
     if (!Object.hasOwn(clientRequestSchemas, method)) {
-      throw new AppError('UNKNOWN_METHOD', `unknown method "${method}"`, 400);
+      throw new AppError('UNKNOWN_METHOD', `unknown method "${method}"`);
     }
     const parsed = clientRequestSchemas[method as ClientMethod].safeParse(rawData ?? {});
-    if (!parsed.success) throw new AppError('INVALID_REQUEST', `invalid ${method}: ${describeIssues(parsed.error.issues)}`, 400);
+    if (!parsed.success) throw new AppError('INVALID_REQUEST', `invalid ${method}: ${describeIssues(parsed.error.issues)}`);
     const data = parsed.data as never;
     if (!BEFORE_JOIN.has(method) && !peer.joined) {
-      throw new AppError('NOT_JOINED', `${method} requires join first`, 409);
+      throw new AppError('NOT_JOINED', `${method} requires join first`);
     }
     // Requests the agent answers as they are (it checks the named object belongs to this peer).
     if (FORWARDED.has(method)) return this.agent(method as SharedMethod, peer, data);
@@ -393,14 +393,14 @@ export class Room extends EventEmitter<RoomEvents> {
 
   private ownTransport(peer: Peer, transportId: string): { consuming: boolean; connected: boolean } {
     const transport = peer.transports.get(transportId);
-    if (!transport) throw new AppError('TRANSPORT_NOT_FOUND', `transport ${transportId} not found`, 404);
+    if (!transport) throw new AppError('TRANSPORT_NOT_FOUND', `transport ${transportId} not found`);
     return transport;
   }
 
   /** Gives a transport its remote end, once (mediasoup refuses a second connect); a failed connect may be retried. */
   private async connectOnce(peer: Peer, transportId: string, connect: () => Promise<unknown>): Promise<void> {
     const transport = this.ownTransport(peer, transportId);
-    if (transport.connected) throw new AppError('ALREADY_CONNECTED', `transport ${transportId} is already connected`, 409);
+    if (transport.connected) throw new AppError('ALREADY_CONNECTED', `transport ${transportId} is already connected`);
     transport.connected = true;
     try {
       await connect();
@@ -419,7 +419,7 @@ export class Room extends EventEmitter<RoomEvents> {
   private async withinLimit<T, R>(peer: Peer, kind: PeerObjectKind, create: () => Promise<T>, keep: (created: T) => R): Promise<R> {
     const limit = this.options.peerLimits[LIMIT_OF[kind]];
     if (peer[kind].size + peer.creating[kind] >= limit) {
-      throw new AppError('PEER_LIMIT_REACHED', `a peer may hold at most ${limit} ${kind}`, 403);
+      throw new AppError('PEER_LIMIT_REACHED', `a peer may hold at most ${limit} ${kind}`);
     }
     peer.creating[kind]++;
     let created: T;
@@ -432,9 +432,9 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   async join(peer: Peer, d: ClientRequest<'join'>): Promise<{ peers: unknown[] }> {
-    if (peer.joined) throw new AppError('ALREADY_JOINED', 'peer already joined', 409);
+    if (peer.joined) throw new AppError('ALREADY_JOINED');
     await this.placed(peer);
-    if (peer.joined) throw new AppError('ALREADY_JOINED', 'peer already joined', 409);
+    if (peer.joined) throw new AppError('ALREADY_JOINED');
     if (d.displayName !== undefined) peer.displayName = d.displayName;
     peer.device = d.device ?? {};
     peer.rtpCapabilities = d.rtpCapabilities;
@@ -462,7 +462,7 @@ export class Room extends EventEmitter<RoomEvents> {
         });
         if (peer.closed) {
           void this.agent('closeTransport', peer, { transportId: info.id }).catch(() => undefined);
-          throw new AppError('PEER_CLOSED', 'peer left', 410);
+          throw new AppError('PEER_CLOSED');
         }
         return info;
       },
@@ -475,7 +475,7 @@ export class Room extends EventEmitter<RoomEvents> {
 
   async produce(peer: Peer, d: ClientRequest<'produce'>): Promise<{ id: string }> {
     if (!peer.permissions.publish) {
-      throw new AppError('PRODUCE_NOT_ALLOWED', `this token's role (${peer.role}) may not publish`, 403);
+      throw new AppError('PRODUCE_NOT_ALLOWED', `this token's role (${peer.role}) may not publish`);
     }
     this.ownTransport(peer, d.transportId);
     const id = await this.withinLimit(
@@ -493,7 +493,7 @@ export class Room extends EventEmitter<RoomEvents> {
 
   async produceData(peer: Peer, d: ClientRequest<'produceData'>): Promise<{ id: string }> {
     if (!peer.permissions.publishData) {
-      throw new AppError('PRODUCE_NOT_ALLOWED', `this token's role (${peer.role}) may not publish data (publishData)`, 403);
+      throw new AppError('PRODUCE_NOT_ALLOWED', `this token's role (${peer.role}) may not publish data (publishData)`);
     }
     this.ownTransport(peer, d.transportId);
     const id = await this.withinLimit(
@@ -522,7 +522,7 @@ export class Room extends EventEmitter<RoomEvents> {
       async () => {
         const to = await this.placed(consumerPeer);
         const from = this.producerOwner(producerId)?.agentId;
-        if (from === undefined) throw new AppError('PRODUCER_NOT_FOUND', `producer ${producerId} not found`, 404);
+        if (from === undefined) throw new AppError('PRODUCER_NOT_FOUND', `producer ${producerId} not found`);
         const pipe = from === to ? undefined : await this.cascade.hold(producerId, from, to);
         let info: AgentResults['consume'] = null;
         try {
@@ -705,12 +705,12 @@ export class Room extends EventEmitter<RoomEvents> {
     /** Plain-RTP egress (recording, restreaming): consumes a producer and starts it at once. */
     consume: async (peer: Peer, transportId: string, producerId: string) => {
       if (!peer.permissions.record) {
-        throw new AppError('RECORD_NOT_ALLOWED', `this token's role (${peer.role}) may not stream out (record)`, 403);
+        throw new AppError('RECORD_NOT_ALLOWED', `this token's role (${peer.role}) may not stream out (record)`);
       }
       this.ownTransport(peer, transportId);
       const rtpCapabilities = peer.rtpCapabilities ?? (this.rtpCapabilities as RtpCapabilities);
       const info = await this.consume(peer, producerId, transportId, rtpCapabilities);
-      if (!info) throw new AppError('CANNOT_CONSUME', 'these RTP capabilities cannot receive that producer', 400);
+      if (!info) throw new AppError('CANNOT_CONSUME');
       await this.agent('resumeConsumer', peer, { consumerId: info.id });
       return info;
     },

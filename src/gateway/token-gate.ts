@@ -86,7 +86,7 @@ export class TokenGate {
     if (pending) {
       // Another connection is using this very token: whatever Nuve answers it, this one cannot have it too.
       await pending;
-      throw new AppError('TOKEN_ALREADY_USED', 'token was already used or revoked', 401);
+      throw new AppError('TOKEN_ALREADY_USED');
     }
     const consumption = this.askNuve(wellFormed);
     this.inFlight.set(key, consumption);
@@ -133,13 +133,13 @@ export class TokenGate {
   }
 
   private inspect(token: string | null | undefined): Inspection {
-    if (!token) return { refusal: new AppError('TOKEN_MISSING', 'connect with ?token=', 401) };
+    if (!token) return { refusal: new AppError('TOKEN_MISSING') };
     const now = Date.now();
     const key = digest(token);
     const resume = this.resumable.get(key);
     if (resume && resume.until > now) return { resume, key };
     const known = this.refused.get(key);
-    if (known && known.until > now) return { refusal: new AppError(known.code, known.message, 401) };
+    if (known && known.until > now) return { refusal: new AppError(known.code, known.message) };
     if (known) this.refused.delete(key);
     let expiresAt: number;
     try {
@@ -147,7 +147,7 @@ export class TokenGate {
     } catch (err) {
       return { refusal: err as AppError };
     }
-    if (expiresAt + CLOCK_SKEW_MS < now) return { refusal: new AppError('TOKEN_EXPIRED', 'token has expired', 401) };
+    if (expiresAt + CLOCK_SKEW_MS < now) return { refusal: new AppError('TOKEN_EXPIRED') };
     return { token, key, expiresAt };
   }
 
@@ -158,7 +158,7 @@ export class TokenGate {
     } catch (err) {
       if (isAppError(err) && err.code in tokenErrorCodes) throw err;
       this.logger.warn({ err }, 'token consumption failed');
-      throw new AppError('TOKEN_SERVICE_UNAVAILABLE', 'token service unavailable, retry', 503);
+      throw new AppError('TOKEN_SERVICE_UNAVAILABLE');
     }
   }
 

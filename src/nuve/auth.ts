@@ -17,23 +17,23 @@ export const authPlugin = fp<{ ctx: NuveContext }>(async (app, { ctx }) => {
 
   app.addHook('onRequest', async (request) => {
     const params = parseMAuthHeader(request.headers.authorization);
-    if (!params) throw new AppError('AUTH_MISSING', 'missing or malformed MAuth Authorization header', 401);
+    if (!params) throw new AppError('AUTH_MISSING');
     if (params.signatureMethod !== 'HMAC_SHA1') {
-      throw new AppError('AUTH_UNSUPPORTED_METHOD', 'mauth_signature_method must be HMAC_SHA1', 401);
+      throw new AppError('AUTH_UNSUPPORTED_METHOD');
     }
     const timestamp = Number(params.timestamp);
     if (!/^\d{1,16}$/.test(params.timestamp) || Math.abs(Date.now() - timestamp) > windowMs) {
-      throw new AppError('AUTH_STALE_TIMESTAMP', 'mauth_timestamp is outside the accepted window', 401);
+      throw new AppError('AUTH_STALE_TIMESTAMP');
     }
-    if (params.cnonce.length > 64) throw new AppError('AUTH_MISSING', 'mauth_cnonce is too long', 401);
+    if (params.cnonce.length > 64) throw new AppError('AUTH_MISSING', 'mauth_cnonce is too long');
     const service = await ctx.services.get(params.serviceId.slice(0, 64));
     if (!service || !verifyMAuthSignature(params, service.key)) {
-      throw new AppError('AUTH_BAD_SIGNATURE', 'unknown service or bad signature', 401);
+      throw new AppError('AUTH_BAD_SIGNATURE');
     }
     const verdict = await ctx.replay.check({ serviceId: service.id, timestamp, cnonce: params.cnonce });
-    if (verdict === 'replayed') throw new AppError('AUTH_REPLAYED', 'this timestamp and cnonce were already used', 401);
+    if (verdict === 'replayed') throw new AppError('AUTH_REPLAYED');
     if (verdict === 'unverifiable') {
-      throw new AppError('AUTH_STALE_TIMESTAMP', 'mauth_timestamp is older than this Nuve can check for replays (it restarted); sign anew', 401);
+      throw new AppError('AUTH_STALE_TIMESTAMP', 'mauth_timestamp is older than this Nuve can check for replays (it restarted); sign anew');
     }
     request.service = service;
     if (params.username !== undefined && params.role !== undefined) {

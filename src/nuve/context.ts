@@ -1,6 +1,6 @@
 import type { Bus } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
-import type { Store } from '../core/store/store.js';
+import type { Store } from './store/store.js';
 import type { GatewayRegistry } from './gateway-registry.js';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';

@@ -9,10 +9,10 @@ import {
   serializerCompiler,
   validatorCompiler,
 } from 'fastify-type-provider-zod';
-import { AppError } from '../core/errors.js';
+import { AppError, frameworkRefusal, httpRefusal, sendError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { OpsAuth } from '../core/ops-auth.js';
-import type { ServiceRecord } from '../core/store/store.js';
+import type { ServiceRecord } from './store/store.js';
 import type { AgentHeartbeat } from '../core/agent-protocol.js';
 import type { HeartbeatTable } from '../core/heartbeat-table.js';
 import { authPlugin } from './auth.js';
@@ -47,13 +47,11 @@ export type NuveApp = FastifyInstance;
  */
 function refuseMalformedHttp(err: Error & { code?: string }, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, code, message] =
-    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? [408, 'REQUEST_TIMEOUT', 'the request did not arrive in time']
-      : err.code === 'HPE_HEADER_OVERFLOW'
-        ? [431, 'HEADERS_TOO_LARGE', 'the request headers are too large']
-        : [400, 'MALFORMED_HTTP', 'the request is not valid HTTP/1.1'];
-  const body = JSON.stringify({ code, message });
+  const refusal = new AppError(
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'MALFORMED_HTTP',
+  );
+  const status = refusal.status;
+  const body = JSON.stringify(refusal.toJSON());
   if (socket.writable) {
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
@@ -73,7 +71,7 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
     return503OnClosing: true,
     // A path that is not valid percent-encoding never reaches a route: refuse it like any other bad input.
     frameworkErrors: (err, _request, reply) => {
-      (reply as FastifyReply).status(400).send({ code: err.code === 'FST_ERR_BAD_URL' ? 'BAD_URL' : 'BAD_REQUEST', message: err.message });
+      sendError(reply as FastifyReply, frameworkRefusal(err));
     },
     clientErrorHandler: refuseMalformedHttp,
   }).withTypeProvider<ZodTypeProvider>();
@@ -101,38 +99,18 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
   await app.register(rateLimitPlugin, { config: ctx.config.nuve.rateLimit, redis: ctx.redis, stats: ctx.rateLimitStats });
 
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
-    if (err instanceof AppError) {
-      if (err.code.startsWith('AUTH_')) reply.header('WWW-Authenticate', 'MAuth realm="mediasoup-signal"');
-      return reply.status(err.status).send(err.toJSON());
-    }
+    if (err instanceof AppError && err.code.startsWith('AUTH_')) reply.header('WWW-Authenticate', 'MAuth realm="mediasoup-signal"');
     if (hasZodFastifySchemaValidationErrors(err)) {
-      return reply.status(400).send({
-        code: 'VALIDATION_FAILED',
-        message: `invalid request ${err.validationContext ?? ''}`.trim(),
-        details: err.validation.map((v) => ({ path: v.instancePath, message: v.message })),
-      });
+      const details = err.validation.map((v) => ({ path: v.instancePath, message: v.message }));
+      return sendError(reply, new AppError('VALIDATION_FAILED', `invalid request ${err.validationContext ?? ''}`.trim(), { details }));
     }
-    const known: Record<string, [number, string]> = {
-      FST_ERR_CTP_BODY_TOO_LARGE: [413, 'BODY_TOO_LARGE'],
-      FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'UNSUPPORTED_MEDIA_TYPE'],
-      FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'MALFORMED_JSON'],
-      FST_ERR_CTP_INVALID_JSON_BODY: [400, 'MALFORMED_JSON'],
-    };
-    const mapped = err.code ? known[err.code] : undefined;
-    if (mapped) return reply.status(mapped[0]).send({ code: mapped[1], message: err.message });
-    if (err.statusCode === 400 && err instanceof SyntaxError) {
-      return reply.status(400).send({ code: 'MALFORMED_JSON', message: err.message });
-    }
-    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
-      return reply.status(err.statusCode).send({ code: 'BAD_REQUEST', message: err.message });
-    }
+    const refusal = httpRefusal(err);
+    if (refusal) return sendError(reply, refusal);
     request.log.error({ err }, 'unhandled error in Nuve request');
-    return reply.status(500).send({ code: 'INTERNAL', message: 'internal error' });
+    return sendError(reply, new AppError('INTERNAL'));
   });
 
-  app.setNotFoundHandler((_request, reply) => {
-    reply.status(404).send({ code: 'NOT_FOUND', message: 'Resource not found' });
-  });
+  app.setNotFoundHandler((_request, reply) => sendError(reply, new AppError('NOT_FOUND')));
 
   if (ctx.metrics) {
     await app.register(metricsPlugin, {
@@ -152,7 +130,7 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
       await storePing();
       return { status: 'ok', gateways: ctx.registry.list().length };
     } catch {
-      return reply.status(503).send({ code: 'STORE_UNAVAILABLE', message: 'the store does not answer' });
+      return sendError(reply, new AppError('STORE_UNAVAILABLE', 'the store does not answer'));
     }
   });
 

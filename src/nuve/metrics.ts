@@ -61,7 +61,7 @@ export const metricsPlugin = fp<{
   const opsOnly: onRequestAsyncHookHandler = async (request, reply) => {
     if (ops.allows(request.headers.authorization)) return;
     reply.header('WWW-Authenticate', 'Bearer realm="mediasoup-signal ops"');
-    throw new AppError('OPS_UNAUTHORIZED', 'operational endpoint: Authorization: Bearer <ops.token> required', 401);
+    throw new AppError('OPS_UNAUTHORIZED');
   };
   // Scrapes are authenticated instead of counted: they must work while the API is saturated.
   const scrape = { schema: { hide: true }, config: { rateLimitExempt: true }, onRequest: opsOnly };

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Bus } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import type { ServiceRecord, Store } from '../core/store/store.js';
+import type { ServiceRecord, Store } from './store/store.js';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import { type AgentHeartbeat, agentHeartbeatSchema, agentSubjects } from '../core/agent-protocol.js';
@@ -60,6 +60,15 @@ export class Nuve {
         .releaseGateway(gateway.id)
         .catch((err: unknown) => logger.warn({ err, gateway: gateway.id }, 'could not release rooms of gateway'));
     });
+  }
+
+  /** Nuve's repositories (its role closes them after Nuve). */
+  get store(): Store {
+    return this.options.store;
+  }
+
+  get config(): Config {
+    return this.options.config;
   }
 
   get superServiceRecord(): ServiceRecord {

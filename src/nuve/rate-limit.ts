@@ -34,8 +34,8 @@ function limiter(redis: Redis | undefined, keyPrefix: string, points: number): R
 }
 
 function tooMany(reason: string, msBeforeNext: number): AppError {
-  return new AppError('RATE_LIMITED', `too many requests (${reason}); retry later`, 429, {
-    retryAfterSec: Math.max(1, Math.ceil(msBeforeNext / 1000)),
+  return new AppError('RATE_LIMITED', `too many requests (${reason}); retry later`, {
+    details: { retryAfterSec: Math.max(1, Math.ceil(msBeforeNext / 1000)) },
   });
 }
 

@@ -191,7 +191,7 @@ export class RedisReplayGuard implements ReplayGuard {
       await this.settingSince;
       result = await this.redis.eval(CHECK_SCRIPT, 2, this.sinceKey, this.prefix + replayDigest(use), now, use.timestamp, lifetimeMs);
     } catch {
-      throw new AppError('AUTH_UNAVAILABLE', 'replay protection store unavailable, retry', 503);
+      throw new AppError('AUTH_UNAVAILABLE');
     }
     return result === 1 ? 'first' : result === 0 ? 'replayed' : 'unverifiable';
   }

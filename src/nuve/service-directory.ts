@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../core/logger.js';
 import { newId } from '../core/ids.js';
-import type { ServiceRecord, Store } from '../core/store/store.js';
+import type { ServiceRecord, Store } from './store/store.js';
 
 /**
  * Services by id with a short cache: every authenticated request needs its

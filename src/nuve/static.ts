@@ -3,6 +3,7 @@ import { extname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Config } from '../core/config.js';
+import { AppError, sendError } from '../core/errors.js';
 
 /** The repository's client/ directory: SDK and playground sources. */
 export const CLIENT_DIR = fileURLToPath(new URL('../../client/', import.meta.url));
@@ -91,10 +92,10 @@ export const staticRoutes: FastifyPluginAsync<{ config: Config }> = async (app, 
       files = await clientBuild();
     } catch (err) {
       app.log.error({ err }, 'building the browser SDK failed');
-      return reply.status(503).send({ code: 'CLIENT_BUILD_FAILED', message: `the browser SDK could not be built: ${(err as Error).message}` });
+      return sendError(reply, new AppError('CLIENT_BUILD_FAILED', `the browser SDK could not be built: ${(err as Error).message}`));
     }
     const body = files.get(path);
-    if (!body) return reply.status(404).send({ code: 'NOT_FOUND', message: 'Resource not found' });
+    if (!body) return sendError(reply, new AppError('NOT_FOUND'));
     return reply
       .type(TYPES[extname(path)] ?? 'application/octet-stream')
       .header('cache-control', 'no-cache')

@@ -3,7 +3,7 @@ import type { Bus, Subscription } from '../core/bus/bus.js';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Permissions } from '../protocol/permissions.js';
-import type { RoomRecord, ServiceRecord, Store } from '../core/store/store.js';
+import type { RoomRecord, ServiceRecord, Store } from './store/store.js';
 import { NUVE_QUEUE, type TokenGrant, subjects, tokenConsumeRequestSchema } from '../core/subjects.js';
 import { decodeToken, encodeToken, verifyTokenSignature } from './access-token.js';
 import type { GatewayEntry, GatewayRegistry } from './gateway-registry.js';
@@ -51,7 +51,7 @@ export class TokenIssuer {
   /** The permissions of a configured role; INVALID_ROLE (400) for any other name. */
   permissionsOf(role: string): Permissions {
     if (!Object.hasOwn(this.roles, role)) {
-      throw new AppError('INVALID_ROLE', 'role is not one of the configured roles (nuve.roles)', 400);
+      throw new AppError('INVALID_ROLE');
     }
     return this.roles[role]!;
   }
@@ -81,14 +81,14 @@ export class TokenIssuer {
     const current = room.gatewayId === null ? undefined : this.registry.get(room.gatewayId);
     if (current) return current;
     const chosen = this.registry.choose(room.id);
-    if (!chosen) throw new AppError('NO_GATEWAY_AVAILABLE', 'No Erizo Controller found', 404);
+    if (!chosen) throw new AppError('NO_GATEWAY_AVAILABLE');
     let winner = await this.store.assignGateway(room.id, room.gatewayId, chosen.id);
     // The room's gateway went away and was released since the room was read: claim the now free room.
     if (winner === null && room.gatewayId !== null) winner = await this.store.assignGateway(room.id, null, chosen.id);
     if (winner === chosen.id) return chosen;
     const other = winner === null ? undefined : this.registry.get(winner);
     if (other) return other;
-    throw new AppError('NO_GATEWAY_AVAILABLE', 'No Erizo Controller found', 404);
+    throw new AppError('NO_GATEWAY_AVAILABLE');
   }
 
   async issue(service: ServiceRecord, room: RoomRecord, userName: string, role: string): Promise<string> {
@@ -131,19 +131,19 @@ export class TokenIssuer {
   /** Bus handler: verify signature (tenant key), gateway, expiry; then delete so it works once. */
   async consume(payload: unknown): Promise<TokenGrant> {
     const request = tokenConsumeRequestSchema.safeParse(payload);
-    if (!request.success) throw new AppError('TOKEN_MALFORMED', 'consume request is malformed', 400);
+    if (!request.success) throw new AppError('TOKEN_MALFORMED', 'consume request is malformed', { status: 400 });
     const decoded = decodeToken(request.data.token);
     const { claims } = decoded;
     const service = await this.services.get(claims.serviceId);
     if (!service || !verifyTokenSignature(decoded, service.key)) {
-      throw new AppError('TOKEN_BAD_SIGNATURE', 'token signature is invalid', 401);
+      throw new AppError('TOKEN_BAD_SIGNATURE');
     }
     if (claims.gatewayId !== request.data.gatewayId) {
-      throw new AppError('TOKEN_WRONG_GATEWAY', 'token was issued for another gateway', 401);
+      throw new AppError('TOKEN_WRONG_GATEWAY');
     }
-    if (claims.expiresAt <= Date.now()) throw new AppError('TOKEN_EXPIRED', 'token has expired', 401);
+    if (claims.expiresAt <= Date.now()) throw new AppError('TOKEN_EXPIRED');
     const stored = await this.store.consumeToken(claims.tokenId);
-    if (!stored) throw new AppError('TOKEN_ALREADY_USED', 'token was already used or revoked', 401);
+    if (!stored) throw new AppError('TOKEN_ALREADY_USED');
     if (
       stored.serviceId !== claims.serviceId ||
       stored.roomId !== claims.roomId ||
@@ -151,10 +151,10 @@ export class TokenIssuer {
       stored.role !== claims.role ||
       stored.gatewayId !== claims.gatewayId
     ) {
-      throw new AppError('TOKEN_BAD_SIGNATURE', 'token does not match its record', 401);
+      throw new AppError('TOKEN_BAD_SIGNATURE', 'token does not match its record');
     }
     const room = await this.store.getRoom(claims.serviceId, claims.roomId);
-    if (!room) throw new AppError('TOKEN_ALREADY_USED', 'the room of this token was deleted', 401);
+    if (!room) throw new AppError('TOKEN_ALREADY_USED', 'the room of this token was deleted');
     return {
       tokenId: claims.tokenId,
       serviceId: claims.serviceId,

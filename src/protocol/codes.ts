@@ -2,17 +2,6 @@
  * Numeric codes of the signaling protocol, in a module without zod so the
  * browser SDK can import the values themselves (one source for both sides).
  */
-/** errorCode values of failed responses (HTTP-like) — errorName carries the stable string code. */
-export const signalingErrorCodes = {
-  BAD_REQUEST: 400,
-  FORBIDDEN: 403,
-  NOT_FOUND: 404,
-  CONFLICT: 409,
-  TOO_MANY_REQUESTS: 429,
-  INTERNAL: 500,
-  UNAVAILABLE: 503,
-} as const;
-
 /** Token failures as the gateway reports them to clients (stable numbers, as in the original). */
 export const tokenErrorCodes = {
   TOKEN_MISSING: 1000,

@@ -132,4 +132,4 @@ export type {
   ServerRequestMethod,
   ServerRequests,
 } from './notifications.js';
-export { closeCodes, closeReasonOf, closeReasons, signalingErrorCodes, tokenErrorCodes } from './codes.js';
+export { closeCodes, closeReasonOf, closeReasons, tokenErrorCodes } from './codes.js';

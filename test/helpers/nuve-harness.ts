@@ -10,7 +10,8 @@ import { MemoryBus } from '../../src/core/bus/memory-bus.js';
 import { type Config, type ConfigInput, loadConfig } from '../../src/core/config.js';
 import { type Logger, createLogger } from '../../src/core/logger.js';
 import { createMetricsRegistry } from '../../src/core/metrics.js';
-import { type Store, type StoreOptions, openStore } from '../../src/core/store/store.js';
+import type { DatabaseOptions } from '../../src/core/database.js';
+import { type Store, openStore } from '../../src/nuve/store/store.js';
 import { type GatewayRpc, type TokenGrant, subjects } from '../../src/core/subjects.js';
 import { GatewayPresence } from '../../src/gateway/presence.js';
 import { buildMAuthHeader } from '../../src/nuve/mauth.js';
@@ -56,7 +57,7 @@ export async function dropPgDatabase(name: string): Promise<void> {
 export type StoreKind = 'sqlite' | 'sqlite-file' | 'postgres';
 
 /** Store options for one engine, plus the cleanup that removes what they created. */
-export function testStoreOptions(kind: StoreKind): { options: StoreOptions; cleanup: () => Promise<void> } {
+export function testStoreOptions(kind: StoreKind): { options: DatabaseOptions; cleanup: () => Promise<void> } {
   const base = { poolSize: 10, sqlitePath: ':memory:', postgresUrl: 'postgres://unused@127.0.0.1/unused' };
   if (kind === 'sqlite') return { options: { ...base, driver: 'sqlite' }, cleanup: async () => undefined };
   if (kind === 'sqlite-file') {

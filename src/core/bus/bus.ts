@@ -49,12 +49,17 @@ export interface Subscription {
 /** Wire shape of a reply: exactly one of `data` / `error`. */
 export type BusReply = { ok: true; data: unknown } | { ok: false; error: { code: string; message: string; status?: number } };
 
+/** The wire form of an error a responder throws: its code, message and status reach the caller unchanged. */
+export function errorReply(err: AppError): BusReply {
+  return { ok: false, error: { code: err.code, message: err.message, status: err.status } };
+}
+
 export function busTimeout(subject: string, timeoutMs: number): AppError {
-  return new AppError('BUS_TIMEOUT', `no reply on ${subject} within ${timeoutMs} ms`, 504);
+  return new AppError('BUS_TIMEOUT', `no reply on ${subject} within ${timeoutMs} ms`);
 }
 
 export function busNoResponders(subject: string): AppError {
-  return new AppError('BUS_NO_RESPONDERS', `nobody answers on ${subject}`, 503);
+  return new AppError('BUS_NO_RESPONDERS', `nobody answers on ${subject}`);
 }
 
 /** Runs a request handler and turns its outcome into a wire reply; unknown errors are not leaked. */
@@ -67,17 +72,15 @@ export async function runRequestHandler(
   try {
     return { ok: true, data: (await handler(payload, subject)) ?? null };
   } catch (err) {
-    if (err instanceof AppError) {
-      return { ok: false, error: { code: err.code, message: err.message, status: err.status } };
-    }
+    if (err instanceof AppError) return errorReply(err);
     onUnexpected(err);
-    return { ok: false, error: { code: 'INTERNAL', message: 'internal error', status: 500 } };
+    return errorReply(new AppError('INTERNAL'));
   }
 }
 
 export function replyToResult<T>(reply: BusReply): T {
   if (reply.ok) return reply.data as T;
-  throw new AppError(reply.error.code, reply.error.message, reply.error.status ?? 500);
+  throw AppError.fromRemote(reply.error.code, reply.error.message, reply.error.status ?? 500);
 }
 
 /** NATS subject matching: `*` matches one token, a trailing `>` one or more. */

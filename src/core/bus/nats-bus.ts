@@ -12,6 +12,7 @@ import {
   type Subscription,
   busNoResponders,
   busTimeout,
+  errorReply,
   replyToResult,
   runRequestHandler,
 } from './bus.js';
@@ -127,7 +128,7 @@ export class NatsBus implements Bus {
           try {
             payload = JSON.parse(decoder.decode(msg.data));
           } catch {
-            msg.respond(encode({ ok: false, error: { code: 'MALFORMED_MESSAGE', message: 'payload is not JSON', status: 400 } }));
+            msg.respond(encode(errorReply(new AppError('MALFORMED_MESSAGE', 'payload is not JSON'))));
             return;
           }
           const work = runRequestHandler(handler, payload, msg.subject, (e) =>
@@ -158,8 +159,8 @@ export class NatsBus implements Bus {
       const code = (err as { code?: string }).code;
       if (code === '503') throw busNoResponders(subject);
       if (code === 'TIMEOUT') throw busTimeout(subject, timeoutMs);
-      if (err instanceof SyntaxError) throw new AppError('MALFORMED_MESSAGE', `non-JSON reply on ${subject}`, 502);
-      throw new AppError('BUS_UNAVAILABLE', `bus request on ${subject} failed: ${(err as Error).message}`, 503);
+      if (err instanceof SyntaxError) throw new AppError('MALFORMED_MESSAGE', `non-JSON reply on ${subject}`, { status: 502 });
+      throw new AppError('BUS_UNAVAILABLE', `bus request on ${subject} failed: ${(err as Error).message}`);
     }
     return replyToResult<T>(reply);
   }

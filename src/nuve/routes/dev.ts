@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { AppError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
-import type { RoomRecord, ServiceRecord } from '../../core/store/store.js';
+import type { RoomRecord, ServiceRecord } from '../store/store.js';
 import { roleNameSchema } from '../../core/roles.js';
 import type { NuveContext } from '../context.js';
 import { roomView } from './representation.js';
@@ -20,7 +20,7 @@ export const devRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app
   let superService: ServiceRecord | undefined;
   const su = async (): Promise<ServiceRecord> => {
     superService ??= await ctx.store.findSuperService();
-    if (!superService) throw new AppError('NO_SUPER_SERVICE', 'the superService does not exist', 500);
+    if (!superService) throw new AppError('NO_SUPER_SERVICE');
     return superService;
   };
 
@@ -74,7 +74,7 @@ export const devRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app
     async (request) => {
       const service = await su();
       const room = await ctx.store.getRoom(service.id, request.body.roomId);
-      if (!room) throw new AppError('ROOM_NOT_FOUND', 'Room does not exist', 404);
+      if (!room) throw new AppError('ROOM_NOT_FOUND');
       const token = await ctx.tokens.issue(service, room, request.body.user, request.body.role);
       return { token };
     },

@@ -1,4 +1,4 @@
-import type { RoomRecord, ServiceRecord } from '../../core/store/store.js';
+import type { RoomRecord, ServiceRecord } from '../store/store.js';
 
 /** A room as Licode's Nuve shows it (`_id` last, optional fields only when set), plus `eapolicy`. */
 export function roomView(room: RoomRecord): Record<string, unknown> {

@@ -3,13 +3,13 @@ import { z } from 'zod';
 import { jsonLimitViolation } from '../../core/bounded-json.js';
 import { AppError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
-import type { RoomChanges, RoomRecord } from '../../core/store/store.js';
+import type { RoomChanges, RoomRecord } from '../store/store.js';
 import { subjects } from '../../core/subjects.js';
 import type { NuveContext } from '../context.js';
 import { roomView } from './representation.js';
 import { roomName, roomOptions, roomParams } from './schemas.js';
 
-export const roomNotFound = () => new AppError('ROOM_NOT_FOUND', 'Room does not exist', 404);
+export const roomNotFound = () => new AppError('ROOM_NOT_FOUND');
 
 export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
   const { store } = ctx;
@@ -99,7 +99,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
         changes.data = mergeData(room.data, options.data);
         // Each half is within the limits; their union must be too.
         const violation = jsonLimitViolation(changes.data);
-        if (violation) throw new AppError('VALIDATION_FAILED', `invalid request body: merged options.data: ${violation}`, 400);
+        if (violation) throw new AppError('VALIDATION_FAILED', `invalid request body: merged options.data: ${violation}`);
       }
       if (!(await store.updateRoom(request.service.id, room.id, changes))) throw roomNotFound();
       return reply.type('text/plain; charset=utf-8').send('Room Updated');

@@ -8,8 +8,8 @@ import { serviceView } from './representation.js';
 import { serviceKey, serviceName, serviceParams } from './schemas.js';
 
 const notAuthorized = () =>
-  new AppError('SERVICE_NOT_AUTHORIZED', 'Service not authorized for this action', 401);
-const serviceNotFound = () => new AppError('SERVICE_NOT_FOUND', 'Service not found', 404);
+  new AppError('SERVICE_NOT_AUTHORIZED');
+const serviceNotFound = () => new AppError('SERVICE_NOT_FOUND');
 
 /**
  * Tenant management: the superService only. This plugin is its own
@@ -65,7 +65,7 @@ export const servicesRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async
     async (request, reply) => {
       const service = await ctx.store.getService(request.params.service);
       if (!service) throw serviceNotFound();
-      if (service.isSuper) throw new AppError('SUPER_SERVICE_PROTECTED', 'the superService cannot be deleted', 403);
+      if (service.isSuper) throw new AppError('SUPER_SERVICE_PROTECTED');
       await ctx.store.deleteService(service.id);
       ctx.services.forget(service.id);
       return reply.type('text/plain; charset=utf-8').send('Service deleted');

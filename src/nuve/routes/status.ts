@@ -17,7 +17,7 @@ export const statusRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext; agents?: He
   if (!open) {
     await app.register(authPlugin, { ctx });
     app.addHook('preHandler', async (request) => {
-      if (!request.service.isSuper) throw new AppError('FORBIDDEN', 'the status API is for the superService', 403);
+      if (!request.service.isSuper) throw new AppError('FORBIDDEN', 'the status API is for the superService');
     });
   }
 

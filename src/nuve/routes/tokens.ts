@@ -24,10 +24,10 @@ export const tokensRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (
     },
     async (request, reply) => {
       const user = request.mauthUser;
-      if (!user || user.username === '') throw new AppError('TOKEN_USER_MISSING', 'Name and role?', 401);
+      if (!user || user.username === '') throw new AppError('TOKEN_USER_MISSING');
       ctx.tokens.permissionsOf(user.role); // an unknown role is refused first (INVALID_ROLE)
       if (!tokenUserName.safeParse(user.username).success) {
-        throw new AppError('INVALID_USER', 'user name is too long or has control characters', 400);
+        throw new AppError('INVALID_USER');
       }
       const room = await ctx.store.getRoom(request.service.id, request.params.room);
       if (!room) throw roomNotFound();

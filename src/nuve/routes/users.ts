@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { AppError, isAppError } from '../../core/errors.js';
-import type { RoomRecord } from '../../core/store/store.js';
+import type { RoomRecord } from '../store/store.js';
 import { type GatewayRpc, type RoomUser, subjects, userSchema } from '../../core/subjects.js';
 import type { NuveContext } from '../context.js';
 import { roomNotFound } from './rooms.js';
@@ -16,7 +16,7 @@ export const usersRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
       return await ctx.bus.request<T>(subjects.gatewayRpc(room.gatewayId), rpc, { timeoutMs: GATEWAY_RPC_TIMEOUT_MS });
     } catch (err) {
       if (isAppError(err) && err.code.startsWith('BUS_')) {
-        throw new AppError('GATEWAY_UNAVAILABLE', 'Erizo Controller managing this room does not respond', 503);
+        throw new AppError('GATEWAY_UNAVAILABLE');
       }
       throw err;
     }
@@ -27,7 +27,7 @@ export const usersRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
     if (!room) throw roomNotFound();
     const list = await ask<unknown>(room, { method: 'listUsers', roomId: room.id });
     const parsed = userSchema.array().safeParse(list ?? []);
-    if (!parsed.success) throw new AppError('GATEWAY_UNAVAILABLE', 'gateway answered malformed users', 502);
+    if (!parsed.success) throw new AppError('GATEWAY_UNAVAILABLE', 'gateway answered malformed users', { status: 502 });
     return parsed.data;
   }
 
@@ -42,7 +42,7 @@ export const usersRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
     { schema: { summary: 'One connected user', tags: ['users'], params: userParams } },
     async (request) => {
       const user = (await users(request.service.id, request.params.room)).find((u) => u.name === request.params.user);
-      if (!user) throw new AppError('USER_NOT_FOUND', 'User does not exist', 404);
+      if (!user) throw new AppError('USER_NOT_FOUND');
       return user;
     },
   );
@@ -54,7 +54,7 @@ export const usersRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
       const room = await ctx.store.getRoom(request.service.id, request.params.room);
       if (!room) throw roomNotFound();
       const kicked = await ask<number>(room, { method: 'kickUser', roomId: room.id, userName: request.params.user });
-      if (!kicked) throw new AppError('USER_NOT_FOUND', 'User does not exist', 404);
+      if (!kicked) throw new AppError('USER_NOT_FOUND');
       return reply.type('text/plain; charset=utf-8').send('Success');
     },
   );

@@ -1,13 +1,10 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import SQLite from 'better-sqlite3';
-import { type CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, type SqliteDatabase, sql } from 'kysely';
-import pg from 'pg';
-import { AppError } from '../errors.js';
-import { migrationProvider } from './migrations.js';
-import type { Database } from './schema.js';
+import { type CompiledQuery, type Kysely, sql } from 'kysely';
+import { type Database, type DatabaseOptions, openDatabase, reportingUnavailable } from '../../core/database.js';
+import type { EaPolicy } from '../../core/subjects.js';
+import { nuveMigrations } from './migrations.js';
+import type { NuveTables } from './schema.js';
 
-export type EaPolicy = 'ROOM-BEST' | 'TTL-BEST';
+export type { EaPolicy };
 
 export interface ServiceRecord {
   id: string;
@@ -78,137 +75,33 @@ export interface Store {
   deleteExpiredTokens(now: number): Promise<number>;
 
   ping(): Promise<void>;
+  /** Writes the pending tokens; ends the database too when this store opened it. */
   close(): Promise<void>;
 }
 
-export interface StoreOptions {
-  driver: 'sqlite' | 'postgres';
-  sqlitePath: string;
-  postgresUrl: string;
-  poolSize: number;
-}
-
-export async function openStore(options: StoreOptions): Promise<Store> {
-  let db: Kysely<Database>;
-  if (options.driver === 'sqlite') {
-    if (options.sqlitePath !== ':memory:') mkdirSync(dirname(options.sqlitePath), { recursive: true });
-    const sqlite = new SQLite(options.sqlitePath);
-    // The embedded store belongs to this one process. Exclusive locking (set before WAL) keeps the WAL
-    // index in memory and saves the lock system calls every statement otherwise makes (~10% of a token
-    // request); another process opening the file meanwhile gets SQLITE_BUSY.
-    if (options.sqlitePath !== ':memory:') sqlite.pragma('locking_mode = EXCLUSIVE');
-    // WAL + NORMAL: durable across process crashes, one fsync per checkpoint instead of per insert.
-    sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('synchronous = NORMAL');
-    sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma('busy_timeout = 5000');
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(sqlite) }) });
-  } else {
-    await ensurePostgresDatabase(options.postgresUrl);
-    const pool = new pg.Pool({
-      connectionString: options.postgresUrl,
-      max: options.poolSize,
-      types: bigintAsNumber,
-      // While the server is down, fail requests fast (503) instead of queueing them.
-      connectionTimeoutMillis: 2000,
-    });
-    // A restarting server must not crash the process through an idle client's error event.
-    pool.on('error', () => undefined);
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  }
-  const { error } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
-  if (error) {
-    await db.destroy();
-    throw error;
-  }
-  return reportingUnavailable(new KyselyStore(db, options.driver));
-}
-
-const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
-
-/** True for errors that mean "the database is not reachable right now", as opposed to a bad query. */
-export function isStoreUnavailable(err: unknown): boolean {
-  const e = err as { code?: string; message?: string } | null;
-  return (
-    !!e &&
-    ((e.code !== undefined && CONNECTION_ERRORS.has(e.code)) ||
-      /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect/i.test(e.message ?? ''))
-  );
-}
-
-/** Every store call that fails because the database is away rejects with STORE_UNAVAILABLE (503). */
-function reportingUnavailable(store: Store): Store {
-  return new Proxy(store, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
-        return result instanceof Promise
-          ? result.catch((err: unknown) => {
-              if (isStoreUnavailable(err)) throw new AppError('STORE_UNAVAILABLE', 'the database is unavailable, retry later', 503);
-              throw err;
-            })
-          : result;
-      };
-    },
-  });
-}
-
 /**
- * Kysely prepares every query anew; preparing costs as much as running the
- * small statements Nuve issues. The store's queries are a handful of shapes,
- * so their prepared statements are kept. Safe because Kysely's SQLite driver
- * runs one statement at a time on its single connection and never streams here.
+ * Nuve's repositories on the process's database, after bringing Nuve's tables
+ * up to date. The store does not end the database unless it opened it
+ * (`openStore`): in a platform, the database outlives every role using it.
  */
-function cachingStatements(sqlite: SQLite.Database): SqliteDatabase {
-  const statements = new Map<string, SQLite.Statement>();
-  return {
-    prepare(text: string) {
-      let statement = statements.get(text);
-      if (!statement) {
-        if (statements.size >= 256) statements.clear();
-        statement = sqlite.prepare(text);
-        statements.set(text, statement);
-      }
-      return statement;
-    },
-    close: () => sqlite.close(),
-  };
-}
-
-/** bigint columns hold epoch milliseconds, well inside Number's exact range. */
-const bigintAsNumber = {
-  getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (oid === 20) return (value: string) => Number(value);
-    return pg.types.getTypeParser(oid, format);
-  },
-} as pg.CustomTypesConfig;
-
-/** Creates the database named in the URL when the server lacks it, so a fresh cluster needs no manual step. */
-export async function ensurePostgresDatabase(url: string): Promise<void> {
-  const target = new URL(url);
-  const name = decodeURIComponent(target.pathname.slice(1));
-  if (!/^[A-Za-z0-9_]+$/.test(name)) throw new AppError('STORE_CONFIG', `unsupported database name "${name}"`, 500);
-  const admin = new URL(url);
-  admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString() });
-  await client.connect();
+export async function openNuveStore(database: Database, ownsDatabase = false): Promise<Store> {
   try {
-    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
-    if (found.rowCount === 0) {
-      await client.query(`CREATE DATABASE "${name}"`).catch((err: { code?: string }) => {
-        if (err.code !== '42P04') throw err; // created concurrently by another process
-      });
-    }
-  } finally {
-    await client.end();
+    await database.migrate(nuveMigrations);
+  } catch (err) {
+    if (ownsDatabase) await database.close();
+    throw err;
   }
+  return reportingUnavailable(new KyselyStore(database.kysely<NuveTables>(), database.engine, ownsDatabase ? () => database.close() : undefined));
 }
 
-type RoomRow = Database['rooms'];
-type TokenRow = Database['tokens'];
-type ServiceRow = Database['services'];
+/** A store with a database of its own (tools, tests): closing the store ends it. */
+export async function openStore(options: DatabaseOptions): Promise<Store> {
+  return openNuveStore(await openDatabase(options), true);
+}
+
+type RoomRow = NuveTables['rooms'];
+type TokenRow = NuveTables['tokens'];
+type ServiceRow = NuveTables['services'];
 
 const toService = (r: ServiceRow): ServiceRecord => ({
   id: r.id,
@@ -286,8 +179,10 @@ class KyselyStore implements Store {
   private readonly queries;
 
   constructor(
-    private readonly db: Kysely<Database>,
+    private readonly db: Kysely<NuveTables>,
     readonly engine: 'sqlite' | 'postgres',
+    /** Ends the database when this store owns it. */
+    private readonly release?: () => Promise<void>,
   ) {
     // The hot reads: every token request reads its room; every authenticated request may read its service.
     this.queries = {
@@ -465,6 +360,6 @@ class KyselyStore implements Store {
   async close(): Promise<void> {
     this.flushTokens();
     await Promise.allSettled([...this.pendingWrites]);
-    await this.db.destroy();
+    await this.release?.();
   }
 }

@@ -1,5 +1,5 @@
 /** Tables of Nuve's store; the same on SQLite and PostgreSQL. Times are epoch milliseconds. */
-export interface Database {
+export interface NuveTables {
   services: ServicesTable;
   rooms: RoomsTable;
   tokens: TokensTable;

@@ -1,4 +1,5 @@
-import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import type { Kysely, Migration } from 'kysely';
+import type { RoleMigrations } from '../../core/database.js';
 
 /**
  * Migrations in code so both engines run exactly the same steps. Append only:
@@ -45,6 +46,9 @@ const migrations: Record<string, Migration> = {
   },
 };
 
-export const migrationProvider: MigrationProvider = {
-  getMigrations: async () => migrations,
-};
+/**
+ * Kysely's default table names: Nuve was the only role with tables when it
+ * started recording migrations there, and existing databases must not run
+ * them again.
+ */
+export const nuveMigrations: RoleMigrations = { table: 'kysely_migration', migrations };
