@@ -530,7 +530,7 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
   }
 
   private closingError(closing: Ending): SignalError {
-    return new SignalError(closing.errorName, closing.reason);
+    return SignalError.fromServer(closing.errorName, closing.reason);
   }
 
   /** Rejoin or stop as the gateway said (its `closing` notification, else the close itself). */

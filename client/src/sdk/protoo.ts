@@ -172,10 +172,10 @@ export class ProtooSocket {
       if (message.ok) pending.resolve(message.data);
       else {
         const err = message as ErrorResponse;
-        const code = err.errorName ?? `ERROR_${err.errorCode}`;
+        const name = err.errorName ?? `ERROR_${err.errorCode}`;
         // The gateway leads the reason with the name (for protoo-client); the code already says it.
-        const text = err.errorReason.startsWith(`${code}: `) ? err.errorReason.slice(code.length + 2) : err.errorReason;
-        pending.reject(new SignalError(code, text, err.errorCode));
+        const text = err.errorReason.startsWith(`${name}: `) ? err.errorReason.slice(name.length + 2) : err.errorReason;
+        pending.reject(SignalError.fromServer(name, text, err.errorCode));
       }
     } else if ('request' in message) {
       const { id, method } = message;

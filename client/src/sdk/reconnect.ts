@@ -1,4 +1,4 @@
-import { SignalError, toSignalError } from './errors.js';
+import { SignalError, type SignalErrorCode, toSignalError } from './errors.js';
 
 export type ReconnectOptions = false | { maxAttempts?: number; initialDelayMs?: number; maxDelayMs?: number };
 
@@ -13,7 +13,7 @@ export interface RejoinHooks {
 }
 
 /** Refusals a new token from the same source will not mend: stop trying at once. */
-const FINAL = /^(KICKED|ROOM_CLOSED|TOKEN_BAD_SIGNATURE|TOKEN_MALFORMED)$/;
+const FINAL: ReadonlySet<SignalErrorCode> = new Set(['KICKED', 'ROOM_CLOSED', 'TOKEN_BAD_SIGNATURE', 'TOKEN_MALFORMED']);
 
 /**
  * The rejoin loop: fresh tokens from `getToken` (tokens work once), tried
@@ -68,7 +68,7 @@ export class Reconnector {
         return;
       } catch (err) {
         lastError = toSignalError(err, 'CONNECTION_FAILED');
-        if (FINAL.test(lastError.code)) break;
+        if (FINAL.has(lastError.code)) break;
       }
       await this.sleep(delay);
       delay = Math.min(delay * 2, cfg.maxDelayMs ?? 5000);
