@@ -117,6 +117,10 @@ function randomId(): string {
  * subscribe; rejoins by itself (with a token from `getToken`) when the
  * network or the media agent is lost, restoring its publications.
  *
+ * It owns the session (socket, transports) and the local publications; the
+ * others in the room are its RemoteRoster's (roster.ts), and the rejoin loop
+ * its Reconnector's (reconnect.ts), each closed by leave().
+ *
  * ```ts
  * const room = new RoomClient({ token, getToken: () => myServer.token(roomId), displayName: 'Ada' });
  * room.on('trackAdded', (track, peer) => attach(track.track, peer.displayName));
