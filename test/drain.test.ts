@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { HashRing } from '../src/core/hash-ring.js';
 import { startBroadcast, startEgress } from './helpers/broadcaster.js';
 import { Cluster } from './helpers/cluster.js';
 import { ProtooClient } from './helpers/protoo-client.js';
@@ -15,6 +16,14 @@ async function hostingAgent(): Promise<string | undefined> {
   return undefined;
 }
 
+/** A client joined to a new room of its own (so the room gets a router). */
+async function joinNewRoom(name: string): Promise<{ client: ProtooClient; gatewayId: string }> {
+  const t = await cluster.token(await cluster.createRoom(name), name);
+  const client = await ProtooClient.connect(t.gatewayUrl, t.token);
+  await client.request('join', { displayName: name, rtpCapabilities: await client.request('getRouterRtpCapabilities') });
+  return { client, gatewayId: t.gatewayId };
+}
+
 test('SIGTERM drains: new rooms go elsewhere, the call keeps flowing, each process exits when its last client leaves', { timeout: 90_000 }, async () => {
   const roomId = await cluster.createRoom('draining-call');
   const t = await cluster.token(roomId, 'source');
@@ -24,6 +33,26 @@ test('SIGTERM drains: new rooms go elsewhere, the call keeps flowing, each proce
   const agentId = (await hostingAgent())!;
   const gateway = cluster.gateways.find((g) => g.id === t.gatewayId)!;
   const agent = cluster.agents.find((a) => a.id === agentId)!;
+  const otherAgent = cluster.agents.find((a) => a.id !== agentId)!;
+
+  // Load alone must point at the agent about to drain: the other one gets more rooms first (placement
+  // takes the agent with fewest routers), so only the drain can keep the next room off it. A filler
+  // placed on the agent to drain leaves again, taking its room with it.
+  const fillers: ProtooClient[] = [];
+  const routers = async () => [(await cluster.agentDump(agentId)).routers, (await cluster.agentDump(otherAgent.id)).routers] as const;
+  for (let i = 0; i < 10; i++) {
+    const [draining, other] = await routers();
+    if (other > draining) break;
+    const filler = (await joinNewRoom(`filler-${i}`)).client;
+    if ((await routers())[0] === draining) {
+      fillers.push(filler);
+      continue;
+    }
+    filler.close();
+    for (let t = 0; t < 50 && (await routers())[0] !== draining; t++) await sleep(100);
+  }
+  const [drainingBefore, otherBefore] = await routers();
+  assert.ok(otherBefore > drainingBefore, `setup: the other agent carries more rooms (${otherBefore} vs ${drainingBefore})`);
 
   gateway.proc.signal('SIGTERM');
   agent.proc.signal('SIGTERM');
@@ -31,14 +60,19 @@ test('SIGTERM drains: new rooms go elsewhere, the call keeps flowing, each proce
 
   // Readiness turns false; new rooms go to the other gateway and the other agent.
   assert.equal((await fetch(`http://127.0.0.1:${gateway.port}/ready`)).status, 503);
-  const other = await cluster.createRoom('new-room');
+  // A room Nuve's ring gives the draining gateway while both are available: only the drain sends it elsewhere.
+  const ring = new HashRing(cluster.gateways.map((g) => ({ id: g.id, weight: 1 })));
+  let other = await cluster.createRoom('new-room');
+  for (let i = 0; ring.lookup(other) !== gateway.id && i < 50; i++) other = await cluster.createRoom(`new-room-${i}`);
+  assert.equal(ring.lookup(other), gateway.id, 'setup: a room hashed to the draining gateway');
   const t2 = await cluster.token(other, 'newcomer');
-  assert.notEqual(t2.gatewayId, gateway.id);
+  assert.notEqual(t2.gatewayId, gateway.id, 'the new room is on the other gateway');
   const client = await ProtooClient.connect(t2.gatewayUrl, t2.token);
   await client.request('join', { displayName: 'newcomer', rtpCapabilities: await client.request('getRouterRtpCapabilities') });
-  const otherAgent = cluster.agents.find((a) => a.id !== agentId)!;
-  assert.equal((await cluster.agentDump(otherAgent.id)).routers, 1, 'the new room is on the other agent');
+  assert.deepEqual(await routers(), [drainingBefore, otherBefore + 1], 'the new room is on the other agent');
   client.close();
+  // Fillers on the draining gateway would keep it from exiting below.
+  for (const filler of fillers) filler.close();
 
   // The call on the draining pair goes on.
   const before = await egress.stats();

@@ -100,8 +100,12 @@ describe('signaling', () => {
     // The consumer names its producer's peer: alice, as bob's join listed her.
     assert.equal(b.consumers[0].peerId, b.joined.peers[0].id);
     const consumerId = b.consumers[0].id;
+    // This consumer's own sending stream, by its ssrc (no RTP flows here, so the producer side has none yet).
     const stats = await b.client.request('getConsumerStats', { consumerId });
-    assert.ok(Array.isArray(stats));
+    assert.deepEqual(
+      stats.filter((s: any) => s.type === 'outbound-rtp').map((s: any) => s.ssrc),
+      [b.consumers[0].rtpParameters.encodings[0].ssrc],
+    );
 
     await a.client.request('pauseProducer', { producerId });
     assert.equal((await b.client.waitNotification('consumerPaused')).consumerId, consumerId);
@@ -127,7 +131,7 @@ describe('signaling', () => {
     assert.equal((await b.client.waitNotification('consumerClosed')).consumerId, consumerId);
 
     await a.client.request('leave');
-    assert.ok((await b.client.waitNotification('peerClosed')).peerId);
+    assert.equal((await b.client.waitNotification('peerClosed')).peerId, b.joined.peers[0].id);
     b.client.ws.terminate(); // a dropped socket is a leave too
     a.client.close();
     await zeroOnAgent();
@@ -294,7 +298,10 @@ describe('signaling', () => {
         a.client.close();
         await b.client.request('leave');
       }
-      assert.deepEqual((await Promise.all([a.client.closed, b.client.closed])).length, 2);
+      // The one who left is closed by the gateway, finally for protoo-client (4000, LEFT); the other closed its own socket.
+      const leaver = i % 2 === 0 ? a.client : b.client;
+      assert.deepEqual(await Promise.all([a.client.closed, b.client.closed]), i % 2 === 0 ? [4000, 1006] : [1005, 4000]);
+      assert.match(leaver.closeReason!, /^LEFT: /);
     }
     await zeroOnAgent();
     const dump = await platform.agent!.dump();

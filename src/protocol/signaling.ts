@@ -10,6 +10,7 @@ import {
   sctpStreamParametersSchema,
   text,
 } from './media-parameters.js';
+import type { PeerInfo } from './notifications.js';
 
 /**
  * The client ↔ gateway signaling protocol (protoo wire format, mediasoup-demo
@@ -161,60 +162,16 @@ export interface ClientResponses {
   leave: null;
 }
 
-export interface PeerInfo {
-  id: string;
-  displayName: string;
-  device: Record<string, unknown>;
-  /** Its token's role: presenter, viewer, or one of Nuve's configured roles. */
-  role: string;
-}
-
-/** Gateway → client notifications and their data. */
-export interface ServerNotifications {
-  newPeer: PeerInfo;
-  peerClosed: { peerId: string };
-  peerDisplayNameChanged: { peerId: string; displayName: string; oldDisplayName: string };
-  consumerClosed: { consumerId: string };
-  consumerPaused: { consumerId: string };
-  consumerResumed: { consumerId: string };
-  consumerLayersChanged: { consumerId: string; spatialLayer: number | null; temporalLayer: number | null };
-  consumerScore: { consumerId: string; score: unknown };
-  producerScore: { producerId: string; score: unknown };
-  dataConsumerClosed: { dataConsumerId: string };
-  activeSpeaker: { peerId: string | null; volume?: number };
-  downlinkBwe: Record<string, unknown>;
-  /** The mediasoup version of the agent carrying this peer's media (mediasoup-demo's notification), once it is placed. */
-  'mediasoup-version': { version: string };
-  /** The media agent hosting this peer is gone: its transports are closed; rejoin with a fresh token. */
-  mediaAgentLost: { reason: string };
-  /**
-   * The server refuses or ends the connection (token errors, kicks, room closed, …), just before
-   * closing it: `errorName` and `code` from the close table (codes.ts), and whether to rejoin.
-   */
-  closing: { code: number; errorName: string; reason: string; rejoin: boolean };
-}
-
-/** Gateway → client requests. */
-export interface ServerRequests {
-  newConsumer: {
-    peerId: string;
-    producerId: string;
-    id: string;
-    kind: 'audio' | 'video';
-    rtpParameters: unknown;
-    type: string;
-    appData: Record<string, unknown>;
-    producerPaused: boolean;
-  };
-  newDataConsumer: {
-    peerId: string | null;
-    dataProducerId: string;
-    id: string;
-    sctpStreamParameters: unknown;
-    label: string;
-    protocol: string;
-    appData: Record<string, unknown>;
-  };
-}
-
+// The server → client direction is typed in the zod-free notifications.ts (the SDK imports it directly).
+export type {
+  ConsumerScore,
+  PeerInfo,
+  ProducerScore,
+  ServerNotification,
+  ServerNotificationMethod,
+  ServerNotifications,
+  ServerRequest,
+  ServerRequestMethod,
+  ServerRequests,
+} from './notifications.js';
 export { closeCodes, closeReasonOf, closeReasons, tokenErrorCodes } from './codes.js';

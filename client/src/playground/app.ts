@@ -61,7 +61,7 @@ async function api<T>(path: string, body?: unknown): Promise<T> {
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const json = (await res.json().catch(() => ({}))) as { code?: string; message?: string };
-  if (!res.ok) throw new SignalError(json.code ?? `HTTP_${res.status}`, json.message ?? res.statusText, res.status);
+  if (!res.ok) throw SignalError.fromServer(json.code ?? `HTTP_${res.status}`, json.message ?? res.statusText, res.status);
   return json as T;
 }
 
@@ -80,7 +80,7 @@ function showError(err: unknown, context?: string): void {
   const e = err instanceof SignalError ? err : new SignalError('INTERNAL', err instanceof Error ? err.message : String(err));
   const el = h('div', { class: 'toast error', role: 'alert', 'data-code': e.code });
   el.append(
-    h('span', { class: 'code' }, `${e.code}${e.status !== undefined ? ` (${e.status})` : ''}`),
+    h('span', { class: 'code' }, `${e.serverCode ?? e.code}${e.status !== undefined ? ` (${e.status})` : ''}`),
     ` ${context ? `${context}: ` : ''}${e.message}`,
   );
   $('toasts').append(el);

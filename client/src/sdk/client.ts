@@ -1,39 +1,17 @@
 import { Device } from 'mediasoup-client';
 import type { types as ms } from 'mediasoup-client';
 import type { RtpCapabilities, RtpParameters } from '../../../src/protocol/media-parameters.js';
-import type { PeerInfo, ServerNotifications, ServerRequests } from '../../../src/protocol/signaling.js';
+import type { ServerNotification, ServerRequest } from '../../../src/protocol/notifications.js';
 import { measureAgentRtts } from './agent-rtt.js';
 import { TypedEmitter } from './emitter.js';
 import { SignalError, toSignalError } from './errors.js';
 import { type Ending, ProtooSocket, endingOf } from './protoo.js';
+import { type ReconnectOptions, Reconnector } from './reconnect.js';
+import { type RemotePeer, RemoteRoster, type RosterEvents, type Source } from './roster.js';
 import { type Permissions, type TokenInfo, decodeToken, socketUrl } from './token.js';
 
-export type Source = 'microphone' | 'camera' | 'screen';
+export type { RemotePeer, RemoteTrack, Source } from './roster.js';
 export type ConnectionState = 'new' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed';
-
-export interface RemoteTrack {
-  /** The consumer id (unique per subscription). */
-  id: string;
-  producerId: string;
-  peerId: string;
-  kind: 'audio' | 'video';
-  /** What the publisher said it is (producer appData.source), when the gateway passes it on. */
-  source: Source | 'unknown';
-  track: MediaStreamTrack;
-  /** Receiving (auto-subscribed or subscribe()d) rather than only available. */
-  subscribed: boolean;
-  /** The publisher muted it (its producer is paused). */
-  muted: boolean;
-}
-
-export interface RemotePeer {
-  id: string;
-  displayName: string;
-  /** presenter, viewer, or a role the deployment configured. */
-  role: string;
-  device: Record<string, unknown>;
-  tracks: RemoteTrack[];
-}
 
 export interface LocalTrack {
   source: Source;
@@ -52,23 +30,10 @@ export interface ActiveSpeaker {
 }
 
 /** Typed events of a RoomClient. */
-export type RoomClientEvents = {
+export type RoomClientEvents = RosterEvents & {
   connectionState: [state: ConnectionState, previous: ConnectionState, reason?: string];
   /** join() (or a rejoin) completed; `peers` are the others in the room. */
   joined: [info: { peerId: string; peers: RemotePeer[]; rejoined: boolean }];
-  peerJoined: [peer: RemotePeer];
-  peerLeft: [peer: RemotePeer];
-  peerUpdated: [peer: RemotePeer];
-  /** A remote track is published and can be received (always before its trackAdded). */
-  trackAvailable: [track: RemoteTrack, peer: RemotePeer];
-  /** A remote track is gone: unpublished, its peer left, or the connection was lost (after its trackRemoved). */
-  trackUnavailable: [track: RemoteTrack, peer: RemotePeer];
-  /** A remote track is being received (auto-subscribed, or subscribe()d). */
-  trackAdded: [track: RemoteTrack, peer: RemotePeer];
-  /** A remote track is no longer received (unsubscribe(), or it became unavailable). */
-  trackRemoved: [track: RemoteTrack, peer: RemotePeer];
-  trackMuted: [track: RemoteTrack, peer: RemotePeer];
-  trackUnmuted: [track: RemoteTrack, peer: RemotePeer];
   localTrackPublished: [track: LocalTrack];
   localTrackUnpublished: [track: LocalTrack];
   localTrackMuted: [track: LocalTrack];
@@ -90,7 +55,7 @@ export interface RoomClientOptions {
   /** Receive every remote track (default), or only what subscribe() asks for. */
   autoSubscribe?: boolean;
   /** Rejoin attempts and their backoff; false: never rejoin. */
-  reconnect?: false | { maxAttempts?: number; initialDelayMs?: number; maxDelayMs?: number };
+  reconnect?: ReconnectOptions;
   /** Per-request timeout (ms); default 15000. */
   requestTimeoutMs?: number;
   /** Stable peer id (default: random). A rejoin reuses it, so the gateway replaces the old peer. */
@@ -114,17 +79,6 @@ export interface CameraOptions {
 export interface MicrophoneOptions {
   deviceId?: string;
   track?: MediaStreamTrack;
-}
-
-interface Subscription {
-  info: RemoteTrack;
-  consumer: ms.Consumer;
-}
-
-interface PeerState {
-  info: RemotePeer;
-  announced: boolean;
-  subs: Map<string, Subscription>;
 }
 
 interface Publication {
@@ -158,12 +112,14 @@ function randomId(): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /**
  * A participant of one room: connect with a token, join, publish and
  * subscribe; rejoins by itself (with a token from `getToken`) when the
  * network or the media agent is lost, restoring its publications.
+ *
+ * It owns the session (socket, transports) and the local publications; the
+ * others in the room are its RemoteRoster's (roster.ts), and the rejoin loop
+ * its Reconnector's (reconnect.ts), each closed by leave().
  *
  * ```ts
  * const room = new RoomClient({ token, getToken: () => myServer.token(roomId), displayName: 'Ada' });
@@ -179,11 +135,9 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
   private tokenInfo: TokenInfo;
   private stateValue: ConnectionState = 'new';
   private session?: Session;
-  private readonly peerStates = new Map<string, PeerState>();
+  private readonly roster: RemoteRoster;
+  private readonly reconnector: Reconnector;
   private readonly publications = new Map<Source, Publication>();
-  private readonly autoSubscribe: boolean;
-  private readonly wantedPeers = new Set<string>();
-  private rejoining?: Promise<void>;
   private left = false;
   private displayNameValue: string;
 
@@ -192,7 +146,24 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     this.token = options.token;
     this.tokenInfo = decodeToken(options.token);
     this.peerId = options.peerId ?? randomId();
-    this.autoSubscribe = options.autoSubscribe ?? true;
+    this.roster = new RemoteRoster({
+      autoSubscribe: options.autoSubscribe ?? true,
+      emit: (...event) => this.emit(...event),
+      socket: () => this.session?.socket,
+    });
+    this.reconnector = new Reconnector(options, {
+      begin: (reason) => {
+        if (this.session) this.teardown(this.session, reason);
+        this.setState('reconnecting', reason);
+      },
+      attempt: (token) => this.rejoinWith(token),
+      succeeded: () => this.setState('connected', 'rejoined'),
+      failed: (error, reason) => {
+        this.roster.close();
+        this.setState('disconnected', reason);
+        this.emit('error', error);
+      },
+    });
     this.displayNameValue = options.displayName ?? (this.tokenInfo.userName || 'guest');
   }
 
@@ -219,7 +190,7 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
   }
 
   get peers(): RemotePeer[] {
-    return [...this.peerStates.values()].filter((p) => p.announced).map((p) => p.info);
+    return this.roster.peers;
   }
 
   get localTracks(): LocalTrack[] {
@@ -327,22 +298,12 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
    * everything is received anyway; use unsubscribe() to stop receiving.
    */
   async subscribe(peerId: string, kinds: ('audio' | 'video')[] = ['audio', 'video']): Promise<void> {
-    this.wantedPeers.add(peerId);
-    const state = this.peerStates.get(peerId);
-    if (!state) return;
-    await Promise.all(
-      [...state.subs.values()].filter((s) => !s.info.subscribed && kinds.includes(s.info.kind)).map((s) => this.setSubscribed(state, s, true)),
-    );
+    await this.roster.subscribe(peerId, kinds);
   }
 
   /** Stops receiving a peer's tracks (the server stops forwarding them); subscribe() resumes. */
   async unsubscribe(peerId: string, kinds: ('audio' | 'video')[] = ['audio', 'video']): Promise<void> {
-    if (kinds.length === 2) this.wantedPeers.delete(peerId);
-    const state = this.peerStates.get(peerId);
-    if (!state) return;
-    await Promise.all(
-      [...state.subs.values()].filter((s) => s.info.subscribed && kinds.includes(s.info.kind)).map((s) => this.setSubscribed(state, s, false)),
-    );
+    await this.roster.unsubscribe(peerId, kinds);
   }
 
   async changeDisplayName(displayName: string): Promise<void> {
@@ -363,12 +324,13 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
   async leave(): Promise<void> {
     if (this.left) return;
     this.left = true;
+    this.reconnector.close();
     const session = this.session;
     if (session?.joined && !session.socket.closed) {
       await session.socket.request('leave', {}, 2000).catch(() => undefined);
     }
     if (session) this.teardown(session, 'left');
-    for (const state of [...this.peerStates.values()]) this.dropPeer(state);
+    this.roster.close();
     for (const source of [...this.publications.keys()]) {
       const pub = this.publications.get(source)!;
       this.publications.delete(source);
@@ -405,8 +367,8 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
       requestTimeoutMs: this.options.requestTimeoutMs ?? 15_000,
     });
     const session: Session = { socket, device: new Device(), tokenInfo, joined: false };
-    socket.onNotification = (method, data) => this.onNotification(session, method, data);
-    socket.onRequest = (method, data) => this.onServerRequest(session, method, data);
+    socket.onNotification = (n) => this.onNotification(session, n);
+    socket.onRequest = (r) => this.onServerRequest(session, r);
     socket.onClose = (code, reason) => this.onSocketClose(session, code, reason);
     try {
       // Before anything places this peer on an agent (getRouterRtpCapabilities does).
@@ -451,10 +413,7 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
       rtpCapabilities: device.recvRtpCapabilities as unknown as RtpCapabilities,
     });
     session.joined = true;
-    // Peers gone while we were away leave; new ones join; known ones stay (their tracks come back as new consumers).
-    const present = new Set(peers.map((p) => p.id));
-    for (const state of [...this.peerStates.values()]) if (!present.has(state.info.id)) this.dropPeer(state);
-    for (const peer of peers) this.upsertPeer(peer);
+    this.roster.sync(peers);
     this.emit('joined', { peerId: this.peerId, peers: this.peers, rejoined });
   }
 
@@ -467,7 +426,7 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     transport.on('connectionstatechange', (state) => {
       if (state === 'failed' && this.session === session && !this.left) {
         this.emit('error', new SignalError('TRANSPORT_FAILED', `${transport.direction} transport failed (ICE/DTLS); rejoining`));
-        void this.rejoin('transport failed');
+        void this.reconnector.rejoin('transport failed');
       }
     });
   }
@@ -554,167 +513,28 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     this.emit(muted ? 'localTrackMuted' : 'localTrackUnmuted', pub.local);
   }
 
-  private upsertPeer(info: PeerInfo): PeerState {
-    let state = this.peerStates.get(info.id);
-    if (!state) {
-      state = { info: { ...info, tracks: [] }, announced: false, subs: new Map() };
-      this.peerStates.set(info.id, state);
-    } else {
-      state.info.displayName = info.displayName;
-      state.info.role = info.role;
-      state.info.device = info.device;
-    }
-    if (!state.announced) {
-      state.announced = true;
-      this.emit('peerJoined', state.info);
-      for (const sub of state.subs.values()) this.announceTrack(state, sub);
-    }
-    return state;
-  }
-
-  private announceTrack(state: PeerState, sub: Subscription): void {
-    if (!state.announced) return;
-    this.emit('trackAvailable', sub.info, state.info);
-    if (sub.info.subscribed) this.emit('trackAdded', sub.info, state.info);
-  }
-
-  private removeTrack(state: PeerState, sub: Subscription): void {
-    state.subs.delete(sub.info.id);
-    state.info.tracks = state.info.tracks.filter((t) => t !== sub.info);
-    if (!sub.consumer.closed) sub.consumer.close();
-    if (!state.announced) return;
-    if (sub.info.subscribed) this.emit('trackRemoved', sub.info, state.info);
-    this.emit('trackUnavailable', sub.info, state.info);
-  }
-
-  private dropPeer(state: PeerState): void {
-    for (const sub of [...state.subs.values()]) this.removeTrack(state, sub);
-    this.peerStates.delete(state.info.id);
-    if (state.announced) this.emit('peerLeft', state.info);
-  }
-
-  private async setSubscribed(state: PeerState, sub: Subscription, subscribed: boolean): Promise<void> {
-    const socket = this.session?.socket;
-    if (!socket) return;
-    await socket.request(subscribed ? 'resumeConsumer' : 'pauseConsumer', { consumerId: sub.consumer.id });
-    if (subscribed) sub.consumer.resume();
-    else sub.consumer.pause();
-    sub.info.subscribed = subscribed;
-    if (state.announced) this.emit(subscribed ? 'trackAdded' : 'trackRemoved', sub.info, state.info);
-  }
-
-  private async onServerRequest<M extends keyof ServerRequests>(session: Session, method: M, data: ServerRequests[M]): Promise<unknown> {
-    if (method !== 'newConsumer') throw new Error(`${method} is not supported by this client`);
-    const d = data as ServerRequests['newConsumer'];
+  private async onServerRequest(session: Session, r: ServerRequest): Promise<unknown> {
+    if (r.method !== 'newConsumer') throw new Error(`${r.method} is not supported by this client`);
     if (this.session !== session || !session.recv) throw new Error('no receiving transport');
-    const consumer = await session.recv.consume({
-      id: d.id,
-      producerId: d.producerId,
-      kind: d.kind,
-      rtpParameters: d.rtpParameters as ms.RtpParameters,
-      // Same stream id for a peer's microphone and camera: the browser keeps them in lip sync.
-      streamId: `${d.peerId}-${d.appData.source === 'screen' ? 'screen' : 'av'}`,
-      appData: { ...d.appData, peerId: d.peerId },
-    });
-    const source = d.appData.source;
-    const subscribed = this.autoSubscribe || this.wantedPeers.has(d.peerId);
-    const info: RemoteTrack = {
-      id: consumer.id,
-      producerId: d.producerId,
-      peerId: d.peerId,
-      kind: d.kind,
-      source: source === 'microphone' || source === 'camera' || source === 'screen' ? source : 'unknown',
-      track: consumer.track,
-      subscribed,
-      muted: d.producerPaused,
-    };
-    const state = this.peerStates.get(d.peerId) ?? this.placeholderPeer(d.peerId);
-    const sub: Subscription = { info, consumer };
-    state.subs.set(consumer.id, sub);
-    state.info.tracks.push(info);
-    consumer.on('transportclose', () => {
-      if (state.subs.has(consumer.id)) this.removeTrack(state, sub);
-    });
-    if (!subscribed) {
-      // The gateway resumes a consumer once this request is answered; pause it right after, so nothing flows.
-      queueMicrotask(() => {
-        consumer.pause();
-        session.socket.request('pauseConsumer', { consumerId: consumer.id }).catch(() => undefined);
-      });
-    }
-    this.announceTrack(state, sub);
+    await this.roster.addConsumer(session.recv, session.socket, r.data);
     return {};
   }
 
-  /** A consumer can arrive before the peer's info (join answer / newPeer): hold it until then. */
-  private placeholderPeer(peerId: string): PeerState {
-    const state: PeerState = {
-      info: { id: peerId, displayName: peerId, role: 'presenter', device: {}, tracks: [] },
-      announced: false,
-      subs: new Map(),
-    };
-    this.peerStates.set(peerId, state);
-    return state;
-  }
-
-  private findSub(consumerId: string): [PeerState, Subscription] | undefined {
-    for (const state of this.peerStates.values()) {
-      const sub = state.subs.get(consumerId);
-      if (sub) return [state, sub];
-    }
-    return undefined;
-  }
-
-  private onNotification<M extends keyof ServerNotifications>(session: Session, method: M, raw: ServerNotifications[M]): void {
-    if (method === 'closing') {
-      session.closing = raw as ServerNotifications['closing'];
+  private onNotification(session: Session, n: ServerNotification): void {
+    if (n.method === 'closing') {
+      session.closing = n.data;
       return;
     }
     if (this.session !== session) return;
-    switch (method) {
-      case 'newPeer':
-        this.upsertPeer(raw as PeerInfo);
-        break;
-      case 'peerClosed': {
-        const state = this.peerStates.get((raw as ServerNotifications['peerClosed']).peerId);
-        if (state) this.dropPeer(state);
-        break;
-      }
-      case 'peerDisplayNameChanged': {
-        const d = raw as ServerNotifications['peerDisplayNameChanged'];
-        const state = this.peerStates.get(d.peerId);
-        if (state) {
-          state.info.displayName = d.displayName;
-          if (state.announced) this.emit('peerUpdated', state.info);
-        }
-        break;
-      }
-      case 'consumerClosed': {
-        const found = this.findSub((raw as ServerNotifications['consumerClosed']).consumerId);
-        if (found) this.removeTrack(...found);
-        break;
-      }
-      case 'consumerPaused':
-      case 'consumerResumed': {
-        const found = this.findSub((raw as ServerNotifications['consumerPaused']).consumerId);
-        if (!found) break;
-        const [state, sub] = found;
-        sub.info.muted = method === 'consumerPaused';
-        if (state.announced) this.emit(sub.info.muted ? 'trackMuted' : 'trackUnmuted', sub.info, state.info);
-        break;
-      }
-      case 'activeSpeaker': {
-        const d = raw as ServerNotifications['activeSpeaker'];
-        this.emit('activeSpeaker', { peerId: d.peerId, ...(d.volume !== undefined ? { volume: d.volume } : {}) });
-        break;
-      }
-      default:
-        break;
+    if (n.method === 'activeSpeaker') {
+      this.emit('activeSpeaker', { peerId: n.data.peerId, ...(n.data.volume !== undefined ? { volume: n.data.volume } : {}) });
+      return;
     }
+    this.roster.onNotification(n);
   }
 
   private closingError(closing: Ending): SignalError {
-    return new SignalError(closing.errorName, closing.reason);
+    return SignalError.fromServer(closing.errorName, closing.reason);
   }
 
   /** Rejoin or stop as the gateway said (its `closing` notification, else the close itself). */
@@ -723,11 +543,11 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     const ending = session.closing ?? endingOf(code, reason);
     this.teardown(session, `socket closed (${code})`);
     if (ending.rejoin && session.joined) {
-      void this.rejoin(ending.errorName === 'MEDIA_AGENT_LOST' ? 'media agent lost' : `connection lost (${ending.errorName}, ${code})`);
+      void this.reconnector.rejoin(ending.errorName === 'MEDIA_AGENT_LOST' ? 'media agent lost' : `connection lost (${ending.errorName}, ${code})`);
       return;
     }
     const error = this.closingError(ending);
-    for (const state of [...this.peerStates.values()]) this.dropPeer(state);
+    this.roster.close();
     this.setState('disconnected', error.message);
     this.emit('error', error);
   }
@@ -735,7 +555,7 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
   /** Closes a session's socket and transports; remote tracks go, local tracks stay (for republishing). */
   private teardown(session: Session, reason: string): void {
     if (this.session === session) this.session = undefined;
-    for (const state of this.peerStates.values()) for (const sub of [...state.subs.values()]) this.removeTrack(state, sub);
+    this.roster.clearTracks();
     for (const pub of this.publications.values()) {
       if (pub.producer && !pub.producer.closed) pub.producer.close();
       pub.producer = undefined;
@@ -747,54 +567,21 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     session.socket.close(1000, reason.slice(0, 100));
   }
 
-  /** Rejoins with a fresh token, with backoff, and republishes what was published. */
-  private rejoin(reason: string): Promise<void> {
-    this.rejoining ??= (async () => {
-      const old = this.session;
-      if (old) this.teardown(old, reason);
-      this.setState('reconnecting', reason);
-      const cfg = this.options.reconnect === false ? { maxAttempts: 0 } : (this.options.reconnect ?? {});
-      const maxAttempts = cfg.maxAttempts ?? 8;
-      let delay = cfg.initialDelayMs ?? 250;
-      let lastError: SignalError | undefined;
-      for (let attempt = 1; attempt <= maxAttempts && !this.left; attempt++) {
-        if (!this.options.getToken) {
-          lastError = new SignalError('TOKEN_REFRESH_FAILED', 'no getToken() callback: cannot rejoin (tokens work once)');
-          break;
-        }
-        let session: Session | undefined;
-        try {
-          const token = await this.options.getToken().catch((err: unknown) => {
-            throw new SignalError('TOKEN_REFRESH_FAILED', `getToken() failed: ${(err as Error)?.message ?? String(err)}`, undefined, err);
-          });
-          if (this.left) return;
-          this.token = token;
-          session = await this.openSession(token);
-          this.session = session;
-          await this.joinSession(session, true);
-          for (const pub of this.publications.values()) {
-            if (pub.local.track.readyState === 'ended') continue;
-            pub.producer = await this.produce(session, pub.local);
-          }
-          if (this.left) return;
-          this.setState('connected', 'rejoined');
-          return;
-        } catch (err) {
-          lastError = toSignalError(err, 'CONNECTION_FAILED');
-          if (session) this.teardown(session, 'rejoin failed');
-          // The token itself is refused for good: a new token from the same source will not do better.
-          if (/^(KICKED|ROOM_CLOSED|TOKEN_BAD_SIGNATURE|TOKEN_MALFORMED)$/.test(lastError.code)) break;
-        }
-        await sleep(delay);
-        delay = Math.min(delay * 2, cfg.maxDelayMs ?? 5000);
+  /** One rejoin attempt: a new session under the same peer id, joined, with the publications produced again. */
+  private async rejoinWith(token: string): Promise<void> {
+    let session: Session | undefined;
+    try {
+      this.token = token;
+      session = await this.openSession(token);
+      this.session = session;
+      await this.joinSession(session, true);
+      for (const pub of this.publications.values()) {
+        if (pub.local.track.readyState === 'ended') continue;
+        pub.producer = await this.produce(session, pub.local);
       }
-      if (this.left) return;
-      for (const state of [...this.peerStates.values()]) this.dropPeer(state);
-      this.setState('disconnected', lastError?.message ?? 'could not rejoin');
-      this.emit('error', new SignalError('RECONNECT_FAILED', `could not rejoin: ${lastError?.toString() ?? 'no attempt allowed'}`, undefined, lastError));
-    })().finally(() => {
-      this.rejoining = undefined;
-    });
-    return this.rejoining;
+    } catch (err) {
+      if (session) this.teardown(session, 'rejoin failed');
+      throw err;
+    }
   }
 }

@@ -1,5 +1,7 @@
 /** A small typed event emitter for the browser (no Node `events` needed). */
 export type EventMap = Record<string, unknown[]>;
+/** One event with its arguments, `[name, ...args]`: a union over E's events, so an emitter of more events takes the events of fewer. */
+export type EventArgs<E extends EventMap> = { [K in keyof E]: [event: K, ...args: E[K]] }[keyof E];
 type Listener<A extends unknown[]> = (...args: A) => void;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyListener = (...args: any[]) => void;
@@ -27,7 +29,7 @@ export class TypedEmitter<E extends EventMap> {
   }
 
   /** Calls every listener; one that throws is reported on the console and does not stop the others. */
-  protected emit<K extends keyof E>(event: K, ...args: E[K]): void {
+  protected emit(...[event, ...args]: EventArgs<E>): void {
     for (const listener of [...(this.listeners.get(event) ?? [])]) {
       try {
         listener(...args);

@@ -1,3 +1,6 @@
+import { type CloseReasonName, closeReasons } from '../../../src/protocol/codes.js';
+import { type ErrorCode, isErrorCode } from '../../../src/protocol/error-codes.js';
+
 /**
  * Every failure the SDK reports is a SignalError with a stable `code`:
  * the gateway's `errorName` (PRODUCE_NOT_ALLOWED, NOT_JOINED, TOKEN_EXPIRED, …)
@@ -34,28 +37,50 @@ export const sdkErrorCodes = [
   'MEDIA_UNSUPPORTED',
   /** WebRTC transport failure (ICE/DTLS) the SDK could not recover from. */
   'TRANSPORT_FAILED',
+  /** The server refused with a code this SDK version does not know (a newer server): `serverCode` has it, `status` its class. */
+  'UNKNOWN_SERVER_ERROR',
   /** Anything else. */
   'INTERNAL',
 ] as const;
 export type SdkErrorCode = (typeof sdkErrorCodes)[number];
+
+/** What the server may name: a refusal from its error catalogue, or why it ended the session (`closing`). */
+export type ServerErrorCode = ErrorCode | CloseReasonName;
+export type SignalErrorCode = ServerErrorCode | SdkErrorCode;
+
+function isSignalErrorCode(code: string): code is SignalErrorCode {
+  return isErrorCode(code) || Object.hasOwn(closeReasons, code) || (sdkErrorCodes as readonly string[]).includes(code);
+}
 
 export class SignalError extends Error {
   override readonly name = 'SignalError';
 
   constructor(
     /** Stable, machine-readable: switch on this. */
-    readonly code: SdkErrorCode | (string & {}),
+    readonly code: SignalErrorCode,
     message: string,
     /** HTTP-like status of a server refusal (the protoo errorCode: 400, 403, 404, 409, 503, …). */
     readonly status?: number,
     override readonly cause?: unknown,
+    /** With UNKNOWN_SERVER_ERROR: the server's code as it sent it. */
+    readonly serverCode?: string,
   ) {
     super(message);
   }
 
+  /**
+   * A refusal as the server names it (a response's `errorName`, a `closing`'s, a REST body's `code`).
+   * A code this SDK version does not know becomes UNKNOWN_SERVER_ERROR, the name kept in `serverCode`:
+   * `code` stays a closed union apps can switch on exhaustively, and nothing the server said is lost.
+   */
+  static fromServer(name: string, message: string, status?: number): SignalError {
+    return isSignalErrorCode(name) ? new SignalError(name, message, status) : new SignalError('UNKNOWN_SERVER_ERROR', message, status, undefined, name);
+  }
+
   /** "PRODUCE_NOT_ALLOWED (403): this token has the viewer role: it may only subscribe" */
   override toString(): string {
-    return `${this.code}${this.status !== undefined ? ` (${this.status})` : ''}: ${this.message}`;
+    const code = this.serverCode !== undefined ? `${this.code} ${this.serverCode}` : this.code;
+    return `${code}${this.status !== undefined ? ` (${this.status})` : ''}: ${this.message}`;
   }
 }
 

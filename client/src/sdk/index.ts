@@ -19,10 +19,12 @@ export type {
   RoomClientOptions,
   Source,
 } from './client.js';
-export { SignalError, sdkErrorCodes, type SdkErrorCode } from './errors.js';
+export { SignalError, sdkErrorCodes, type SdkErrorCode, type ServerErrorCode, type SignalErrorCode } from './errors.js';
+export type { ErrorCode } from '../../../src/protocol/error-codes.js';
 export { CLOSE_CODES, CLOSE_REASONS, type ClientResponses, type Ending } from './protoo.js';
 export { decodeToken, type Permissions, type TokenInfo } from './token.js';
-export type { AgentProbes, PeerInfo, ServerNotifications, ServerRequests, ClientMethod, ClientRequest } from '../../../src/protocol/signaling.js';
+export type { AgentProbes, ClientMethod, ClientRequest } from '../../../src/protocol/signaling.js';
+export type { PeerInfo, ServerNotification, ServerNotifications, ServerRequests } from '../../../src/protocol/notifications.js';
 
 export const version = '0.1.0';
 

@@ -1,15 +1,15 @@
 // Types only: the gateway's schemas are the one source of truth, and a type
 // import keeps zod (and the schemas' code) out of the browser bundle.
-import type {
-  AgentProbes,
-  ClientMethod,
-  ClientRequest,
-  PeerInfo,
-  ProtooMessage,
-  ServerNotifications,
-  ServerRequests,
-} from '../../../src/protocol/signaling.js';
+import type { AgentProbes, ClientMethod, ClientRequest, ProtooMessage } from '../../../src/protocol/signaling.js';
 import { closeCodes, closeReasonOf, closeReasons } from '../../../src/protocol/codes.js';
+import {
+  type PeerInfo,
+  type ServerNotification,
+  type ServerNotifications,
+  type ServerRequest,
+  isServerNotificationMethod,
+  isServerRequestMethod,
+} from '../../../src/protocol/notifications.js';
 import type { types as ms } from 'mediasoup-client';
 import { SignalError } from './errors.js';
 
@@ -58,8 +58,8 @@ export type ClientResponse<M extends ClientMethod> = M extends keyof ClientRespo
 /** A failed response as the gateway sends it: the protoo fields plus the stable `errorName`. */
 type ErrorResponse = Extract<ProtooMessage, { ok: false }> & { errorName?: string };
 
-export type ServerRequestHandler = <M extends keyof ServerRequests>(method: M, data: ServerRequests[M]) => Promise<unknown>;
-export type NotificationHandler = <M extends keyof ServerNotifications>(method: M, data: ServerNotifications[M]) => void;
+export type ServerRequestHandler = (request: ServerRequest) => Promise<unknown>;
+export type NotificationHandler = (notification: ServerNotification) => void;
 
 interface Pending {
   method: string;
@@ -172,20 +172,25 @@ export class ProtooSocket {
       if (message.ok) pending.resolve(message.data);
       else {
         const err = message as ErrorResponse;
-        const code = err.errorName ?? `ERROR_${err.errorCode}`;
+        const name = err.errorName ?? `ERROR_${err.errorCode}`;
         // The gateway leads the reason with the name (for protoo-client); the code already says it.
-        const text = err.errorReason.startsWith(`${code}: `) ? err.errorReason.slice(code.length + 2) : err.errorReason;
-        pending.reject(new SignalError(code, text, err.errorCode));
+        const text = err.errorReason.startsWith(`${name}: `) ? err.errorReason.slice(name.length + 2) : err.errorReason;
+        pending.reject(SignalError.fromServer(name, text, err.errorCode));
       }
     } else if ('request' in message) {
-      const { id, method, data } = message;
-      this.onRequest(method as keyof ServerRequests, data as never).then(
-        (result) => this.send({ response: true, id, ok: true, data: result ?? {} }),
-        (err: unknown) =>
-          this.send({ response: true, id, ok: false, errorCode: 500, errorReason: err instanceof Error ? err.message : String(err) }),
-      );
-    } else {
-      this.onNotification(message.method as keyof ServerNotifications, (message.data ?? {}) as never);
+      const { id, method } = message;
+      const fail = (err: unknown) =>
+        this.send({ response: true, id, ok: false, errorCode: 500, errorReason: err instanceof Error ? err.message : String(err) });
+      if (!isServerRequestMethod(method)) {
+        fail(new Error(`${method} is not supported by this client`));
+        return;
+      }
+      // The one unchecked step: the payload is taken to match the gateway's map (validating it would ship zod).
+      const request = { method, data: message.data ?? {} } as ServerRequest;
+      this.onRequest(request).then((result) => this.send({ response: true, id, ok: true, data: result ?? {} }), fail);
+    } else if (isServerNotificationMethod(message.method)) {
+      // Unchecked as above; methods a newer gateway may add are dropped before this.
+      this.onNotification({ method: message.method, data: message.data ?? {} } as ServerNotification);
     }
   }
 
