@@ -1,8 +1,8 @@
 import { type Permissions, grantedPermissions } from '../protocol/permissions.js';
 import type { TokenGrant } from '../core/subjects.js';
 import type { RtpCapabilities } from '../protocol/media-parameters.js';
-import type { ClientRequest, PeerInfo } from '../protocol/signaling.js';
-import type { PeerConnection } from './peer-connection.js';
+import type { ClientRequest, PeerInfo, ServerNotifications } from '../protocol/signaling.js';
+import type { ClientConnection } from './edge/connection.js';
 import type { ClientDistance, Rtts } from './placement.js';
 
 /** The media objects a peer holds on its agent, each capped per peer. */
@@ -44,9 +44,7 @@ export class Peer {
     readonly id: string,
     /** What its token granted: room, user, role. */
     readonly grant: TokenGrant,
-    readonly connection: PeerConnection | undefined,
-    /** The digest its token is known by at the gateway (WebSocket peers), to resume its session with. */
-    readonly tokenKey?: string,
+    readonly connection: ClientConnection | undefined,
   ) {
     this.displayName = grant.userName;
     this.permissions = grantedPermissions(grant);
@@ -69,7 +67,7 @@ export class Peer {
     return undefined;
   }
 
-  notify(method: string, data: unknown): void {
+  notify<M extends keyof ServerNotifications>(method: M, data: ServerNotifications[M]): void {
     this.connection?.notify(method, data);
   }
 }

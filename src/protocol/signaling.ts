@@ -141,7 +141,8 @@ export interface ServerNotifications {
   producerScore: { producerId: string; score: unknown };
   dataConsumerClosed: { dataConsumerId: string };
   activeSpeaker: { peerId: string | null; volume?: number };
-  downlinkBwe: Record<string, unknown>;
+  /** mediasoup's `bwe` trace info of the peer's consuming transport, forwarded as its agent reports it (unchecked). */
+  downlinkBwe: unknown;
   /** The mediasoup version of the agent carrying this peer's media (mediasoup-demo's notification), once it is placed. */
   'mediasoup-version': { version: string };
   /** The media agent hosting this peer is gone: its transports are closed; rejoin with a fresh token. */
