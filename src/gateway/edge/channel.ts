@@ -9,7 +9,7 @@ export interface ChannelContext {
   readonly session: Session;
   /** The client's address as agents would see it (IPv4-mapped IPv6 unwrapped). */
   readonly clientAddress: string | undefined;
-  /** The WebSocket URL's query (e.g. room signaling's `peerId`). */
+  /** The WebSocket URL's query but the token (e.g. room signaling's `peerId`). */
   readonly query: URLSearchParams;
   /** Set when the token resumed a session the gateway ended for the client to reconnect. */
   readonly resumedPeerId: string | undefined;

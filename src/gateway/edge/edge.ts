@@ -37,7 +37,10 @@ function clientAddressOf(req: IncomingMessage): string | undefined {
   return address?.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
-/** A connection's channels once admitted: the handlers of those its session may use, the refusals of the others. */
+/**
+ * A connection's channels once admitted (those registered by then): the handlers of those its
+ * session may use, the refusals of the others.
+ */
 type Opened = Map<Channel, ChannelHandler | AppError>;
 
 /**
@@ -134,11 +137,14 @@ export class ClientEdge {
   ): Promise<Opened> {
     const { session, key, resumedPeerId } = await this.tokens.consume(token);
     if (connection.closed) throw new AppError('PEER_CLOSED', 'client left before admission', 410);
+    // The token stays here: channels have the session it proved.
+    const channelQuery = new URLSearchParams(query);
+    channelQuery.delete('token');
     const context: ChannelContext = {
       connection,
       session,
       clientAddress,
-      query,
+      query: channelQuery,
       resumedPeerId,
       openedAt,
       allowResume: (peerId) => this.tokens.allowResume(key, session, peerId),
@@ -152,10 +158,9 @@ export class ClientEdge {
 
   private dispatch(connection: ClientConnection, opened: Promise<Opened>, request: ProtooRequest): void {
     opened
-      .then(async (handlers) => {
-        const channel = this.channels.find((c) => c.claims(request.method));
-        if (!channel) throw new AppError('UNKNOWN_METHOD', `unknown method "${request.method}"`, 400);
-        const handler = handlers.get(channel)!;
+      .then(async (channels) => {
+        const handler = [...channels].find(([channel]) => channel.claims(request.method))?.[1];
+        if (!handler) throw new AppError('UNKNOWN_METHOD', `unknown method "${request.method}"`, 400);
         if (handler instanceof AppError) throw handler;
         const result = await inSpan(`signaling ${request.method}`, SpanKind.SERVER, (span) => {
           if (handler.spanAttributes) span.setAttributes(handler.spanAttributes);
