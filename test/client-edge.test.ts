@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { decodeAnyToken, verifyTokenSignature } from '../src/nuve/access-token.js';
 import { buildMAuthHeader } from '../src/nuve/mauth.js';
 import { type Channel, requireScope } from '../src/gateway/edge/channel.js';
 import type { Session } from '../src/gateway/edge/session.js';
@@ -214,6 +215,19 @@ describe('session tokens', () => {
       ['a permission', (f) => (f.room.permissions.publish = true)],
       ['the expiry', (f) => (f.expiresAt += 60_000)],
     ];
+    const more: [string, (f: Record<string, any>) => void][] = [
+      ['a scope replaced', (f) => (f.scopes = ['room', 'rpc'])],
+      ['the room', (f) => (f.room.roomId = 'f'.repeat(24))],
+      ['the eapolicy', (f) => (f.room.eapolicy = 'TTL-BEST')],
+      ['the gateway URL', (f) => (f.gatewayUrl = 'ws://evil.example:1')],
+      ['the token id', (f) => (f.tokenId = 'a'.repeat(32))],
+    ];
+    // The signature alone refuses each (Nuve also compares the stored record, which would catch some).
+    const signed = await sessionToken(tenantA, { user: 'tess', scopes: ['room', 'push'], room: { id: roomId, role: 'viewer' } });
+    assert.ok(verifyTokenSignature(decodeAnyToken(signed), tenantA.key), 'the token as issued verifies');
+    for (const [what, change] of [...changes, ...more]) {
+      assert.equal(verifyTokenSignature(decodeAnyToken(tampered(signed, change)), tenantA.key), false, what);
+    }
     for (const [what, change] of changes) {
       const token = await sessionToken(tenantA, { user: 'tess', scopes: ['room', 'push'], room: { id: roomId, role: 'viewer' } });
       await closedWith(connect(tampered(token, change)), 'TOKEN_BAD_SIGNATURE').catch((err: Error) => {
