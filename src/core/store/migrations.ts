@@ -45,7 +45,8 @@ const migrations: Record<string, Migration> = {
   },
   '0002_session_tokens': {
     async up(db: Kysely<any>) {
-      // Session tokens: a user of a tenant with scopes, a room only for some (hence not in `tokens`, whose room is required).
+      // Session tokens: a user of a tenant with scopes, a room only for some (hence not in `tokens`, whose room is
+      // required). Deleting their tenant or room deletes them (the foreign keys cascade).
       await db.schema
         .createTable('session_tokens')
         .addColumn('id', 'varchar(32)', (c) => c.primaryKey())

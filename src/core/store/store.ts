@@ -344,7 +344,6 @@ class KyselyStore implements Store {
   async deleteService(id: string): Promise<boolean> {
     return this.db.transaction().execute(async (tx) => {
       await tx.deleteFrom('tokens').where('service_id', '=', id).execute();
-      await tx.deleteFrom('session_tokens').where('service_id', '=', id).execute();
       await tx.deleteFrom('rooms').where('service_id', '=', id).execute();
       const res = await tx.deleteFrom('services').where('id', '=', id).executeTakeFirst();
       return Number(res.numDeletedRows) > 0;
@@ -404,7 +403,6 @@ class KyselyStore implements Store {
   async deleteRoom(serviceId: string, roomId: string): Promise<boolean> {
     return this.db.transaction().execute(async (tx) => {
       await tx.deleteFrom('tokens').where('room_id', '=', roomId).where('service_id', '=', serviceId).execute();
-      await tx.deleteFrom('session_tokens').where('room_id', '=', roomId).where('service_id', '=', serviceId).execute();
       const res = await tx
         .deleteFrom('rooms')
         .where('id', '=', roomId)
