@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
-import { addressKey } from '../src/gateway/limits.js';
+import { addressKey } from '../src/gateway/edge/limits.js';
 import { gatewayCall } from './helpers/broadcaster.js';
 import { audioRtpParameters } from './helpers/ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';

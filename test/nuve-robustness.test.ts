@@ -70,6 +70,7 @@ const ROUTES: Record<string, RouteSpec> = {
   'PATCH /rooms/:room': { access: 'mauth', roomScoped: true },
   'DELETE /rooms/:room': { access: 'mauth', roomScoped: true },
   'POST /rooms/:room/tokens': { access: 'mauth', roomScoped: true },
+  'POST /sessions': { access: 'mauth' },
   'GET /rooms/:room/users': { access: 'mauth', roomScoped: true },
   'GET /rooms/:room/users/:user': { access: 'mauth', roomScoped: true },
   'DELETE /rooms/:room/users/:user': { access: 'mauth', roomScoped: true },
@@ -443,11 +444,16 @@ function record(world: World, sent: Sent, actor: Tenant | undefined, res: CallRe
     world.serviceCount--;
     world.victims = world.victims.filter((v) => v.id !== sent.params.service);
   }
-  const token = route.url === '/dev/tokens' ? res.json?.token : route.url === '/rooms/:room/tokens' ? res.text : undefined;
+  const token =
+    route.url === '/dev/tokens' || route.url === '/sessions' ? res.json?.token : route.url === '/rooms/:room/tokens' ? res.text : undefined;
   if (typeof token === 'string' && route.method === 'POST') {
-    const claims = JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as { serviceId: string; roomId: string };
+    const claims = JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as { serviceId: string; roomId?: string; room?: { roomId: string } };
     assert.equal(claims.serviceId, world.services[actor!].id, 'a token names its requester');
-    assert.equal(world.owners.get(claims.roomId), actor, "a token is for one of its requester's rooms");
+    // A session token may name no room.
+    const roomId = claims.roomId ?? claims.room?.roomId;
+    if (roomId !== undefined || route.url !== '/sessions') {
+      assert.equal(world.owners.get(roomId!), actor, "a token is for one of its requester's rooms");
+    }
   }
 }
 

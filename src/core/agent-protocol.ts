@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { ConsumerScore, ProducerScore } from '../protocol/notifications.js';
 import {
   appDataSchema,
   dtlsParametersSchema,
@@ -294,12 +295,12 @@ export type AgentEvent =
   | { type: 'consumerClosed'; roomId: string; peerId: string; consumerId: string }
   | { type: 'consumerPaused'; roomId: string; peerId: string; consumerId: string }
   | { type: 'consumerResumed'; roomId: string; peerId: string; consumerId: string }
-  | { type: 'consumerScore'; roomId: string; peerId: string; consumerId: string; score: unknown }
+  | { type: 'consumerScore'; roomId: string; peerId: string; consumerId: string; score: ConsumerScore }
   | { type: 'consumerLayersChanged'; roomId: string; peerId: string; consumerId: string; layers: unknown }
-  | { type: 'producerScore'; roomId: string; peerId: string; producerId: string; score: unknown }
+  | { type: 'producerScore'; roomId: string; peerId: string; producerId: string; score: ProducerScore }
   | { type: 'producerClosed'; roomId: string; peerId: string; producerId: string }
   | { type: 'dataConsumerClosed'; roomId: string; peerId: string; dataConsumerId: string }
-  | { type: 'downlinkBwe'; roomId: string; peerId: string; bwe: unknown }
+  | { type: 'downlinkBwe'; roomId: string; peerId: string; bwe: Record<string, unknown> }
   | { type: 'activeSpeaker'; roomId: string; producerId: string | null; volume?: number }
   | { type: 'routerClosed'; roomId: string; epoch?: string; reason: RouterClosedReason };
 

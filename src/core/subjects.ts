@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { permissionsSchema, roleNameSchema } from './roles.js';
+import { permissionsSchema, roleNameSchema, sessionScopesSchema } from './roles.js';
 
 /**
  * Bus subjects and message schemas shared by the roles: the only contract
@@ -55,6 +55,23 @@ export const tokenGrantSchema = z.object({
   eapolicy: eaPolicySchema,
 });
 export type TokenGrant = z.infer<typeof tokenGrantSchema>;
+
+/**
+ * What a gateway learns from a consumed session token: a user of a tenant, its scopes, and the
+ * room grant when it names a room (the same a room token gives). A room token answers a TokenGrant.
+ */
+export const sessionGrantSchema = z.object({
+  kind: z.literal('session'),
+  tokenId: z.string(),
+  serviceId: z.string(),
+  userName: z.string(),
+  scopes: sessionScopesSchema,
+  room: tokenGrantSchema.optional(),
+});
+export type SessionGrant = z.infer<typeof sessionGrantSchema>;
+
+/** `nuve.token.consume`'s answer, whichever kind the token was. */
+export const consumedGrantSchema = z.union([sessionGrantSchema, tokenGrantSchema]);
 
 export const userSchema = z.object({
   name: z.string(),

@@ -99,7 +99,8 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
 
   route('create', async (request) => {
     const body = parse(broadcasterApi.create.body, request.body);
-    const { grant } = await gateway.tokens.consume(body.token);
+    const grant = (await gateway.tokens.consume(body.token)).session.room;
+    if (!grant) throw new AppError('ROOM_NOT_GRANTED', 'a broadcaster needs a token naming a room');
     const peer = new Peer(`bc-${randomBytes(8).toString('hex')}`, grant, undefined);
     // A broadcaster streams in (publish) or out (record); a token allowing neither has nothing to do here.
     if (!peer.permissions.publish && !peer.permissions.record) {

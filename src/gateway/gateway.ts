@@ -1,8 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
-import { WebSocketServer, type WebSocket } from 'ws';
 import { agentEventSchema, agentSubjects } from '../core/agent-protocol.js';
 import type { Bus, Subscription } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
@@ -12,48 +9,25 @@ import { type GatewayRpc, type RoomUser, type TokenGrant, gatewayRpcSchema, subj
 import { waitUntilEmpty } from '../core/drain.js';
 import { OpsAuth } from '../core/ops-auth.js';
 import { opsRoutes } from '../core/ops-routes.js';
-import { SpanKind, inSpan } from '../core/tracing.js';
 import { AgentRegistry } from './agent-registry.js';
 import { broadcasterRoutes } from './broadcasters.js';
-import { PeerConnection } from './peer-connection.js';
-import { GatewayLimits } from './limits.js';
+import type { Channel, ChannelContext, ChannelHandler } from './edge/channel.js';
+import { ClientEdge } from './edge/edge.js';
+import type { GatewayLimits } from './edge/limits.js';
+import type { TokenGate } from './edge/token-gate.js';
 import { GatewayMetrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { Peer } from './peer.js';
 import { ClientDistance, placeWithRoom, rankByDistance } from './placement.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
-import { TokenGate } from './token-gate.js';
-import type { AgentProbes } from '../protocol/signaling.js';
-
-/** The query of a WebSocket request (token, peerId); an unparsable URL has none. */
-function queryOf(req: IncomingMessage): URLSearchParams {
-  try {
-    return new URL(req.url ?? '/', 'ws://gateway').searchParams;
-  } catch {
-    return new URLSearchParams();
-  }
-}
+import { type AgentProbes, clientRequestSchemas } from '../protocol/signaling.js';
 
 /**
- * The token as the client meant it, sent raw (`'?token=' + token`) or
- * percent-encoded. A raw `+` of standard base64 reads as a space in a query
- * string; base64 has no spaces, so every space was a `+`.
- */
-function tokenOf(query: URLSearchParams): string | null {
-  return query.get('token')?.replaceAll(' ', '+') ?? null;
-}
-
-/** The client's IP as agents would see it (IPv4-mapped IPv6 unwrapped). */
-function clientAddressOf(req: IncomingMessage): string | undefined {
-  const address = req.socket.remoteAddress;
-  return address?.startsWith('::ffff:') ? address.slice(7) : address;
-}
-
-/**
- * The signaling role ("EC"): clients' WebSockets (protoo), rooms and peers,
- * placement of rooms on media agents, broadcaster ingest over HTTP. It talks
- * to Nuve and agents only through the bus.
+ * The signaling role ("EC"): clients' WebSockets (protoo, through the client
+ * edge, where room signaling is one channel), rooms and peers, placement of
+ * rooms on media agents, broadcaster ingest over HTTP. It talks to Nuve and
+ * agents only through the bus.
  */
 export class Gateway {
   readonly agents: AgentRegistry;
@@ -61,14 +35,13 @@ export class Gateway {
   private readonly opening = new Map<string, Promise<Room>>();
   private presence?: GatewayPresence;
   private drainWatch?: ReturnType<typeof waitUntilEmpty>;
-  readonly limits: GatewayLimits;
-  readonly tokens: TokenGate;
+  readonly edge: ClientEdge;
   private metrics?: GatewayMetrics;
-  private connectionSerial = 0;
   private metricsRegistry?: Registry;
   private readonly subscriptions: Subscription[] = [];
   private http?: FastifyInstance;
-  private wss?: WebSocketServer;
+  /** How each WebSocket peer's session may be resumed once, should its media agent be lost. */
+  private readonly resumptions = new WeakMap<Peer, (peerId: string) => void>();
   /** Broadcaster peers by id, with the secret their HTTP calls must carry. */
   readonly broadcasters = new Map<string, { peer: Peer; room: Room; secret: Buffer }>();
 
@@ -77,13 +50,21 @@ export class Gateway {
     private readonly bus: Bus,
     private readonly logger: Logger,
   ) {
-    this.limits = new GatewayLimits(config.gateway.rateLimit);
-    this.tokens = new TokenGate(bus, config.gateway.id, logger, config.gateway.refusedTokenCacheSize);
+    this.edge = new ClientEdge(config.gateway, bus, logger);
+    this.edge.register(this.roomSignaling());
     this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
     this.agents.on('removed', (agent, why) => {
       const reason = why === 'restarted' ? 'agent-restarted' : 'agent-removed';
       for (const room of [...this.rooms.values()]) room.agentLost(agent.id, reason, true);
     });
+  }
+
+  get limits(): GatewayLimits {
+    return this.edge.limits;
+  }
+
+  get tokens(): TokenGate {
+    return this.edge.tokens;
   }
 
   get id(): string {
@@ -146,8 +127,7 @@ export class Gateway {
       metrics: () => this.metricsRegistry,
     });
     await app.register(broadcasterRoutes, { gateway: this });
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.gateway.maxMessageBytes });
-    app.server.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
+    app.server.on('upgrade', (req, socket, head) => void this.edge.upgrade(req, socket, head));
     await app.listen({ host: this.config.gateway.host, port: this.config.gateway.port });
     this.http = app;
     this.presence = new GatewayPresence(
@@ -199,11 +179,8 @@ export class Gateway {
   async close(): Promise<void> {
     this.presence?.stop();
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
-    for (const room of [...this.rooms.values()]) {
-      for (const peer of room.peers.values()) peer.connection?.end('GATEWAY_SHUTDOWN', 'gateway shutting down; rejoin with a new token');
-      room.close();
-    }
-    this.wss?.close();
+    this.edge.close('GATEWAY_SHUTDOWN', 'gateway shutting down; rejoin with a new token');
+    for (const room of [...this.rooms.values()]) room.close();
     await this.http?.close();
     this.agents.stop();
   }
@@ -299,96 +276,43 @@ export class Gateway {
     return { probes: probes.length > 1 ? probes : [], timeoutMs };
   }
 
-  /**
-   * A client asks for a WebSocket. The connection budgets are checked before
-   * the handshake; a token the gateway refuses by itself still gets its
-   * socket, so the client learns why (`closing`, then the close code).
-   */
-  private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    // Until ws takes the socket, nobody else listens for its errors (a reset would otherwise crash the process).
-    socket.on('error', () => socket.destroy());
-    const query = queryOf(req);
-    const clientAddress = clientAddressOf(req);
-    const token = tokenOf(query);
-    const verdict = await this.limits.acceptConnection(clientAddress ?? '', () => this.tokens.needsNuve(token));
-    if (verdict !== 'ok') {
-      socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
-      return;
-    }
-    this.wss!.handleUpgrade(req, socket, head, (ws) => void this.onConnection(ws, token, query.get('peerId'), clientAddress));
+  /** Room signaling (mediasoup-demo's methods) as a channel of the client edge: one peer of the session's room per connection. */
+  private roomSignaling(): Channel {
+    return {
+      name: 'room',
+      claims: (method) => Object.hasOwn(clientRequestSchemas, method),
+      refusal: (session) =>
+        session.room
+          ? undefined
+          : new AppError('ROOM_NOT_GRANTED', 'this session has no room: room methods need a token naming a room'),
+      open: (context) => this.enterRoom(context),
+    };
   }
 
-  private async onConnection(ws: WebSocket, token: string | null, requestedPeerId: string | null, clientAddress: string | undefined): Promise<void> {
-    const connection = new PeerConnection(ws, this.logger);
-    const connectionKey = String(++this.connectionSerial);
-    const openedAt = performance.now();
-    // Clients may send requests right after the socket opens, before the token is checked: they wait for it.
-    const session = this.admit(connection, token, requestedPeerId, clientAddress);
-    connection.on('request', (request) => {
-      void this.limits.admitRequest(connectionKey).then((verdict) => {
-        if (verdict === 'ok') {
-          this.dispatch(connection, session, request, openedAt);
-          return;
-        }
-        connection.respondError(request.id, new AppError('RATE_LIMITED', 'too many requests on this connection'));
-        if (verdict === 'disconnect') connection.end('PROTOCOL_ABUSE', 'request flood');
-      });
-    });
-    connection.on('close', () => this.limits.forget(connectionKey));
-    session.catch((err: unknown) => {
-      const appErr = isAppError(err) ? err : new AppError('INTERNAL');
-      if (!isAppError(err)) this.logger.error({ err }, 'connection setup failed');
-      connection.end(appErr.code, appErr.message);
-    });
-  }
-
-  private dispatch(
-    connection: PeerConnection,
-    session: Promise<{ room: Room; peer: Peer }>,
-    request: { id: number; method: string; data?: unknown },
-    openedAt: number,
-  ): void {
-    session
-      .then(async ({ room, peer }) => {
-        const result = await inSpan(`signaling ${request.method}`, SpanKind.SERVER, (span) => {
-          span.setAttributes({ 'mss.room': room.id, 'mss.peer': peer.id });
-          return room.handle(peer, request.method, request.data);
-        });
-        connection.respond(request.id, result);
-        if (request.method === 'join') this.metrics?.joinDuration.observe((performance.now() - openedAt) / 1000);
-        // After `leave` (or a kick racing this request) the socket has no purpose left.
-        if (peer.closed) connection.end('LEFT', 'left the room');
-      })
-      .catch((err: unknown) => {
-        if (connection.closed) return;
-        if (isAppError(err)) connection.respondError(request.id, err);
-        else {
-          this.logger.error({ err, method: request.method }, 'request failed');
-          connection.respondError(request.id, new AppError('INTERNAL'));
-        }
-      });
-  }
-
-  /** Checks the token, opens the room if needed and adds the peer; rejects when the client may not enter. */
-  private async admit(
-    connection: PeerConnection,
-    token: string | null,
-    requestedPeerId: string | null,
-    clientAddress?: string,
-  ): Promise<{ room: Room; peer: Peer }> {
-    const { grant, key, resumedPeerId } = await this.tokens.consume(token);
-    if (connection.closed) throw new AppError('PEER_CLOSED');
+  /** Opens the room if needed and adds the connection's peer; rejects when the client may not enter. */
+  private async enterRoom(context: ChannelContext): Promise<ChannelHandler> {
+    const { connection, session } = context;
+    const grant = session.room!;
     const room = this.roomFor(grant);
     // A resumed session keeps its peer id, so the room sees the same peer come back.
-    const peerId = this.sessionPeerId(room, grant.userName, requestedPeerId ?? resumedPeerId ?? null);
-    const peer = new Peer(peerId, grant, connection, key);
+    const peerId = this.sessionPeerId(room, grant.userName, context.query.get('peerId') ?? context.resumedPeerId ?? null);
+    const peer = new Peer(peerId, grant, connection);
+    this.resumptions.set(peer, context.allowResume);
     const replaced = room.peers.get(peerId);
     connection.on('close', () => room.removePeer(peer, 'disconnected'));
     // Takes the id at once (addPeer's first step): the old session's socket closing then leaves the room open.
-    const added = this.addPeer(room, peer, clientAddress);
+    const added = this.addPeer(room, peer, context.clientAddress);
     replaced?.connection?.end('REPLACED', 'replaced by a new connection');
     await added;
-    return { room, peer };
+    return {
+      spanAttributes: { 'mss.room': room.id, 'mss.peer': peer.id },
+      handle: (method, data) => room.handle(peer, method, data),
+      answered: (method) => {
+        if (method === 'join') this.metrics?.joinDuration.observe((performance.now() - context.openedAt) / 1000);
+        // After `leave` (or a kick racing this request) the socket has no purpose left.
+        if (peer.closed) connection.end('LEFT', 'left the room');
+      },
+    };
   }
 
   /**
@@ -397,8 +321,9 @@ export class Gateway {
    * (mediasoup-demo's app then joins again); the SDK rejoins with a fresh token.
    */
   private mediaLost(peer: Peer, reason: string): void {
-    if (!peer.connection || peer.tokenKey === undefined) return;
-    this.tokens.allowResume(peer.tokenKey, peer.grant, peer.id);
+    const allowResume = this.resumptions.get(peer);
+    if (!peer.connection || !allowResume) return;
+    allowResume(peer.id);
     peer.connection.end('MEDIA_AGENT_LOST', `media agent lost (${reason}): reconnect`);
   }
 

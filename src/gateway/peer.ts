@@ -2,12 +2,12 @@ import { EventEmitter } from 'node:events';
 import { type Permissions, grantedPermissions } from '../protocol/permissions.js';
 import type { TokenGrant } from '../core/subjects.js';
 import type { RtpCapabilities } from '../protocol/media-parameters.js';
-import type { ClientRequest, PeerInfo } from '../protocol/signaling.js';
-import type { PeerConnection } from './peer-connection.js';
+import type { ClientRequest, PeerInfo, ServerNotifications } from '../protocol/signaling.js';
+import type { ClientConnection } from './edge/connection.js';
 import type { ClientDistance, Rtts } from './placement.js';
 
-/** What a peer's room and gateway use of its WebSocket session (a PeerConnection; a stand-in in unit tests). */
-export type PeerChannel = Pick<PeerConnection, 'notify' | 'request' | 'end'>;
+/** What a peer's room and gateway use of its WebSocket session (a ClientConnection; a stand-in in unit tests). */
+export type PeerChannel = Pick<ClientConnection, 'notify' | 'request' | 'end'>;
 
 /** The media objects a peer holds on its agent, each capped per peer. */
 export type PeerObjectKind = 'transports' | 'producers' | 'consumers' | 'dataProducers' | 'dataConsumers';
@@ -56,8 +56,6 @@ export class Peer extends EventEmitter<PeerEvents> {
     /** What its token granted: room, user, role. */
     readonly grant: TokenGrant,
     readonly connection: PeerChannel | undefined,
-    /** The digest its token is known by at the gateway (WebSocket peers), to resume its session with. */
-    readonly tokenKey?: string,
   ) {
     super();
     this.displayName = grant.userName;
@@ -81,7 +79,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     return undefined;
   }
 
-  notify(method: string, data: unknown): void {
+  notify<M extends keyof ServerNotifications>(method: M, data: ServerNotifications[M]): void {
     this.connection?.notify(method, data);
   }
 

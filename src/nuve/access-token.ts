@@ -1,8 +1,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { DecodedToken, TokenClaims } from '../core/access-token.js';
-import { PERMISSION_NAMES, type Permissions } from '../protocol/permissions.js';
+import type { DecodedSessionToken, DecodedToken, SessionClaims, TokenClaims } from '../core/access-token.js';
+import { PERMISSION_NAMES, type Permissions, SESSION_SCOPES } from '../protocol/permissions.js';
 
-export { type TokenClaims, decodeToken } from '../core/access-token.js';
+export { type SessionClaims, type TokenClaims, decodeAnyToken, decodeToken, isSessionClaims } from '../core/access-token.js';
 
 /*
  * The one-time room access token (its format is in core/access-token.ts).
@@ -72,8 +72,38 @@ export function encodeToken(claims: IssuedClaims, key: string): string {
   return Buffer.from(JSON.stringify(body)).toString('base64');
 }
 
-export function verifyTokenSignature(decoded: DecodedToken, key: string): boolean {
-  const expected = Buffer.from(sign(decoded.claims, key));
+/**
+ * A session token's canonical text: its kind first (a room token's text starts with its hex id, so neither
+ * kind's signature can pass for the other's), then every claim in a fixed order, the scopes as one flag per
+ * SESSION_SCOPES entry, and the room with its role, eapolicy and permissions, or null.
+ */
+function sessionSigningInput(c: SessionClaims): string {
+  const room = c.room && [c.room.roomId, c.room.role, c.room.eapolicy, PERMISSION_NAMES.map((name) => c.room!.permissions[name])];
+  return JSON.stringify([
+    'session',
+    c.tokenId,
+    c.serviceId,
+    c.userName,
+    SESSION_SCOPES.map((scope) => c.scopes.includes(scope)),
+    c.gatewayId,
+    c.gatewayUrl,
+    c.host,
+    c.secure,
+    c.expiresAt,
+    room ?? null,
+  ]);
+}
+
+function signSession(claims: SessionClaims, key: string): string {
+  return createHmac('sha256', key).update(sessionSigningInput(claims)).digest('base64url');
+}
+
+export function encodeSessionToken(claims: SessionClaims, key: string): string {
+  return Buffer.from(JSON.stringify({ ...claims, signature: signSession(claims, key) })).toString('base64');
+}
+
+export function verifyTokenSignature(decoded: DecodedToken | DecodedSessionToken, key: string): boolean {
+  const expected = Buffer.from('kind' in decoded.claims ? signSession(decoded.claims, key) : sign(decoded.claims, key));
   const given = Buffer.from(decoded.signature);
   return expected.length === given.length && timingSafeEqual(expected, given);
 }

@@ -25,6 +25,7 @@ import { devRoutes } from './routes/dev.js';
 import { roomsRoutes } from './routes/rooms.js';
 import { servicesRoutes } from './routes/services.js';
 import { statusRoutes } from './routes/status.js';
+import { sessionsRoutes } from './routes/sessions.js';
 import { tokensRoutes } from './routes/tokens.js';
 import { usersRoutes } from './routes/users.js';
 import { staticRoutes } from './static.js';
@@ -139,6 +140,7 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
     await api.register(servicesRoutes, { ctx });
     await api.register(roomsRoutes, { ctx });
     await api.register(tokensRoutes, { ctx });
+    await api.register(sessionsRoutes, { ctx });
     await api.register(usersRoutes, { ctx });
   });
   // Outside MAuth: status (own auth), dev endpoints and the playground (dev only), SDK bundles.

@@ -2,10 +2,18 @@ import { randomBytes } from 'node:crypto';
 import type { Bus, Subscription } from '../core/bus/bus.js';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { Permissions } from '../protocol/permissions.js';
+import type { Permissions, SessionScope } from '../protocol/permissions.js';
 import type { RoomRecord, ServiceRecord, Store } from './store/store.js';
-import { NUVE_QUEUE, type TokenGrant, subjects, tokenConsumeRequestSchema } from '../core/subjects.js';
-import { decodeToken, encodeToken, verifyTokenSignature } from './access-token.js';
+import { NUVE_QUEUE, type SessionGrant, type TokenGrant, subjects, tokenConsumeRequestSchema } from '../core/subjects.js';
+import {
+  decodeAnyToken,
+  encodeSessionToken,
+  encodeToken,
+  isSessionClaims,
+  type SessionClaims,
+  type TokenClaims,
+  verifyTokenSignature,
+} from './access-token.js';
 import type { GatewayEntry, GatewayRegistry } from './gateway-registry.js';
 import type { ServiceDirectory } from './service-directory.js';
 
@@ -128,11 +136,57 @@ export class TokenIssuer {
     );
   }
 
+  /**
+   * A session token: a user of the tenant with `scopes`, and the room it may enter with `role` when
+   * it names one (then on the room's gateway; else on the gateway the ring gives that user).
+   */
+  async issueSession(
+    service: ServiceRecord,
+    userName: string,
+    scopes: SessionScope[],
+    room?: { record: RoomRecord; role: string },
+  ): Promise<string> {
+    const permissions = room && this.permissionsOf(room.role);
+    const gateway = room ? await this.gatewayFor(room.record) : this.registry.choose(`${service.id}/${userName}`);
+    if (!gateway) throw new AppError('NO_GATEWAY_AVAILABLE');
+    const now = Date.now();
+    const tokenId = newTokenId();
+    const gatewayUrl = new URL(gateway.url);
+    const expiresAt = now + this.ttlSec * 1000;
+    await this.store.createSessionToken({
+      id: tokenId,
+      serviceId: service.id,
+      userName,
+      scopes,
+      roomId: room?.record.id ?? null,
+      role: room?.role ?? null,
+      gatewayId: gateway.id,
+      expiresAt,
+      createdAt: now,
+    });
+    const claims: SessionClaims = {
+      kind: 'session',
+      tokenId,
+      serviceId: service.id,
+      userName,
+      scopes,
+      gatewayId: gateway.id,
+      gatewayUrl: gateway.url,
+      host: gatewayUrl.host,
+      secure: gatewayUrl.protocol === 'wss:',
+      expiresAt,
+    };
+    if (room && permissions) {
+      claims.room = { roomId: room.record.id, role: room.role, permissions, eapolicy: room.record.eapolicy };
+    }
+    return encodeSessionToken(claims, service.key);
+  }
+
   /** Bus handler: verify signature (tenant key), gateway, expiry; then delete so it works once. */
-  async consume(payload: unknown): Promise<TokenGrant> {
+  async consume(payload: unknown): Promise<TokenGrant | SessionGrant> {
     const request = tokenConsumeRequestSchema.safeParse(payload);
     if (!request.success) throw new AppError('TOKEN_MALFORMED', 'consume request is malformed', { status: 400 });
-    const decoded = decodeToken(request.data.token);
+    const decoded = decodeAnyToken(request.data.token);
     const { claims } = decoded;
     const service = await this.services.get(claims.serviceId);
     if (!service || !verifyTokenSignature(decoded, service.key)) {
@@ -142,6 +196,11 @@ export class TokenIssuer {
       throw new AppError('TOKEN_WRONG_GATEWAY');
     }
     if (claims.expiresAt <= Date.now()) throw new AppError('TOKEN_EXPIRED');
+    if (isSessionClaims(claims)) return this.consumeSession(claims);
+    return this.consumeRoomToken(claims);
+  }
+
+  private async consumeRoomToken(claims: TokenClaims): Promise<TokenGrant> {
     const stored = await this.store.consumeToken(claims.tokenId);
     if (!stored) throw new AppError('TOKEN_ALREADY_USED');
     if (
@@ -166,5 +225,42 @@ export class TokenIssuer {
       permissions: claims.permissions ?? this.permissionsOf(claims.role),
       eapolicy: claims.eapolicy,
     };
+  }
+
+  private async consumeSession(claims: SessionClaims): Promise<SessionGrant> {
+    const stored = await this.store.consumeSessionToken(claims.tokenId);
+    if (!stored) throw new AppError('TOKEN_ALREADY_USED');
+    const scopesMatch = stored.scopes.length === claims.scopes.length && claims.scopes.every((s) => stored.scopes.includes(s));
+    if (
+      stored.serviceId !== claims.serviceId ||
+      stored.userName !== claims.userName ||
+      !scopesMatch ||
+      stored.roomId !== (claims.room?.roomId ?? null) ||
+      stored.role !== (claims.room?.role ?? null) ||
+      stored.gatewayId !== claims.gatewayId
+    ) {
+      throw new AppError('TOKEN_BAD_SIGNATURE', 'token does not match its record');
+    }
+    const grant: SessionGrant = {
+      kind: 'session',
+      tokenId: claims.tokenId,
+      serviceId: claims.serviceId,
+      userName: claims.userName,
+      scopes: claims.scopes,
+    };
+    if (!claims.room) return grant;
+    const room = await this.store.getRoom(claims.serviceId, claims.room.roomId);
+    if (!room) throw new AppError('TOKEN_ALREADY_USED', 'the room of this token was deleted');
+    grant.room = {
+      tokenId: claims.tokenId,
+      serviceId: claims.serviceId,
+      roomId: room.id,
+      roomName: room.name,
+      userName: claims.userName,
+      role: claims.room.role,
+      permissions: claims.room.permissions,
+      eapolicy: claims.room.eapolicy,
+    };
+    return grant;
   }
 }

@@ -85,6 +85,8 @@ export const errorCatalogue = {
   PEER_ID_TAKEN: { status: 409, message: 'another participant of the room has this peer id' },
   PEER_LIMIT_REACHED: { status: 403, message: 'this peer holds as many objects of that kind as it may' },
   NOT_JOINED: { status: 409, message: 'join first' },
+  SCOPE_NOT_GRANTED: { status: 403, message: 'this session was not granted that scope' },
+  ROOM_NOT_GRANTED: { status: 403, message: 'this session was granted no room' },
   ALREADY_JOINED: { status: 409, message: 'peer already joined' },
   ALREADY_CONNECTED: { status: 409, message: 'the transport is already connected' },
   PRODUCE_NOT_ALLOWED: { status: 403, message: "this token's role may not publish" },

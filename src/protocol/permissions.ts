@@ -33,3 +33,11 @@ const NOTHING: Permissions = { publish: false, subscribe: false, publishData: fa
 export function grantedPermissions(grant: { role: string; permissions?: Permissions | undefined }): Permissions {
   return grant.permissions ?? (Object.hasOwn(DEFAULT_ROLES, grant.role) ? DEFAULT_ROLES[grant.role]! : NOTHING);
 }
+
+/**
+ * What a session may use over its connection, each a set of client methods: `room` the room
+ * signaling (a session has it exactly when it has a room), `push` acknowledging pushes, `rpc`
+ * calling the tenant's services. A room token's session has `room` only.
+ */
+export const SESSION_SCOPES = ['room', 'push', 'rpc'] as const;
+export type SessionScope = (typeof SESSION_SCOPES)[number];

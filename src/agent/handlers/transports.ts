@@ -35,7 +35,8 @@ export function transportHandlers(
         await transport.enableTraceEvent(['bwe']);
         transport.on('trace', (trace) => {
           if (trace.type === 'bwe' && trace.direction === 'out') {
-            room.emit({ type: 'downlinkBwe', roomId: r.roomId, peerId: r.peerId, bwe: trace.info });
+            // mediasoup types trace info as unknown; a bwe trace's is an object of bitrates.
+            room.emit({ type: 'downlinkBwe', roomId: r.roomId, peerId: r.peerId, bwe: trace.info as Record<string, unknown> });
           }
         });
       }

@@ -44,6 +44,25 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('tokens_expiry_idx').on('tokens').column('expires_at').execute();
     },
   },
+  '0002_session_tokens': {
+    async up(db: Kysely<any>) {
+      // Session tokens: a user of a tenant with scopes, a room only for some (hence not in `tokens`, whose room is
+      // required). Deleting their tenant or room deletes them (the foreign keys cascade).
+      await db.schema
+        .createTable('session_tokens')
+        .addColumn('id', 'varchar(32)', (c) => c.primaryKey())
+        .addColumn('service_id', 'varchar(24)', (c) => c.notNull().references('services.id').onDelete('cascade'))
+        .addColumn('user_name', 'text', (c) => c.notNull())
+        .addColumn('scopes', 'text', (c) => c.notNull())
+        .addColumn('room_id', 'varchar(24)', (c) => c.references('rooms.id').onDelete('cascade'))
+        .addColumn('role', 'text')
+        .addColumn('gateway_id', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('session_tokens_expiry_idx').on('session_tokens').column('expires_at').execute();
+    },
+  },
 };
 
 /**

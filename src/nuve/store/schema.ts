@@ -3,6 +3,7 @@ export interface NuveTables {
   services: ServicesTable;
   rooms: RoomsTable;
   tokens: TokensTable;
+  session_tokens: SessionTokensTable;
 }
 
 export interface ServicesTable {
@@ -24,6 +25,19 @@ export interface RoomsTable {
   eapolicy: string;
   /** The gateway that hosts the room while it lives; cleared when that gateway goes away. */
   gateway_id: string | null;
+  created_at: number;
+}
+
+export interface SessionTokensTable {
+  id: string;
+  service_id: string;
+  user_name: string;
+  /** Its scopes, comma-separated. */
+  scopes: string;
+  room_id: string | null;
+  role: string | null;
+  gateway_id: string;
+  expires_at: number;
   created_at: number;
 }
 

@@ -38,6 +38,19 @@ export interface TokenRecord {
   createdAt: number;
 }
 
+/** A session token's record: a user of a tenant, its scopes, and the room and role it names, if any. */
+export interface SessionTokenRecord {
+  id: string;
+  serviceId: string;
+  userName: string;
+  scopes: string[];
+  roomId: string | null;
+  role: string | null;
+  gatewayId: string;
+  expiresAt: number;
+  createdAt: number;
+}
+
 export type RoomChanges = Partial<Pick<RoomRecord, 'name' | 'data' | 'p2p' | 'mediaConfiguration' | 'eapolicy'>>;
 
 /**
@@ -72,6 +85,10 @@ export interface Store {
   createToken(token: TokenRecord): Promise<void>;
   /** Atomically removes and returns the token: a second consume of the same id gets undefined. */
   consumeToken(id: string): Promise<TokenRecord | undefined>;
+  createSessionToken(token: SessionTokenRecord): Promise<void>;
+  /** Atomically removes and returns the session token: a second consume of the same id gets undefined. */
+  consumeSessionToken(id: string): Promise<SessionTokenRecord | undefined>;
+  /** Removes expired room and session tokens. */
   deleteExpiredTokens(now: number): Promise<number>;
 
   ping(): Promise<void>;
@@ -348,9 +365,44 @@ class KyselyStore implements Store {
     return row && toToken(row);
   }
 
+  async createSessionToken(t: SessionTokenRecord): Promise<void> {
+    await this.db
+      .insertInto('session_tokens')
+      .values({
+        id: t.id,
+        service_id: t.serviceId,
+        user_name: t.userName,
+        scopes: t.scopes.join(','),
+        room_id: t.roomId,
+        role: t.role,
+        gateway_id: t.gatewayId,
+        expires_at: t.expiresAt,
+        created_at: t.createdAt,
+      })
+      .execute();
+  }
+
+  async consumeSessionToken(id: string): Promise<SessionTokenRecord | undefined> {
+    const r = await this.db.deleteFrom('session_tokens').where('id', '=', id).returningAll().executeTakeFirst();
+    return (
+      r && {
+        id: r.id,
+        serviceId: r.service_id,
+        userName: r.user_name,
+        scopes: r.scopes.split(','),
+        roomId: r.room_id,
+        role: r.role,
+        gatewayId: r.gateway_id,
+        expiresAt: r.expires_at,
+        createdAt: r.created_at,
+      }
+    );
+  }
+
   async deleteExpiredTokens(now: number): Promise<number> {
     const res = await this.db.deleteFrom('tokens').where('expires_at', '<', now).executeTakeFirst();
-    return Number(res.numDeletedRows);
+    const sessions = await this.db.deleteFrom('session_tokens').where('expires_at', '<', now).executeTakeFirst();
+    return Number(res.numDeletedRows) + Number(sessions.numDeletedRows);
   }
 
   async ping(): Promise<void> {

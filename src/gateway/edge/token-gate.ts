@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { decodeToken } from '../core/access-token.js';
-import type { Bus } from '../core/bus/bus.js';
-import { AppError, isAppError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
-import { type TokenGrant, subjects, tokenGrantSchema } from '../core/subjects.js';
-import { tokenErrorCodes } from '../protocol/codes.js';
+import { decodeAnyToken } from '../../core/access-token.js';
+import type { Bus } from '../../core/bus/bus.js';
+import { AppError, isAppError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { consumedGrantSchema, subjects } from '../../core/subjects.js';
+import { tokenErrorCodes } from '../../protocol/codes.js';
+import { type Session, sessionOf } from './session.js';
 
 /** Clocks of gateways and Nuve may differ this much before a token the gateway thinks expired is refused without asking Nuve. */
 const CLOCK_SKEW_MS = 60_000;
@@ -25,14 +26,14 @@ interface Refusal {
 
 /** A session the gateway ended so that its client reconnects (MEDIA_AGENT_LOST): its token readmits it once. */
 interface Resumption {
-  grant: TokenGrant;
+  session: Session;
   peerId: string;
   until: number;
 }
 
-/** A token admitted: what it grants, the digest it is known by, and the peer id to resume as, if it resumes a session. */
+/** A token admitted: the session it opens, the digest it is known by, and the peer id to resume as, if it resumes a session. */
 export interface Admission {
-  grant: TokenGrant;
+  session: Session;
   key: string;
   resumedPeerId?: string;
 }
@@ -57,7 +58,7 @@ type Inspection =
  */
 export class TokenGate {
   private readonly refused = new Map<string, Refusal>();
-  private readonly inFlight = new Map<string, Promise<TokenGrant>>();
+  private readonly inFlight = new Map<string, Promise<Session>>();
   /** By token digest, oldest first (every entry lives RESUME_WINDOW_MS). */
   private readonly resumable = new Map<string, Resumption>();
 
@@ -79,7 +80,7 @@ export class TokenGate {
     if ('refusal' in inspection) throw inspection.refusal;
     if ('resume' in inspection) {
       this.resumable.delete(inspection.key);
-      return { grant: inspection.resume.grant, key: inspection.key, resumedPeerId: inspection.resume.peerId };
+      return { session: inspection.resume.session, key: inspection.key, resumedPeerId: inspection.resume.peerId };
     }
     const { token: wellFormed, key, expiresAt } = inspection;
     const pending = this.inFlight.get(key);
@@ -91,9 +92,9 @@ export class TokenGate {
     const consumption = this.askNuve(wellFormed);
     this.inFlight.set(key, consumption);
     try {
-      const grant = await consumption;
+      const session = await consumption;
       this.remember(key, 'TOKEN_ALREADY_USED', 'token was already used or revoked', expiresAt);
-      return { grant, key };
+      return { session, key };
     } catch (err) {
       if (isAppError(err) && err.code in tokenErrorCodes && err.code !== 'TOKEN_SERVICE_UNAVAILABLE') {
         this.remember(key, err.code as Refusal['code'], err.message, expiresAt);
@@ -109,7 +110,7 @@ export class TokenGate {
    * the token's next use within RESUME_WINDOW_MS is admitted once more, without Nuve (whatever
    * the token's own expiry: sessions outlive their tokens), as the same user and peer id.
    */
-  allowResume(key: string, grant: TokenGrant, peerId: string): void {
+  allowResume(key: string, session: Session, peerId: string): void {
     const now = Date.now();
     // Every entry lives as long, so the oldest are first: drop the expired ones.
     for (const [k, r] of this.resumable) {
@@ -117,14 +118,14 @@ export class TokenGate {
       this.resumable.delete(k);
     }
     this.resumable.delete(key);
-    this.resumable.set(key, { grant, peerId, until: now + RESUME_WINDOW_MS });
+    this.resumable.set(key, { session, peerId, until: now + RESUME_WINDOW_MS });
   }
 
   /** A kicked user, or every user of a deleted room, does not come back by resuming; answers how many were about to. */
   forgetResumptions(roomId: string, userName?: string): number {
     let forgotten = 0;
-    for (const [key, { grant }] of this.resumable) {
-      if (grant.roomId === roomId && (userName === undefined || grant.userName === userName)) {
+    for (const [key, { session }] of this.resumable) {
+      if (session.room?.roomId === roomId && (userName === undefined || session.userName === userName)) {
         this.resumable.delete(key);
         forgotten++;
       }
@@ -143,7 +144,7 @@ export class TokenGate {
     if (known) this.refused.delete(key);
     let expiresAt: number;
     try {
-      expiresAt = decodeToken(token).claims.expiresAt;
+      expiresAt = decodeAnyToken(token).claims.expiresAt;
     } catch (err) {
       return { refusal: err as AppError };
     }
@@ -151,10 +152,10 @@ export class TokenGate {
     return { token, key, expiresAt };
   }
 
-  private async askNuve(token: string): Promise<TokenGrant> {
+  private async askNuve(token: string): Promise<Session> {
     try {
       const grant = await this.bus.request(subjects.tokenConsume, { token, gatewayId: this.gatewayId }, { timeoutMs: 3000 });
-      return tokenGrantSchema.parse(grant);
+      return sessionOf(consumedGrantSchema.parse(grant));
     } catch (err) {
       if (isAppError(err) && err.code in tokenErrorCodes) throw err;
       this.logger.warn({ err }, 'token consumption failed');

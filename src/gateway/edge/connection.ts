@@ -1,8 +1,14 @@
 import { EventEmitter } from 'node:events';
 import type { WebSocket } from 'ws';
-import { AppError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
-import { type ProtooRequest, closeCodes, closeReasonOf, protooMessageSchema } from '../protocol/signaling.js';
+import { AppError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import {
+  type ProtooRequest,
+  type ServerNotifications,
+  closeCodes,
+  closeReasonOf,
+  protooMessageSchema,
+} from '../../protocol/signaling.js';
 
 interface ConnectionEvents {
   request: [ProtooRequest];
@@ -15,11 +21,12 @@ const PING_INTERVAL_MS = 10_000;
 const MAX_CLOSE_REASON_BYTES = 123;
 
 /**
- * One client's WebSocket speaking protoo: requests both ways, notifications,
+ * One client's WebSocket speaking protoo: requests both ways, notifications
+ * (typed by the method → payload map every channel's notifications are in),
  * and a ping watchdog so a vanished client (no FIN) is noticed and leaves.
  * Malformed frames get an error response; they never close the socket.
  */
-export class PeerConnection extends EventEmitter<ConnectionEvents> {
+export class ClientConnection extends EventEmitter<ConnectionEvents> {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
   private alive = true;
@@ -39,7 +46,7 @@ export class PeerConnection extends EventEmitter<ConnectionEvents> {
     });
     this.pingTimer = setInterval(() => {
       if (!this.alive) {
-        this.logger.debug('peer did not answer ping; terminating');
+        this.logger.debug('client did not answer ping; terminating');
         ws.terminate();
         return;
       }
@@ -61,7 +68,7 @@ export class PeerConnection extends EventEmitter<ConnectionEvents> {
     this.send({ response: true, id, ok: false, errorCode: err.status, errorReason: `${err.code}: ${err.message}`, errorName: err.code });
   }
 
-  notify(method: string, data: unknown): void {
+  notify<M extends keyof ServerNotifications>(method: M, data: ServerNotifications[M]): void {
     this.send({ notification: true, method, data: data ?? {} });
   }
 

@@ -1,6 +1,6 @@
 import { isIPv6 } from 'node:net';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
-import type { Config } from '../core/config.js';
+import type { Config } from '../../core/config.js';
 
 export type ConnectionVerdict = 'ok' | 'address-limited' | 'limited';
 
