@@ -5,6 +5,9 @@ import { type Database, type RoleMigrations, openDatabase } from '../src/core/da
 import { newId } from '../src/core/ids.js';
 import { nuveMigrations } from '../src/nuve/store/migrations.js';
 import { openNuveStore } from '../src/nuve/store/store.js';
+
+/** Every migration Nuve has, in order: its history must hold exactly these, whatever another role adds. */
+const NUVE_HISTORY = Object.keys(nuveMigrations.migrations).sort();
 import { type StoreKind, testStoreOptions } from './helpers/nuve-harness.js';
 
 /**
@@ -54,7 +57,7 @@ for (const kind of ['sqlite-file', 'postgres'] as StoreKind[]) {
       await database.migrate(pushMigrations);
       await database.kysely<PushTables>().insertInto('push_subscriptions').values({ id: 's1', endpoint: 'https://push.example/1' }).execute();
 
-      assert.deepEqual(await migrationsIn(database, 'kysely_migration'), ['0001_initial'], "Nuve's history holds Nuve's migration only");
+      assert.deepEqual(await migrationsIn(database, 'kysely_migration'), NUVE_HISTORY, "Nuve's history holds Nuve's migrations only");
       assert.deepEqual(await migrationsIn(database, 'push_migration'), ['0001_initial'], "the push role's history holds its own");
 
       // Reopened (a restart), migrated in the other order: nothing runs again (a rerun would fail creating an existing table).
@@ -80,7 +83,7 @@ for (const kind of ['sqlite-file', 'postgres'] as StoreKind[]) {
         },
       });
       assert.deepEqual(await migrationsIn(database, 'push_migration'), ['0001_initial', '0002_topic']);
-      assert.deepEqual(await migrationsIn(database, 'kysely_migration'), ['0001_initial']);
+      assert.deepEqual(await migrationsIn(database, 'kysely_migration'), NUVE_HISTORY);
       await reopened.close();
     });
   });
@@ -89,16 +92,18 @@ for (const kind of ['sqlite-file', 'postgres'] as StoreKind[]) {
 test('a database Nuve migrated before roles had their own migration tables opens without rerunning anything', async () => {
   const { options, cleanup } = testStoreOptions('sqlite-file');
   try {
-    // What the store did before: Kysely's default migration table.
+    // What the store did before: Kysely's default migration table, with the first migration only.
     const earlier = await openDatabase(options);
-    const { error } = await new Migrator({ db: earlier.kysely(), provider: { getMigrations: async () => nuveMigrations.migrations } }).migrateToLatest();
+    const first = { '0001_initial': nuveMigrations.migrations['0001_initial']! };
+    const { error } = await new Migrator({ db: earlier.kysely(), provider: { getMigrations: async () => first } }).migrateToLatest();
     assert.equal(error, undefined);
     await earlier.close();
 
     const database = await openDatabase(options);
     const store = await openNuveStore(database);
     await store.ping();
-    assert.deepEqual(await migrationsIn(database, 'kysely_migration'), ['0001_initial']);
+    // The later migrations ran on top; the first did not run again (it would fail: its tables exist).
+    assert.deepEqual(await migrationsIn(database, 'kysely_migration'), NUVE_HISTORY);
     await store.close();
     await database.close();
   } finally {
