@@ -3,7 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { agentEventSchema, agentSubjects } from '../core/agent-protocol.js';
 import type { Bus, Subscription } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
-import { AppError, frameworkRefusal, httpRefusal, isAppError, sendError } from '../core/errors.js';
+import { AppError, frameworkRefusal, httpRefusal, sendError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { type GatewayRpc, type RoomUser, type TokenGrant, gatewayRpcSchema, subjects } from '../core/subjects.js';
 import { waitUntilEmpty } from '../core/drain.js';
@@ -32,7 +32,6 @@ import { type AgentProbes, clientRequestSchemas } from '../protocol/signaling.js
 export class Gateway {
   readonly agents: AgentRegistry;
   private readonly rooms = new Map<string, Room>();
-  private readonly opening = new Map<string, Promise<Room>>();
   private presence?: GatewayPresence;
   private drainWatch?: ReturnType<typeof waitUntilEmpty>;
   readonly edge: ClientEdge;

@@ -5,6 +5,7 @@ import type { Logger } from '../../core/logger.js';
 import {
   type ProtooRequest,
   type ServerNotifications,
+  type ServerRequests,
   closeCodes,
   closeReasonOf,
   protooMessageSchema,
@@ -72,7 +73,7 @@ export class ClientConnection extends EventEmitter<ConnectionEvents> {
     this.send({ notification: true, method, data: data ?? {} });
   }
 
-  request(method: string, data: unknown, timeoutMs = SERVER_REQUEST_TIMEOUT_MS): Promise<unknown> {
+  request<M extends keyof ServerRequests>(method: M, data: ServerRequests[M], timeoutMs = SERVER_REQUEST_TIMEOUT_MS): Promise<unknown> {
     if (this.closed) return Promise.reject(new AppError('PEER_CLOSED'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
