@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { AppError } from './errors.js';
-import { permissionsSchema, roleNameSchema, sessionScopesSchema } from './roles.js';
+import { permissionsSchema, roleNameSchema, sessionScopesSchema } from './grant-schemas.js';
 import { eaPolicySchema } from './subjects.js';
 
 /**

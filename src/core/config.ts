@@ -5,7 +5,7 @@ import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_ROLES } from '../protocol/permissions.js';
-import { roleNameSchema } from './roles.js';
+import { roleNameSchema } from './grant-schemas.js';
 
 const port = z.number().int().min(0).max(65535);
 const url = z.string().url();

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { permissionsSchema, roleNameSchema, sessionScopesSchema } from './roles.js';
+import { permissionsSchema, roleNameSchema, sessionScopesSchema } from './grant-schemas.js';
 
 /**
  * Bus subjects and message schemas shared by the roles: the only contract

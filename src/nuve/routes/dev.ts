@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { AppError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import type { RoomRecord, ServiceRecord } from '../store/store.js';
-import { roleNameSchema } from '../../core/roles.js';
+import { roleNameSchema } from '../../core/grant-schemas.js';
 import type { NuveContext } from '../context.js';
 import { roomView } from './representation.js';
 import { roomName, roomParams, userName } from './schemas.js';

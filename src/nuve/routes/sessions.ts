@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { roleNameSchema, sessionScopesSchema } from '../../core/roles.js';
+import { roleNameSchema, sessionScopesSchema } from '../../core/grant-schemas.js';
 import type { NuveContext } from '../context.js';
 import { roomNotFound } from './rooms.js';
 import { storableText } from './schemas.js';
