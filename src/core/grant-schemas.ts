@@ -1,6 +1,8 @@
 import { z } from 'zod';
-/** What a grant carries, as every edge validates it: participant role names, their permissions, session scopes. (Platform roles — nuve, gateway, … — are src/core/role.ts.) */
 import { type Permissions, SESSION_SCOPES } from '../protocol/permissions.js';
+
+// What a grant carries, as every edge validates it: participant role names, their permissions,
+// session scopes. (Platform roles — nuve, gateway, … — are src/core/role.ts.)
 
 /** Every permission named (protocol/permissions.ts): as tokens and grants carry them. */
 export const permissionsSchema = z
