@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { WebSocket as NodeWebSocket } from 'ws';
+import { type PushEvent, Session } from '../client/src/sdk/session.js';
 import { buildMAuthHeader } from '../src/nuve/mauth.js';
 import { waitFor } from './helpers/nuve-harness.js';
 import { type EmbeddedPlatform, opsAuthorization, startEmbedded } from './helpers/platform.js';
@@ -290,6 +292,59 @@ describe('tenant isolation', () => {
     assert.deepEqual((await pending(tenantA, 'joe')).map((m) => m.id), [fromA.messages[0]!.id]);
     aJoe.peer.close();
     bJoe.peer.close();
+  });
+});
+
+describe('SDK Session', () => {
+  test('restores, acknowledges by itself, reconnects with a fresh token, and hands the app each message once, in order', async () => {
+    // The browser SDK in Node: its WebSocket is ws's, each one kept so the test can cut it, and its raw pushes counted.
+    const sockets: NodeWebSocket[] = [];
+    const raw: string[] = [];
+    class TrackedWebSocket extends NodeWebSocket {
+      constructor(url: string) {
+        super(url);
+        sockets.push(this);
+        this.on('message', (frame) => {
+          const message = JSON.parse(String(frame)) as { method?: string; data?: { data?: unknown } };
+          if (message.method === 'push') raw.push(String(message.data?.data));
+        });
+      }
+    }
+    const previous = (globalThis as { WebSocket?: unknown }).WebSocket;
+    (globalThis as { WebSocket?: unknown }).WebSocket = TrackedWebSocket;
+    try {
+      await push(tenantA, ['kim'], 'k1');
+      let tokens = 0;
+      const session = new Session({
+        getToken: async () => {
+          tokens++;
+          return (await ok<{ token: string }>(api(tenantA, 'POST', '/sessions', { user: 'kim', scopes: ['push'] }))).token;
+        },
+        reconnect: { initialDelayMs: 50 },
+      });
+      const got: PushEvent[] = [];
+      session.on('push', (message) => {
+        got.push(message);
+        // Cut before this message's acknowledgement leaves (acks go out after the listeners): it is restored on reconnection.
+        if (message.data === 'k2') sockets.at(-1)!.terminate();
+      });
+      await session.connect();
+      await waitFor(() => got.length === 1, 3000, 'k1 restored');
+      await waitFor(async () => (await pending(tenantA, 'kim')).length === 0, 3000, 'k1 acknowledged by the SDK');
+      await push(tenantA, ['kim'], 'k2');
+      await waitFor(() => got.length === 2, 3000, 'k2 live');
+      await push(tenantA, ['kim'], 'k3');
+      await waitFor(() => got.length === 3 && session.state === 'connected', 5000, 'k3 after reconnecting');
+      await waitFor(async () => (await pending(tenantA, 'kim')).length === 0, 3000, 'all acknowledged');
+      await settle(300);
+      assert.deepEqual(got.map((m) => m.data), ['k1', 'k2', 'k3']);
+      assert.equal(raw.filter((d) => d === 'k2').length, 2, 'k2 arrived twice on the wire (restored after the cut)');
+      assert.equal(tokens, 2, 'one fresh token for the reconnection');
+      session.close();
+      assert.equal(session.state, 'closed');
+    } finally {
+      (globalThis as { WebSocket?: unknown }).WebSocket = previous;
+    }
   });
 });
 
