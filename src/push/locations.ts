@@ -16,6 +16,8 @@ export interface Location {
  * connection, so a gateway restarted under the same id cannot collide.
  */
 export interface Locations {
+  /** Throws PUSH_UNAVAILABLE when the registry is known to be unreachable now (no round trip). */
+  check(): void;
   add(session: PushSession): Promise<void>;
   /** Every session of `gatewayId` is still there (refreshes, and re-adds after a registry restart). */
   refresh(gatewayId: string, sessions: readonly Omit<PushSession, 'gatewayId'>[]): Promise<void>;
@@ -44,6 +46,10 @@ export class MemoryLocations implements Locations {
     // Sessions of a crashed gateway would otherwise stay until looked up.
     this.sweeper = setInterval(() => this.sweep(Date.now()), ttlMs);
     this.sweeper.unref();
+  }
+
+  check(): void {
+    // In this process: always reachable.
   }
 
   async add(session: PushSession): Promise<void> {
@@ -114,6 +120,10 @@ export class RedisLocations implements Locations {
     private readonly redis: Redis,
     private readonly ttlMs: number,
   ) {}
+
+  check(): void {
+    if (this.redis.status !== 'ready') throw new AppError('PUSH_UNAVAILABLE', `the location registry is ${this.redis.status}`);
+  }
 
   async add(session: PushSession): Promise<void> {
     await this.run(() => this.upsert([session], Date.now() + this.ttlMs));

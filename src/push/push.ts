@@ -132,6 +132,8 @@ export class Push {
     const users = [...new Set(request.users)];
     const now = Date.now();
     const kind = safe ? 'safe' : 'unsafe';
+    // Refused before anything is stored while the registry is away: a caller's retry then makes no second copy.
+    this.locations.check();
     const byUser = new Map<string, PushMessage>();
     let dropped = new Map<string, number>();
     if (safe) {
