@@ -10,8 +10,9 @@ import { Cluster } from './helpers/cluster.js';
 import { type StockClient, opened, settleStockClients, stockClient } from './helpers/stock-client.js';
 
 /**
- * Push across processes: Nuve, two gateways, two push roles over NATS, PostgreSQL and Redis
- * (no agents: pushes need no media). Location TTL 3 s, so gateways refresh every second.
+ * Push across processes: two Nuves, two gateways, two push roles over NATS, PostgreSQL and Redis
+ * (no agents: pushes need no media). Location TTL 3 s, so gateways refresh every second. REST calls
+ * alternate between the Nuves.
  */
 const cluster = new Cluster();
 
@@ -21,9 +22,12 @@ interface Tenant {
 }
 let tenantA: Tenant;
 let tenantB: Tenant;
+let nuveUrls: string[] = [];
+let calls = 0;
 
 before(async () => {
   await cluster.start({ gateways: 1, agents: 0, push: 2, env: { MSS_PUSH__LOCATION_TTL_MS: '3000' } });
+  nuveUrls = [cluster.nuveUrl, await cluster.addNuve()];
   tenantA = await createTenant('push-cluster-a');
   tenantB = await createTenant('push-cluster-b');
 }, { timeout: 90_000 });
@@ -46,7 +50,7 @@ async function createTenant(name: string): Promise<Tenant> {
 }
 
 async function api(t: Tenant, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${cluster.nuveUrl}${path}`, {
+  const res = await fetch(`${nuveUrls[calls++ % nuveUrls.length]}${path}`, {
     method,
     headers: { authorization: mauth(t), ...(body !== undefined && { 'content-type': 'application/json' }) },
     ...(body !== undefined && { body: JSON.stringify(body) }),

@@ -112,6 +112,8 @@ export class Cluster {
   readonly gateways: { id: string; port: number; proc: RoleProcess }[] = [];
   readonly agents: { id: string; proc: RoleProcess }[] = [];
   readonly push: RoleProcess[] = [];
+  /** Nuves beyond the first (`addNuve`), by URL. */
+  readonly moreNuves: { url: string; proc: RoleProcess }[] = [];
   bus!: NatsBus;
   /** Nuve reaches PostgreSQL through this relay, so tests can take the database away. */
   pgRelay!: TcpRelay;
@@ -181,6 +183,16 @@ export class Cluster {
     return id;
   }
 
+  /** Starts one more Nuve process (same store, bus and Redis) and returns its URL. */
+  async addNuve(): Promise<string> {
+    const port = await freePort();
+    const proc = new RoleProcess('nuve', { ...this.common, MSS_NUVE__PORT: String(port) });
+    const entry = { url: `http://127.0.0.1:${port}`, proc };
+    this.moreNuves.push(entry);
+    await proc.start();
+    return entry.url;
+  }
+
   /** Starts one more gateway process and returns its id. */
   async addGateway(): Promise<string> {
     const entry = { id: `gateway-${this.gateways.length}`, port: 0, proc: undefined as unknown as RoleProcess };
@@ -194,7 +206,7 @@ export class Cluster {
 
   async stop(): Promise<void> {
     await this.bus?.close();
-    await Promise.all([this.nuve, ...this.gateways.map((g) => g.proc), ...this.agents.map((a) => a.proc), ...this.push].map((p) => p?.kill('SIGKILL')));
+    await Promise.all([this.nuve, ...this.gateways.map((g) => g.proc), ...this.agents.map((a) => a.proc), ...this.push, ...this.moreNuves.map((n) => n.proc)].map((p) => p?.kill('SIGKILL')));
     await this.nats?.stop();
     await this.redis?.stop();
     await this.pgRelay?.down();
