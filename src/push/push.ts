@@ -88,6 +88,9 @@ export class Push {
         registers,
       }),
     };
+    // Every kind's series from the start, at zero: rates and dashboards need not wait for the first push.
+    for (const kind of ['safe', 'unsafe']) this.metrics.sent.inc({ kind }, 0);
+    for (const kind of ['safe', 'unsafe', 'restored']) this.metrics.delivered.inc({ kind }, 0);
     new Gauge({
       name: 'mss_push_pending',
       help: 'Unarrived safe push messages in the store (every tenant)',
