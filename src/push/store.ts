@@ -65,6 +65,17 @@ export interface StoredMessage {
 /** Inserts of one turn of the event loop go as one statement; more than this split it (bounded parameters). */
 const INSERT_BATCH_MAX = 500;
 
+/** Ids per batch of acknowledgements (bounded statement parameters; one acknowledgement carries at most 500). */
+const ACK_BATCH_MAX_IDS = 2000;
+
+interface PendingAck {
+  serviceId: string;
+  userName: string;
+  ids: readonly string[];
+  resolve(outcome: { acked: number; foreign: boolean }): void;
+  reject(err: unknown): void;
+}
+
 interface PendingInsert {
   row: PushTables['push_messages'];
   resolve(): void;
@@ -79,6 +90,7 @@ interface PendingInsert {
  */
 export class PushStore {
   private readonly queue: PendingInsert[] = [];
+  private readonly ackQueue: PendingAck[] = [];
   private readonly writes = new Set<Promise<void>>();
 
   private constructor(private readonly db: Kysely<PushTables>) {}
@@ -196,19 +208,52 @@ export class PushStore {
   /**
    * Marks the user's messages arrived (deletes them); answers how many were. Ids not among the
    * user's unarrived messages were already acknowledged, expired, cancelled — or are another
-   * user's, which `foreign` tells apart (and which stay untouched: the delete is scoped by user).
+   * user's, which `foreign` tells apart (and which stay untouched). Acknowledgements are as hot as
+   * inserts (one per client per turn): those of one turn share one read of the owners and one DELETE.
    */
-  async ack(serviceId: string, userName: string, ids: readonly string[]): Promise<{ acked: number; foreign: boolean }> {
-    const res = await this.db
-      .deleteFrom('push_messages')
-      .where('service_id', '=', serviceId)
-      .where('user_name', '=', userName)
-      .where('id', 'in', ids)
-      .executeTakeFirst();
-    const acked = Number(res.numDeletedRows);
-    if (acked === ids.length) return { acked, foreign: false };
-    const other = await this.db.selectFrom('push_messages').select('id').where('id', 'in', ids).limit(1).executeTakeFirst();
-    return { acked, foreign: other !== undefined };
+  ack(serviceId: string, userName: string, ids: readonly string[]): Promise<{ acked: number; foreign: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.ackQueue.push({ serviceId, userName, ids, resolve, reject });
+      if (this.ackQueue.length === 1) setImmediate(() => this.flushAcks());
+    });
+  }
+
+  private flushAcks(): void {
+    while (this.ackQueue.length > 0) {
+      const batch: PendingAck[] = [];
+      let size = 0;
+      while (this.ackQueue.length > 0 && size + this.ackQueue[0]!.ids.length <= ACK_BATCH_MAX_IDS) {
+        const next = this.ackQueue.shift()!;
+        size += next.ids.length;
+        batch.push(next);
+      }
+      const work = this.deleteAcked(batch).catch((err: unknown) => batch.forEach((p) => p.reject(err)));
+      this.writes.add(work);
+      void work.finally(() => this.writes.delete(work));
+    }
+  }
+
+  private async deleteAcked(batch: PendingAck[]): Promise<void> {
+    const ids = [...new Set(batch.flatMap((p) => p.ids))];
+    // Owners first, so a message is deleted only for its own tenant and user.
+    const rows = await this.db.selectFrom('push_messages').select(['id', 'service_id', 'user_name']).where('id', 'in', ids).execute();
+    const owners = new Map(rows.map((r) => [r.id, `${r.service_id}\n${r.user_name}`]));
+    const owned = new Set<string>();
+    const outcomes = batch.map((p) => {
+      const who = `${p.serviceId}\n${p.userName}`;
+      let acked = 0;
+      let foreign = false;
+      for (const id of p.ids) {
+        const owner = owners.get(id);
+        if (owner === who) {
+          if (!owned.has(id)) acked++;
+          owned.add(id);
+        } else if (owner !== undefined) foreign = true;
+      }
+      return { acked, foreign };
+    });
+    if (owned.size > 0) await this.db.deleteFrom('push_messages').where('id', 'in', [...owned]).execute();
+    batch.forEach((p, i) => p.resolve(outcomes[i]!));
   }
 
   /** Drops one unarrived message of the user; false when there was none by that id. */
@@ -234,9 +279,10 @@ export class PushStore {
     return Number(row.n);
   }
 
-  /** Writes the queued inserts. */
+  /** Writes the queued inserts and acknowledgements. */
   async close(): Promise<void> {
     this.flush();
+    this.flushAcks();
     await Promise.allSettled([...this.writes]);
   }
 }
