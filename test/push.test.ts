@@ -225,6 +225,34 @@ describe('safe push', () => {
   });
 });
 
+describe('large restores', () => {
+  test('a backlog larger than one bus reply is restored in pages, all of it, in order', async () => {
+    // Its own platform: 64 KB payloads, 20 kept per user, so 20 pending are ~1.3 MB: three pages of ≤ 512 KB.
+    const big = await startEmbedded({ push: { maxPayloadBytes: 65_536, maxPendingPerUser: 20 } });
+    try {
+      const su = big.nuve!.superServiceRecord;
+      const tenant = { id: su.id, key: su.key };
+      const call = (method: string, path: string, body?: unknown) =>
+        fetch(`${big.nuveUrl}${path}`, {
+          method,
+          headers: { authorization: mauth(tenant), ...(body !== undefined && { 'content-type': 'application/json' }) },
+          ...(body !== undefined && { body: JSON.stringify(body) }),
+        });
+      for (let i = 0; i < 20; i++) await ok(call('POST', '/push/users/lea/messages', { data: { i, pad: Array.from({ length: 14 }, () => 'x'.repeat(4000)) } }));
+      const listed = await ok<{ data: { i: number } }[]>(call('GET', '/push/users/lea/messages?limit=1000'));
+      assert.ok(listed.length > 0 && listed.length < 20, `a pending list is cut to one reply (${listed.length})`);
+      const { token } = await ok<{ token: string }>(call('POST', '/sessions', { user: 'lea', scopes: ['push'] }));
+      const client = stockClient(`${big.gatewayUrl}/?token=${encodeURIComponent(token)}`);
+      await opened(client);
+      const restored = await pushesAfter(client, 20);
+      assert.deepEqual(restored.map((m) => m.data.i), Array.from({ length: 20 }, (_, i) => i));
+      client.peer.close();
+    } finally {
+      await big.close();
+    }
+  });
+});
+
 describe('bad input', () => {
   test('payload over push.maxPayloadBytes: 413 PUSH_PAYLOAD_TOO_LARGE; at the limit it passes', async () => {
     // A JSON string's serialisation is its text plus two quotes.

@@ -16,6 +16,8 @@ export const pushSubjects = {
   cancel: 'push.cancel',
   /** gateway → one push role (request, queue "push"): a push session is online; its unarrived messages are the reply. */
   online: 'push.online',
+  /** gateway → one push role (request, queue "push"): the next page of a restore too large for one reply. */
+  restore: 'push.restore',
   /** gateway → one push role (publish, queue "push"): a push session went away. */
   offline: 'push.offline',
   /** gateway → one push role (publish, queue "push"): the gateway still has these sessions (keeps their locations alive). */
@@ -72,7 +74,16 @@ export interface PushSendResult {
   offline: string[];
 }
 
-export const pushPendingSchema = z.object({ serviceId, userName: pushUserSchema, limit: z.number().int().positive().max(10_000) });
+export const pushPendingSchema = z.object({ serviceId, userName: pushUserSchema, limit: z.number().int().positive().max(1000) });
+
+/**
+ * A reply carrying messages holds at most about this many bytes of them (NATS refuses messages over
+ * 1 MB by default): a restore continues in pages (`push.restore`), a pending list is cut short.
+ */
+export const MAX_REPLY_MESSAGE_BYTES = 512 * 1024;
+
+/** Where a restore continues: after this send-order position. */
+export const pushRestoreSchema = z.object({ serviceId, userName: pushUserSchema, afterSeq: z.number().int().nonnegative() });
 
 export const pushCancelSchema = z.object({ serviceId, userName: pushUserSchema, id: pushIdSchema });
 
@@ -101,9 +112,14 @@ export const pushMessageSchema = z.object({
   expiresAt: z.number().optional(),
 });
 
-/** `push.online`'s reply: what the session missed, oldest first, and how many the per-user cap dropped since. */
-export interface PushOnlineResult {
+/** A page of a restore, oldest first; `nextAfterSeq` when more follow (ask `push.restore` with it). */
+export interface PushRestorePage {
   messages: PushMessage[];
+  nextAfterSeq?: number;
+}
+
+/** `push.online`'s reply: the first page of what the session missed, and how many the per-user cap dropped since. */
+export interface PushOnlineResult extends PushRestorePage {
   dropped: number;
 }
 

@@ -10,6 +10,7 @@ import {
   type PushDeliverResult,
   type PushDelivery,
   type PushOnlineResult,
+  type PushRestorePage,
   pushDeliverSchema,
   pushIdSchema,
   pushSubjects,
@@ -92,9 +93,23 @@ export class PushSessions {
     }
     if (restore.dropped > 0) connection.notify('pushDropped', { count: restore.dropped });
     const restored = new Set<string>();
-    for (const message of restore.messages) {
-      if (message.id) restored.add(message.id);
-      connection.notify('push', message);
+    let page: PushRestorePage = restore;
+    for (;;) {
+      for (const message of page.messages) {
+        if (message.id) restored.add(message.id);
+        connection.notify('push', message);
+      }
+      if (page.nextAfterSeq === undefined || connection.closed) break;
+      try {
+        page = await this.bus.request<PushRestorePage>(
+          pushSubjects.restore,
+          { serviceId: session.serviceId, userName: session.userName, afterSeq: page.nextAfterSeq },
+          { timeoutMs: ONLINE_TIMEOUT_MS },
+        );
+      } catch (err) {
+        this.connections.delete(connectionId);
+        throw new AppError('PUSH_UNAVAILABLE', isAppError(err) ? err.message : 'the push service does not answer');
+      }
     }
     // Sent after registration but read by the restore too: sent once.
     const held = entry.held ?? [];

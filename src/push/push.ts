@@ -6,17 +6,20 @@ import type { Config } from '../core/config.js';
 import { AppError, describeIssues, isAppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import {
+  MAX_REPLY_MESSAGE_BYTES,
   PUSH_QUEUE,
   type PushAckResult,
   type PushDeliverResult,
   type PushDelivery,
   type PushMessage,
   type PushOnlineResult,
+  type PushRestorePage,
   type PushSendResult,
   pushAckSchema,
   pushCancelSchema,
   pushPendingSchema,
   pushRefreshSchema,
+  pushRestoreSchema,
   pushSendSchema,
   pushSessionSchema,
   pushSubjects,
@@ -27,6 +30,8 @@ import type { PushStore, StoredMessage } from './store.js';
 /** Deliveries of one turn of the event loop to one gateway go as one request; more than this split it. */
 const DELIVER_BATCH_MAX = 2000;
 const DELIVER_TIMEOUT_MS = 3000;
+/** Messages read per restore page (then cut to what fits one reply). */
+const RESTORE_PAGE_MAX = 1000;
 
 interface Metrics {
   sent: Counter<'kind'>;
@@ -108,6 +113,7 @@ export class Push {
       this.bus.respond(pushSubjects.pending, (payload) => this.pending(payload), queue),
       this.bus.respond(pushSubjects.cancel, (payload) => this.cancel(payload), queue),
       this.bus.respond(pushSubjects.online, (payload) => this.online(payload), queue),
+      this.bus.respond(pushSubjects.restore, (payload) => this.restore(payload), queue),
       this.bus.respond(pushSubjects.ack, (payload) => this.ack(payload), queue),
       this.bus.subscribe(pushSubjects.offline, (payload) => this.offline(payload), queue),
       this.bus.subscribe(pushSubjects.refresh, (payload) => this.refresh(payload), queue),
@@ -262,10 +268,23 @@ export class Push {
   private async online(payload: unknown): Promise<PushOnlineResult> {
     const session = parse(pushSessionSchema, payload);
     await this.locations.add(session);
-    const stored = await this.store.pending(session.serviceId, session.userName, Date.now(), this.config.maxPendingPerUser);
+    const page = await this.restorePage(session.serviceId, session.userName, 0);
     const dropped = await this.store.takeDropped(session.serviceId, session.userName);
-    this.metrics?.delivered.inc({ kind: 'restored' }, stored.length);
-    return { messages: stored.map(wireOf), dropped };
+    return { ...page, dropped };
+  }
+
+  private async restore(payload: unknown): Promise<PushRestorePage> {
+    const { serviceId, userName, afterSeq } = parse(pushRestoreSchema, payload);
+    return this.restorePage(serviceId, userName, afterSeq);
+  }
+
+  /** The unarrived messages after `afterSeq`, as many as fit one reply; where to continue if more may follow. */
+  private async restorePage(serviceId: string, userName: string, afterSeq: number): Promise<PushRestorePage> {
+    const stored = await this.store.pending(serviceId, userName, Date.now(), RESTORE_PAGE_MAX, afterSeq);
+    const page = fitReply(stored);
+    this.metrics?.delivered.inc({ kind: 'restored' }, page.length);
+    const more = page.length < stored.length || stored.length === RESTORE_PAGE_MAX;
+    return { messages: page.map(wireOf), ...(more && page.length > 0 && { nextAfterSeq: page.at(-1)!.seq }) };
   }
 
   private async offline(payload: unknown): Promise<void> {
@@ -295,7 +314,7 @@ export class Push {
 
   private async pending(payload: unknown): Promise<PushMessage[]> {
     const { serviceId, userName, limit } = parse(pushPendingSchema, payload);
-    return (await this.store.pending(serviceId, userName, Date.now(), limit)).map(wireOf);
+    return fitReply(await this.store.pending(serviceId, userName, Date.now(), limit)).map(wireOf);
   }
 
   private async cancel(payload: unknown): Promise<null> {
@@ -317,6 +336,16 @@ export class Push {
     this.lastSeq = Math.max(this.lastSeq + 1, Date.now() * 1024);
     return this.lastSeq;
   }
+}
+
+/** The first messages whose payloads fit one reply (at least one: a payload is at most push.maxPayloadBytes). */
+function fitReply(messages: StoredMessage[]): StoredMessage[] {
+  let bytes = 0;
+  for (let i = 0; i < messages.length; i++) {
+    bytes += Buffer.byteLength(JSON.stringify(messages[i]!.data)) + 128;
+    if (bytes > MAX_REPLY_MESSAGE_BYTES && i > 0) return messages.slice(0, i);
+  }
+  return messages;
 }
 
 function wireOf(m: StoredMessage): PushMessage {

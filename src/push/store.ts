@@ -172,13 +172,14 @@ export class PushStore {
     return dropped;
   }
 
-  /** The user's unarrived, unexpired messages in send order. */
-  async pending(serviceId: string, userName: string, now: number, limit: number): Promise<StoredMessage[]> {
+  /** The user's unarrived, unexpired messages in send order (after `afterSeq`). */
+  async pending(serviceId: string, userName: string, now: number, limit: number, afterSeq = 0): Promise<StoredMessage[]> {
     const rows = await this.db
       .selectFrom('push_messages')
       .selectAll()
       .where('service_id', '=', serviceId)
       .where('user_name', '=', userName)
+      .where('seq', '>', afterSeq)
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
       .orderBy('seq')
       .limit(limit)

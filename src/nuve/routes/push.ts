@@ -89,9 +89,10 @@ export const pushRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (ap
     {
       schema: {
         summary: "A user's unarrived safe messages, oldest first",
+        description: 'At most `limit`, and fewer when their payloads pass 512 KB.',
         tags: ['push'],
         params: z.object({ user }),
-        querystring: z.object({ limit: z.coerce.number().int().positive().max(10_000).default(100) }).strict(),
+        querystring: z.object({ limit: z.coerce.number().int().positive().max(1000).default(100) }).strict(),
         response: { 200: z.array(message) },
       },
     },
