@@ -129,6 +129,22 @@ describe('push in a cluster', () => {
     laptop.peer.close();
   });
 
+  test('a user offline for a while gets every unarrived message on login, in send order; expired ones are not delivered', async () => {
+    const sent: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      // Calls alternate between the Nuves, and so reach either push role.
+      if (i === 4) await api(tenantA, 'POST', '/push/messages', { users: ['away'], data: 'expires', ttlSec: 1 });
+      sent.push((await push(tenantA, ['away'], `a${i}`)).messages[0]!.id);
+    }
+    await sleep(1200);
+    const client = await connect((await sessionToken(tenantA, 'away')).token);
+    await waitFor(() => pushesOf(client).length >= 10, 5000, 'the restore');
+    await sleep(300);
+    assert.deepEqual(pushesOf(client).map((m) => m.data), sent.map((_, i) => `a${i}`));
+    assert.deepEqual(pushesOf(client).map((m) => m.id), sent);
+    client.peer.close();
+  });
+
   test("another tenant's user of the same name is not reached", async () => {
     const a = await connect((await sessionToken(tenantA, 'same-name')).token);
     const fromB = await push(tenantB, ['same-name'], 'from b', false);
