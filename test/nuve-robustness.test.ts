@@ -23,7 +23,12 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
+import { loadConfig } from '../src/core/config.js';
+import { openDatabase } from '../src/core/database.js';
 import type { GatewayRpc } from '../src/core/subjects.js';
+import { MemoryLocations } from '../src/push/locations.js';
+import { Push } from '../src/push/push.js';
+import { PushStore } from '../src/push/store.js';
 import { buildMAuthHeader } from '../src/nuve/mauth.js';
 import { isErrorCode } from '../src/protocol/error-codes.js';
 import {
@@ -39,7 +44,7 @@ import {
   hostileVariants,
   routesOf,
 } from './helpers/hostile-http.js';
-import { type CallResult, type NuveHarness, type StoreKind, type TestService, rawHttp, startNuve } from './helpers/nuve-harness.js';
+import { type CallResult, type NuveHarness, type StoreKind, type TestService, rawHttp, startNuve, testLogger } from './helpers/nuve-harness.js';
 
 /** Who may get a 2xx from a route. `status` is open with the developer endpoints, superService-only without. */
 type Access = 'public' | 'ops' | 'mauth' | 'superService' | 'status';
@@ -74,6 +79,11 @@ const ROUTES: Record<string, RouteSpec> = {
   'GET /rooms/:room/users': { access: 'mauth', roomScoped: true },
   'GET /rooms/:room/users/:user': { access: 'mauth', roomScoped: true },
   'DELETE /rooms/:room/users/:user': { access: 'mauth', roomScoped: true },
+  // Push: users are the caller's own by construction (every call is scoped by its tenant); answered by a push role on the bus.
+  'POST /push/messages': { access: 'mauth' },
+  'POST /push/users/:user/messages': { access: 'mauth' },
+  'GET /push/users/:user/messages': { access: 'mauth' },
+  'DELETE /push/users/:user/messages/:id': { access: 'mauth' },
   // Developer endpoints act as the superService without authentication (loopback only).
   'GET /dev/rooms': { access: 'public' },
   'POST /dev/rooms': { access: 'public' },
@@ -175,6 +185,8 @@ const spellings = fc.oneof({ weight: SPELLINGS.length, arbitrary: fc.constant(AS
 
 interface World {
   h: NuveHarness;
+  /** The push role answering the push routes, on the harness's bus. */
+  push: Push;
   devEndpoints: boolean;
   routes: Route[];
   openapi: Record<string, any>;
@@ -198,6 +210,9 @@ const TIME_BOUND_MS = 5000;
 
 async function buildWorld(store: StoreKind, devEndpoints: boolean): Promise<World> {
   const h = await startNuve({ store, nuve: { devEndpoints, authWindowSec: 60 }, metrics: true, opsToken: OPS_TOKEN, gateways: [{ id: 'gw-fuzz' }] });
+  const pushDatabase = await openDatabase({ driver: 'sqlite', sqlitePath: ':memory:', postgresUrl: '', poolSize: 1 });
+  const push = new Push(loadConfig({ env: {} }).push, h.bus, testLogger(), await PushStore.open(pushDatabase), new MemoryLocations(30_000));
+  await push.start();
   const rpcs: GatewayRpc[] = [];
   h.gateways[0]!.respond((rpc) => {
     rpcs.push(rpc);
@@ -224,6 +239,7 @@ async function buildWorld(store: StoreKind, devEndpoints: boolean): Promise<Worl
   assert.equal((await h.call('GET', '/sdk/mediasoup-signal.mjs', { authorization: false })).status, 200);
   return {
     h,
+    push,
     devEndpoints,
     routes: routesOf(h.nuve.app),
     openapi: h.nuve.app.swagger() as Record<string, any>,
@@ -486,6 +502,7 @@ for (const [store, devEndpoints] of [['sqlite', true], ['postgres', false]] as c
     });
     after(async () => {
       process.off('unhandledRejection', onUnhandled);
+      await world.push.close();
       await world.h.close();
     });
 

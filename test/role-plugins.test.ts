@@ -103,7 +103,7 @@ describe('roles as plugins', () => {
     const config = loadConfig({ env: {} });
     await assert.rejects(startPlatform(config, ['nuve', 'nuvee'], testLogger()), (err: unknown) => {
       assert.ok(err instanceof RoleError);
-      assert.match(err.message, /unknown role "nuvee" \(known: agent, nuve, gateway/);
+      assert.match(err.message, /unknown role "nuvee" \(known: agent, nuve, push, gateway/);
       return true;
     });
 

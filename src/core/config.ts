@@ -268,6 +268,19 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    push: z
+      .object({
+        /** Largest push payload (its JSON, in bytes); Nuve answers 413 PUSH_PAYLOAD_TOO_LARGE past it. */
+        maxPayloadBytes: z.number().int().positive().max(64 * 1024).default(4096),
+        /** Unarrived safe messages kept per user; a push past it drops the user's oldest (the client is told). */
+        maxPendingPerUser: z.number().int().positive().max(100_000).default(1000),
+        /** A session's location lives this long unless its gateway refreshes it (a third of it apart): a crashed gateway's vanish. */
+        locationTtlMs: z.number().int().min(3000).default(30_000),
+        /** How often expired safe messages are swept from the store. */
+        sweepMs: z.number().int().positive().default(10_000),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

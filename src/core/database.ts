@@ -154,7 +154,8 @@ export async function ensurePostgresDatabase(url: string): Promise<void> {
     const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (found.rowCount === 0) {
       await client.query(`CREATE DATABASE "${name}"`).catch((err: { code?: string }) => {
-        if (err.code !== '42P04') throw err; // created concurrently by another process
+        // Created concurrently by another process: 42P04 once it exists, 23505 (pg_database's unique index) while both commit.
+        if (err.code !== '42P04' && err.code !== '23505') throw err;
       });
     }
   } finally {

@@ -18,6 +18,7 @@ import type { TokenGate } from './edge/token-gate.js';
 import { GatewayMetrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { Peer } from './peer.js';
+import { PushSessions } from './push-sessions.js';
 import { ClientDistance, placeWithRoom, rankByDistance } from './placement.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
@@ -38,6 +39,7 @@ export class Gateway {
   private metrics?: GatewayMetrics;
   private metricsRegistry?: Registry;
   private readonly subscriptions: Subscription[] = [];
+  private readonly push: PushSessions;
   private http?: FastifyInstance;
   /** How each WebSocket peer's session may be resumed once, should its media agent be lost. */
   private readonly resumptions = new WeakMap<Peer, (peerId: string) => void>();
@@ -51,6 +53,8 @@ export class Gateway {
   ) {
     this.edge = new ClientEdge(config.gateway, bus, logger);
     this.edge.register(this.roomSignaling());
+    this.push = new PushSessions(bus, config.gateway.id, logger, config.push.locationTtlMs);
+    this.edge.register(this.push.channel());
     this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
     this.agents.on('removed', (agent, why) => {
       const reason = why === 'restarted' ? 'agent-restarted' : 'agent-removed';
@@ -93,6 +97,7 @@ export class Gateway {
 
   async start(): Promise<void> {
     this.agents.start();
+    this.push.start();
     this.subscriptions.push(
       this.bus.respond(subjects.gatewayRpc(this.id), (payload) => this.onNuveRpc(payload)),
       this.bus.subscribe(agentSubjects.events(this.id), (payload) => {
@@ -177,6 +182,7 @@ export class Gateway {
 
   async close(): Promise<void> {
     this.presence?.stop();
+    this.push.stop();
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
     this.edge.close('GATEWAY_SHUTDOWN', 'gateway shutting down; rejoin with a new token');
     for (const room of [...this.rooms.values()]) room.close();

@@ -22,6 +22,7 @@ import { sharedResult } from './shared-result.js';
 import { tracingPlugin } from './tracing-plugin.js';
 import type { NuveContext } from './context.js';
 import { devRoutes } from './routes/dev.js';
+import { pushRoutes } from './routes/push.js';
 import { roomsRoutes } from './routes/rooms.js';
 import { servicesRoutes } from './routes/services.js';
 import { statusRoutes } from './routes/status.js';
@@ -142,6 +143,7 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
     await api.register(tokensRoutes, { ctx });
     await api.register(sessionsRoutes, { ctx });
     await api.register(usersRoutes, { ctx });
+    await api.register(pushRoutes, { ctx });
   });
   // Outside MAuth: status (own auth), dev endpoints and the playground (dev only), SDK bundles.
   await app.register(statusRoutes, { ctx, agents });

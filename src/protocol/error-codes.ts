@@ -103,6 +103,12 @@ export const errorCatalogue = {
   DATAPRODUCER_NOT_FOUND: { status: 404, message: 'dataProducer not found' },
   DATACONSUMER_NOT_FOUND: { status: 404, message: 'dataConsumer not found' },
   LINK_NOT_FOUND: { status: 404, message: 'no link to that agent in this room' },
+
+  // ── Push ─────────────────────────────────────────────────────────────────
+  PUSH_PAYLOAD_TOO_LARGE: { status: 413, message: 'the push payload is larger than push.maxPayloadBytes' },
+  PUSH_MESSAGE_NOT_FOUND: { status: 404, message: 'no such unarrived push message for this user' },
+  PUSH_NOT_YOURS: { status: 403, message: 'this push message is addressed to another user' },
+  PUSH_UNAVAILABLE: { status: 503, message: 'the push service cannot reach its location registry; retry' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -55,6 +55,13 @@ export interface ServerNotifications {
    * closing it: `errorName` and `code` from the close table (codes.ts), and whether to rejoin.
    */
   closing: { code: number; errorName: string; reason: string; rejoin: boolean };
+  /**
+   * A push from the service (push sessions). A safe message has an `id`: acknowledge it (`pushAck`)
+   * and drop a second copy by its id (delivery is at least once); an unsafe one has none.
+   */
+  push: { id?: string; data: unknown; sentAt: number; expiresAt?: number };
+  /** The per-user cap of unarrived messages dropped this many of this user's oldest. */
+  pushDropped: { count: number };
 }
 export type ServerNotificationMethod = keyof ServerNotifications;
 
@@ -82,6 +89,8 @@ const notificationMethods: Record<ServerNotificationMethod, true> = {
   'mediasoup-version': true,
   mediaAgentLost: true,
   closing: true,
+  push: true,
+  pushDropped: true,
 };
 
 export function isServerNotificationMethod(method: string): method is ServerNotificationMethod {

@@ -33,7 +33,7 @@ export class RoleProcess {
   private proc?: ChildProcess;
 
   constructor(
-    readonly role: 'nuve' | 'gateway' | 'agent' | 'all',
+    readonly role: 'nuve' | 'gateway' | 'agent' | 'push' | 'all',
     readonly env: Record<string, string>,
     /** Run inside this network namespace (`ip netns exec`). */
     readonly netns?: string,
@@ -88,6 +88,8 @@ export class RoleProcess {
 export interface ClusterOptions {
   gateways: number;
   agents: number;
+  /** Push role processes (default none). */
+  push?: number;
   env?: Record<string, string>;
   /** Address NATS listens on (default loopback). */
   natsHost?: string;
@@ -109,6 +111,9 @@ export class Cluster {
   nuvePort!: number;
   readonly gateways: { id: string; port: number; proc: RoleProcess }[] = [];
   readonly agents: { id: string; proc: RoleProcess }[] = [];
+  readonly push: RoleProcess[] = [];
+  /** Nuves beyond the first (`addNuve`), by URL. */
+  readonly moreNuves: { url: string; proc: RoleProcess }[] = [];
   bus!: NatsBus;
   /** Nuve reaches PostgreSQL through this relay, so tests can take the database away. */
   pgRelay!: TcpRelay;
@@ -147,6 +152,11 @@ export class Cluster {
     const starting: Promise<unknown>[] = [this.nuve.start()];
     for (let i = 0; i < options.agents; i++) starting.push(this.addAgent());
     for (let i = 0; i < options.gateways; i++) starting.push(this.addGateway());
+    for (let i = 0; i < (options.push ?? 0); i++) {
+      const push = new RoleProcess('push', common);
+      this.push.push(push);
+      starting.push(push.start());
+    }
     await Promise.all(starting);
     this.bus = await NatsBus.connect(common.MSS_BUS__NATS_URL, createLogger({ level: 'silent', pretty: false }));
     await this.waitForGateways(options.gateways);
@@ -173,6 +183,16 @@ export class Cluster {
     return id;
   }
 
+  /** Starts one more Nuve process (same store, bus and Redis) and returns its URL. */
+  async addNuve(): Promise<string> {
+    const port = await freePort();
+    const proc = new RoleProcess('nuve', { ...this.common, MSS_NUVE__PORT: String(port) });
+    const entry = { url: `http://127.0.0.1:${port}`, proc };
+    this.moreNuves.push(entry);
+    await proc.start();
+    return entry.url;
+  }
+
   /** Starts one more gateway process and returns its id. */
   async addGateway(): Promise<string> {
     const entry = { id: `gateway-${this.gateways.length}`, port: 0, proc: undefined as unknown as RoleProcess };
@@ -186,7 +206,7 @@ export class Cluster {
 
   async stop(): Promise<void> {
     await this.bus?.close();
-    await Promise.all([this.nuve, ...this.gateways.map((g) => g.proc), ...this.agents.map((a) => a.proc)].map((p) => p?.kill('SIGKILL')));
+    await Promise.all([this.nuve, ...this.gateways.map((g) => g.proc), ...this.agents.map((a) => a.proc), ...this.push, ...this.moreNuves.map((n) => n.proc)].map((p) => p?.kill('SIGKILL')));
     await this.nats?.stop();
     await this.redis?.stop();
     await this.pgRelay?.down();

@@ -102,7 +102,12 @@ export class ProtooSocket {
     ws.addEventListener('close', (event) => this.finish(event.code, event.reason));
   }
 
-  static open(url: string, opts: { timeoutMs: number; requestTimeoutMs: number }): Promise<ProtooSocket> {
+  /**
+   * `onNotification`, when given, is in place before the first message: a gateway may notify right
+   * after admission (a push session's restore), in the same read as the handshake, before the caller
+   * could set it on the resolved socket.
+   */
+  static open(url: string, opts: { timeoutMs: number; requestTimeoutMs: number; onNotification?: NotificationHandler }): Promise<ProtooSocket> {
     return new Promise((resolve, reject) => {
       let ws: WebSocket;
       try {
@@ -112,6 +117,7 @@ export class ProtooSocket {
         return;
       }
       const socket = new ProtooSocket(ws, opts.requestTimeoutMs);
+      if (opts.onNotification) socket.onNotification = opts.onNotification;
       const timer = setTimeout(() => {
         ws.close();
         reject(new SignalError('CONNECTION_FAILED', `no answer from the gateway at ${url.split('?')[0]}`));
