@@ -3,8 +3,8 @@
  * how to start private ones.
  *
  * `npm test` (test/run.ts) starts a private instance of each on a free port before any test
- * file runs and passes its URL in TEST_PG_URL, TEST_NATS_URL, TEST_REDIS_URL (TEST_ETCD_URL,
- * TEST_RABBITMQ_URL when asked for). Tests get those URLs from `serviceUrl()` (never a fixed
+ * file runs and passes its URL in TEST_PG_URL, TEST_NATS_URL, TEST_REDIS_URL, TEST_RABBITMQ_URL
+ * (TEST_ETCD_URL when asked for). Tests get those URLs from `serviceUrl()` (never a fixed
  * port); a test file run on its own without them fails fast with a message that says how to
  * get them. Tests that need a server of their own (to restart or stop it) start one with
  * `ServiceProcess` / `startNats` / `startRedis` / `startRabbitMq`: a missing binary is named, never a hang.
@@ -52,7 +52,7 @@ export class MissingDependencyError extends Error {
 
 const HOW_TO_RUN =
   'run the tests with `npm test` (all files) or `node --import tsx test/run.ts test/x.test.ts` (some), ' +
-  'which start private PostgreSQL, NATS and Redis servers';
+  'which start private PostgreSQL, NATS, Redis and RabbitMQ servers';
 
 /**
  * URL of a service the test run provides (from its TEST_*_URL variable). Without one, a
