@@ -17,7 +17,6 @@ import {
   errorReply,
   replyToResult,
   runRequestHandler,
-  subjectMatches,
 } from './bus.js';
 
 /** Topic exchange of publications; requests have their own so a plain subscriber never counts as a responder. */
@@ -316,12 +315,7 @@ export class RabbitMqBus implements Bus {
       await channel.consume(
         queueName,
         (msg) => {
-          if (!msg || !sub.active) return;
-          if (!subjectMatches(sub.pattern, msg.fields.routingKey)) {
-            this.logger.warn({ subject: msg.fields.routingKey, pattern: sub.pattern }, 'dropping bus message for a subject this subscription does not match');
-            return;
-          }
-          sub.onMessage(msg);
+          if (msg && sub.active) sub.onMessage(msg);
         },
         { noAck: true },
       );
