@@ -374,7 +374,7 @@ for (const [title, startServer, connectTo] of restartable) describe(title, () =>
   });
 });
 
-describe('RabbitMqBus and bad input', () => {
+describe('RabbitMqBus: bad input, and queues deleted under it', () => {
   test('malformed messages, requests without a reply address and subjects AMQP cannot carry are dropped with a log line; the bus keeps working', async () => {
     await assertReachable('rabbitmq');
     const lines: string[] = [];
@@ -424,6 +424,33 @@ describe('RabbitMqBus and bad input', () => {
       await waitFor(() => got.length === 1);
       assert.deepEqual(got, [{ n: 1 }]);
       assert.equal(await bus.request('svc', {}), 2);
+      assert.equal(bus.connected, true);
+    } finally {
+      await raw.close();
+      await bus.close();
+    }
+  });
+
+  test('a subscription whose queue is deleted on the broker (an operator, a policy) is set up again', async () => {
+    await assertReachable('rabbitmq');
+    const bus = await RabbitMqBus.connect(serviceUrl('rabbitmq'), testLogger(), 1000);
+    const raw = await amqpConnect(serviceUrl('rabbitmq'));
+    try {
+      const got: unknown[] = [];
+      bus.subscribe('orders', (p) => void got.push(p), { queue: 'billing' });
+      bus.publish('orders', 1);
+      await waitFor(() => got.length === 1);
+      const channel = await raw.createChannel();
+      await channel.deleteQueue(`${PUBLISH_EXCHANGE}.billing.orders`);
+      await waitFor(
+        async () => {
+          bus.publish('orders', 2);
+          await sleep(50);
+          return got.includes(2);
+        },
+        5000,
+        'the subscription to receive again',
+      );
       assert.equal(bus.connected, true);
     } finally {
       await raw.close();

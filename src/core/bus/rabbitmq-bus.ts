@@ -315,7 +315,9 @@ export class RabbitMqBus implements Bus {
       await channel.consume(
         queueName,
         (msg) => {
-          if (msg && sub.active) sub.onMessage(msg);
+          // null: the broker cancelled the consumer (its queue deleted under it); closing the channel sets it up again.
+          if (!msg) void channel.close().catch(() => undefined);
+          else if (sub.active) sub.onMessage(msg);
         },
         { noAck: true },
       );
@@ -448,22 +450,32 @@ export class RabbitMqBus implements Bus {
       noDelay: true,
       clientProperties: { connection_name: this.name ?? `mediasoup-signal-${process.pid}` },
     });
+    // Watched from the start: a close while still opening would otherwise pass unseen and leave a dead link in place.
+    let link: Link | undefined;
+    let lost = false;
+    const onClose = () => {
+      lost = true;
+      if (link) this.lose(link);
+    };
+    connection.on('close', onClose);
+    connection.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'RabbitMQ connection error'));
     try {
-      connection.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'RabbitMQ connection error'));
       const publishing = await connection.createConfirmChannel();
       const requesting = await connection.createChannel();
-      for (const channel of [publishing, requesting]) channel.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'RabbitMQ channel error'));
+      for (const channel of [publishing, requesting]) {
+        channel.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'RabbitMQ channel error'));
+        // Losing either shared channel loses requests or publications: start over on a new connection.
+        channel.on('close', onClose);
+      }
       await publishing.assertExchange(PUBLISH_EXCHANGE, 'topic', { durable: true });
       await publishing.assertExchange(REQUEST_EXCHANGE, 'topic', { durable: true });
       requesting.on('return', (msg: Message) => this.onReturn(msg));
       await requesting.consume(REPLY_TO, (msg) => this.onReply(msg), { noAck: true });
-      const link: Link = { connection, publishing, requesting };
-      // Losing either shared channel loses requests or publications: start over on a new connection.
-      for (const channel of [publishing, requesting]) channel.on('close', () => this.lose(link));
-      connection.on('close', () => this.lose(link));
+      if (lost) throw new Error('connection lost while opening');
       if (this.closed) throw new Error('closed while connecting');
+      link = { connection, publishing, requesting };
       this.link = link;
-      await Promise.all([...this.subs].map((sub) => this.setUp(sub, link, true)));
+      await Promise.all([...this.subs].map((sub) => this.setUp(sub, link!, true)));
       if (this.link !== link) return;
       this.flush();
       this.setConnected(true);
