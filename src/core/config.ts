@@ -47,7 +47,7 @@ export const configSchema = z
         amqpUrl: z
           .string()
           .url()
-          .refine((url) => /^amqps?:$/.test(new URL(url).protocol), 'must be an amqp:// or amqps:// URL')
+          .regex(/^amqps?:\/\//i, 'must be an amqp:// or amqps:// URL')
           .default('amqp://guest:guest@127.0.0.1:5672'),
         requestTimeoutMs: z.number().int().positive().default(3000),
       })
