@@ -101,14 +101,15 @@ type Outgoing = { kind: 'publish'; subject: string; body: Buffer } | { kind: 're
  *   every reply carrying its correlation id until its timeout, as NATS does.
  * - Each subscription has its own channel, so a broker refusal (e.g. a shared queue
  *   vanishing under a declaration) costs only it, and it is set up again.
- * - Publications and replies use publisher confirms: one the broker did not confirm
- *   before the connection went is sent again after reconnecting, as are publications
- *   made while away (bounded), the way nats.js buffers them.
+ * - Publications use publisher confirms: one the broker did not confirm before the
+ *   connection went is sent again after reconnecting, as are publications made while
+ *   away (bounded). Replies are not resent: their requester's reply address died with
+ *   its channel, and it times out as on NATS.
  * - Off the broker, it reports `connected = false` and dials again every 250 ms
  *   forever; once back, every subscription is declared and bound anew (the broker
  *   forgot them), and only then does it report `connected = true`.
  *
- * A subscription, response or request is sent only after the subscriptions asked for
+ * A publication or request is sent only after the subscriptions and responders asked for
  * before it are in place, so "subscribe, then publish" reaches the subscriber as on NATS.
  */
 export class RabbitMqBus implements Bus {
@@ -216,7 +217,12 @@ export class RabbitMqBus implements Bus {
 
   async gather<T>(subject: string, payload: unknown, options: RequestOptions = {}): Promise<T[]> {
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
-    if (this.closed || invalidSubject(subject, false)) return [];
+    if (this.closed) return [];
+    const invalid = invalidSubject(subject, false);
+    if (invalid) {
+      this.logger.warn({ subject, reason: invalid }, 'gather refused: subject cannot be a routing key');
+      return [];
+    }
     const id = this.newId();
     const out: T[] = [];
     await new Promise<void>((resolve) => {
@@ -388,7 +394,7 @@ export class RabbitMqBus implements Bus {
       return;
     }
     try {
-      link.publishing.publish('', replyTo, encode(reply), { correlationId, contentType: 'application/json' }, () => undefined);
+      link.publishing.publish('', replyTo, encode(reply), { correlationId, contentType: 'application/json' });
     } catch (err) {
       this.logger.debug({ err, subject }, 'reply dropped');
     }
