@@ -2,7 +2,7 @@
 # Installs everything mediasoup-signal needs on a fresh Debian/Ubuntu machine:
 # the build tools native modules need, Node dependencies (npm ci) and the
 # mediasoup worker binary. With --test it also installs what the test suite
-# drives or starts: PostgreSQL, NATS and Redis servers (the tests start private
+# drives or starts: PostgreSQL, NATS, Redis and RabbitMQ servers (the tests start private
 # instances of them on free ports), ffmpeg for real RTP, Chromium, iproute2
 # and python3 for the network-namespace tests.
 #
@@ -144,10 +144,11 @@ if [ "$WITH_TEST_DEPS" = 1 ]; then
     mkdir -p /etc/postgresql-common/createcluster.d
     echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/mediasoup-signal.conf
   fi
-  # postgresql, nats-server, redis-server: test/run.ts starts private instances on free ports.
+  # postgresql, nats-server, redis-server, rabbitmq-server: test/run.ts starts private instances
+  # on free ports (RabbitMQ's package also starts a system broker on 5672, which the tests leave alone).
   # ffmpeg: real RTP. chromium: the browser tests. iproute2 and python3: the cascade
   # tests build network namespaces joined by a user-space delay line.
-  apt_install "the tests" postgresql nats-server redis-server ffmpeg chromium iproute2 python3
+  apt_install "the tests" postgresql nats-server redis-server rabbitmq-server ffmpeg chromium iproute2 python3
 fi
 STEP="finishing"
 echo "install.sh: done"

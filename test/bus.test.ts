@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Bus, subjectMatches } from '../src/core/bus/bus.js';
+import { connect as amqpConnect } from 'amqplib';
 import { NatsBus } from '../src/core/bus/nats-bus.js';
 import { MemoryBus } from '../src/core/bus/memory-bus.js';
+import { PUBLISH_EXCHANGE, REQUEST_EXCHANGE, RabbitMqBus, bindingKey, invalidSubject } from '../src/core/bus/rabbitmq-bus.js';
 import { AppError } from '../src/core/errors.js';
 import { startNats } from './helpers/cluster.js';
 import { testLogger, waitFor } from './helpers/nuve-harness.js';
-import { assertReachable, serviceUrl } from './helpers/services.js';
+import { assertReachable, serviceUrl, startRabbitMq } from './helpers/services.js';
 
 async function rejectsWithCode(promise: Promise<unknown>, code: string, status?: number): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {
@@ -41,10 +43,38 @@ describe('subject matching', () => {
   });
 });
 
-// The same contract on both implementations: the in-process bus and NATS (the test run's server,
-// TEST_NATS_URL). NatsBus.connect waits for a first connection forever, so NATS is checked first:
-// without it the NATS tests fail at once, naming it, instead of hanging.
+describe('RabbitMQ subject mapping', () => {
+  test('NATS patterns become topic binding keys; `>` is one or more tokens, never zero', () => {
+    assert.equal(bindingKey('gateway.*.rpc'), 'gateway.*.rpc');
+    assert.equal(bindingKey('gateway.>'), 'gateway.*.#');
+    assert.equal(bindingKey('>'), '*.#');
+    assert.equal(bindingKey('plain.subject'), 'plain.subject');
+  });
+
+  test('subjects AMQP cannot carry are named', () => {
+    assert.equal(invalidSubject('agent.a-1.rpc', false), undefined);
+    assert.equal(invalidSubject('gateway.*.>', true), undefined);
+    for (const [subject, pattern] of [
+      ['a..b', false],
+      ['', false],
+      ['a b', false],
+      ['a.*', false],
+      ['a.>', false],
+      ['a.#', true],
+      ['a.>.b', true],
+      [`a.${'x'.repeat(255)}`, false],
+    ] as const) {
+      assert.ok(invalidSubject(subject, pattern), `${subject} refused`);
+    }
+  });
+});
+
+// The same contract on every implementation: the in-process bus, NATS and RabbitMQ (the test run's
+// servers, TEST_NATS_URL and TEST_RABBITMQ_URL). NatsBus/RabbitMqBus.connect wait for a first
+// connection forever, so each server is checked first: without it those tests fail at once, naming
+// it, instead of hanging.
 let natsReachable: Promise<void> | undefined; // checked once per file: every test then fails at once
+let rabbitReachable: Promise<void> | undefined;
 const implementations: [string, () => Promise<Bus>][] = [
   ['MemoryBus', async () => new MemoryBus(testLogger(), 1000)],
   [
@@ -52,6 +82,13 @@ const implementations: [string, () => Promise<Bus>][] = [
     async () => {
       await (natsReachable ??= Promise.resolve().then(() => assertReachable('nats')));
       return NatsBus.connect(serviceUrl('nats'), testLogger(), 1000);
+    },
+  ],
+  [
+    'RabbitMqBus',
+    async () => {
+      await (rabbitReachable ??= Promise.resolve().then(() => assertReachable('rabbitmq')));
+      return RabbitMqBus.connect(serviceUrl('rabbitmq'), testLogger(), 1000);
     },
   ],
 ];
@@ -131,8 +168,9 @@ for (const [name, open] of implementations) describe(name, () => {
 
   test('nobody answering is BUS_NO_RESPONDERS, at once', async () => {
     bus.subscribe('only.subscribers', () => undefined); // subscribers do not answer requests
-    // NATS counts a plain subscriber as a listener, so the request waits for its timeout there; the
-    // platform never mixes subscribers and responders on one subject, so either answer is a refusal.
+    // NATS counts a plain subscriber as a listener, so the request waits for its timeout there (RabbitMQ
+    // routes requests on their own exchange, the in-process bus knows its responders); the platform never
+    // mixes subscribers and responders on one subject, so either answer is a refusal.
     await rejectsWithCode(bus.request('only.subscribers', {}), name === 'NatsBus' ? 'BUS_TIMEOUT' : 'BUS_NO_RESPONDERS');
     const started = Date.now();
     await rejectsWithCode(bus.request('nobody.home', {}), 'BUS_NO_RESPONDERS', 503);
@@ -180,6 +218,7 @@ for (const [name, open] of implementations) describe(name, () => {
     bus.publish('gateway.gw-1.events', {});
     bus.publish('gateway.gw-2.rpc.extra', {});
     bus.publish('gatewayx.gw-3.events', {});
+    bus.publish('gateway', {}); // `>` needs at least one token after the prefix
     await waitFor(() => seen.length >= 3);
     await sleep(20); // nothing more arrives
     assert.deepEqual(seen.sort(), ['star:gateway.gw-1.events', 'tail:gateway.gw-1.events', 'tail:gateway.gw-2.rpc.extra']);
@@ -260,12 +299,32 @@ for (const [name, open] of implementations) describe(name, () => {
   });
 });
 
-describe('NatsBus across a NATS server restart', () => {
-  test('reports losing and regaining the server, and its subscriptions and responders work again afterwards', { timeout: 30_000 }, async () => {
-    const server = await startNats();
-    const url = `nats://127.0.0.1:${server.port}`;
-    const listener = await NatsBus.connect(url, testLogger(), 1000);
-    const speaker = await NatsBus.connect(url, testLogger(), 1000);
+// A private server of each kind, stopped and started under open buses. RabbitMQ takes seconds to boot,
+// so one server serves both tests. `keepsWhileAway`: a publication made while off the server is sent
+// once back (RabbitMqBus's outbox; nats.js does not deliver it to the bus's own subscription here).
+const restartable: [string, () => Promise<{ url: string; stop(): Promise<void>; start(): Promise<void>; dispose(): Promise<void> }>, (url: string) => Promise<Bus>, boolean][] = [
+  [
+    'NatsBus across a NATS server restart',
+    async () => {
+      const server = await startNats();
+      return Object.assign(server, { dispose: () => server.stop() });
+    },
+    (url) => NatsBus.connect(url, testLogger(), 1000),
+    false,
+  ],
+  ['RabbitMqBus across a RabbitMQ broker restart', startRabbitMq, (url) => RabbitMqBus.connect(url, testLogger(), 1000), true],
+];
+
+for (const [title, startServer, connectTo, keepsWhileAway] of restartable) describe(title, () => {
+  let server: Awaited<ReturnType<typeof startServer>>;
+  before(async () => {
+    server = await startServer();
+  }, { timeout: 120_000 });
+  after(async () => server?.dispose());
+
+  test('reports losing and regaining the server, and its subscriptions and responders work again afterwards', { timeout: 60_000 }, async () => {
+    const listener = await connectTo(server.url);
+    const speaker = await connectTo(server.url);
     try {
       const changes: boolean[] = [];
       listener.onConnectivity((connected) => changes.push(connected));
@@ -277,11 +336,17 @@ describe('NatsBus across a NATS server restart', () => {
       await server.stop();
       await waitFor(() => !listener.connected, 5000, 'the bus to report the lost server');
       assert.deepEqual(changes, [false]);
+      // Published while away: kept, and sent once the bus is back (after its own subscriptions are).
+      if (keepsWhileAway) listener.publish('news', { n: 'while away' });
 
       await sleep(1500);
       await server.start();
       await waitFor(() => listener.connected && speaker.connected, 10_000, 'both buses to reconnect');
       assert.deepEqual(changes, [false, true]);
+      if (keepsWhileAway) {
+        await waitFor(() => received.length > 0, 5000, 'the publication made while away');
+        assert.deepEqual(received.splice(0), [{ n: 'while away' }]);
+      }
 
       // Subscriptions made before the outage are back without anyone subscribing again.
       await waitFor(
@@ -297,28 +362,107 @@ describe('NatsBus across a NATS server restart', () => {
     } finally {
       await listener.close();
       await speaker.close();
-      await server.stop();
     }
   });
 
-  test('closing while the server is away closes at once and for good (a process stopping during an outage is not held)', { timeout: 30_000 }, async () => {
-    const server = await startNats();
-    const bus = await NatsBus.connect(`nats://127.0.0.1:${server.port}`, testLogger(), 1000);
+  test('closing while the server is away closes at once and for good (a process stopping during an outage is not held)', { timeout: 60_000 }, async () => {
+    const bus = await connectTo(server.url);
+    const changes: boolean[] = [];
+    bus.onConnectivity((connected) => changes.push(connected));
+    bus.subscribe('news', () => undefined);
+    await server.stop();
+    await waitFor(() => !bus.connected, 5000, 'the bus to report the lost server');
+    const started = Date.now();
+    await bus.close();
+    assert.ok(Date.now() - started < 300, `closed after ${Date.now() - started} ms`);
+    // A connection left dialling would come back with the server.
+    await server.start();
+    await sleep(1500);
+    assert.deepEqual(changes, [false], 'a closed bus does not reconnect');
+  });
+});
+
+describe('RabbitMqBus: bad input, and queues deleted under it', () => {
+  test('malformed messages, requests without a reply address and subjects AMQP cannot carry are dropped with a log line; the bus keeps working', async () => {
+    await assertReachable('rabbitmq');
+    const lines: string[] = [];
+    const logger = testLogger();
+    const record = (level: string) => (obj: unknown, msg?: string) => void lines.push(`${level} ${typeof obj === 'string' ? obj : msg}`);
+    const spied = Object.assign(Object.create(logger) as typeof logger, { warn: record('warn'), debug: record('debug') });
+    const bus = await RabbitMqBus.connect(serviceUrl('rabbitmq'), spied, 1000);
+    const raw = await amqpConnect(serviceUrl('rabbitmq'));
     try {
-      const changes: boolean[] = [];
-      bus.onConnectivity((connected) => changes.push(connected));
-      bus.subscribe('news', () => undefined);
-      await server.stop();
-      await waitFor(() => !bus.connected, 5000, 'the bus to report the lost server');
-      const started = Date.now();
-      await bus.close();
-      assert.ok(Date.now() - started < 300, `closed after ${Date.now() - started} ms`);
-      // A connection left draining would still be dialling, and would come back with the server.
-      await server.start();
-      await sleep(1500);
-      assert.deepEqual(changes, [false], 'a closed bus does not reconnect');
+      const got: unknown[] = [];
+      bus.subscribe('feed.*', (p) => void got.push(p));
+      let served = 0;
+      bus.respond('svc', () => ++served);
+      await bus.request('svc', {}); // both are bound now
+      const channel = await raw.createChannel();
+      await channel.consume('amq.rabbitmq.reply-to', () => undefined, { noAck: true });
+
+      channel.publish(PUBLISH_EXCHANGE, 'feed.x', Buffer.from('{not json'));
+      channel.publish(REQUEST_EXCHANGE, 'svc', Buffer.from('{}')); // no reply-to: nobody to answer
+      bus.publish('feed..x', { n: 0 });
+      bus.publish(`feed.${'y'.repeat(300)}`, { n: 0 });
+      await rejectsWithCode(bus.request('a..b', {}), 'BUS_NO_RESPONDERS');
+      await waitFor(() => lines.filter((l) => l.startsWith('warn')).length >= 5, 3000, 'a log line for each');
+      assert.deepEqual(
+        lines.filter((l) => l.startsWith('warn')).sort(),
+        [
+          'warn dropping bus request without a direct reply-to address',
+          'warn dropping non-JSON bus message',
+          'warn publish dropped: subject cannot be a routing key',
+          'warn publish dropped: subject cannot be a routing key',
+          'warn request refused: subject cannot be a routing key',
+        ],
+      );
+      assert.deepEqual(got, []);
+      assert.equal(served, 1, 'the request without a reply address was not served');
+
+      // A request whose payload is not JSON is answered with MALFORMED_MESSAGE, as on NATS.
+      const replies: unknown[] = [];
+      const asking = await raw.createChannel();
+      await asking.consume('amq.rabbitmq.reply-to', (msg) => msg && replies.push(JSON.parse(msg.content.toString())), { noAck: true });
+      asking.publish(REQUEST_EXCHANGE, 'svc', Buffer.from('<xml/>'), { replyTo: 'amq.rabbitmq.reply-to', correlationId: 'x' });
+      await waitFor(() => replies.length === 1, 3000, 'the refusal');
+      assert.deepEqual((replies[0] as { error: { code: string } }).error.code, 'MALFORMED_MESSAGE');
+
+      // And the bus still carries everything.
+      bus.publish('feed.ok', { n: 1 });
+      await waitFor(() => got.length === 1);
+      assert.deepEqual(got, [{ n: 1 }]);
+      assert.equal(await bus.request('svc', {}), 2);
+      assert.equal(bus.connected, true);
     } finally {
-      await server.stop();
+      await raw.close();
+      await bus.close();
+    }
+  });
+
+  test('a subscription whose queue is deleted on the broker (an operator, a policy) is set up again', async () => {
+    await assertReachable('rabbitmq');
+    const bus = await RabbitMqBus.connect(serviceUrl('rabbitmq'), testLogger(), 1000);
+    const raw = await amqpConnect(serviceUrl('rabbitmq'));
+    try {
+      const got: unknown[] = [];
+      bus.subscribe('orders', (p) => void got.push(p), { queue: 'billing' });
+      bus.publish('orders', 1);
+      await waitFor(() => got.length === 1);
+      const channel = await raw.createChannel();
+      await channel.deleteQueue(`${PUBLISH_EXCHANGE}.billing.orders`);
+      await waitFor(
+        async () => {
+          bus.publish('orders', 2);
+          await sleep(50);
+          return got.includes(2);
+        },
+        5000,
+        'the subscription to receive again',
+      );
+      assert.equal(bus.connected, true);
+    } finally {
+      await raw.close();
+      await bus.close();
     }
   });
 });

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentDump } from '../src/core/agent-protocol.js';
-import { Cluster } from './helpers/cluster.js';
+import { BUS_LABEL, CLUSTER_BUSES, Cluster } from './helpers/cluster.js';
 import { MediaPeer } from './helpers/media-peer.js';
 import { waitFor } from './helpers/nuve-harness.js';
 
 /**
  * Failures of the cluster's own parts, every role a process over a private
- * NATS: the bus going away for a while, a gateway killed. One agent, so a
+ * bus server (once on NATS, once on RabbitMQ): the bus going away for a while, a gateway killed. One agent, so a
  * room reopened elsewhere lands on the agent that still has the old router.
  * Nuve forgets a silent gateway (2 s) well before the agent closes its rooms (5 s),
  * the order in which a rejoin meets the dead gateway's router.
@@ -21,24 +21,8 @@ const OUTAGE_MS = 7000;
 const ORPHAN_SWEEP_MS = 1000;
 const AGENT_REMOVE_MS = 3000;
 
-const cluster = new Cluster();
-before(
-  async () =>
-    cluster.start({
-      gateways: 2,
-      agents: 1,
-      env: {
-        MSS_NUVE__GATEWAY_TIMEOUT_MS: String(NUVE_GATEWAY_TIMEOUT_MS),
-        MSS_AGENT__GATEWAY_TIMEOUT_MS: String(AGENT_GATEWAY_TIMEOUT_MS),
-        MSS_GATEWAY__AGENT_REMOVE_MS: String(AGENT_REMOVE_MS),
-      },
-    }),
-  { timeout: 90_000 },
-);
-after(async () => cluster.stop());
-
+let cluster: Cluster;
 const peers: MediaPeer[] = [];
-after(async () => Promise.all(peers.map((p) => p.close())));
 
 async function join(roomId: string, name: string): Promise<MediaPeer> {
   const t = await cluster.token(roomId, name);
@@ -70,9 +54,27 @@ async function assertAgentEmpty(): Promise<void> {
   });
 }
 
-describe('cluster failures', { concurrency: false }, () => {
-  test('a 7 s NATS outage: the call keeps its media and its peers; joins work again once NATS is back', { timeout: 120_000 }, async () => {
-    const roomId = await cluster.createRoom('nats-outage');
+for (const bus of CLUSTER_BUSES) describe(`cluster failures on ${BUS_LABEL[bus]}`, { concurrency: false }, () => {
+  before(async () => {
+    cluster = new Cluster();
+    await cluster.start({
+      gateways: 2,
+      agents: 1,
+      bus,
+      env: {
+        MSS_NUVE__GATEWAY_TIMEOUT_MS: String(NUVE_GATEWAY_TIMEOUT_MS),
+        MSS_AGENT__GATEWAY_TIMEOUT_MS: String(AGENT_GATEWAY_TIMEOUT_MS),
+        MSS_GATEWAY__AGENT_REMOVE_MS: String(AGENT_REMOVE_MS),
+      },
+    });
+  }, { timeout: 120_000 });
+  after(async () => {
+    await Promise.all(peers.splice(0).map((p) => p.close()));
+    await cluster.stop();
+  });
+
+  test(`a 7 s ${BUS_LABEL[bus]} outage: the call keeps its media and its peers; joins work again once the bus is back`, { timeout: 120_000 }, async () => {
+    const roomId = await cluster.createRoom('bus-outage');
     const alice = await join(roomId, 'alice');
     const bob = await join(roomId, 'bob');
     await alice.assertReceiving(bob.producerId!);
@@ -84,9 +86,9 @@ describe('cluster failures', { concurrency: false }, () => {
     const samples: { at: number; alice: number; bob: number }[] = [];
     const sampler = setInterval(() => samples.push({ at: Date.now(), alice: aliceIn.packets, bob: bobIn.packets }), 250);
     try {
-      await cluster.nats.stop();
+      await cluster.broker.stop();
       await sleep(OUTAGE_MS);
-      await cluster.nats.start();
+      await cluster.broker.start();
       await sleep(Math.max(AGENT_REMOVE_MS, AGENT_GATEWAY_TIMEOUT_MS + ORPHAN_SWEEP_MS) + 1500);
     } finally {
       clearInterval(sampler);

@@ -2,17 +2,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startBroadcast, startEgress } from './helpers/broadcaster.js';
-import { Cluster } from './helpers/cluster.js';
+import { BUS_LABEL, CLUSTER_BUSES, Cluster } from './helpers/cluster.js';
 import { ProtooClient } from './helpers/protoo-client.js';
 
 /**
  * Every role as its own process: 1 Nuve, 2 gateways, 3 agents over a private
- * NATS and Redis and a fresh PostgreSQL database, all on loopback.
+ * bus server and Redis and a fresh PostgreSQL database, all on loopback. The
+ * same suite runs once on each cluster bus (NATS, RabbitMQ).
  */
-const cluster = new Cluster();
-
-before(async () => cluster.start({ gateways: 2, agents: 3 }), { timeout: 90_000 });
-after(async () => cluster.stop());
+let cluster: Cluster;
 
 async function joinPeer(roomId: string, name: string) {
   const t = await cluster.token(roomId, name);
@@ -62,7 +60,13 @@ async function assertEverythingEmpty(): Promise<void> {
   });
 }
 
-describe('cluster', { concurrency: false }, () => {
+for (const bus of CLUSTER_BUSES) describe(`cluster on ${BUS_LABEL[bus]}`, { concurrency: false }, () => {
+  before(async () => {
+    cluster = new Cluster();
+    await cluster.start({ gateways: 2, agents: 3, bus });
+  }, { timeout: 120_000 });
+  after(async () => cluster.stop());
+
   test('rooms spread across agents and both gateways; a room always gets the same gateway', async () => {
     const rooms = await Promise.all(Array.from({ length: 12 }, (_, i) => cluster.createRoom(`spread-${i}`)));
     const gatewayOf = new Map<string, string>();
@@ -117,13 +121,13 @@ describe('cluster', { concurrency: false }, () => {
     await assertEverythingEmpty();
   });
 
-  test('NATS and Redis restart: every process reconnects by itself and service resumes', { timeout: 60_000 }, async () => {
+  test(`${BUS_LABEL[bus]} and Redis restart: every process reconnects by itself and service resumes`, { timeout: 60_000 }, async () => {
     const pids = [cluster.nuve, ...cluster.gateways.map((g) => g.proc), ...cluster.agents.map((a) => a.proc)].map((p) => p.pid);
     const roomId = await cluster.createRoom('restarts');
 
-    await cluster.nats.restart();
-    const afterNats = await waitFor(async () => joinPeer(roomId, 'after-nats'), 20_000, 'a join after the NATS restart');
-    afterNats.client.close();
+    await cluster.broker.restart();
+    const afterBus = await waitFor(async () => joinPeer(roomId, 'after-bus'), 20_000, `a join after the ${BUS_LABEL[bus]} restart`);
+    afterBus.client.close();
 
     await cluster.redis.restart();
     await waitFor(async () => cluster.createRoom('after-redis'), 20_000, 'a Nuve request after the Redis restart');

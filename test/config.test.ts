@@ -47,6 +47,14 @@ describe('configuration', () => {
     failsNaming(() => loadConfig({ env: { MSS_NUVE__SUPER_SERVICE__ID: 'XYZ' } }), 'nuve.superService.id');
     failsNaming(() => loadConfig({ env: { MSS_NUVE__TOKEN_TTL_SEC: '-5' } }), 'nuve.tokenTtlSec');
     failsNaming(() => loadConfig({ env: { MSS_NUVE__BOGUS: '1' } }), /nuve\.bogus: unknown key/);
+    failsNaming(() => loadConfig({ env: { MSS_BUS__DRIVER: 'kafka' } }), 'bus.driver');
+    failsNaming(() => loadConfig({ env: { MSS_BUS__AMQP_URL: 'nats://127.0.0.1:4222' } }), 'bus.amqpUrl');
+    failsNaming(() => loadConfig({ env: { MSS_BUS__AMQP_URL: 'not a url' } }), 'bus.amqpUrl');
+  });
+
+  test('the RabbitMQ bus is chosen with its broker URL', () => {
+    const { bus } = loadConfig({ env: { MSS_BUS__DRIVER: 'rabbitmq', MSS_BUS__AMQP_URL: 'amqps://user:pass@mq.example.com:5671/vhost' } });
+    assert.deepEqual([bus.driver, bus.amqpUrl], ['rabbitmq', 'amqps://user:pass@mq.example.com:5671/vhost']);
   });
 
   test('every problem is reported, not only the first', () => {

@@ -84,6 +84,18 @@ test('no real secret is committed in the manifests', () => {
   const secret = manifests().find((m) => m.object.kind === 'Secret')!.object;
   assert.match(secret.stringData.MSS_NUVE__SUPER_SERVICE__KEY, /replace/);
   assert.match(secret.stringData.MSS_OPS__TOKEN, /replace/);
+  const broker = manifests().find((m) => m.object.kind === 'Secret' && m.object.metadata.name === 'rabbitmq')!.object;
+  assert.match(broker.stringData.RABBITMQ_DEFAULT_PASS, /replace/);
+});
+
+test('the RabbitMQ bus example is a configuration the platform accepts, naming the broker\'s Service', () => {
+  const text = readFileSync(`${DIR}/rabbitmq.yaml`, 'utf8');
+  const env = Object.fromEntries([...text.matchAll(/(MSS_BUS__\w+): (\S+)/g)].map((m) => [m[1]!, m[2]!]));
+  const { bus } = loadConfig({ env });
+  assert.equal(bus.driver, 'rabbitmq');
+  const service = manifests().find((m) => m.file === 'rabbitmq.yaml' && m.object.kind === 'Service')!.object;
+  assert.equal(new URL(bus.amqpUrl).hostname, service.metadata.name);
+  assert.equal(Number(new URL(bus.amqpUrl).port), service.spec.ports[0].port);
 });
 
 test('gateways and agents get the ops token (for /metrics and the preStop drain) and no other secret', () => {

@@ -3,11 +3,12 @@
  *
  *   node --import tsx test/run.ts [test/x.test.ts ...]      (default: test/unit/*.test.ts, then every test/*.test.ts)
  *
- * 1. Starts private PostgreSQL, NATS (JetStream) and Redis servers on free ports
+ * 1. Starts private PostgreSQL, NATS (JetStream), Redis and RabbitMQ servers on free ports
  *    (test/helpers/services.ts) and hands their URLs to the tests as TEST_PG_URL,
- *    TEST_NATS_URL, TEST_REDIS_URL. A URL already set in the environment is used as it is
- *    (that server is not started). TEST_SERVICES lists the servers (default
- *    `postgres,nats,redis`; `etcd` and `rabbitmq` are known too).
+ *    TEST_NATS_URL, TEST_REDIS_URL, TEST_RABBITMQ_URL. A URL already set in the environment
+ *    is used as it is (that server is not started). TEST_SERVICES lists the servers (default
+ *    `postgres,nats,redis,rabbitmq`; `etcd` is known too). The cluster suites start brokers
+ *    of their own and run once per bus; TEST_CLUSTER_BUSES=nats (or rabbitmq) runs one.
  * 2. Runs each file with node's test runner, one at a time, each in its own process group
  *    with a time limit (TEST_FILE_TIMEOUT_MIN, default 20): a file that does not finish is
  *    named and killed with everything it started; processes a file leaves behind are
@@ -37,7 +38,7 @@ const testsIn = (dir: string): string[] =>
 // The unit tests (fake bus and agents, seconds) run first, so a logic slip shows before the long suites.
 const files = process.argv.slice(2).length ? process.argv.slice(2) : [...testsIn('test/unit'), ...testsIn('test')];
 
-const wanted = (process.env.TEST_SERVICES ?? 'postgres,nats,redis')
+const wanted = (process.env.TEST_SERVICES ?? 'postgres,nats,redis,rabbitmq')
   .split(',')
   .map((s) => s.trim())
   .filter(Boolean) as ServiceName[];

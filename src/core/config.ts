@@ -41,8 +41,14 @@ export const configSchema = z
       .prefault({}),
     bus: z
       .object({
-        driver: z.enum(['memory', 'nats']).default('memory'),
+        driver: z.enum(['memory', 'nats', 'rabbitmq']).default('memory'),
         natsUrl: z.string().default('nats://127.0.0.1:4222'),
+        /** The RabbitMQ broker of `driver: rabbitmq` (AMQP 0-9-1; `amqps://` for TLS; `?heartbeat=` overrides the 5 s default). */
+        amqpUrl: z
+          .string()
+          .url()
+          .regex(/^amqps?:\/\//i, 'must be an amqp:// or amqps:// URL')
+          .default('amqp://guest:guest@127.0.0.1:5672'),
         requestTimeoutMs: z.number().int().positive().default(3000),
       })
       .strict()

@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import type { Bus } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
 import { NatsBus } from './bus/nats-bus.js';
+import { RabbitMqBus } from './bus/rabbitmq-bus.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './database.js';
 import type { Logger } from './logger.js';
@@ -44,10 +45,13 @@ export class SharedResources {
   bus(): Promise<Bus> {
     this.busOpening ??= (async () => {
       const { bus: options } = this.config;
+      const name = `mediasoup-signal-${process.pid}`;
       const inner =
         options.driver === 'memory'
           ? new MemoryBus(this.logger, options.requestTimeoutMs)
-          : await NatsBus.connect(options.natsUrl, this.logger, options.requestTimeoutMs, `mediasoup-signal-${process.pid}`);
+          : options.driver === 'nats'
+            ? await NatsBus.connect(options.natsUrl, this.logger, options.requestTimeoutMs, name)
+            : await RabbitMqBus.connect(options.amqpUrl, this.logger, options.requestTimeoutMs, name);
       const bus = new InstrumentedBus(inner, this.metrics);
       // Every process answers the cluster-wide metrics scrape with its own registry.
       bus.respond(METRICS_SUBJECT, () => this.metrics.getMetricsAsJSON());

@@ -3,11 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { connect as netConnect, createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import type { Bus } from '../../src/core/bus/bus.js';
 import { NatsBus } from '../../src/core/bus/nats-bus.js';
+import { RabbitMqBus } from '../../src/core/bus/rabbitmq-bus.js';
 import { type AgentDump, agentSubjects } from '../../src/core/agent-protocol.js';
 import { createLogger } from '../../src/core/logger.js';
 import { buildMAuthHeader } from '../../src/nuve/mauth.js';
-import { type ServiceProcess, freePort, hostPort, serviceUrl, startNats, startRedis } from './services.js';
+import { type ServiceProcess, freePort, hostPort, serviceUrl, startNats, startRabbitMq, startRedis } from './services.js';
 
 export { freePort, ServiceProcess, startNats, startRedis } from './services.js';
 
@@ -85,13 +87,30 @@ export class RoleProcess {
   }
 }
 
+/**
+ * The cluster buses the cluster suites run on, each on a private server of its own: every one
+ * by default, or those TEST_CLUSTER_BUSES lists (`nats`, `rabbitmq`) to look at one.
+ */
+export type ClusterBus = 'nats' | 'rabbitmq';
+const ALL_BUSES: ClusterBus[] = ['nats', 'rabbitmq'];
+export const CLUSTER_BUSES: ClusterBus[] = (process.env.TEST_CLUSTER_BUSES ?? ALL_BUSES.join(','))
+  .split(',')
+  .map((name) => name.trim())
+  .filter((name): name is ClusterBus => {
+    if (ALL_BUSES.includes(name as ClusterBus)) return true;
+    throw new Error(`TEST_CLUSTER_BUSES: unknown bus "${name}" (known: ${ALL_BUSES.join(', ')})`);
+  });
+export const BUS_LABEL: Record<ClusterBus, string> = { nats: 'NATS', rabbitmq: 'RabbitMQ' };
+
 export interface ClusterOptions {
   gateways: number;
   agents: number;
   /** Push role processes (default none). */
   push?: number;
   env?: Record<string, string>;
-  /** Address NATS listens on (default loopback). */
+  /** The bus every process talks over (default NATS). */
+  bus?: ClusterBus;
+  /** Address NATS listens on (default loopback; the private RabbitMQ listens on loopback only). */
   natsHost?: string;
 }
 
@@ -102,9 +121,11 @@ export interface AgentOptions {
   natsHost?: string;
 }
 
-/** NATS + Redis (private processes), PostgreSQL (a fresh database), one Nuve, N gateways, M agents. */
+/** NATS or RabbitMQ + Redis (private processes), PostgreSQL (a fresh database), one Nuve, N gateways, M agents. */
 export class Cluster {
-  nats!: ServiceProcess;
+  /** The bus's server (NATS or RabbitMQ), to stop and start under the cluster. */
+  broker!: ServiceProcess;
+  private disposeBroker?: () => Promise<void>;
   redis!: ServiceProcess;
   db!: { url: string; drop(): Promise<void> };
   nuve!: RoleProcess;
@@ -114,7 +135,7 @@ export class Cluster {
   readonly push: RoleProcess[] = [];
   /** Nuves beyond the first (`addNuve`), by URL. */
   readonly moreNuves: { url: string; proc: RoleProcess }[] = [];
-  bus!: NatsBus;
+  bus!: Bus;
   /** Nuve reaches PostgreSQL through this relay, so tests can take the database away. */
   pgRelay!: TcpRelay;
   private common: Record<string, string> = {};
@@ -123,7 +144,18 @@ export class Cluster {
   readonly opsToken = randomBytes(24).toString('base64url');
 
   async start(options: ClusterOptions): Promise<void> {
-    this.nats = await startNats(options.natsHost);
+    const busEnv: Record<string, string> = {};
+    if (options.bus === 'rabbitmq') {
+      const rabbit = await startRabbitMq();
+      this.broker = rabbit;
+      this.disposeBroker = () => rabbit.dispose();
+      Object.assign(busEnv, { MSS_BUS__DRIVER: 'rabbitmq', MSS_BUS__AMQP_URL: rabbit.url });
+    } else {
+      const nats = await startNats(options.natsHost);
+      this.broker = nats;
+      this.disposeBroker = () => nats.stop();
+      Object.assign(busEnv, { MSS_BUS__DRIVER: 'nats', MSS_BUS__NATS_URL: nats.url });
+    }
     this.redis = await startRedis();
     this.db = await createTestDatabase();
     const pgServer = hostPort(this.db.url);
@@ -131,8 +163,7 @@ export class Cluster {
     await this.pgRelay.up();
     const common = {
       MSS_LOG__LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
-      MSS_BUS__DRIVER: 'nats',
-      MSS_BUS__NATS_URL: `nats://127.0.0.1:${this.nats.port}`,
+      ...busEnv,
       MSS_REDIS__URL: `redis://127.0.0.1:${this.redis.port}`,
       MSS_STORE__DRIVER: 'postgres',
       MSS_STORE__POSTGRES_URL: relayedUrl(this.db.url, this.pgRelay.port),
@@ -158,7 +189,8 @@ export class Cluster {
       starting.push(push.start());
     }
     await Promise.all(starting);
-    this.bus = await NatsBus.connect(common.MSS_BUS__NATS_URL, createLogger({ level: 'silent', pretty: false }));
+    const silent = createLogger({ level: 'silent', pretty: false });
+    this.bus = options.bus === 'rabbitmq' ? await RabbitMqBus.connect(busEnv.MSS_BUS__AMQP_URL!, silent) : await NatsBus.connect(busEnv.MSS_BUS__NATS_URL!, silent);
     await this.waitForGateways(options.gateways);
   }
 
@@ -176,7 +208,7 @@ export class Cluster {
       MSS_AGENT__PLAIN_RTP_MAX_PORT: String(30000 + i * 300 + 299),
       ...options.env,
     };
-    if (options.natsHost) env.MSS_BUS__NATS_URL = `nats://${options.natsHost}:${this.nats.port}`;
+    if (options.natsHost) env.MSS_BUS__NATS_URL = `nats://${options.natsHost}:${this.broker.port}`;
     const proc = new RoleProcess('agent', env, options.netns);
     this.agents.push({ id, proc });
     await proc.start();
@@ -207,7 +239,7 @@ export class Cluster {
   async stop(): Promise<void> {
     await this.bus?.close();
     await Promise.all([this.nuve, ...this.gateways.map((g) => g.proc), ...this.agents.map((a) => a.proc), ...this.push, ...this.moreNuves.map((n) => n.proc)].map((p) => p?.kill('SIGKILL')));
-    await this.nats?.stop();
+    await this.disposeBroker?.();
     await this.redis?.stop();
     await this.pgRelay?.down();
     await this.db?.drop();

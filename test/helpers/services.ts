@@ -3,11 +3,11 @@
  * how to start private ones.
  *
  * `npm test` (test/run.ts) starts a private instance of each on a free port before any test
- * file runs and passes its URL in TEST_PG_URL, TEST_NATS_URL, TEST_REDIS_URL (TEST_ETCD_URL,
- * TEST_RABBITMQ_URL when asked for). Tests get those URLs from `serviceUrl()` (never a fixed
+ * file runs and passes its URL in TEST_PG_URL, TEST_NATS_URL, TEST_REDIS_URL, TEST_RABBITMQ_URL
+ * (TEST_ETCD_URL when asked for). Tests get those URLs from `serviceUrl()` (never a fixed
  * port); a test file run on its own without them fails fast with a message that says how to
  * get them. Tests that need a server of their own (to restart or stop it) start one with
- * `ServiceProcess` / `startNats` / `startRedis`: a missing binary is named, never a hang.
+ * `ServiceProcess` / `startNats` / `startRedis` / `startRabbitMq`: a missing binary is named, never a hang.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, chownSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -52,7 +52,7 @@ export class MissingDependencyError extends Error {
 
 const HOW_TO_RUN =
   'run the tests with `npm test` (all files) or `node --import tsx test/run.ts test/x.test.ts` (some), ' +
-  'which start private PostgreSQL, NATS and Redis servers';
+  'which start private PostgreSQL, NATS, Redis and RabbitMQ servers';
 
 /**
  * URL of a service the test run provides (from its TEST_*_URL variable). Without one, a
@@ -426,8 +426,10 @@ export async function startEtcd(): Promise<RunningService> {
 /**
  * A private RabbitMQ node: its own node name, Erlang distribution and epmd ports, and
  * directories, so it shares nothing with a system RabbitMQ. User guest/guest (loopback).
+ * `stop()`/`start()`/`restart()` stop and start the broker in place (same port, same data);
+ * `dispose()` stops it and its epmd and removes its directory.
  */
-export async function startRabbitMq(): Promise<RunningService> {
+export async function startRabbitMq(): Promise<ServiceProcess & { url: string; dispose(): Promise<void> }> {
   const server = requireBinary('rabbitmq-server');
   const dir = mkdtempSync(join(tmpdir(), 'mss-rabbitmq-'));
   const root = process.getuid?.() === 0;
@@ -462,15 +464,14 @@ export async function startRabbitMq(): Promise<RunningService> {
     await p.start();
     return p;
   });
-  return {
-    name: 'rabbitmq',
+  return Object.assign(svc, {
     url: `amqp://guest:guest@127.0.0.1:${svc.port}`,
-    async stop() {
+    async dispose() {
       await svc.stop('SIGTERM', 20_000);
       await epmd.stop('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
     },
-  };
+  });
 }
 
 /** Starts one service of the test run. */
@@ -489,7 +490,9 @@ export async function startService(name: ServiceName): Promise<RunningService> {
     }
     case 'etcd':
       return startEtcd();
-    case 'rabbitmq':
-      return startRabbitMq();
+    case 'rabbitmq': {
+      const svc = await startRabbitMq();
+      return { name, url: svc.url, stop: () => svc.dispose() };
+    }
   }
 }
