@@ -149,6 +149,7 @@ export class Gateway {
       rooms: () => this.rooms.size,
       peers: () => this.peerCount(),
       draining: () => this.draining,
+      agents: () => ({ known: this.agents.list().length, candidates: this.agents.candidates().length }),
       cascade: () => {
         const total = { links: 0, pipes: 0 };
         for (const room of this.rooms.values()) {

@@ -11,6 +11,8 @@ export class GatewayMetrics {
       rooms(): number;
       peers(): number;
       draining(): boolean;
+      /** Agents known to this gateway, and those taking new peers now. */
+      agents(): { known: number; candidates: number };
       cascade(): { links: number; pipes: number };
       rejected(): { connections: number; connectionsFromOneAddress: number; requests: number; disconnects: number };
     },
@@ -19,6 +21,17 @@ export class GatewayMetrics {
     new Gauge({ name: 'mss_gateway_rooms', help: 'Active rooms on this gateway', registers, collect() { this.set(state.rooms()); } });
     new Gauge({ name: 'mss_gateway_peers', help: 'Connected clients (peers) on this gateway', registers, collect() { this.set(state.peers()); } });
     new Gauge({ name: 'mss_gateway_draining', help: '1 while the gateway drains', registers, collect() { this.set(state.draining() ? 1 : 0); } });
+    new Gauge({
+      name: 'mss_gateway_agents',
+      help: 'Media agents this gateway knows (state="known") and can place new peers on (state="candidate")',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const { known, candidates } = state.agents();
+        this.set({ state: 'known' }, known);
+        this.set({ state: 'candidate' }, candidates);
+      },
+    });
     new Gauge({
       name: 'mss_gateway_cascade_links',
       help: 'Links (PipeTransport pairs) between agents of this gateway\'s rooms',

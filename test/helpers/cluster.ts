@@ -192,6 +192,7 @@ export class Cluster {
     const silent = createLogger({ level: 'silent', pretty: false });
     this.bus = options.bus === 'rabbitmq' ? await RabbitMqBus.connect(busEnv.MSS_BUS__AMQP_URL!, silent) : await NatsBus.connect(busEnv.MSS_BUS__NATS_URL!, silent);
     await this.waitForGateways(options.gateways);
+    await this.waitForAgentsAtGateways(options.agents);
   }
 
   /** Starts one more agent process (own ports) and returns its id. */
@@ -283,6 +284,25 @@ export class Cluster {
   async gatewayHealth(port: number): Promise<{ rooms: number; peers: number }> {
     const res = await fetch(`http://127.0.0.1:${port}/drain`, { headers: { authorization: `Bearer ${this.opsToken}` } });
     return res.json() as Promise<{ rooms: number; peers: number }>;
+  }
+
+  /**
+   * Every gateway can place peers on `n` agents: placement tests would otherwise race the agents'
+   * first heartbeats (a loaded machine starts an agent after a gateway took its first rooms).
+   */
+  private async waitForAgentsAtGateways(n: number): Promise<void> {
+    const until = Date.now() + 15_000;
+    const candidatesAt = async (port: number) => {
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${this.opsToken}` } }).catch(() => undefined);
+      const text = res?.ok ? await res.text() : '';
+      return Number(/^mss_gateway_agents\{[^}]*state="candidate"[^}]*\} (\d+)/m.exec(text)?.[1] ?? 0);
+    };
+    while (Date.now() < until) {
+      const seen = await Promise.all(this.gateways.map((g) => candidatesAt(g.port)));
+      if (seen.every((count) => count >= n)) return;
+      await sleep(100);
+    }
+    throw new Error(`gateways did not all see ${n} agents`);
   }
 
   private async waitForGateways(n: number): Promise<void> {
