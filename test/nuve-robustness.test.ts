@@ -24,7 +24,7 @@ import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { GatewayRpc } from '../src/core/subjects.js';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 import { isErrorCode } from '../src/protocol/error-codes.js';
 import {
   AS_BUILT,

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { NatsBus } from '../../src/core/bus/nats-bus.js';
 import { type AgentDump, agentSubjects } from '../../src/core/agent-protocol.js';
 import { createLogger } from '../../src/core/logger.js';
-import { buildMAuthHeader } from '../../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../../src/core/mauth.js';
 import { type ServiceProcess, freePort, hostPort, serviceUrl, startNats, startRedis } from './services.js';
 
 export { freePort, ServiceProcess, startNats, startRedis } from './services.js';
