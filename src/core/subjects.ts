@@ -16,6 +16,8 @@ export const subjects = {
   tokenConsume: 'nuve.token.consume',
   /** Nuve → one gateway (request): room/user queries and commands. */
   gatewayRpc: (gatewayId: string) => `gateway.${gatewayId}.rpc`,
+  /** gateway → one Nuve (request, queue "nuve"): room events (`room-events.ts`), acknowledged once in Nuve's outbox. */
+  roomEvents: 'nuve.room.events',
 } as const;
 
 export const NUVE_QUEUE = 'nuve';

@@ -21,6 +21,7 @@ import { Peer } from './peer.js';
 import { ClientDistance, placeWithRoom, rankByDistance } from './placement.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
+import { RoomEventPublisher } from './room-events.js';
 import { type AgentProbes, clientRequestSchemas } from '../protocol/signaling.js';
 
 /**
@@ -44,6 +45,8 @@ export class Gateway {
   private readonly resumptions = new WeakMap<Peer, (peerId: string) => void>();
   /** Broadcaster peers by id, with the secret their HTTP calls must carry. */
   readonly broadcasters = new Map<string, { peer: Peer; room: Room; secret: Buffer }>();
+  /** Room events on their way to Nuve's webhook outbox. */
+  readonly events: RoomEventPublisher;
 
   constructor(
     readonly config: Config,
@@ -51,6 +54,7 @@ export class Gateway {
     private readonly logger: Logger,
   ) {
     this.edge = new ClientEdge(config.gateway, bus, logger);
+    this.events = new RoomEventPublisher(bus, config.gateway.id, logger, { requestTimeoutMs: config.bus.requestTimeoutMs });
     this.edge.register(this.roomSignaling());
     this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
     this.agents.on('removed', (agent, why) => {
@@ -183,6 +187,8 @@ export class Gateway {
     for (const room of [...this.rooms.values()]) room.close();
     await this.http?.close();
     this.agents.stop();
+    // After the rooms closed: their last events (participant_left, room_finished) still reach Nuve.
+    await this.events.close();
   }
 
   /** The room for a grant; its routers open as its peers are placed. */
@@ -211,6 +217,8 @@ export class Gateway {
       peerLimits: this.config.gateway.limits,
     });
     this.rooms.set(room.id, room);
+    this.events.emit({ type: 'room_started', serviceId: room.serviceId, roomId: room.id });
+    room.on('event', (event) => this.events.emit(event));
     room.once('close', () => {
       if (this.rooms.get(room.id) === room) this.rooms.delete(room.id);
       this.drainWatch?.poke();

@@ -103,6 +103,11 @@ export const errorCatalogue = {
   DATAPRODUCER_NOT_FOUND: { status: 404, message: 'dataProducer not found' },
   DATACONSUMER_NOT_FOUND: { status: 404, message: 'dataConsumer not found' },
   LINK_NOT_FOUND: { status: 404, message: 'no link to that agent in this room' },
+
+  // ── Webhooks (Nuve's webhook API, the server SDK's verifyWebhook) ────────
+  WEBHOOK_NOT_FOUND: { status: 404, message: 'no webhook is configured here' },
+  WEBHOOK_SIGNATURE_INVALID: { status: 401, message: 'the webhook signature does not match' },
+  WEBHOOK_TIMESTAMP_STALE: { status: 401, message: 'the webhook timestamp is outside the accepted window' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { jsonLimitViolation } from '../../core/bounded-json.js';
@@ -13,6 +14,10 @@ export const roomNotFound = () => new AppError('ROOM_NOT_FOUND');
 
 export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
   const { store } = ctx;
+
+  /** The room's data is its metadata: its webhook hears of each change, after the change is stored. */
+  const metadataChanged = (serviceId: string, roomId: string, metadata: unknown) =>
+    ctx.webhooks.record([{ id: randomUUID(), type: 'room_metadata_changed', at: Date.now(), serviceId, roomId, metadata }]);
 
   app.post(
     '/rooms',
@@ -70,6 +75,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
       if (options.mediaConfiguration !== undefined) changes.mediaConfiguration = options.mediaConfiguration;
       if (options.eapolicy !== undefined) changes.eapolicy = options.eapolicy;
       if (!(await store.updateRoom(request.service.id, request.params.room, changes))) throw roomNotFound();
+      if (options.data !== undefined) await metadataChanged(request.service.id, request.params.room, changes.data);
       return reply.type('text/plain; charset=utf-8').send('Room Updated');
     },
   );
@@ -102,6 +108,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
         if (violation) throw new AppError('VALIDATION_FAILED', `invalid request body: merged options.data: ${violation}`);
       }
       if (!(await store.updateRoom(request.service.id, room.id, changes))) throw roomNotFound();
+      if (changes.data !== undefined) await metadataChanged(request.service.id, room.id, changes.data);
       return reply.type('text/plain; charset=utf-8').send('Room Updated');
     },
   );
