@@ -74,6 +74,13 @@ const ROUTES: Record<string, RouteSpec> = {
   'GET /rooms/:room/users': { access: 'mauth', roomScoped: true },
   'GET /rooms/:room/users/:user': { access: 'mauth', roomScoped: true },
   'DELETE /rooms/:room/users/:user': { access: 'mauth', roomScoped: true },
+  'PUT /webhook': { access: 'mauth' },
+  'GET /webhook': { access: 'mauth' },
+  'DELETE /webhook': { access: 'mauth' },
+  'GET /webhook/failed': { access: 'mauth' },
+  'PUT /rooms/:room/webhook': { access: 'mauth', roomScoped: true },
+  'GET /rooms/:room/webhook': { access: 'mauth', roomScoped: true },
+  'DELETE /rooms/:room/webhook': { access: 'mauth', roomScoped: true },
   // Developer endpoints act as the superService without authentication (loopback only).
   'GET /dev/rooms': { access: 'public' },
   'POST /dev/rooms': { access: 'public' },

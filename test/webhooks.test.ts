@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { randomUUID } from 'node:crypto';
 import type { RoomEventType } from '../src/core/room-events.js';
+import { subjects } from '../src/core/subjects.js';
 import { RoomEventPublisher, type RoomEventInput } from '../src/gateway/room-events.js';
 import { Nuve } from '../src/nuve/nuve.js';
 import { openStore } from '../src/nuve/store/store.js';
@@ -117,6 +119,22 @@ describe('webhooks from the outbox (PostgreSQL)', () => {
       assert.match(event.room.name ?? '', /^r[123]$/);
     }
     assert.equal(await h.store.webhooks.pendingCount(), 0);
+  });
+
+  test("a batch sent again (its answer was lost) adds nothing: the event is delivered once", async () => {
+    const h = await harness();
+    const tenant = await h.createService();
+    const roomId = await h.createRoom(tenant, 'r');
+    const r = await receiver();
+    await r.down();
+    await setWebhook(h, tenant, { url: r.url });
+    const events = ['room_started', 'room_finished'].map((type, i) => ({ id: randomUUID(), type, at: Date.now() + i, serviceId: tenant.id, roomId }));
+    for (let i = 0; i < 3; i++) await h.bus.request(subjects.roomEvents, { gatewayId: 'gw-1', events });
+    assert.equal(await h.store.webhooks.pendingCount(tenant.id), 2);
+    await r.up();
+    await waitFor(() => r.accepted.length >= 2, 5000, 'delivered');
+    await sleep(200);
+    assert.deepEqual(r.accepted.map((x) => x.body.id), events.map((e) => e.id));
   });
 
   test('two Nuves on one database deliver each event once, never two of a room at once', async () => {

@@ -62,6 +62,8 @@ export class Room extends EventEmitter<RoomEvents> {
   private readonly logger: Logger;
   /** Broadcaster (plain RTP) operations, for the HTTP ingest API. */
   readonly broadcaster: DemoRules['broadcaster'];
+  /** Producers a closeProducer request is closing: the request reports them, not the agent's producerClosed. */
+  private readonly closingProducers = new Set<string>();
 
   constructor(private readonly options: RoomOptions) {
     super();
@@ -188,7 +190,13 @@ export class Room extends EventEmitter<RoomEvents> {
   async handle(peer: Peer, method: string, rawData: unknown): Promise<unknown> {
     // Read before: after closeProducer the producer is gone from the peer.
     const closing = method === 'closeProducer' ? this.trackOf(peer, (rawData as { producerId?: unknown } | null)?.producerId) : undefined;
-    const result = await dispatchRequest(this.handlers, peer, method, rawData);
+    if (closing) this.closingProducers.add(closing.id);
+    let result: unknown;
+    try {
+      result = await dispatchRequest(this.handlers, peer, method, rawData);
+    } finally {
+      if (closing) this.closingProducers.delete(closing.id);
+    }
     if (method === 'join') this.joined(peer);
     else if (method === 'produce') this.published(peer, (result as ClientResponses['produce']).id);
     else if (method === 'changeDisplayName') this.report('participant_metadata_changed', peer);
@@ -234,7 +242,8 @@ export class Room extends EventEmitter<RoomEvents> {
     if (event.type === 'routerClosed') return this.routers.routerClosed(event.agentId, event.epoch, event.reason);
     // A producer the agent closed (its transport went): reported once, while its owner still holds it.
     const owner = event.type === 'producerClosed' ? this.peers.get(event.peerId) : undefined;
-    const track = owner && event.type === 'producerClosed' ? this.trackOf(owner, event.producerId) : undefined;
+    const track =
+      owner && event.type === 'producerClosed' && !this.closingProducers.has(event.producerId) ? this.trackOf(owner, event.producerId) : undefined;
     this.rules.onAgentEvent(event);
     if (owner && track) this.report('track_unpublished', owner, { track, reason: 'closed' });
   }
