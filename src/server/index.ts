@@ -20,3 +20,4 @@ export { AppError as NuveError } from '../core/errors.js';
 export function verifyWebhook(body: string | Uint8Array, headers: HeaderBag, key: string, options: VerifyOptions = {}): WebhookEvent {
   return JSON.parse(verifyWebhookSignature(body, headers, key, options)) as WebhookEvent;
 }
+export * from './nuve-client.js';

@@ -1,0 +1,220 @@
+import { randomBytes } from 'node:crypto';
+import { AppError } from '../core/errors.js';
+import { buildMAuthHeader } from '../core/mauth.js';
+import type { RoomEventType } from '../core/room-events.js';
+import type { SESSION_SCOPES } from '../protocol/permissions.js';
+import type { EaPolicy, RoomUser } from '../core/subjects.js';
+
+export interface NuveClientOptions {
+  /** Nuve's base URL, e.g. http://127.0.0.1:3000. */
+  url: string;
+  serviceId: string;
+  key: string;
+  /** Per request (default 10 s). */
+  timeoutMs?: number;
+}
+
+export interface RoomOptions {
+  p2p?: boolean;
+  data?: unknown;
+  mediaConfiguration?: string;
+  eapolicy?: EaPolicy;
+}
+
+/** A room as Nuve answers it (Licode's shape). */
+export interface Room {
+  _id: string;
+  name: string;
+  p2p?: true;
+  data?: unknown;
+  mediaConfiguration?: string;
+  eapolicy: EaPolicy;
+}
+
+export interface Service {
+  _id: string;
+  name: string;
+  key: string;
+  rooms: Room[];
+}
+
+export interface WebhookEndpoint {
+  url: string;
+  include?: RoomEventType[];
+  exclude?: RoomEventType[];
+}
+
+export interface FailedWebhook {
+  eventId: string;
+  roomId: string;
+  type: RoomEventType;
+  createdAt: number;
+  failedAt: number;
+  attempts: number;
+  lastError: string | null;
+}
+
+/**
+ * Every route this client calls, as OpenAPI names it: a test checks each against Nuve's
+ * `/openapi.json`, so the client cannot drift from the API.
+ */
+export const NUVE_CLIENT_ROUTES = [
+  'POST /services',
+  'GET /services',
+  'GET /services/{service}',
+  'DELETE /services/{service}',
+  'POST /rooms',
+  'GET /rooms',
+  'GET /rooms/{room}',
+  'PUT /rooms/{room}',
+  'PATCH /rooms/{room}',
+  'DELETE /rooms/{room}',
+  'POST /rooms/{room}/tokens',
+  'POST /sessions',
+  'GET /rooms/{room}/users',
+  'GET /rooms/{room}/users/{user}',
+  'DELETE /rooms/{room}/users/{user}',
+  'PUT /webhook',
+  'GET /webhook',
+  'DELETE /webhook',
+  'GET /webhook/failed',
+  'PUT /rooms/{room}/webhook',
+  'GET /rooms/{room}/webhook',
+  'DELETE /rooms/{room}/webhook',
+  'GET /status',
+] as const;
+export type NuveRoute = (typeof NUVE_CLIENT_ROUTES)[number];
+
+type Answer = 'json' | 'text' | 'none';
+
+/**
+ * A typed client for Nuve's REST API, signing every request with MAuth (the tenant's id and key).
+ * A refusal rejects with a NuveError carrying Nuve's code (`ROOM_NOT_FOUND`, …) and status.
+ */
+export class NuveClient {
+  private readonly base: string;
+
+  constructor(private readonly options: NuveClientOptions) {
+    this.base = options.url.replace(/\/+$/, '');
+  }
+
+  // ── Services (the superService only) ──
+  async createService(name: string, key?: string): Promise<string> {
+    return JSON.parse(await this.call<string>('POST /services', {}, { body: { name, ...(key !== undefined && { key }) }, answer: 'text' })) as string;
+  }
+  listServices(): Promise<Service[]> {
+    return this.call('GET /services');
+  }
+  getService(id: string): Promise<Service> {
+    return this.call('GET /services/{service}', { service: id });
+  }
+  async deleteService(id: string): Promise<void> {
+    await this.call('DELETE /services/{service}', { service: id }, { answer: 'none' });
+  }
+
+  // ── Rooms ──
+  createRoom(name: string, options?: RoomOptions): Promise<Room> {
+    return this.call('POST /rooms', {}, { body: { name, ...(options && { options }) } });
+  }
+  listRooms(): Promise<Room[]> {
+    return this.call('GET /rooms');
+  }
+  getRoom(id: string): Promise<Room> {
+    return this.call('GET /rooms/{room}', { room: id });
+  }
+  /** Replaces the name, and the options given. */
+  async updateRoom(id: string, name: string, options?: RoomOptions): Promise<void> {
+    await this.call('PUT /rooms/{room}', { room: id }, { body: { name, ...(options && { options }) }, answer: 'none' });
+  }
+  /** Changes only what is given; object `data` is merged key by key. */
+  async patchRoom(id: string, changes: { name?: string; options?: RoomOptions }): Promise<void> {
+    await this.call('PATCH /rooms/{room}', { room: id }, { body: changes, answer: 'none' });
+  }
+  async deleteRoom(id: string): Promise<void> {
+    await this.call('DELETE /rooms/{room}', { room: id }, { answer: 'none' });
+  }
+
+  // ── Tokens ──
+  /** A one-time room token for `user` with `role` (one of Nuve's roles). */
+  createToken(roomId: string, user: string, role: string): Promise<string> {
+    return this.call('POST /rooms/{room}/tokens', { room: roomId }, { user: { username: user, role }, answer: 'text' });
+  }
+  async createSession(session: { user: string; scopes: (typeof SESSION_SCOPES)[number][]; room?: { id: string; role: string } }): Promise<string> {
+    return (await this.call<{ token: string }>('POST /sessions', {}, { body: session })).token;
+  }
+
+  // ── Connected users ──
+  listUsers(roomId: string): Promise<RoomUser[]> {
+    return this.call('GET /rooms/{room}/users', { room: roomId });
+  }
+  getUser(roomId: string, user: string): Promise<RoomUser> {
+    return this.call('GET /rooms/{room}/users/{user}', { room: roomId, user });
+  }
+  async deleteUser(roomId: string, user: string): Promise<void> {
+    await this.call('DELETE /rooms/{room}/users/{user}', { room: roomId, user }, { answer: 'none' });
+  }
+
+  // ── Webhooks: the service's, or one room's instead ──
+  setWebhook(endpoint: WebhookEndpoint, roomId?: string): Promise<WebhookEndpoint & { room?: string }> {
+    return roomId === undefined
+      ? this.call('PUT /webhook', {}, { body: endpoint })
+      : this.call('PUT /rooms/{room}/webhook', { room: roomId }, { body: endpoint });
+  }
+  getWebhook(roomId?: string): Promise<WebhookEndpoint & { room?: string }> {
+    return roomId === undefined ? this.call('GET /webhook') : this.call('GET /rooms/{room}/webhook', { room: roomId });
+  }
+  async deleteWebhook(roomId?: string): Promise<void> {
+    if (roomId === undefined) await this.call('DELETE /webhook', {}, { answer: 'none' });
+    else await this.call('DELETE /rooms/{room}/webhook', { room: roomId }, { answer: 'none' });
+  }
+  /** Events given up after the retention period, newest first. */
+  failedWebhooks(limit = 100): Promise<FailedWebhook[]> {
+    return this.call('GET /webhook/failed', {}, { query: { limit: String(limit) } });
+  }
+
+  /** The cluster's gateways and media agents with their load (the superService only). */
+  status(): Promise<Record<string, unknown>> {
+    return this.call('GET /status');
+  }
+
+  private async call<T>(
+    route: NuveRoute,
+    params: Record<string, string> = {},
+    o: { body?: unknown; answer?: Answer; user?: { username: string; role: string }; query?: Record<string, string> } = {},
+  ): Promise<T> {
+    const [method, template] = route.split(' ') as [string, string];
+    const path = template.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(params[name] ?? ''));
+    const query = o.query ? `?${new URLSearchParams(o.query).toString()}` : '';
+    const res = await fetch(`${this.base}${path}${query}`, {
+      method,
+      redirect: 'error',
+      signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
+      headers: {
+        authorization: buildMAuthHeader({
+          serviceId: this.options.serviceId,
+          key: this.options.key,
+          cnonce: randomBytes(12).toString('hex'),
+          ...o.user,
+        }),
+        ...(o.body !== undefined && { 'content-type': 'application/json' }),
+      },
+      body: o.body === undefined ? undefined : JSON.stringify(o.body),
+    });
+    const text = await res.text();
+    if (!res.ok) {
+      let error: { code?: unknown; message?: unknown } = {};
+      try {
+        error = JSON.parse(text) as typeof error;
+      } catch {
+        // Not Nuve's JSON refusal (a proxy's page): reported by status below.
+      }
+      throw AppError.fromRemote(
+        typeof error.code === 'string' ? error.code : 'INTERNAL',
+        typeof error.message === 'string' ? error.message : `Nuve answered ${res.status}`,
+        res.status,
+      );
+    }
+    const answer = o.answer ?? 'json';
+    return (answer === 'json' ? JSON.parse(text) : answer === 'text' ? text : undefined) as T;
+  }
+}
