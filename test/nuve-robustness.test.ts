@@ -24,6 +24,7 @@ import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { GatewayRpc } from '../src/core/subjects.js';
+import { AppError } from '../src/core/errors.js';
 import { buildMAuthHeader } from '../src/core/mauth.js';
 import { isErrorCode } from '../src/protocol/error-codes.js';
 import {
@@ -81,6 +82,13 @@ const ROUTES: Record<string, RouteSpec> = {
   'PUT /rooms/:room/webhook': { access: 'mauth', roomScoped: true },
   'GET /rooms/:room/webhook': { access: 'mauth', roomScoped: true },
   'DELETE /rooms/:room/webhook': { access: 'mauth', roomScoped: true },
+  'GET /live/rooms': { access: 'mauth' },
+  'GET /rooms/:room/participants': { access: 'mauth', roomScoped: true },
+  'GET /rooms/:room/participants/:participant': { access: 'mauth', roomScoped: true },
+  'PATCH /rooms/:room/participants/:participant': { access: 'mauth', roomScoped: true },
+  'POST /rooms/:room/participants/:participant/tracks/:track/mute': { access: 'mauth', roomScoped: true },
+  'POST /rooms/:room/data': { access: 'mauth', roomScoped: true },
+  'POST /rooms/:room/close': { access: 'mauth', roomScoped: true },
   // Developer endpoints act as the superService without authentication (loopback only).
   'GET /dev/rooms': { access: 'public' },
   'POST /dev/rooms': { access: 'public' },
@@ -210,6 +218,22 @@ async function buildWorld(store: StoreKind, devEndpoints: boolean): Promise<Worl
     rpcs.push(rpc);
     if (rpc.method === 'listUsers') return [{ name: 'member', role: 'presenter', permissions: { publish: true, subscribe: true } }];
     if (rpc.method === 'kickUser') return rpc.userName === 'member' ? 1 : 0;
+    // The room API, as a gateway answers it for one participant `member` publishing track `t1`.
+    const member = {
+      id: 'member',
+      identity: 'member',
+      name: 'member',
+      role: 'presenter',
+      joined: true,
+      permissions: { publish: true, subscribe: true, publishData: true },
+      tracks: [{ id: 't1', kind: 'audio', muted: false }],
+    };
+    if (rpc.method === 'listParticipants') return [member];
+    if (rpc.method === 'updateParticipant' || rpc.method === 'setTrackMuted') {
+      if (rpc.peerId !== 'member') throw new AppError('PARTICIPANT_NOT_FOUND');
+      return member;
+    }
+    if (rpc.method === 'sendData') return 1;
     return null;
   });
   const services = { A: await h.createService('tenant-a'), B: await h.createService('tenant-b'), S: h.superService };

@@ -88,6 +88,13 @@ describe('NuveClient', () => {
     assert.deepEqual((await acme.listRooms()).map((r) => r.name), ['hall']);
     // No gateway hosts the room yet: nobody is connected.
     assert.deepEqual(await acme.listUsers(room._id), []);
+    assert.deepEqual(await acme.listParticipants(room._id), []);
+    assert.deepEqual(await acme.liveRooms(), []);
+    await assert.rejects(acme.getParticipant(room._id, 'bob'), refused('PARTICIPANT_NOT_FOUND'));
+    await assert.rejects(acme.updateParticipant(room._id, 'bob', { name: 'B' }), refused('PARTICIPANT_NOT_FOUND'));
+    await assert.rejects(acme.setTrackMuted(room._id, 'bob', 't', false), refused('REMOTE_UNMUTE_NOT_ALLOWED'));
+    assert.equal(await acme.sendData(room._id, { topic: 'x', payload: null }), 0);
+    await acme.closeRoom(room._id);
     assert.match(await acme.createToken(room._id, 'alice', 'presenter'), /^[A-Za-z0-9+/=]+$/);
     assert.ok((await acme.createSession({ user: 'alice', scopes: ['room'], room: { id: room._id, role: 'viewer' } })).length > 20);
 

@@ -22,6 +22,7 @@ import { ClientDistance, placeWithRoom, rankByDistance } from './placement.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
 import { RoomEventPublisher } from './room-events.js';
+import { listParticipants, sendData, setRoomMetadata, setTrackMuted, updateParticipant } from './room/admin.js';
 import { type AgentProbes, clientRequestSchemas } from '../protocol/signaling.js';
 
 /**
@@ -385,6 +386,17 @@ export class Gateway {
           }
           room.close();
         }
+        return null;
+      case 'listParticipants':
+        return listParticipants(room);
+      case 'updateParticipant':
+        return updateParticipant(room, rpc.peerId, rpc.changes);
+      case 'setTrackMuted':
+        return setTrackMuted(room, rpc.peerId, rpc.trackId, rpc.muted);
+      case 'sendData':
+        return sendData(room, rpc.data);
+      case 'setRoomMetadata':
+        setRoomMetadata(room, rpc.metadata);
         return null;
     }
   }

@@ -226,7 +226,25 @@ export class Room extends EventEmitter<RoomEvents> {
     return producer && { id: producerId as string, kind: producer.kind };
   }
 
-  private report(type: RoomEventInput['type'], peer?: Peer, extra: Pick<RoomEventInput, 'track' | 'reason'> = {}): void {
+  /** Pauses or resumes a producer for the app's room API (the publisher is told by the caller). */
+  setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<null> {
+    return this.rules.setProducerPaused(peer, producerId, paused);
+  }
+
+  /** Closes a producer for the app's room API (publishing revoked); reported like the publisher's own close. */
+  async closeProducer(peer: Peer, producerId: string, reason: string): Promise<void> {
+    const track = this.trackOf(peer, producerId);
+    if (track) this.closingProducers.add(producerId);
+    try {
+      await this.rules.closeProducer(peer, { producerId });
+    } finally {
+      this.closingProducers.delete(producerId);
+    }
+    if (track) this.report('track_unpublished', peer, { track, reason });
+  }
+
+  /** Tells the tenant's webhook (through the gateway's publisher) what happened here. */
+  report(type: RoomEventInput['type'], peer?: Peer, extra: Pick<RoomEventInput, 'track' | 'reason' | 'metadata'> = {}): void {
     this.emit('event', {
       type,
       serviceId: this.serviceId,

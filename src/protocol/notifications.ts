@@ -55,6 +55,19 @@ export interface ServerNotifications {
    * closing it: `errorName` and `code` from the close table (codes.ts), and whether to rejoin.
    */
   closing: { code: number; errorName: string; reason: string; rejoin: boolean };
+  /** The app changed a participant (name, metadata, permissions) through Nuve's room API; to every joined peer. */
+  participantUpdated: {
+    peerId: string;
+    displayName: string;
+    metadata?: unknown;
+    permissions: { publish: boolean; subscribe: boolean; publishData: boolean };
+  };
+  /** The app muted or unmuted this peer's own track: its producer is paused or resumed on the server. */
+  trackMuted: { producerId: string; muted: boolean };
+  /** Data the app sent to the room (or to this peer) with its topic. */
+  roomData: { topic: string; payload: unknown };
+  /** The app changed the room's metadata (its `data`). */
+  roomMetadataChanged: { metadata: unknown };
 }
 export type ServerNotificationMethod = keyof ServerNotifications;
 
@@ -82,6 +95,10 @@ const notificationMethods: Record<ServerNotificationMethod, true> = {
   'mediasoup-version': true,
   mediaAgentLost: true,
   closing: true,
+  participantUpdated: true,
+  trackMuted: true,
+  roomData: true,
+  roomMetadataChanged: true,
 };
 
 export function isServerNotificationMethod(method: string): method is ServerNotificationMethod {

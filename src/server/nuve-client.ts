@@ -3,7 +3,9 @@ import { AppError } from '../core/errors.js';
 import { buildMAuthHeader } from '../core/mauth.js';
 import type { RoomEventType } from '../core/room-events.js';
 import type { SESSION_SCOPES } from '../protocol/permissions.js';
-import type { EaPolicy, RoomUser } from '../core/subjects.js';
+import type { EaPolicy, ParticipantChanges, ParticipantView, RoomData, RoomUser } from '../core/subjects.js';
+
+export type { ParticipantChanges, ParticipantView, RoomData };
 
 export interface NuveClientOptions {
   /** Nuve's base URL, e.g. http://127.0.0.1:3000. */
@@ -82,6 +84,13 @@ export const NUVE_CLIENT_ROUTES = [
   'GET /rooms/{room}/webhook',
   'DELETE /rooms/{room}/webhook',
   'GET /status',
+  'GET /live/rooms',
+  'GET /rooms/{room}/participants',
+  'GET /rooms/{room}/participants/{participant}',
+  'PATCH /rooms/{room}/participants/{participant}',
+  'POST /rooms/{room}/participants/{participant}/tracks/{track}/mute',
+  'POST /rooms/{room}/data',
+  'POST /rooms/{room}/close',
 ] as const;
 export type NuveRoute = (typeof NUVE_CLIENT_ROUTES)[number];
 
@@ -170,6 +179,33 @@ export class NuveClient {
   /** Events given up after the retention period, newest first. */
   failedWebhooks(limit = 100): Promise<FailedWebhook[]> {
     return this.call('GET /webhook/failed', {}, { query: { limit: String(limit) } });
+  }
+
+  // ── Room API: live rooms and their participants (peer ids) and tracks (producer ids) ──
+  liveRooms(): Promise<{ id: string; name: string; participants: number; tracks: number }[]> {
+    return this.call('GET /live/rooms');
+  }
+  listParticipants(roomId: string): Promise<ParticipantView[]> {
+    return this.call('GET /rooms/{room}/participants', { room: roomId });
+  }
+  getParticipant(roomId: string, participant: string): Promise<ParticipantView> {
+    return this.call('GET /rooms/{room}/participants/{participant}', { room: roomId, participant });
+  }
+  /** Name, metadata, permissions (publish, subscribe, publishData) of a connected participant; every peer is told. */
+  updateParticipant(roomId: string, participant: string, changes: ParticipantChanges): Promise<ParticipantView> {
+    return this.call('PATCH /rooms/{room}/participants/{participant}', { room: roomId, participant }, { body: changes });
+  }
+  /** Mutes (or, where Nuve allows it, unmutes) a published track; its publisher is told. */
+  setTrackMuted(roomId: string, participant: string, track: string, muted: boolean): Promise<ParticipantView> {
+    return this.call('POST /rooms/{room}/participants/{participant}/tracks/{track}/mute', { room: roomId, participant, track }, { body: { muted } });
+  }
+  /** Data with a topic to every joined participant, or to those named; answers how many got it. */
+  async sendData(roomId: string, data: RoomData): Promise<number> {
+    return (await this.call<{ delivered: number }>('POST /rooms/{room}/data', { room: roomId }, { body: data })).delivered;
+  }
+  /** Disconnects everyone; the room stays (deleteRoom removes it). */
+  async closeRoom(roomId: string): Promise<void> {
+    await this.call('POST /rooms/{room}/close', { room: roomId }, { answer: 'none' });
   }
 
   /** The cluster's gateways and media agents with their load (the superService only). */

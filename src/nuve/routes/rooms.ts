@@ -7,6 +7,7 @@ import { newId } from '../../core/ids.js';
 import type { RoomChanges, RoomRecord } from '../store/store.js';
 import { subjects } from '../../core/subjects.js';
 import type { NuveContext } from '../context.js';
+import { askGateway } from './gateway-rpc.js';
 import { roomView } from './representation.js';
 import { roomName, roomOptions, roomParams } from './schemas.js';
 
@@ -15,9 +16,15 @@ export const roomNotFound = () => new AppError('ROOM_NOT_FOUND');
 export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
   const { store } = ctx;
 
-  /** The room's data is its metadata: its webhook hears of each change, after the change is stored. */
-  const metadataChanged = (serviceId: string, roomId: string, metadata: unknown) =>
-    ctx.webhooks.record([{ id: randomUUID(), type: 'room_metadata_changed', at: Date.now(), serviceId, roomId, metadata }]);
+  /**
+   * The room's data is its metadata: once the change is stored, its webhook hears of it and its live
+   * peers are told (best effort: a gateway that is gone has nobody to tell).
+   */
+  async function metadataChanged(serviceId: string, roomId: string, metadata: unknown): Promise<void> {
+    await ctx.webhooks.record([{ id: randomUUID(), type: 'room_metadata_changed', at: Date.now(), serviceId, roomId, metadata }]);
+    const room = await store.getRoom(serviceId, roomId);
+    if (room) await askGateway(ctx, room, { method: 'setRoomMetadata', roomId, metadata }).catch(() => undefined);
+  }
 
   app.post(
     '/rooms',
