@@ -6,12 +6,18 @@ import { audioRtpParameters } from './helpers/ffmpeg.js';
 import { waitFor } from './helpers/nuve-harness.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 import { ProtooClient } from './helpers/protoo-client.js';
+import { WebhookReceiver } from './helpers/webhook-receiver.js';
 
 let platform: EmbeddedPlatform;
+let receiver: WebhookReceiver;
 before(async () => {
   platform = await startEmbedded();
+  receiver = await WebhookReceiver.start();
 });
-after(async () => platform.close());
+after(async () => {
+  await platform.close();
+  await receiver.close();
+});
 
 async function api(method: string, path: string, body?: unknown, as?: { id: string; key: string }) {
   const su = as ?? platform.nuve!.superServiceRecord;
@@ -50,6 +56,7 @@ async function none(client: ProtooClient, method: string): Promise<void> {
 }
 
 test('the room API: participants and tracks listed, changed, muted, messaged and the room closed, each seen by connected clients', async () => {
+  assert.equal((await api('PUT', '/webhook', { url: receiver.url, include: ['participant_metadata_changed'] })).status, 200);
   const roomId = await platform.createRoom('stage', { data: { topic: 'start' } });
   const alice = await joined(roomId, 'alice');
   const bob = await joined(roomId, 'bob');
@@ -73,6 +80,11 @@ test('the room API: participants and tracks listed, changed, muted, messaged and
     const n = await c.waitNotification('participantUpdated');
     assert.deepEqual(n, { peerId: 'bob', displayName: 'Bobby', metadata: { seat: 3 }, permissions: { publish: false, subscribe: true, publishData: true } });
   }
+  // The app's own change reaches its webhook too.
+  await waitFor(() => receiver.accepted.length === 1, 5000, 'participant_metadata_changed webhook');
+  const { body: changed } = receiver.accepted[0]!;
+  assert.equal(changed.event, 'participant_metadata_changed');
+  assert.deepEqual([changed.participant?.id, changed.participant?.name, changed.metadata], ['bob', 'Bobby', { seat: 3 }]);
   await assert.rejects(
     bob.client.request('produce', { transportId: bob.send.id, kind: 'audio', rtpParameters: { ...audioRtpParameters, mid: '0' } }),
     (e: { errorName?: string }) => e.errorName === 'PRODUCE_NOT_ALLOWED',
