@@ -50,21 +50,22 @@ export class WebhookIntake {
 
   /** Appends events (from gateways, or Nuve's own such as room_metadata_changed) to the outbox in order. */
   async record(events: RoomEvent[]): Promise<void> {
-    const endpoints = new Map<string, Promise<WebhookEndpoint | undefined>>();
-    const names = new Map<string, Promise<string | undefined>>();
+    // Two queries per batch, whatever its rooms: a batch is answered (and the gateway's next sent) only after this.
+    const { webhooks } = this.store;
+    const endpoints = new Map<string, WebhookEndpoint>();
+    for (const e of await webhooks.endpointsOf([...new Set(events.map((e) => e.serviceId))])) endpoints.set(`${e.serviceId}/${e.roomId}`, e);
+    const names = await webhooks.roomNames([...new Set(events.map((e) => e.roomId))]);
     const entries: OutboxEntry[] = [];
     for (const event of events) {
-      const key = `${event.serviceId}/${event.roomId}`;
-      if (!endpoints.has(key)) endpoints.set(key, this.store.webhooks.endpointFor(event.serviceId, event.roomId));
-      const endpoint = await endpoints.get(key);
+      // The room's own endpoint, else its tenant's.
+      const endpoint = endpoints.get(`${event.serviceId}/${event.roomId}`) ?? endpoints.get(`${event.serviceId}/`);
       if (!endpoint || !accepts(endpoint, event.type)) continue;
-      if (!names.has(key)) names.set(key, this.store.getRoom(event.serviceId, event.roomId).then((room) => room?.name));
       entries.push({
         eventId: event.id,
         serviceId: event.serviceId,
         roomId: event.roomId,
         type: event.type,
-        body: JSON.stringify(webhookEvent(event, await names.get(key))),
+        body: JSON.stringify(webhookEvent(event, names.get(`${event.serviceId}/${event.roomId}`))),
         createdAt: event.at,
       });
     }

@@ -109,6 +109,19 @@ export class WebhookRepository {
     return row && toEndpoint(row);
   }
 
+  /** Every endpoint of these tenants (theirs and their rooms'): one query for a whole batch of events. */
+  async endpointsOf(serviceIds: string[]): Promise<WebhookEndpoint[]> {
+    if (serviceIds.length === 0) return [];
+    return (await this.db.selectFrom('webhooks').selectAll().where('service_id', 'in', serviceIds).execute()).map(toEndpoint);
+  }
+
+  /** The names of these rooms (those that still exist), by `serviceId/roomId`: a room's name only under its own tenant. */
+  async roomNames(roomIds: string[]): Promise<Map<string, string>> {
+    if (roomIds.length === 0) return new Map();
+    const rows = await this.db.selectFrom('rooms').select(['id', 'service_id', 'name']).where('id', 'in', roomIds).execute();
+    return new Map(rows.map((r) => [`${r.service_id}/${r.id}`, r.name]));
+  }
+
   /** Appends events in the given order; an event id already there (a gateway's retry) is skipped. */
   async enqueue(entries: OutboxEntry[]): Promise<void> {
     if (entries.length === 0) return;
