@@ -88,9 +88,8 @@ describe('webhooks from the outbox (PostgreSQL)', () => {
     const before = rooms.map((room) => lifeOf(tenant.id, room, 3));
     emitInterleaved(p, before.map((life) => life.slice(0, 5)));
     await waitFor(() => p.pending === 0, 5000, 'first events in the outbox');
-    // Several attempts fail against the closed port.
+    // Several attempts fail against the closed port; the events stay.
     await sleep(300);
-    assert.equal(r.attempts, 0);
     assert.equal(await h.store.webhooks.pendingCount(tenant.id), 15);
 
     // Nuve stops in the middle of the outage; the gateway goes on emitting meanwhile and keeps what nobody took.
@@ -102,9 +101,6 @@ describe('webhooks from the outbox (PostgreSQL)', () => {
     await restarted.start();
     cleanups.push(() => restarted.close());
     await waitFor(() => p.pending === 0, 5000, 'the rest in the outbox after the restart');
-    await sleep(200);
-    assert.equal(r.attempts, 0);
-
     await r.up();
     const total = before.reduce((n, life) => n + life.length, 0);
     await waitFor(() => r.accepted.length >= total, 10_000, `all ${total} events delivered`);
@@ -182,6 +178,7 @@ describe('webhooks from the outbox (PostgreSQL)', () => {
     assert.ok(Date.now() - started < 1000, `b waited ${Date.now() - started} ms behind a's failing receiver`);
     assert.deepEqual(sequence(rb.accepted, roomB), expected(lifeB));
 
+    await waitFor(() => p.pending === 0, 5000, 'events in the outbox');
     await waitFor(async () => (await h.store.webhooks.pendingCount(a.id)) === 0, 5000, "a's events given up");
     assert.ok(ra.attempts > lifeA.length, `a's receiver tried only ${ra.attempts} times`);
     assert.equal(ra.accepted.length, 0);
@@ -233,7 +230,10 @@ describe('webhooks from the outbox (PostgreSQL)', () => {
     const put = await setWebhook(h, a, { url: redirecting.url, exclude: ['participant_joined'] }, `/rooms/${roomA}/webhook`);
     assert.deepEqual(put.json, { url: redirecting.url, room: roomA, exclude: ['participant_joined'] });
     const life = lifeOf(a.id, roomA, 1);
-    emitInterleaved(publisher(h), [life]);
+    const p = publisher(h);
+    emitInterleaved(p, [life]);
+    // In the outbox first, then given up (an empty outbox before the intake proves nothing).
+    await waitFor(() => p.pending === 0, 5000, 'events in the outbox');
     await waitFor(async () => (await h.store.webhooks.pendingCount(a.id)) === 0, 5000, 'given up');
     assert.equal(target.attempts, 0, 'a redirect was followed');
     assert.equal(tenantWide.attempts, 0, "the tenant's URL got the room's events");
