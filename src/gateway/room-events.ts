@@ -82,6 +82,8 @@ export class RoomEventPublisher {
       },
       (err: unknown) => {
         this.inFlight = 0;
+        // Stopping: no Nuve answered this time, so waiting out the grace period would only delay the stop.
+        if (this.closed) return this.idle?.();
         const delay = Math.min(this.retryMaxMs, this.retryMinMs * 2 ** this.failures++);
         if (this.failures === 1) this.logger.warn({ err, pending: this.queue.length }, 'room events not acknowledged by Nuve; retrying');
         this.retryTimer = setTimeout(() => {
@@ -93,7 +95,10 @@ export class RoomEventPublisher {
     );
   }
 
-  /** Stops taking events; waits up to `graceMs` for the queued ones to be acknowledged (the rest are lost). */
+  /**
+   * Stops taking events; waits up to `graceMs` for the queued ones to be acknowledged, unless a send
+   * fails meanwhile (the rest are lost, and logged).
+   */
   async close(graceMs = 2000): Promise<void> {
     this.closed = true;
     if (this.queue.length > 0) {
