@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { RoleProcess, freePort } from '../test/helpers/cluster.js';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 
 /**
  * The embedded platform as its own OS process (as `npm start` runs it), so a

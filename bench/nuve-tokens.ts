@@ -30,7 +30,7 @@ import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { openStore } from '../src/nuve/store/store.js';
 import { GatewayPresence } from '../src/gateway/presence.js';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 import { Nuve } from '../src/nuve/nuve.js';
 
 type Engine = 'sqlite' | 'postgres';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 import { waitFor } from './helpers/browser.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 

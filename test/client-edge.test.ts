@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { decodeAnyToken, verifyTokenSignature } from '../src/nuve/access-token.js';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 import { type Channel, requireScope } from '../src/gateway/edge/channel.js';
 import type { Session } from '../src/gateway/edge/session.js';
 import { audioRtpParameters } from './helpers/ffmpeg.js';

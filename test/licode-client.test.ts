@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseMAuthHeader, verifyMAuthSignature } from '../src/nuve/mauth.js';
+import { parseMAuthHeader, verifyMAuthSignature } from '../src/core/mauth.js';
 import {
   type Callback,
   type ErrorCallback,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { buildMAuthHeader, mauthSignature, parseMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader, mauthSignature, parseMAuthHeader } from '../src/core/mauth.js';
 import { type CallResult, type NuveHarness, type TestService, startNuve } from './helpers/nuve-harness.js';
 
 let h: NuveHarness;

@@ -29,7 +29,8 @@ import type { GatewayRpc } from '../src/core/subjects.js';
 import { MemoryLocations } from '../src/push/locations.js';
 import { Push } from '../src/push/push.js';
 import { PushStore } from '../src/push/store.js';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { AppError } from '../src/core/errors.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 import { isErrorCode } from '../src/protocol/error-codes.js';
 import {
   AS_BUILT,
@@ -84,6 +85,20 @@ const ROUTES: Record<string, RouteSpec> = {
   'POST /push/users/:user/messages': { access: 'mauth' },
   'GET /push/users/:user/messages': { access: 'mauth' },
   'DELETE /push/users/:user/messages/:id': { access: 'mauth' },
+  'PUT /webhook': { access: 'mauth' },
+  'GET /webhook': { access: 'mauth' },
+  'DELETE /webhook': { access: 'mauth' },
+  'GET /webhook/failed': { access: 'mauth' },
+  'PUT /rooms/:room/webhook': { access: 'mauth', roomScoped: true },
+  'GET /rooms/:room/webhook': { access: 'mauth', roomScoped: true },
+  'DELETE /rooms/:room/webhook': { access: 'mauth', roomScoped: true },
+  'GET /live/rooms': { access: 'mauth' },
+  'GET /rooms/:room/participants': { access: 'mauth', roomScoped: true },
+  'GET /rooms/:room/participants/:participant': { access: 'mauth', roomScoped: true },
+  'PATCH /rooms/:room/participants/:participant': { access: 'mauth', roomScoped: true },
+  'POST /rooms/:room/participants/:participant/tracks/:track/mute': { access: 'mauth', roomScoped: true },
+  'POST /rooms/:room/data': { access: 'mauth', roomScoped: true },
+  'POST /rooms/:room/close': { access: 'mauth', roomScoped: true },
   // Developer endpoints act as the superService without authentication (loopback only).
   'GET /dev/rooms': { access: 'public' },
   'POST /dev/rooms': { access: 'public' },
@@ -218,6 +233,22 @@ async function buildWorld(store: StoreKind, devEndpoints: boolean): Promise<Worl
     rpcs.push(rpc);
     if (rpc.method === 'listUsers') return [{ name: 'member', role: 'presenter', permissions: { publish: true, subscribe: true } }];
     if (rpc.method === 'kickUser') return rpc.userName === 'member' ? 1 : 0;
+    // The room API, as a gateway answers it for one participant `member` publishing track `t1`.
+    const member = {
+      id: 'member',
+      identity: 'member',
+      name: 'member',
+      role: 'presenter',
+      joined: true,
+      permissions: { publish: true, subscribe: true, publishData: true },
+      tracks: [{ id: 't1', kind: 'audio', muted: false }],
+    };
+    if (rpc.method === 'listParticipants') return [member];
+    if (rpc.method === 'updateParticipant' || rpc.method === 'setTrackMuted') {
+      if (rpc.peerId !== 'member') throw new AppError('PARTICIPANT_NOT_FOUND');
+      return member;
+    }
+    if (rpc.method === 'sendData') return 1;
     return null;
   });
   const services = { A: await h.createService('tenant-a'), B: await h.createService('tenant-b'), S: h.superService };

@@ -5,7 +5,7 @@ import { WebSocket as NodeWebSocket } from 'ws';
 import { type PushEvent, Session } from '../client/src/sdk/session.js';
 import type { AppError } from '../src/core/errors.js';
 import { pushSubjects } from '../src/core/push-protocol.js';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 import { Cluster } from './helpers/cluster.js';
 import { type StockClient, opened, settleStockClients, stockClient } from './helpers/stock-client.js';
 

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket as NodeWebSocket } from 'ws';
 import { type PushEvent, Session } from '../client/src/sdk/session.js';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
+import type { AppError } from '../src/core/errors.js';
+import { NuveClient } from '../src/server/index.js';
 import { waitFor } from './helpers/nuve-harness.js';
 import { type EmbeddedPlatform, opsAuthorization, startEmbedded } from './helpers/platform.js';
 import { type StockClient, opened, settleStockClients, stockClient, waitForNotification } from './helpers/stock-client.js';
@@ -373,6 +375,20 @@ describe('SDK Session', () => {
     } finally {
       (globalThis as { WebSocket?: unknown }).WebSocket = previous;
     }
+  });
+});
+
+describe('server SDK', () => {
+  test('NuveClient pushes, lists and cancels like the REST calls, signed with MAuth', async () => {
+    const nuve = new NuveClient({ url: platform.nuveUrl, serviceId: tenantA.id, key: tenantA.key });
+    const first = await nuve.pushToUser('sdk-user', { data: { n: 1 } });
+    const second = await nuve.push(['sdk-user', 'sdk-other'], { data: { n: 2 }, ttlSec: 60 });
+    assert.deepEqual(second.offline.sort(), ['sdk-other', 'sdk-user']);
+    const ids = (await nuve.pendingPushes('sdk-user')).map((m) => m.id);
+    assert.deepEqual(ids, [first.messages[0]!.id, second.messages[0]!.id]);
+    await nuve.cancelPush('sdk-user', first.messages[0]!.id);
+    assert.deepEqual((await nuve.pendingPushes('sdk-user')).map((m) => m.data), [{ n: 2 }]);
+    await assert.rejects(nuve.cancelPush('sdk-user', first.messages[0]!.id), (err: AppError) => err.code === 'PUSH_MESSAGE_NOT_FOUND' && err.status === 404);
   });
 });
 

@@ -6,7 +6,7 @@ import { loadConfig, type ConfigInput } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { connectRedis, redisReady } from '../src/core/redis.js';
 import { openStore } from '../src/nuve/store/store.js';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 import { Nuve } from '../src/nuve/nuve.js';
 import { type ServiceProcess, startRedis } from './helpers/cluster.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';

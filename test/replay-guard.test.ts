@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../src/core/config.js';
 import { connectRedis, redisReady } from '../src/core/redis.js';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 import { type MAuthUse, MemoryReplayGuard } from '../src/nuve/replay-guard.js';
 import { type Platform, startPlatform } from '../src/platform.js';
 import { type ServiceProcess, startRedis } from './helpers/cluster.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 import { audioRtpParameters } from './helpers/ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 import { ProtooClient, type ProtooError } from './helpers/protoo-client.js';

@@ -5,7 +5,7 @@ import { type types, version as mediasoupVersion } from 'mediasoup';
 import { decodeToken } from '../src/core/access-token.js';
 import { AppError } from '../src/core/errors.js';
 import { type IssuedClaims, encodeToken } from '../src/nuve/access-token.js';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 import { type CountingProxy, startCountingProxy } from './helpers/counting-proxy.js';
 import { audioRtpParameters } from './helpers/ffmpeg.js';
 import { waitFor } from './helpers/nuve-harness.js';

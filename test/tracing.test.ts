@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { type Server, createServer } from 'node:http';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildMAuthHeader } from '../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../src/core/mauth.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 import { ProtooClient } from './helpers/protoo-client.js';
 

@@ -152,6 +152,26 @@ export const configSchema = z
          * superService without authentication, so they are refused unless `host` is a loopback address.
          */
         devEndpoints: z.boolean().default(false),
+        /** Whether the room API may unmute a participant's track (muting is always allowed): off, only its owner unmutes. */
+        allowRemoteUnmute: z.boolean().default(false),
+        /** Delivery of room events from the outbox to tenants' webhook URLs (every Nuve delivers; rows are leased). */
+        webhooks: z
+          .object({
+            /** An event still undelivered this long after it happened is given up and recorded as failed. */
+            retentionSec: z.number().int().positive().default(86_400),
+            /** Retries wait base·2^(attempt-1), ±50 % jitter, at most backoffMaxMs. */
+            backoffBaseMs: z.number().int().positive().default(1000),
+            backoffMaxMs: z.number().int().positive().default(600_000),
+            /** One POST's limit: connect, answer and body. */
+            timeoutMs: z.number().int().positive().max(60_000).default(10_000),
+            /** Deliveries in flight from this Nuve, and at most this many of them to one tenant. */
+            concurrency: z.number().int().positive().max(1000).default(32),
+            perTenantConcurrency: z.number().int().positive().max(1000).default(4),
+            /** How often the outbox is looked at when nothing woke the worker (a new event or a finished delivery). */
+            pollMs: z.number().int().positive().default(500),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .superRefine((nuve, ctx) => {

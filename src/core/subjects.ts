@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { permissionsSchema, roleNameSchema, sessionScopesSchema } from './grant-schemas.js';
+import { boundedJson } from './bounded-json.js';
 
 /**
  * Bus subjects and message schemas shared by the roles: the only contract
@@ -16,6 +17,8 @@ export const subjects = {
   tokenConsume: 'nuve.token.consume',
   /** Nuve → one gateway (request): room/user queries and commands. */
   gatewayRpc: (gatewayId: string) => `gateway.${gatewayId}.rpc`,
+  /** gateway → one Nuve (request, queue "nuve"): room events (`room-events.ts`), acknowledged once in Nuve's outbox. */
+  roomEvents: 'nuve.room.events',
 } as const;
 
 export const NUVE_QUEUE = 'nuve';
@@ -80,9 +83,57 @@ export const userSchema = z.object({
 });
 export type RoomUser = z.infer<typeof userSchema>;
 
+/** Metadata an app attaches to a participant or a room: shown to every peer, so bounded well below a room's `data`. */
+export const participantMetadataSchema = boundedJson({ maxDepth: 6, maxNodes: 256, maxStringLength: 1024 });
+
+/** What the app may change of a connected participant; at least one thing. */
+export const participantChangesSchema = z
+  .object({
+    name: z
+      .string()
+      .trim()
+      .min(1)
+      .max(128)
+      .refine((name) => !/[\u0000-\u001f\u007f]/.test(name), 'must not contain control characters')
+      .optional(),
+    metadata: participantMetadataSchema.optional(),
+    permissions: permissionsSchema.pick({ publish: true, subscribe: true, publishData: true }).partial().strict().optional(),
+  })
+  .strict()
+  .refine((c) => c.name !== undefined || c.metadata !== undefined || c.permissions !== undefined, 'nothing to change');
+export type ParticipantChanges = z.infer<typeof participantChangesSchema>;
+
+/** Data the app sends into a room, to everyone joined or to the participants named. */
+export const roomDataSchema = z
+  .object({
+    topic: z.string().min(1).max(128),
+    payload: boundedJson({ maxDepth: 6, maxNodes: 1000, maxStringLength: 16_384 }),
+    participants: z.array(z.string().min(1).max(64)).min(1).max(1000).optional(),
+  })
+  .strict();
+export type RoomData = z.infer<typeof roomDataSchema>;
+
+/** A participant as the room API shows it. */
+export interface ParticipantView {
+  id: string;
+  identity: string;
+  name: string;
+  role: string;
+  joined: boolean;
+  metadata?: unknown;
+  permissions: { publish: boolean; subscribe: boolean; publishData: boolean };
+  tracks: { id: string; kind: 'audio' | 'video'; muted: boolean }[];
+}
+
 export const gatewayRpcSchema = z.discriminatedUnion('method', [
   z.object({ method: z.literal('listUsers'), roomId: z.string() }),
   z.object({ method: z.literal('kickUser'), roomId: z.string(), userName: z.string() }),
   z.object({ method: z.literal('closeRoom'), roomId: z.string() }),
+  // The room API (src/nuve/routes/participants.ts): participants by peer id, tracks by producer id.
+  z.object({ method: z.literal('listParticipants'), roomId: z.string() }),
+  z.object({ method: z.literal('updateParticipant'), roomId: z.string(), peerId: z.string(), changes: participantChangesSchema }),
+  z.object({ method: z.literal('setTrackMuted'), roomId: z.string(), peerId: z.string(), trackId: z.string(), muted: z.boolean() }),
+  z.object({ method: z.literal('sendData'), roomId: z.string(), data: roomDataSchema }),
+  z.object({ method: z.literal('setRoomMetadata'), roomId: z.string(), metadata: boundedJson() }),
 ]);
 export type GatewayRpc = z.infer<typeof gatewayRpcSchema>;

@@ -113,6 +113,7 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
     await gateway.addPeer(room, peer);
     await room.placed(peer);
     peer.joined = true;
+    room.joined(peer);
     for (const other of room.joinedPeers(peer)) other.notify('newPeer', peer.info);
     const secret = randomBytes(24).toString('base64url');
     gateway.broadcasters.set(peer.id, { peer, room, secret: Buffer.from(secret) });

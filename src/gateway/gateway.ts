@@ -22,6 +22,8 @@ import { PushSessions } from './push-sessions.js';
 import { ClientDistance, placeWithRoom, rankByDistance } from './placement.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
+import { RoomEventPublisher } from './room-events.js';
+import { listParticipants, sendData, setRoomMetadata, setTrackMuted, updateParticipant } from './room/admin.js';
 import { type AgentProbes, clientRequestSchemas } from '../protocol/signaling.js';
 
 /**
@@ -45,6 +47,8 @@ export class Gateway {
   private readonly resumptions = new WeakMap<Peer, (peerId: string) => void>();
   /** Broadcaster peers by id, with the secret their HTTP calls must carry. */
   readonly broadcasters = new Map<string, { peer: Peer; room: Room; secret: Buffer }>();
+  /** Room events on their way to Nuve's webhook outbox. */
+  readonly events: RoomEventPublisher;
 
   constructor(
     readonly config: Config,
@@ -52,6 +56,7 @@ export class Gateway {
     private readonly logger: Logger,
   ) {
     this.edge = new ClientEdge(config.gateway, bus, logger);
+    this.events = new RoomEventPublisher(bus, config.gateway.id, logger, { requestTimeoutMs: config.bus.requestTimeoutMs });
     this.edge.register(this.roomSignaling());
     this.push = new PushSessions(bus, config.gateway.id, logger, config.push.locationTtlMs);
     this.edge.register(this.push.channel());
@@ -189,6 +194,8 @@ export class Gateway {
     for (const room of [...this.rooms.values()]) room.close();
     await this.http?.close();
     this.agents.stop();
+    // After the rooms closed: their last events (participant_left, room_finished) still reach Nuve.
+    await this.events.close();
   }
 
   /** The room for a grant; its routers open as its peers are placed. */
@@ -217,6 +224,8 @@ export class Gateway {
       peerLimits: this.config.gateway.limits,
     });
     this.rooms.set(room.id, room);
+    this.events.emit({ type: 'room_started', serviceId: room.serviceId, roomId: room.id });
+    room.on('event', (event) => this.events.emit(event));
     room.once('close', () => {
       if (this.rooms.get(room.id) === room) this.rooms.delete(room.id);
       this.drainWatch?.poke();
@@ -383,6 +392,17 @@ export class Gateway {
           }
           room.close();
         }
+        return null;
+      case 'listParticipants':
+        return listParticipants(room);
+      case 'updateParticipant':
+        return updateParticipant(room, rpc.peerId, rpc.changes);
+      case 'setTrackMuted':
+        return setTrackMuted(room, rpc.peerId, rpc.trackId, rpc.muted);
+      case 'sendData':
+        return sendData(room, rpc.data);
+      case 'setRoomMetadata':
+        setRoomMetadata(room, rpc.metadata);
         return null;
     }
   }

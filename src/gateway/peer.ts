@@ -32,7 +32,10 @@ export class Peer extends EventEmitter<PeerEvents> {
   sctpCapabilities?: ClientRequest<'join'>['sctpCapabilities'];
   /** transport id → whether it was created for consuming, and whether its remote end was given (connect). */
   readonly transports = new Map<string, { consuming: boolean; connected: boolean }>();
-  readonly producers = new Map<string, { kind: 'audio' | 'video' }>();
+  /** producer id → its kind, and whether it is paused (by its client or by the app's room API). */
+  readonly producers = new Map<string, { kind: 'audio' | 'video'; paused?: boolean }>();
+  /** What the app attached to this participant through Nuve's room API. */
+  metadata?: unknown;
   readonly dataProducers = new Map<string, { label: string; protocol: string }>();
   /** consumer id → the producer it receives. */
   readonly consumers = new Map<string, string>();
@@ -59,7 +62,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   ) {
     super();
     this.displayName = grant.userName;
-    this.permissions = grantedPermissions(grant);
+    // Its own copy: the app may change a connected participant's permissions (the defaults are shared).
+    this.permissions = { ...grantedPermissions(grant) };
   }
 
   get userName(): string {

@@ -5,12 +5,15 @@ import type { EaPolicy } from '../core/subjects.js';
 import type { AgentProbes, ClientRequest, ClientResponses } from '../protocol/signaling.js';
 import { Cascade } from './cascade.js';
 import type { Peer } from './peer.js';
+import type { RoomEventInput } from './room-events.js';
 import { type AgentEventFrom, DemoRules, type PeerLimits } from './room/demo-rules.js';
 import { type ClientHandlers, dispatchRequest, roomHandlers } from './room/requests.js';
 import { RoomRouters } from './room/routers.js';
 
 interface RoomEvents {
   close: [];
+  /** Something the tenant's webhooks hear about (joins, leaves, tracks, the room's end). */
+  event: [RoomEventInput];
 }
 
 export interface RoomOptions {
@@ -59,6 +62,8 @@ export class Room extends EventEmitter<RoomEvents> {
   private readonly logger: Logger;
   /** Broadcaster (plain RTP) operations, for the HTTP ingest API. */
   readonly broadcaster: DemoRules['broadcaster'];
+  /** Producers a closeProducer request is closing: the request reports them, not the agent's producerClosed. */
+  private readonly closingProducers = new Set<string>();
 
   constructor(private readonly options: RoomOptions) {
     super();
@@ -161,6 +166,9 @@ export class Room extends EventEmitter<RoomEvents> {
   /** A peer closed: its media goes, the others are told; the last one closes the room, the last on an agent its router there. */
   private onPeerClose(peer: Peer, reason: string): void {
     if (this.peers.get(peer.id) === peer) this.peers.delete(peer.id);
+    // Its tracks end with it: a receiver's view of them stays consistent without inferring it from the leave.
+    for (const [id, { kind }] of peer.producers) this.report('track_unpublished', peer, { track: { id, kind }, reason });
+    this.report(peer.joined ? 'participant_left' : 'participant_connection_aborted', peer, { reason });
     this.logger.debug({ peer: peer.id, reason }, 'peer left');
     this.rules.peerLeft(peer);
     const agentId = peer.agentId;
@@ -174,23 +182,87 @@ export class Room extends EventEmitter<RoomEvents> {
     this.closed = true;
     this.routers.close();
     for (const peer of [...this.peers.values()]) peer.close('room closed');
+    this.report('room_finished');
     this.emit('close');
   }
 
-  /** Dispatches a client request (validated, then its method's handler). */
-  handle(peer: Peer, method: string, rawData: unknown): Promise<unknown> {
-    return dispatchRequest(this.handlers, peer, method, rawData);
+  /** Dispatches a client request (validated, then its method's handler); what it changed is reported. */
+  async handle(peer: Peer, method: string, rawData: unknown): Promise<unknown> {
+    // Read before: after closeProducer the producer is gone from the peer.
+    const closing = method === 'closeProducer' ? this.trackOf(peer, (rawData as { producerId?: unknown } | null)?.producerId) : undefined;
+    if (closing) this.closingProducers.add(closing.id);
+    let result: unknown;
+    try {
+      result = await dispatchRequest(this.handlers, peer, method, rawData);
+    } finally {
+      if (closing) this.closingProducers.delete(closing.id);
+    }
+    if (method === 'join') this.joined(peer);
+    else if (method === 'produce') this.published(peer, (result as ClientResponses['produce']).id);
+    else if (method === 'changeDisplayName') this.report('participant_metadata_changed', peer);
+    else if (closing) this.report('track_unpublished', peer, { track: closing, reason: 'closed' });
+    return result;
   }
 
   /** Used by the broadcaster API, which has no protoo connection. */
-  produce(peer: Peer, d: ClientRequest<'produce'>): Promise<ClientResponses['produce']> {
-    return this.rules.produce(peer, d);
+  async produce(peer: Peer, d: ClientRequest<'produce'>): Promise<ClientResponses['produce']> {
+    const result = await this.rules.produce(peer, d);
+    this.published(peer, result.id);
+    return result;
+  }
+
+  /** A peer is in the room for the others (a client's `join`, a broadcaster's creation). */
+  joined(peer: Peer): void {
+    this.report('participant_joined', peer);
+  }
+
+  private published(peer: Peer, producerId: string): void {
+    const track = this.trackOf(peer, producerId);
+    if (track) this.report('track_published', peer, { track });
+  }
+
+  private trackOf(peer: Peer, producerId: unknown): { id: string; kind: 'audio' | 'video' } | undefined {
+    const producer = typeof producerId === 'string' ? peer.producers.get(producerId) : undefined;
+    return producer && { id: producerId as string, kind: producer.kind };
+  }
+
+  /** Pauses or resumes a producer for the app's room API (the publisher is told by the caller). */
+  setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<null> {
+    return this.rules.setProducerPaused(peer, producerId, paused);
+  }
+
+  /** Closes a producer for the app's room API (publishing revoked); reported like the publisher's own close. */
+  async closeProducer(peer: Peer, producerId: string, reason: string): Promise<void> {
+    const track = this.trackOf(peer, producerId);
+    if (track) this.closingProducers.add(producerId);
+    try {
+      await this.rules.closeProducer(peer, { producerId });
+    } finally {
+      this.closingProducers.delete(producerId);
+    }
+    if (track) this.report('track_unpublished', peer, { track, reason });
+  }
+
+  /** Tells the tenant's webhook (through the gateway's publisher) what happened here. */
+  report(type: RoomEventInput['type'], peer?: Peer, extra: Pick<RoomEventInput, 'track' | 'reason' | 'metadata'> = {}): void {
+    this.emit('event', {
+      type,
+      serviceId: this.serviceId,
+      roomId: this.id,
+      ...(peer && { participant: { id: peer.id, identity: peer.userName, name: peer.displayName, role: peer.role } }),
+      ...extra,
+    });
   }
 
   /** Media events from the room's routers, turned into protoo notifications to the peer they concern. */
   onAgentEvent(event: AgentEventFrom): void {
     if (!this.routers.has(event.agentId)) return;
-    if (event.type === 'routerClosed') this.routers.routerClosed(event.agentId, event.epoch, event.reason);
-    else this.rules.onAgentEvent(event);
+    if (event.type === 'routerClosed') return this.routers.routerClosed(event.agentId, event.epoch, event.reason);
+    // A producer the agent closed (its transport went): reported once, while its owner still holds it.
+    const owner = event.type === 'producerClosed' ? this.peers.get(event.peerId) : undefined;
+    const track =
+      owner && event.type === 'producerClosed' && !this.closingProducers.has(event.producerId) ? this.trackOf(owner, event.producerId) : undefined;
+    this.rules.onAgentEvent(event);
+    if (owner && track) this.report('track_unpublished', owner, { track, reason: 'closed' });
   }
 }

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 import { AppError } from '../core/errors.js';
 import type { NuveContext } from './context.js';
-import { parseMAuthHeader, verifyMAuthSignature } from './mauth.js';
+import { parseMAuthHeader, verifyMAuthSignature } from '../core/mauth.js';
 
 /**
  * MAuth on every API route. Beyond Licode: the timestamp must lie within a

@@ -8,6 +8,7 @@ import type { RateLimitStats } from './rate-limit.js';
 import type { ReplayGuard } from './replay-guard.js';
 import type { ServiceDirectory } from './service-directory.js';
 import type { TokenIssuer } from './token-issuer.js';
+import type { WebhookIntake } from './webhooks/intake.js';
 
 /** What Nuve's HTTP plugins work with. */
 export interface NuveContext {
@@ -17,6 +18,8 @@ export interface NuveContext {
   services: ServiceDirectory;
   registry: GatewayRegistry;
   tokens: TokenIssuer;
+  /** Where Nuve's own room events (room_metadata_changed) join the gateways' in the outbox. */
+  webhooks: WebhookIntake;
   replay: ReplayGuard;
   /** Shared counters (rate limits) across Nuve instances; in-process when absent. */
   redis?: Redis;

@@ -29,6 +29,8 @@ import { statusRoutes } from './routes/status.js';
 import { sessionsRoutes } from './routes/sessions.js';
 import { tokensRoutes } from './routes/tokens.js';
 import { usersRoutes } from './routes/users.js';
+import { webhooksRoutes } from './routes/webhooks.js';
+import { participantsRoutes } from './routes/participants.js';
 import { staticRoutes } from './static.js';
 
 declare module 'fastify' {
@@ -144,6 +146,8 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
     await api.register(sessionsRoutes, { ctx });
     await api.register(usersRoutes, { ctx });
     await api.register(pushRoutes, { ctx });
+    await api.register(webhooksRoutes, { ctx });
+    await api.register(participantsRoutes, { ctx });
   });
   // Outside MAuth: status (own auth), dev endpoints and the playground (dev only), SDK bundles.
   await app.register(statusRoutes, { ctx, agents });

@@ -13,6 +13,8 @@ import { buildNuveHttp } from './http.js';
 import { MemoryReplayGuard, type ReplayGuard } from './replay-guard.js';
 import { ServiceDirectory } from './service-directory.js';
 import { TokenIssuer } from './token-issuer.js';
+import { WebhookDelivery } from './webhooks/delivery.js';
+import { WebhookIntake } from './webhooks/intake.js';
 
 export interface NuveOptions {
   config: Config;
@@ -31,6 +33,9 @@ export class Nuve {
   readonly services: ServiceDirectory;
   /** Media agents and their load, for the status API (Nuve places nothing on agents; gateways do). */
   readonly agents: HeartbeatTable<AgentHeartbeat>;
+  /** Room events into the outbox, and the outbox to the tenants' webhooks. */
+  readonly webhookIntake: WebhookIntake;
+  readonly webhookDelivery: WebhookDelivery;
   private http?: FastifyInstance;
   private readonly replay: ReplayGuard;
   private superService?: ServiceRecord;
@@ -55,6 +60,8 @@ export class Nuve {
     this.replay =
       options.replay ??
       new MemoryReplayGuard({ windowMs: config.nuve.authWindowSec * 1000, maxEntries: config.nuve.replayGuardMaxEntries });
+    this.webhookDelivery = new WebhookDelivery(store, logger.child({ part: 'webhooks' }), config.nuve.webhooks);
+    this.webhookIntake = new WebhookIntake(bus, store, logger, () => this.webhookDelivery.poke());
     this.registry.on('removed', (gateway) => {
       store
         .releaseGateway(gateway.id)
@@ -94,6 +101,8 @@ export class Nuve {
     this.registry.start();
     this.tokens.start();
     this.agents.start();
+    this.webhookIntake.start();
+    this.webhookDelivery.start();
     this.http = await buildNuveHttp(
       {
         config,
@@ -102,6 +111,7 @@ export class Nuve {
         services: this.services,
         registry: this.registry,
         tokens: this.tokens,
+        webhooks: this.webhookIntake,
         replay: this.replay,
         redis: this.options.redis,
         rateLimitStats: this.rateLimitStats,
@@ -116,6 +126,9 @@ export class Nuve {
   /** Finishes in-flight requests, then stops answering. */
   async close(): Promise<void> {
     await this.http?.close();
+    // Unanswered batches go to another Nuve (or to this one's next start): the gateways resend them.
+    this.webhookIntake.stop();
+    await this.webhookDelivery.close();
     this.tokens.stop();
     this.registry.stop();
     this.agents.stop();

@@ -109,6 +109,16 @@ export const errorCatalogue = {
   PUSH_MESSAGE_NOT_FOUND: { status: 404, message: 'no such unarrived push message for this user' },
   PUSH_NOT_YOURS: { status: 403, message: 'this push message is addressed to another user' },
   PUSH_UNAVAILABLE: { status: 503, message: 'the push service cannot reach its location registry; retry' },
+
+  // ── Webhooks (Nuve's webhook API, the server SDK's verifyWebhook) ────────
+  WEBHOOK_NOT_FOUND: { status: 404, message: 'no webhook is configured here' },
+  WEBHOOK_SIGNATURE_INVALID: { status: 401, message: 'the webhook signature does not match' },
+  WEBHOOK_TIMESTAMP_STALE: { status: 401, message: 'the webhook timestamp is outside the accepted window' },
+
+  // ── Room API (Nuve's participants routes) ────────────────────────────────
+  PARTICIPANT_NOT_FOUND: { status: 404, message: 'no such participant is connected to the room' },
+  TRACK_NOT_FOUND: { status: 404, message: 'the participant publishes no such track' },
+  REMOTE_UNMUTE_NOT_ALLOWED: { status: 403, message: 'unmuting a participant remotely is not enabled (nuve.allowRemoteUnmute)' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -62,6 +62,19 @@ export interface ServerNotifications {
   push: { id?: string; data: unknown; sentAt: number; expiresAt?: number };
   /** The per-user cap of unarrived messages dropped this many of this user's oldest. */
   pushDropped: { count: number };
+  /** The app changed a participant (name, metadata, permissions) through Nuve's room API; to every joined peer. */
+  participantUpdated: {
+    peerId: string;
+    displayName: string;
+    metadata?: unknown;
+    permissions: { publish: boolean; subscribe: boolean; publishData: boolean };
+  };
+  /** The app muted or unmuted this peer's own track: its producer is paused or resumed on the server. */
+  trackMuted: { producerId: string; muted: boolean };
+  /** Data the app sent to the room (or to this peer) with its topic. */
+  roomData: { topic: string; payload: unknown };
+  /** The app changed the room's metadata (its `data`). */
+  roomMetadataChanged: { metadata: unknown };
 }
 export type ServerNotificationMethod = keyof ServerNotifications;
 
@@ -91,6 +104,10 @@ const notificationMethods: Record<ServerNotificationMethod, true> = {
   closing: true,
   push: true,
   pushDropped: true,
+  participantUpdated: true,
+  trackMuted: true,
+  roomData: true,
+  roomMetadataChanged: true,
 };
 
 export function isServerNotificationMethod(method: string): method is ServerNotificationMethod {

@@ -8,8 +8,8 @@ import { NatsBus } from '../../src/core/bus/nats-bus.js';
 import { RabbitMqBus } from '../../src/core/bus/rabbitmq-bus.js';
 import { type AgentDump, agentSubjects } from '../../src/core/agent-protocol.js';
 import { createLogger } from '../../src/core/logger.js';
-import { buildMAuthHeader } from '../../src/nuve/mauth.js';
 import { type ServiceProcess, freePort, hostPort, serviceUrl, startNats, startRabbitMq, startRedis } from './services.js';
+import { buildMAuthHeader } from '../../src/core/mauth.js';
 
 export { freePort, ServiceProcess, startNats, startRedis } from './services.js';
 

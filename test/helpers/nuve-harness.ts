@@ -14,7 +14,7 @@ import type { DatabaseOptions } from '../../src/core/database.js';
 import { type Store, openStore } from '../../src/nuve/store/store.js';
 import { type GatewayRpc, type TokenGrant, subjects } from '../../src/core/subjects.js';
 import { GatewayPresence } from '../../src/gateway/presence.js';
-import { buildMAuthHeader } from '../../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../../src/core/mauth.js';
 import { Nuve } from '../../src/nuve/nuve.js';
 import { serviceUrl } from './services.js';
 

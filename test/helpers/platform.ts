@@ -1,6 +1,6 @@
 import { loadConfig, type ConfigInput } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
-import { buildMAuthHeader } from '../../src/nuve/mauth.js';
+import { buildMAuthHeader } from '../../src/core/mauth.js';
 import { type Platform, startPlatform } from '../../src/platform.js';
 
 /** The embedded platform's `ops.token`: tests scrape /metrics and drain with `Authorization: Bearer <it>`. */

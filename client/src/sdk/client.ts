@@ -1,7 +1,7 @@
 import { Device } from 'mediasoup-client';
 import type { types as ms } from 'mediasoup-client';
 import type { RtpCapabilities, RtpParameters } from '../../../src/protocol/media-parameters.js';
-import type { ServerNotification, ServerRequest } from '../../../src/protocol/notifications.js';
+import type { ServerNotification, ServerNotifications, ServerRequest } from '../../../src/protocol/notifications.js';
 import { measureAgentRtts } from './agent-rtt.js';
 import { TypedEmitter } from './emitter.js';
 import { SignalError, toSignalError } from './errors.js';
@@ -39,6 +39,12 @@ export type RoomClientEvents = RosterEvents & {
   localTrackMuted: [track: LocalTrack];
   localTrackUnmuted: [track: LocalTrack];
   activeSpeaker: [speaker: ActiveSpeaker];
+  /** The app's server changed a participant (this one too: its name, metadata, permissions) through Nuve's room API. */
+  participantUpdated: [update: ServerNotifications['participantUpdated']];
+  /** Data the app's server sent to the room, or to this participant, with its topic. */
+  data: [message: ServerNotifications['roomData']];
+  /** The app's server changed the room's metadata. */
+  roomMetadataChanged: [metadata: unknown];
   /** Background failures (reconnection, kicks, transports). Method calls reject with the same SignalError type instead. */
   error: [error: SignalError];
 };
@@ -513,6 +519,16 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
     this.emit(muted ? 'localTrackMuted' : 'localTrackUnmuted', pub.local);
   }
 
+  /** The app's server paused or resumed one of this client's producers: the local state follows, nothing is asked back. */
+  private mutedByServer(producerId: string, muted: boolean): void {
+    const pub = [...this.publications.values()].find((p) => p.producer?.id === producerId);
+    if (!pub || pub.local.muted === muted) return;
+    pub.local.muted = muted;
+    if (muted) pub.producer!.pause();
+    else pub.producer!.resume();
+    this.emit(muted ? 'localTrackMuted' : 'localTrackUnmuted', pub.local);
+  }
+
   private async onServerRequest(session: Session, r: ServerRequest): Promise<unknown> {
     if (r.method !== 'newConsumer') throw new Error(`${r.method} is not supported by this client`);
     if (this.session !== session || !session.recv) throw new Error('no receiving transport');
@@ -526,9 +542,22 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
       return;
     }
     if (this.session !== session) return;
-    if (n.method === 'activeSpeaker') {
-      this.emit('activeSpeaker', { peerId: n.data.peerId, ...(n.data.volume !== undefined ? { volume: n.data.volume } : {}) });
-      return;
+    switch (n.method) {
+      case 'activeSpeaker':
+        this.emit('activeSpeaker', { peerId: n.data.peerId, ...(n.data.volume !== undefined ? { volume: n.data.volume } : {}) });
+        return;
+      case 'participantUpdated':
+        this.emit('participantUpdated', n.data);
+        return;
+      case 'roomData':
+        this.emit('data', n.data);
+        return;
+      case 'roomMetadataChanged':
+        this.emit('roomMetadataChanged', n.data.metadata);
+        return;
+      case 'trackMuted':
+        this.mutedByServer(n.data.producerId, n.data.muted);
+        return;
     }
     this.roster.onNotification(n);
   }

@@ -192,6 +192,8 @@ export class DemoRules {
   /** Pauses or resumes a producer, and its piped copies on other agents so their consumers see the same state. */
   async setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<null> {
     await this.routers.forPeer(paused ? 'pauseProducer' : 'resumeProducer', peer, { producerId });
+    const producer = peer.producers.get(producerId);
+    if (producer) producer.paused = paused;
     await Promise.all(
       this.cascade.receiversOf(producerId).map((agentId) =>
         this.routers.call(agentId, 'setPipedProducerPaused', { roomId: this.ctx.roomId, producerId, paused }).catch((err: unknown) =>

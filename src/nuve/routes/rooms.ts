@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { jsonLimitViolation } from '../../core/bounded-json.js';
@@ -6,6 +7,7 @@ import { newId } from '../../core/ids.js';
 import type { RoomChanges, RoomRecord } from '../store/store.js';
 import { subjects } from '../../core/subjects.js';
 import type { NuveContext } from '../context.js';
+import { askGateway } from './gateway-rpc.js';
 import { roomView } from './representation.js';
 import { roomName, roomOptions, roomParams } from './schemas.js';
 
@@ -13,6 +15,16 @@ export const roomNotFound = () => new AppError('ROOM_NOT_FOUND');
 
 export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
   const { store } = ctx;
+
+  /**
+   * The room's data is its metadata: once the change is stored, its webhook hears of it and its live
+   * peers are told (best effort: a gateway that is gone has nobody to tell).
+   */
+  async function metadataChanged(serviceId: string, roomId: string, metadata: unknown): Promise<void> {
+    await ctx.webhooks.record([{ id: randomUUID(), type: 'room_metadata_changed', at: Date.now(), serviceId, roomId, metadata }]);
+    const room = await store.getRoom(serviceId, roomId);
+    if (room) await askGateway(ctx, room, { method: 'setRoomMetadata', roomId, metadata }).catch(() => undefined);
+  }
 
   app.post(
     '/rooms',
@@ -70,6 +82,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
       if (options.mediaConfiguration !== undefined) changes.mediaConfiguration = options.mediaConfiguration;
       if (options.eapolicy !== undefined) changes.eapolicy = options.eapolicy;
       if (!(await store.updateRoom(request.service.id, request.params.room, changes))) throw roomNotFound();
+      if (options.data !== undefined) await metadataChanged(request.service.id, request.params.room, changes.data);
       return reply.type('text/plain; charset=utf-8').send('Room Updated');
     },
   );
@@ -102,6 +115,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
         if (violation) throw new AppError('VALIDATION_FAILED', `invalid request body: merged options.data: ${violation}`);
       }
       if (!(await store.updateRoom(request.service.id, room.id, changes))) throw roomNotFound();
+      if (changes.data !== undefined) await metadataChanged(request.service.id, room.id, changes.data);
       return reply.type('text/plain; charset=utf-8').send('Room Updated');
     },
   );

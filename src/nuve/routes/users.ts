@@ -1,26 +1,15 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { AppError, isAppError } from '../../core/errors.js';
+import { AppError } from '../../core/errors.js';
 import type { RoomRecord } from '../store/store.js';
-import { type GatewayRpc, type RoomUser, subjects, userSchema } from '../../core/subjects.js';
+import { type GatewayRpc, type RoomUser, userSchema } from '../../core/subjects.js';
 import type { NuveContext } from '../context.js';
+import { askGateway } from './gateway-rpc.js';
 import { roomNotFound } from './rooms.js';
 import { roomParams, userParams } from './schemas.js';
 
-const GATEWAY_RPC_TIMEOUT_MS = 3000;
-
 /** Users are whoever is connected to the room's gateway right now: Nuve asks it over the bus. */
 export const usersRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
-  async function ask<T>(room: RoomRecord, rpc: GatewayRpc): Promise<T | undefined> {
-    if (room.gatewayId === null || !ctx.registry.get(room.gatewayId)) return undefined;
-    try {
-      return await ctx.bus.request<T>(subjects.gatewayRpc(room.gatewayId), rpc, { timeoutMs: GATEWAY_RPC_TIMEOUT_MS });
-    } catch (err) {
-      if (isAppError(err) && err.code.startsWith('BUS_')) {
-        throw new AppError('GATEWAY_UNAVAILABLE');
-      }
-      throw err;
-    }
-  }
+  const ask = <T>(room: RoomRecord, rpc: GatewayRpc) => askGateway<T>(ctx, room, rpc);
 
   async function users(serviceId: string, roomId: string): Promise<RoomUser[]> {
     const room = await ctx.store.getRoom(serviceId, roomId);

@@ -1,4 +1,4 @@
-import type { Kysely, Migration } from 'kysely';
+import { type Kysely, type Migration, PostgresAdapter } from 'kysely';
 import type { RoleMigrations } from '../../core/database.js';
 
 /**
@@ -61,6 +61,46 @@ const migrations: Record<string, Migration> = {
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('session_tokens_expiry_idx').on('session_tokens').column('expires_at').execute();
+    },
+  },
+  '0003_webhooks': {
+    async up(db: Kysely<any>) {
+      // Where a tenant's events go: room_id '' is the tenant's own URL, a room id overrides it for that room.
+      await db.schema
+        .createTable('webhooks')
+        .addColumn('service_id', 'varchar(24)', (c) => c.notNull().references('services.id').onDelete('cascade'))
+        .addColumn('room_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('url', 'text', (c) => c.notNull())
+        .addColumn('include_events', 'text')
+        .addColumn('exclude_events', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('webhooks_pk', ['service_id', 'room_id'])
+        .execute();
+      // The outbox: one row per event to deliver, in `seq` order per room. No foreign key to services: an event
+      // of a tenant deleted meanwhile is dropped at delivery, never refused at intake (that would stall a gateway).
+      const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+      await db.schema
+        .createTable('webhook_outbox')
+        .addColumn('seq', postgres ? 'bigserial' : 'integer', (c) => (postgres ? c.primaryKey() : c.primaryKey().autoIncrement()))
+        .addColumn('event_id', 'varchar(64)', (c) => c.notNull().unique())
+        .addColumn('service_id', 'varchar(24)', (c) => c.notNull())
+        .addColumn('room_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        // pending → (delivered rows are deleted) | failed (given up after the retention, kept as the record)
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('next_attempt_at', 'bigint', (c) => c.notNull())
+        .addColumn('lease_owner', 'text')
+        .addColumn('lease_until', 'bigint')
+        .addColumn('last_error', 'text')
+        .addColumn('failed_at', 'bigint')
+        .execute();
+      // The head of each room (oldest pending) and the due rows are what the delivery workers look up.
+      await db.schema.createIndex('webhook_outbox_room_idx').on('webhook_outbox').columns(['room_id', 'state', 'seq']).execute();
+      await db.schema.createIndex('webhook_outbox_due_idx').on('webhook_outbox').columns(['state', 'next_attempt_at']).execute();
+      await db.schema.createIndex('webhook_outbox_failed_idx').on('webhook_outbox').columns(['service_id', 'state', 'seq']).execute();
     },
   },
 };

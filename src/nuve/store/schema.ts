@@ -1,9 +1,42 @@
+import type { Generated } from 'kysely';
+
 /** Tables of Nuve's store; the same on SQLite and PostgreSQL. Times are epoch milliseconds. */
 export interface NuveTables {
   services: ServicesTable;
   rooms: RoomsTable;
   tokens: TokensTable;
   session_tokens: SessionTokensTable;
+  webhooks: WebhooksTable;
+  webhook_outbox: WebhookOutboxTable;
+}
+
+export interface WebhooksTable {
+  service_id: string;
+  /** '' for the tenant's URL; a room id for that room's. */
+  room_id: string;
+  url: string;
+  /** JSON arrays of event types, or null (include: every type; exclude: none). */
+  include_events: string | null;
+  exclude_events: string | null;
+  created_at: number;
+}
+
+export interface WebhookOutboxTable {
+  seq: Generated<number>;
+  event_id: string;
+  service_id: string;
+  room_id: string;
+  type: string;
+  /** The JSON body delivered, as signed. */
+  body: string;
+  created_at: number;
+  state: 'pending' | 'failed';
+  attempts: number;
+  next_attempt_at: number;
+  lease_owner: string | null;
+  lease_until: number | null;
+  last_error: string | null;
+  failed_at: number | null;
 }
 
 export interface ServicesTable {

@@ -3,6 +3,7 @@ import { type Database, type DatabaseOptions, openDatabase, reportingUnavailable
 import type { EaPolicy } from '../../core/subjects.js';
 import { nuveMigrations } from './migrations.js';
 import type { NuveTables } from './schema.js';
+import { WebhookRepository } from '../webhooks/repository.js';
 
 export type { EaPolicy };
 
@@ -60,6 +61,8 @@ export type RoomChanges = Partial<Pick<RoomRecord, 'name' | 'data' | 'p2p' | 'me
  */
 export interface Store {
   readonly engine: 'sqlite' | 'postgres';
+  /** Webhook endpoints and the events' outbox. */
+  readonly webhooks: WebhookRepository;
   createService(service: ServiceRecord): Promise<void>;
   getService(id: string): Promise<ServiceRecord | undefined>;
   listServices(): Promise<ServiceRecord[]>;
@@ -194,6 +197,7 @@ class KyselyStore implements Store {
   private readonly tokenQueue: PendingToken[] = [];
   private readonly pendingWrites = new Set<Promise<void>>();
   private readonly queries;
+  readonly webhooks: WebhookRepository;
 
   constructor(
     private readonly db: Kysely<NuveTables>,
@@ -201,6 +205,7 @@ class KyselyStore implements Store {
     /** Ends the database when this store owns it. */
     private readonly release?: () => Promise<void>,
   ) {
+    this.webhooks = reportingUnavailable(new WebhookRepository(db, engine));
     // The hot reads: every token request reads its room; every authenticated request may read its service.
     this.queries = {
       getService: reusable(db.selectFrom('services').selectAll().where('id', '=', slot(0)).compile()),
@@ -298,6 +303,7 @@ class KyselyStore implements Store {
   async deleteRoom(serviceId: string, roomId: string): Promise<boolean> {
     return this.db.transaction().execute(async (tx) => {
       await tx.deleteFrom('tokens').where('room_id', '=', roomId).where('service_id', '=', serviceId).execute();
+      await tx.deleteFrom('webhooks').where('room_id', '=', roomId).where('service_id', '=', serviceId).execute();
       const res = await tx
         .deleteFrom('rooms')
         .where('id', '=', roomId)
