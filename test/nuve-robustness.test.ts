@@ -93,6 +93,8 @@ const ROUTES: Record<string, RouteSpec> = {
   'GET /rooms/:room/webhook': { access: 'mauth', roomScoped: true },
   'DELETE /rooms/:room/webhook': { access: 'mauth', roomScoped: true },
   'GET /live/rooms': { access: 'mauth' },
+  'GET /settings': { access: 'mauth' },
+  'PATCH /settings': { access: 'mauth' },
   'GET /rooms/:room/participants': { access: 'mauth', roomScoped: true },
   'GET /rooms/:room/participants/:participant': { access: 'mauth', roomScoped: true },
   'PATCH /rooms/:room/participants/:participant': { access: 'mauth', roomScoped: true },

@@ -58,6 +58,8 @@ async function none(client: ProtooClient, method: string): Promise<void> {
 test('the room API: participants and tracks listed, changed, muted, messaged and the room closed, each seen by connected clients', async () => {
   assert.equal((await api('PUT', '/webhook', { url: receiver.url, include: ['participant_metadata_changed'] })).status, 200);
   const roomId = await platform.createRoom('stage', { data: { topic: 'start' } });
+  const other = { id: '', key: 'other-tenant-key-0123456789' };
+  other.id = (await api('POST', '/services', { name: 'other', key: other.key })).json;
   const alice = await joined(roomId, 'alice');
   const bob = await joined(roomId, 'bob');
   const { id: trackId } = await alice.client.request('produce', { transportId: alice.send.id, kind: 'audio', rtpParameters: { ...audioRtpParameters, mid: '0' } });
@@ -100,15 +102,21 @@ test('the room API: participants and tracks listed, changed, muted, messaged and
   assert.equal(unmute.status, 403);
   assert.equal(unmute.json.code, 'REMOTE_UNMUTE_NOT_ALLOWED');
   await none(alice.client, 'trackMuted');
-  // The same Nuve with remote unmuting allowed.
-  platform.nuve!.config.nuve.allowRemoteUnmute = true;
+  // The tenant allows remote unmuting for itself; another tenant's setting is its own and stays off.
+  assert.deepEqual((await api('GET', '/settings')).json, { allowRemoteUnmute: false });
+  assert.deepEqual((await api('PATCH', '/settings', { allowRemoteUnmute: true })).json, { allowRemoteUnmute: true });
+  assert.deepEqual((await api('GET', '/settings', undefined, other)).json, { allowRemoteUnmute: false });
+  assert.equal((await api('PATCH', '/settings', { allowRemoteUnmute: 'yes' })).json.code, 'VALIDATION_FAILED');
+  assert.equal((await api('PATCH', '/settings', { allowRemoteUnmuted: true })).json.code, 'VALIDATION_FAILED');
   try {
     assert.equal((await api('POST', `/rooms/${roomId}/participants/alice/tracks/${trackId}/mute`, { muted: false })).status, 200);
     assert.deepEqual(await alice.client.waitNotification('trackMuted'), { producerId: trackId, muted: false });
     await bob.client.waitNotification('consumerResumed');
   } finally {
-    platform.nuve!.config.nuve.allowRemoteUnmute = false;
+    assert.deepEqual((await api('PATCH', '/settings', { allowRemoteUnmute: false })).json, { allowRemoteUnmute: false });
   }
+  const again = await api('POST', `/rooms/${roomId}/participants/alice/tracks/${trackId}/mute`, { muted: false });
+  assert.equal(again.json.code, 'REMOTE_UNMUTE_NOT_ALLOWED', 'the tenant turned it off again');
 
   // Data with a topic: to everyone, or only to those named; an unknown name sends nothing.
   assert.deepEqual((await api('POST', `/rooms/${roomId}/data`, { topic: 'chat', payload: { text: 'hi' } })).json, { delivered: 2 });
@@ -145,8 +153,6 @@ test('the room API: participants and tracks listed, changed, muted, messaged and
   }
 
   // Another tenant cannot see or touch this room.
-  const other = { id: '', key: 'other-tenant-key-0123456789' };
-  other.id = (await api('POST', '/services', { name: 'other', key: other.key })).json;
   for (const [method, path, body] of [
     ['GET', `/rooms/${roomId}/participants`],
     ['PATCH', `/rooms/${roomId}/participants/bob`, { name: 'x' }],

@@ -152,7 +152,7 @@ export const configSchema = z
          * superService without authentication, so they are refused unless `host` is a loopback address.
          */
         devEndpoints: z.boolean().default(false),
-        /** Whether the room API may unmute a participant's track (muting is always allowed): off, only its owner unmutes. */
+        /** Whether the room API may unmute a participant's track, for tenants that did not decide (`PATCH /settings`); muting is always allowed. */
         allowRemoteUnmute: z.boolean().default(false),
         /** Delivery of room events from the outbox to tenants' webhook URLs (every Nuve delivers; rows are leased). */
         webhooks: z

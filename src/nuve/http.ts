@@ -30,6 +30,7 @@ import { sessionsRoutes } from './routes/sessions.js';
 import { tokensRoutes } from './routes/tokens.js';
 import { usersRoutes } from './routes/users.js';
 import { webhooksRoutes } from './routes/webhooks.js';
+import { settingsRoutes } from './routes/settings.js';
 import { participantsRoutes } from './routes/participants.js';
 import { staticRoutes } from './static.js';
 
@@ -147,6 +148,7 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
     await api.register(usersRoutes, { ctx });
     await api.register(pushRoutes, { ctx });
     await api.register(webhooksRoutes, { ctx });
+    await api.register(settingsRoutes, { ctx });
     await api.register(participantsRoutes, { ctx });
   });
   // Outside MAuth: status (own auth), dev endpoints and the playground (dev only), SDK bundles.

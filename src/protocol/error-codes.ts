@@ -118,7 +118,7 @@ export const errorCatalogue = {
   // ── Room API (Nuve's participants routes) ────────────────────────────────
   PARTICIPANT_NOT_FOUND: { status: 404, message: 'no such participant is connected to the room' },
   TRACK_NOT_FOUND: { status: 404, message: 'the participant publishes no such track' },
-  REMOTE_UNMUTE_NOT_ALLOWED: { status: 403, message: 'unmuting a participant remotely is not enabled (nuve.allowRemoteUnmute)' },
+  REMOTE_UNMUTE_NOT_ALLOWED: { status: 403, message: 'this tenant does not allow unmuting a participant remotely (PATCH /settings)' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -101,6 +101,8 @@ export const NUVE_CLIENT_ROUTES = [
   'POST /rooms/{room}/participants/{participant}/tracks/{track}/mute',
   'POST /rooms/{room}/data',
   'POST /rooms/{room}/close',
+  'GET /settings',
+  'PATCH /settings',
   'POST /push/messages',
   'POST /push/users/{user}/messages',
   'GET /push/users/{user}/messages',
@@ -220,6 +222,15 @@ export class NuveClient {
   /** Disconnects everyone; the room stays (deleteRoom removes it). */
   async closeRoom(roomId: string): Promise<void> {
     await this.call('POST /rooms/{room}/close', { room: roomId }, { answer: 'none' });
+  }
+
+  // ── This tenant's own settings ──
+  settings(): Promise<{ allowRemoteUnmute: boolean }> {
+    return this.call('GET /settings');
+  }
+  /** `allowRemoteUnmute`: whether this app's server may unmute its participants' tracks (setTrackMuted(…, false)). */
+  updateSettings(changes: { allowRemoteUnmute?: boolean }): Promise<{ allowRemoteUnmute: boolean }> {
+    return this.call('PATCH /settings', {}, { body: changes });
   }
 
   // ── Push: reach the service's users wherever they are connected ──

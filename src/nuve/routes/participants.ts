@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { AppError } from '../../core/errors.js';
+import { allowsRemoteUnmute } from './settings.js';
 import { type ParticipantView, participantChangesSchema, roomDataSchema } from '../../core/subjects.js';
 import type { NuveContext } from '../context.js';
 import type { RoomRecord } from '../store/store.js';
@@ -107,7 +108,7 @@ export const participantsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = a
     '/rooms/:room/participants/:participant/tracks/:track/mute',
     {
       schema: {
-        summary: 'Mute or unmute a published track (unmuting only with nuve.allowRemoteUnmute)',
+        summary: 'Mute or unmute a published track (unmuting only where the tenant allows it: PATCH /settings)',
         tags: ['room API'],
         params: trackParams,
         body: z.object({ muted: z.boolean() }).strict(),
@@ -115,7 +116,7 @@ export const participantsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = a
       },
     },
     async (request) => {
-      if (!request.body.muted && !ctx.config.nuve.allowRemoteUnmute) throw new AppError('REMOTE_UNMUTE_NOT_ALLOWED');
+      if (!request.body.muted && !(await allowsRemoteUnmute(ctx, request.service.id))) throw new AppError('REMOTE_UNMUTE_NOT_ALLOWED');
       const record = await room(request.service.id, request.params.room);
       const view = await askGateway(ctx, record, {
         method: 'setTrackMuted',

@@ -103,6 +103,16 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('webhook_outbox_failed_idx').on('webhook_outbox').columns(['service_id', 'state', 'seq']).execute();
     },
   },
+  '0004_tenant_settings': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('tenant_settings')
+        .addColumn('service_id', 'varchar(24)', (c) => c.primaryKey().references('services.id').onDelete('cascade'))
+        .addColumn('allow_remote_unmute', 'integer')
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 /**

@@ -8,6 +8,14 @@ export interface NuveTables {
   session_tokens: SessionTokensTable;
   webhooks: WebhooksTable;
   webhook_outbox: WebhookOutboxTable;
+  tenant_settings: TenantSettingsTable;
+}
+
+export interface TenantSettingsTable {
+  service_id: string;
+  /** 1 allowed, 0 refused, null: the platform's default (nuve.allowRemoteUnmute). */
+  allow_remote_unmute: number | null;
+  updated_at: number;
 }
 
 export interface WebhooksTable {

@@ -3,6 +3,7 @@ import { type Database, type DatabaseOptions, openDatabase, reportingUnavailable
 import type { EaPolicy } from '../../core/subjects.js';
 import { nuveMigrations } from './migrations.js';
 import type { NuveTables } from './schema.js';
+import { TenantSettingsRepository } from './tenant-settings.js';
 import { WebhookRepository } from '../webhooks/repository.js';
 
 export type { EaPolicy };
@@ -63,6 +64,8 @@ export interface Store {
   readonly engine: 'sqlite' | 'postgres';
   /** Webhook endpoints and the events' outbox. */
   readonly webhooks: WebhookRepository;
+  /** What each tenant decides for itself (remote unmute). */
+  readonly settings: TenantSettingsRepository;
   createService(service: ServiceRecord): Promise<void>;
   getService(id: string): Promise<ServiceRecord | undefined>;
   listServices(): Promise<ServiceRecord[]>;
@@ -198,6 +201,7 @@ class KyselyStore implements Store {
   private readonly pendingWrites = new Set<Promise<void>>();
   private readonly queries;
   readonly webhooks: WebhookRepository;
+  readonly settings: TenantSettingsRepository;
 
   constructor(
     private readonly db: Kysely<NuveTables>,
@@ -206,6 +210,7 @@ class KyselyStore implements Store {
     private readonly release?: () => Promise<void>,
   ) {
     this.webhooks = reportingUnavailable(new WebhookRepository(db, engine));
+    this.settings = reportingUnavailable(new TenantSettingsRepository(db));
     // The hot reads: every token request reads its room; every authenticated request may read its service.
     this.queries = {
       getService: reusable(db.selectFrom('services').selectAll().where('id', '=', slot(0)).compile()),
