@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { type Database, openDatabase } from '../src/core/database.js';
-import { PushStore, type StoredMessage } from '../src/push/store.js';
+import { CountBounds, PushStore, type StoredMessage } from '../src/push/store.js';
 import { createTestDatabase } from './helpers/cluster.js';
 
 // The store's per-user cap, which on embedded SQLite skips reading the counts of users whose
@@ -34,6 +34,26 @@ async function rows(store: PushStore, userName: string): Promise<number> {
 }
 
 const sqlite = () => openDatabase({ driver: 'sqlite', sqlitePath: ':memory:', postgresUrl: '', poolSize: 1 });
+
+describe('count bounds', () => {
+  test('a row committed while its count is read is in the bound, whether or not the read saw it', () => {
+    const bounds = new CountBounds();
+    assert.equal(bounds.mayExceed(SERVICE, 'u', 2), true, 'never read: may exceed');
+    const learn = bounds.reading(SERVICE, 'u');
+    // Committed after the read was issued: the read may not have seen it.
+    bounds.inserted(SERVICE, 'u');
+    bounds.inserted(SERVICE, 'u');
+    learn(1);
+    assert.equal(bounds.mayExceed(SERVICE, 'u', 3), false, '1 read + 2 since = 3');
+    assert.equal(bounds.mayExceed(SERVICE, 'u', 2), true, 'the 2 committed meanwhile count');
+    bounds.inserted(SERVICE, 'u');
+    assert.equal(bounds.mayExceed(SERVICE, 'u', 3), true);
+    assert.equal(bounds.mayExceed(SERVICE, 'v', 100), true, 'another user is unknown');
+    // A newer read replaces the bound.
+    bounds.reading(SERVICE, 'u')(0);
+    assert.equal(bounds.mayExceed(SERVICE, 'u', 0), false);
+  });
+});
 
 describe('per-user cap, embedded SQLite (counts bounded in memory)', () => {
   test('acknowledgements, cancels and the sweep lower the count; the cap still drops exactly the excess, oldest first', async () => {

@@ -88,7 +88,7 @@ const COUNT_BOUNDS_MAX = 100_000;
  * sweep, the cap) only lower the real count, so they need not be tracked. A user whose bound is at
  * most the cap cannot be over it: the cap check reads only users unknown or possibly over.
  */
-class CountBounds {
+export class CountBounds {
   /** `base + added` bounds the user's rows; `base` undefined while the user's count was never read. */
   private readonly users = new Map<string, { base: number | undefined; added: number }>();
 
