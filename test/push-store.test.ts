@@ -35,6 +35,62 @@ async function rows(store: PushStore, userName: string): Promise<number> {
 
 const sqlite = () => openDatabase({ driver: 'sqlite', sqlitePath: ':memory:', postgresUrl: '', poolSize: 1 });
 
+/**
+ * Acknowledgements of one turn share one DELETE: each still deletes only its own tenant's and user's
+ * messages, credits each id once, and tells apart another user's id (foreign) from one already gone.
+ */
+async function ackScoping(store: PushStore): Promise<void> {
+  const other = 'svc-other';
+  const mine = [message('ann'), message('ann'), message('ann')];
+  const bobs = message('bob');
+  const sameName = { ...message('ann'), serviceId: other };
+  await Promise.all([...mine, bobs, sameName].map((m) => store.add(m)));
+  assert.deepEqual(await store.ack(SERVICE, 'ann', [mine[0]!.id]), { acked: 1, foreign: false });
+  // One turn: all of these go as one batch.
+  const outcomes = await Promise.all([
+    store.ack(SERVICE, 'ann', [mine[0]!.id, mine[1]!.id]), // the first already arrived
+    store.ack(SERVICE, 'ann', [mine[1]!.id]), // the same id twice in one batch: credited once
+    store.ack(SERVICE, 'bob', [mine[2]!.id, bobs.id]), // ann's id: foreign, and ann's stays
+    store.ack(other, 'ann', [mine[2]!.id]), // another tenant's ann: foreign
+    store.ack(SERVICE, 'ann', [sameName.id]), // the other tenant's ann's id: foreign, and it stays
+    store.ack(SERVICE, 'ann', [`pm_${randomBytes(8).toString('hex')}`]), // never existed
+  ]);
+  assert.deepEqual(outcomes, [
+    { acked: 1, foreign: false },
+    { acked: 0, foreign: false },
+    { acked: 1, foreign: true },
+    { acked: 0, foreign: true },
+    { acked: 0, foreign: true },
+    { acked: 0, foreign: false },
+  ]);
+  assert.deepEqual((await store.pending(SERVICE, 'ann', 0, 10)).map((m) => m.id), [mine[2]!.id]);
+  assert.deepEqual((await store.pending(other, 'ann', 0, 10)).map((m) => m.id), [sameName.id]);
+  assert.deepEqual(await store.pending(SERVICE, 'bob', 0, 10), []);
+}
+
+describe('acknowledgements', () => {
+  test('embedded SQLite: one batch, each deleting only its own', async () => {
+    const database = await sqlite();
+    const store = await PushStore.open(database);
+    await ackScoping(store);
+    await store.close();
+    await database.close();
+  });
+
+  test('PostgreSQL: one batch, each deleting only its own', async () => {
+    const testDb = await createTestDatabase();
+    const database = await openDatabase({ driver: 'postgres', sqlitePath: '', postgresUrl: testDb.url, poolSize: 2 });
+    try {
+      const store = await PushStore.open(database);
+      await ackScoping(store);
+      await store.close();
+    } finally {
+      await database.close();
+      await testDb.drop();
+    }
+  });
+});
+
 describe('count bounds', () => {
   test('a row committed while its count is read is in the bound, whether or not the read saw it', () => {
     const bounds = new CountBounds();
