@@ -295,7 +295,7 @@ export class PushStore {
    * Marks the user's messages arrived (deletes them); answers how many were. Ids not among the
    * user's unarrived messages were already acknowledged, expired, cancelled — or are another
    * user's, which `foreign` tells apart (and which stay untouched). Acknowledgements are as hot as
-   * inserts (one per client per turn): those of one turn share one DELETE (owners read only for ids it left).
+   * inserts (one per client per turn): those of one turn share one read of the owners and one DELETE.
    */
   ack(serviceId: string, userName: string, ids: readonly string[]): Promise<{ acked: number; foreign: boolean }> {
     return new Promise((resolve, reject) => {
@@ -320,33 +320,11 @@ export class PushStore {
   }
 
   private async deleteAcked(batch: PendingAck[]): Promise<void> {
-    // One DELETE scoped by owner: a message is deleted only for its own tenant and user.
-    const byOwner = new Map<string, { serviceId: string; userName: string; ids: Set<string> }>();
-    for (const p of batch) {
-      const who = `${p.serviceId}\n${p.userName}`;
-      let owner = byOwner.get(who);
-      if (!owner) byOwner.set(who, (owner = { serviceId: p.serviceId, userName: p.userName, ids: new Set() }));
-      for (const id of p.ids) owner.ids.add(id);
-    }
-    const deleted = await this.db
-      .deleteFrom('push_messages')
-      .where((eb) =>
-        eb.or(
-          [...byOwner.values()].map((o) =>
-            eb.and([eb('service_id', '=', o.serviceId), eb('user_name', '=', o.userName), eb('id', 'in', [...o.ids])]),
-          ),
-        ),
-      )
-      .returning(['id', 'service_id', 'user_name'])
-      .execute();
-    const owners = new Map(deleted.map((r) => [r.id, `${r.service_id}\n${r.user_name}`]));
-    // The ids left were already acknowledged, expired or cancelled — or are another user's: only those are read.
-    const rest = [...new Set(batch.flatMap((p) => p.ids))].filter((id) => !owners.has(id));
-    if (rest.length > 0) {
-      const rows = await this.db.selectFrom('push_messages').select(['id', 'service_id', 'user_name']).where('id', 'in', rest).execute();
-      for (const r of rows) owners.set(r.id, `${r.service_id}\n${r.user_name}`);
-    }
-    const credited = new Set<string>();
+    const ids = [...new Set(batch.flatMap((p) => p.ids))];
+    // Owners first, so a message is deleted only for its own tenant and user.
+    const rows = await this.db.selectFrom('push_messages').select(['id', 'service_id', 'user_name']).where('id', 'in', ids).execute();
+    const owners = new Map(rows.map((r) => [r.id, `${r.service_id}\n${r.user_name}`]));
+    const owned = new Set<string>();
     const outcomes = batch.map((p) => {
       const who = `${p.serviceId}\n${p.userName}`;
       let acked = 0;
@@ -354,12 +332,13 @@ export class PushStore {
       for (const id of p.ids) {
         const owner = owners.get(id);
         if (owner === who) {
-          if (!credited.has(id)) acked++;
-          credited.add(id);
+          if (!owned.has(id)) acked++;
+          owned.add(id);
         } else if (owner !== undefined) foreign = true;
       }
       return { acked, foreign };
     });
+    if (owned.size > 0) await this.db.deleteFrom('push_messages').where('id', 'in', [...owned]).execute();
     batch.forEach((p, i) => p.resolve(outcomes[i]!));
   }
 
