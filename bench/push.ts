@@ -138,7 +138,14 @@ async function run(windowMs: number, count: boolean): Promise<number> {
 }
 await run(2000, false);
 await new Promise((r) => setTimeout(r, 1000));
+// CPU of the platform process and of this one (app server + clients) over the measured window: on a shared
+// machine deliveries/s follows the CPU share the processes get, CPU per delivery much less so.
+const platformCpu0 = await platform.metric('mss_process_cpu_seconds_total');
+const benchCpu0 = process.cpuUsage();
 const elapsed = await run(seconds * 1000, true);
+const platformCpu = (await platform.metric('mss_process_cpu_seconds_total')) - platformCpu0;
+const benchCpuUsage = process.cpuUsage(benchCpu0);
+const benchCpu = (benchCpuUsage.user + benchCpuUsage.system) / 1e6;
 const settleUntil = Date.now() + 10_000;
 while (received < reached && Date.now() < settleUntil) await new Promise((r) => setTimeout(r, 50));
 measuring = false;
@@ -146,6 +153,10 @@ latencies.sort((a, b) => a - b);
 console.log(
   `deliveries: ${received} of ${reached} reached in ${(elapsed / 1000).toFixed(1)} s = ${Math.round(received / (elapsed / 1000))}/s; ` +
     `latency p50 ${percentile(latencies, 50)} ms, p99 ${percentile(latencies, 99)} ms, max ${latencies.at(-1)} ms`,
+);
+console.log(
+  `CPU: platform ${((platformCpu / received) * 1e6).toFixed(1)} µs/delivery (${Math.round((platformCpu / (elapsed / 1000)) * 100)}% of a core), ` +
+    `bench process ${((benchCpu / received) * 1e6).toFixed(1)} µs/delivery (${Math.round((benchCpu / (elapsed / 1000)) * 100)}%)`,
 );
 
 if (restoreCount > 0) {

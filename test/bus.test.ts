@@ -144,6 +144,24 @@ for (const [name, open] of implementations) describe(name, () => {
     assert.equal(count, 1);
   });
 
+  test('a subscriber or responder added after its subject was used gets the next messages', async () => {
+    const early: unknown[] = [];
+    const late: unknown[] = [];
+    bus.subscribe('late.news', (p) => void early.push(p));
+    bus.publish('late.news', 1);
+    await waitFor(() => early.length === 1);
+    bus.subscribe('late.news', (p) => void late.push(p));
+    await waitFor(() => {
+      bus.publish('late.news', 2);
+      return late.length > 0;
+    }, 3000, 'the late subscriber reached');
+    await rejectsWithCode(bus.request('late.ask', {}), 'BUS_NO_RESPONDERS');
+    bus.respond('late.ask', () => 'here');
+    let answer: unknown;
+    await waitFor(async () => (answer = await bus.request('late.ask', {}, { timeoutMs: 500 }).catch(() => undefined)) === 'here', 3000, 'the late responder answers');
+    assert.equal(answer, 'here');
+  });
+
   test('request/reply', async () => {
     bus.respond('math.double', (p) => (p as { n: number }).n * 2);
     bus.respond('math.async', async (p) => {

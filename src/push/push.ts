@@ -47,7 +47,11 @@ interface Outbox {
   waiters: ((missing: ReadonlySet<string> | undefined) => void)[];
 }
 
-const newMessageId = () => `pm_${randomBytes(16).toString('base64url')}`;
+/** `count` message ids (`pm_` + 128 random bits), from one read of the random source. */
+function newMessageIds(count: number): string[] {
+  const bytes = randomBytes(16 * count);
+  return Array.from({ length: count }, (_, i) => `pm_${bytes.toString('base64url', i * 16, i * 16 + 16)}`);
+}
 
 /**
  * The push role: reaches any online user of a tenant wherever it is
@@ -147,8 +151,9 @@ export class Push {
     let dropped = new Map<string, number>();
     if (safe) {
       const expiresAt = request.ttlSec === undefined ? null : now + request.ttlSec * 1000;
-      const stored: StoredMessage[] = users.map((userName) => ({
-        id: newMessageId(),
+      const ids = newMessageIds(users.length);
+      const stored: StoredMessage[] = users.map((userName, i) => ({
+        id: ids[i]!,
         seq: this.nextSeq(),
         serviceId,
         userName,

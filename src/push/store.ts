@@ -52,6 +52,8 @@ const migrations: Record<string, Migration> = {
 
 export const pushMigrations: RoleMigrations = { table: 'push_migration', migrations };
 
+const boundsByDatabase = new WeakMap<object, CountBounds>();
+
 export interface StoredMessage {
   id: string;
   seq: number;
@@ -76,6 +78,55 @@ interface PendingAck {
   reject(err: unknown): void;
 }
 
+/** Users whose count bound is kept (embedded); past it the bounds are forgotten and counted again. */
+const COUNT_BOUNDS_MAX = 100_000;
+
+/**
+ * An upper bound of each user's unarrived messages, for a store that only this process writes to
+ * (embedded SQLite: the file is locked to this process's one connection). The bound is the count
+ * last read plus every row this process inserted since; deletions (acknowledgements, cancels, the
+ * sweep, the cap) only lower the real count, so they need not be tracked. A user whose bound is at
+ * most the cap cannot be over it: the cap check reads only users unknown or possibly over.
+ */
+export class CountBounds {
+  /** `base + added` bounds the user's rows; `base` undefined while the user's count was never read. */
+  private readonly users = new Map<string, { base: number | undefined; added: number }>();
+
+  /** A committed insert of this process. */
+  inserted(serviceId: string, userName: string): void {
+    const entry = this.users.get(key(serviceId, userName));
+    if (entry) entry.added++;
+  }
+
+  /** Whether the user may have more than `cap` rows (unknown counts as may). */
+  mayExceed(serviceId: string, userName: string, cap: number): boolean {
+    const entry = this.users.get(key(serviceId, userName));
+    return entry?.base === undefined || entry.base + entry.added > cap;
+  }
+
+  /**
+   * Before reading the user's count: answers what to call with the count read (minus the rows then
+   * deleted). A row committed before this call is in the count; one committed after it is in
+   * `added`, so the bound holds whichever happened first.
+   */
+  reading(serviceId: string, userName: string): (count: number) => void {
+    const k = key(serviceId, userName);
+    let entry = this.users.get(k);
+    if (!entry) {
+      if (this.users.size >= COUNT_BOUNDS_MAX) this.users.clear();
+      this.users.set(k, (entry = { base: undefined, added: 0 }));
+    }
+    const found = entry;
+    const addedBefore = found.added;
+    // A forgotten entry (cleared meanwhile) stays forgotten: its replacement reads its own count.
+    return (count) => {
+      if (this.users.get(k) === found) found.base = count - addedBefore;
+    };
+  }
+}
+
+const key = (serviceId: string, userName: string) => `${serviceId}\n${userName}`;
+
 interface PendingInsert {
   row: PushTables['push_messages'];
   resolve(): void;
@@ -93,11 +144,25 @@ export class PushStore {
   private readonly ackQueue: PendingAck[] = [];
   private readonly writes = new Set<Promise<void>>();
 
-  private constructor(private readonly db: Kysely<PushTables>) {}
+  private constructor(
+    private readonly db: Kysely<PushTables>,
+    /** Only where no other process writes these tables; undefined: every cap check reads the counts. */
+    private readonly bounds: CountBounds | undefined,
+  ) {}
 
+  /**
+   * An embedded SQLite database belongs to this process alone, so the per-user counts can be bounded
+   * in memory (shared by every store on that database); PostgreSQL may have other push roles writing.
+   */
   static async open(database: Database): Promise<PushStore> {
     await database.migrate(pushMigrations);
-    return reportingUnavailable(new PushStore(database.kysely<PushTables>()));
+    const db = database.kysely<PushTables>();
+    let bounds: CountBounds | undefined;
+    if (database.engine === 'sqlite') {
+      bounds = boundsByDatabase.get(db) ?? new CountBounds();
+      boundsByDatabase.set(db, bounds);
+    }
+    return reportingUnavailable(new PushStore(db, bounds));
   }
 
   add(message: StoredMessage): Promise<void> {
@@ -127,7 +192,10 @@ export class PushStore {
         .values(batch.map((p) => p.row))
         .execute()
         .then(
-          () => batch.forEach((p) => p.resolve()),
+          () => {
+            for (const p of batch) this.bounds?.inserted(p.row.service_id, p.row.user_name);
+            batch.forEach((p) => p.resolve());
+          },
           (err: unknown) => batch.forEach((p) => p.reject(err)),
         );
       this.writes.add(work);
@@ -141,26 +209,43 @@ export class PushStore {
    */
   async enforceCap(serviceId: string, users: readonly string[], cap: number): Promise<Map<string, number>> {
     const dropped = new Map<string, number>();
-    if (users.length === 0) return dropped;
-    const over = await this.db
+    const bounds = this.bounds;
+    // Users whose bound shows them at most at the cap are not read (embedded: nearly all of them).
+    const unsure = bounds ? users.filter((user) => bounds.mayExceed(serviceId, user, cap)) : users;
+    if (unsure.length === 0) return dropped;
+    const learned = new Map(bounds ? unsure.map((user) => [user, bounds.reading(serviceId, user)]) : []);
+    const counted = await this.db
       .selectFrom('push_messages')
       .select(['user_name', (eb) => eb.fn.countAll<number>().as('n')])
       .where('service_id', '=', serviceId)
-      .where('user_name', 'in', users)
+      .where('user_name', 'in', unsure)
       .groupBy('user_name')
-      .having((eb) => eb.fn.countAll(), '>', cap)
+      // With bounds every read count is kept (a user absent has none); without, only those over matter.
+      .$if(!bounds, (qb) => qb.having((eb) => eb.fn.countAll(), '>', cap))
       .execute();
-    for (const { user_name: user, n } of over) {
-      const excess = Number(n) - cap;
-      const oldest = this.db
+    const counts = new Map(counted.map((r) => [r.user_name, Number(r.n)]));
+    for (const [user, learn] of learned) if ((counts.get(user) ?? 0) <= cap) learn(counts.get(user) ?? 0);
+    for (const [user, n] of counts) {
+      if (n <= cap) continue;
+      // Everything older than the user's newest `cap` (not "the oldest n - cap": concurrent sends to one
+      // user each read the same count, and each deleting that many dropped far more than the excess).
+      const newestKept = this.db
         .selectFrom('push_messages')
-        .select('id')
+        .select(['seq', 'id'])
         .where('service_id', '=', serviceId)
         .where('user_name', '=', user)
-        .orderBy('seq')
-        .limit(excess);
-      const res = await this.db.deleteFrom('push_messages').where('id', 'in', oldest).executeTakeFirst();
+        .orderBy('seq', 'desc')
+        .orderBy('id', 'desc')
+        .limit(1)
+        .offset(cap - 1);
+      const res = await this.db
+        .deleteFrom('push_messages')
+        .where('service_id', '=', serviceId)
+        .where('user_name', '=', user)
+        .where(sql<boolean>`(seq, id) < (${newestKept})`)
+        .executeTakeFirst();
       const count = Number(res.numDeletedRows);
+      learned.get(user)?.(n - count);
       if (count === 0) continue;
       await this.db
         .insertInto('push_dropped')

@@ -42,7 +42,9 @@ export class RoleProcess {
   ) {}
 
   async start(): Promise<void> {
-    const node = [process.execPath, '--import', 'tsx', 'src/cli.ts', this.role];
+    // BENCH_CPU_PROF_DIR: each role process writes a V8 CPU profile there when it exits (benchmarks' profiles).
+    const profile = process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
+    const node = [process.execPath, ...profile, '--import', 'tsx', 'src/cli.ts', this.role];
     const [command, ...args] = this.netns ? ['ip', 'netns', 'exec', this.netns, ...node] : node;
     const proc = spawn(command!, args, {
       env: { ...process.env, ...this.env },

@@ -31,6 +31,12 @@ export class MemoryBus implements Bus {
   private readonly entries = new Set<Entry>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly queueCursor = new Map<string, number>();
+  /**
+   * Who matches a subject, by kind and subject, until the next (un)subscription: a hot subject (a
+   * gateway's deliveries, push acknowledgements: one request per client per turn) is matched against
+   * every subscription's pattern once, not per message.
+   */
+  private readonly matches = new Map<string, { plain: Entry[]; groups: [string, Entry[]][] }>();
   private closed = false;
   /** Nothing stands between a process and its own memory: never disconnected. */
   readonly connected = true;
@@ -111,6 +117,7 @@ export class MemoryBus implements Bus {
     ]);
     clearTimeout(timer);
     this.entries.clear();
+    this.matches.clear();
   }
 
   onConnectivity(): () => void {
@@ -119,7 +126,12 @@ export class MemoryBus implements Bus {
 
   private add(entry: Entry): Subscription {
     this.entries.add(entry);
-    return { unsubscribe: () => void this.entries.delete(entry) };
+    this.matches.clear();
+    return {
+      unsubscribe: () => {
+        if (this.entries.delete(entry)) this.matches.clear();
+      },
+    };
   }
 
   private track(work: Promise<unknown>): void {
@@ -129,6 +141,24 @@ export class MemoryBus implements Bus {
 
   /** Every plain subscriber, plus one member of each queue group (round-robin). */
   private pick(subject: string, kind: Entry['kind']): Entry[] {
+    const key = `${kind}\u0000${subject}`;
+    let match = this.matches.get(key);
+    if (!match) {
+      match = this.match(subject, kind);
+      // Subjects are a handful of shapes per role, but some carry ids: bounded.
+      if (this.matches.size >= 4096) this.matches.clear();
+      this.matches.set(key, match);
+    }
+    const picked = [...match.plain];
+    for (const [group, members] of match.groups) {
+      const cursor = (this.queueCursor.get(group) ?? -1) + 1;
+      this.queueCursor.set(group, cursor);
+      picked.push(members[cursor % members.length]!);
+    }
+    return picked;
+  }
+
+  private match(subject: string, kind: Entry['kind']): { plain: Entry[]; groups: [string, Entry[]][] } {
     const plain: Entry[] = [];
     const groups = new Map<string, Entry[]>();
     for (const entry of this.entries) {
@@ -141,11 +171,6 @@ export class MemoryBus implements Bus {
         groups.set(key, members);
       }
     }
-    for (const [key, members] of groups) {
-      const cursor = (this.queueCursor.get(key) ?? -1) + 1;
-      this.queueCursor.set(key, cursor);
-      plain.push(members[cursor % members.length]!);
-    }
-    return plain;
+    return { plain, groups: [...groups] };
   }
 }
