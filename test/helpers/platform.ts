@@ -22,6 +22,8 @@ export interface EmbeddedPlatform extends Platform {
   createRoom(name?: string, options?: Record<string, unknown>): Promise<string>;
   /** A one-time token through the real Nuve API. */
   token(roomId: string, user: string, role?: 'presenter' | 'viewer'): Promise<string>;
+  /** A new tenant (service) through the real Nuve API, with a random key. */
+  createTenant(name: string): Promise<{ id: string; key: string }>;
 }
 
 /** The whole platform in this process, as `npm start` runs it, on free ports with an in-memory SQLite store. */
@@ -62,6 +64,16 @@ export async function startEmbedded(overrides: ConfigInput = {}): Promise<Embedd
       });
       if (res.status !== 200) throw new Error(`createRoom: ${res.status} ${await res.text()}`);
       return ((await res.json()) as { _id: string })._id;
+    },
+    async createTenant(name: string) {
+      const key = `${name}-key-${Math.random().toString(36).slice(2)}`;
+      const res = await fetch(`${nuve.url}/services`, {
+        method: 'POST',
+        headers: { authorization: auth(), 'content-type': 'application/json' },
+        body: JSON.stringify({ name, key }),
+      });
+      if (res.status !== 200) throw new Error(`createTenant: ${res.status} ${await res.text()}`);
+      return { id: (await res.text()).replaceAll('"', ''), key };
     },
     async token(roomId: string, user: string, role: 'presenter' | 'viewer' = 'presenter') {
       const res = await fetch(`${nuve.url}/rooms/${roomId}/tokens`, {
