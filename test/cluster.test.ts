@@ -173,7 +173,9 @@ for (const bus of CLUSTER_BUSES) describe(`cluster on ${BUS_LABEL[bus]}`, { conc
     await victim.proc.kill('SIGKILL');
     await lost;
     const noticeMs = Date.now() - killedAt;
-    assert.ok(noticeMs <= 3000, `peers told after ${noticeMs} ms`);
+    // Removal is 3 s (gateway.agentRemoveMs) of silence after the last heartbeat *received*: one still in flight
+    // when the kill lands, the sweep (every 1 % of the timeout) and the notice's bus and WebSocket hops add a little.
+    assert.ok(noticeMs <= 3000 + 250, `peers told after ${noticeMs} ms`);
     await listener.client.closed;
     await source.stop();
 
