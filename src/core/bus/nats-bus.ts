@@ -3,7 +3,6 @@ import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import {
   type Bus,
-  Connectivity,
   type BusReply,
   type ConnectivityListener,
   type MessageHandler,
@@ -33,20 +32,19 @@ const encode = (value: unknown) => encoder.encode(JSON.stringify(value ?? null))
 export class NatsBus implements Bus {
   private readonly subscriptions = new Set<NatsSubscription>();
   private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly connectivity: Connectivity;
+  private readonly connectivityListeners = new Set<ConnectivityListener>();
+  private isConnected = true;
 
   private constructor(
     private readonly nc: NatsConnection,
     private readonly logger: Logger,
     private readonly defaultTimeoutMs: number,
   ) {
-    const connectivity = new Connectivity(true, logger);
-    this.connectivity = connectivity;
     void (async () => {
       for await (const status of nc.status()) {
         if (status.type === 'disconnect' || status.type === 'reconnect') {
           logger.warn({ status: status.type, server: status.data }, `NATS ${status.type}`);
-          connectivity.set(status.type === 'reconnect');
+          this.setConnected(status.type === 'reconnect');
         }
       }
     })().catch(() => undefined);
@@ -68,13 +66,25 @@ export class NatsBus implements Bus {
   }
 
   get connected(): boolean {
-    return this.connectivity.connected;
+    return this.isConnected;
   }
 
   onConnectivity(listener: ConnectivityListener): () => void {
-    return this.connectivity.on(listener);
+    this.connectivityListeners.add(listener);
+    return () => void this.connectivityListeners.delete(listener);
   }
 
+  private setConnected(connected: boolean): void {
+    if (connected === this.isConnected) return;
+    this.isConnected = connected;
+    for (const listener of [...this.connectivityListeners]) {
+      try {
+        listener(connected);
+      } catch (err) {
+        this.logger.error({ err }, 'bus connectivity listener failed');
+      }
+    }
+  }
 
   publish(subject: string, payload: unknown): void {
     try {
@@ -180,7 +190,7 @@ export class NatsBus implements Bus {
   async close(graceMs = 5000): Promise<void> {
     if (this.nc.isClosed() || this.nc.isDraining()) return;
     // Off the bus nothing can be flushed or answered, and a drain would wait for the server forever.
-    if (!this.connectivity.connected) return this.nc.close();
+    if (!this.isConnected) return this.nc.close();
     await Promise.allSettled([...this.subscriptions].map((sub) => sub.drain()));
     this.subscriptions.clear();
     let timer: NodeJS.Timeout | undefined;
