@@ -31,7 +31,7 @@ function baseOf(platform: Platform): string {
 /** Every way a request without the right token might try to pass for an operator. */
 const withoutTheToken: { what: string; headers: Record<string, string> }[] = [
   { what: 'no credentials', headers: {} },
-  { what: 'a wrong token', headers: { authorization: `Bearer ${OPS_TOKEN.slice(0, -1)}x` } },
+  { what: 'a wrong token', headers: { authorization: `Bearer ${OPS_TOKEN.slice(0, -1)}${OPS_TOKEN.endsWith('x') ? 'y' : 'x'}` } },
   { what: 'the token plus one character', headers: { authorization: `Bearer ${OPS_TOKEN}x` } },
   { what: 'the token as Basic credentials', headers: { authorization: `Basic ${Buffer.from(`ops:${OPS_TOKEN}`).toString('base64')}` } },
   { what: 'forwarded-for loopback', headers: { 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1', forwarded: 'for=127.0.0.1' } },
