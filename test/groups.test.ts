@@ -225,7 +225,30 @@ for (const kind of ['sqlite', 'postgres'] as StoreKind[]) {
       listed = (await calls(a, 'fay')).calls;
       assert.equal(listed[0]!.since, restart[1]!.at);
       assert.deepEqual(listed[0]!.participants.map((p) => p.id), ['peer-ivy']);
+      // A run whose end never came (its gateway restarted under the same id): the next run's start clears it.
+      await send([event('participant_joined', a, roomId, 'ghost')]);
+      const rerun = [event('room_started', a, roomId), event('participant_joined', a, roomId, 'jay')];
+      await send(rerun);
+      listed = (await calls(a, 'fay')).calls;
+      assert.equal(listed[0]!.since, rerun[0]!.at);
+      assert.deepEqual(listed[0]!.participants.map((p) => p.id), ['peer-jay']);
       await send([event('room_finished', a, roomId)]);
+    });
+
+    test('pruning forgets old tombstones and the presence in deleted rooms, never who is in a room now', async () => {
+      const later = () => Date.now() + 60_000;
+      await h.store.calls.prune(later());
+      await sdkA.addGroupMembers('prune', ['pat']);
+      const kept = (await sdkA.createRoom('kept', { group: 'prune' }))._id;
+      const deleted = (await sdkA.createRoom('deleted', { group: 'prune' }))._id;
+      await send([event('room_started', a, kept), event('participant_joined', a, kept, 'stay'), event('participant_joined', a, kept, 'go')]);
+      await send([event('participant_left', a, kept, 'go'), event('room_started', a, deleted), event('participant_joined', a, deleted, 'orphan')]);
+      await sdkA.deleteRoom(deleted);
+      // go's tombstone and the deleted room's participant.
+      assert.equal(await h.store.calls.prune(later()), 2);
+      assert.equal(await h.store.calls.prune(later()), 0, 'nothing left to prune');
+      assert.deepEqual((await calls(a, 'pat')).calls.map((c) => c.participants.map((p) => p.id)), [['peer-stay']]);
+      await send([event('room_finished', a, kept)]);
     });
 
     test(`bounded: ${MAX_GROUP_CALLS} calls at most, the latest started first; ${MAX_CALL_PARTICIPANTS} participants listed of the full count`, async () => {

@@ -97,6 +97,18 @@ export class CallPresenceRepository {
               .where((eb) => eb('call_rooms.started_at', '<', eb.ref('excluded.started_at'))),
           )
           .execute();
+        // A new run of the room: whoever is still there from before is a ghost of a run whose end was never
+        // reported (its gateway restarted under the same id before the registry noticed).
+        for (const s of started.values()) {
+          await tx
+            .updateTable('call_participants')
+            .set({ left_at: s.started_at, event_at: s.started_at })
+            .where('service_id', '=', s.service_id)
+            .where('room_id', '=', s.room_id)
+            .where('left_at', 'is', null)
+            .where('event_at', '<', s.started_at)
+            .execute();
+        }
       }
       if (joins.size > 0) {
         await tx
@@ -184,10 +196,27 @@ export class CallPresenceRepository {
     });
   }
 
-  /** Forgets tombstones of participants who left before `before`: by then no late event of theirs is still in flight. */
+  /**
+   * Forgets tombstones of participants who left before `before` (by then no late event of theirs is
+   * still in flight), and the presence in rooms deleted since (rooms exist before their first event).
+   */
   async prune(before: number): Promise<number> {
-    const res = await this.db.deleteFrom('call_participants').where('left_at', '<', before).executeTakeFirst();
-    return Number(res.numDeletedRows);
+    return this.db.transaction().execute(async (tx) => {
+      const res = await tx.deleteFrom('call_participants').where('left_at', '<', before).executeTakeFirst();
+      const orphans = await tx
+        .deleteFrom('call_participants as p')
+        .where(({ not, exists, selectFrom }) =>
+          not(exists(selectFrom('rooms as r').select('r.id').whereRef('r.id', '=', 'p.room_id').whereRef('r.service_id', '=', 'p.service_id'))),
+        )
+        .executeTakeFirst();
+      await tx
+        .deleteFrom('call_rooms as c')
+        .where(({ not, exists, selectFrom }) =>
+          not(exists(selectFrom('rooms as r').select('r.id').whereRef('r.id', '=', 'c.room_id').whereRef('r.service_id', '=', 'c.service_id'))),
+        )
+        .execute();
+      return Number(res.numDeletedRows) + Number(orphans.numDeletedRows);
+    });
   }
 
   /**
