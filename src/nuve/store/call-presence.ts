@@ -224,6 +224,9 @@ export class CallPresenceRepository {
    * of those groups ⋈ the participants in them now. At most MAX_GROUP_CALLS calls, the most
    * recently started first, each with its first MAX_CALL_PARTICIPANTS participants by join time
    * and the full count. Every join is on the tenant too: equal group names of two tenants never meet.
+   * CROSS JOIN is SQLite's way to keep the order (the user's groups first, then their rooms by index,
+   * then their participants by key): left to itself it may start from the tenant's whole presence.
+   * PostgreSQL plans it as the inner join it is.
    */
   async callsOf(serviceId: string, userName: string): Promise<GroupCallsResult> {
     const { rows } = await sql<CallRow>`
@@ -237,9 +240,11 @@ export class CallPresenceRepository {
                COUNT(*) OVER (PARTITION BY r.id) AS participant_count,
                MIN(p.joined_at) OVER (PARTITION BY r.id) AS first_joined
         FROM mine m
-        JOIN rooms r ON r.service_id = ${serviceId} AND r.group_name = m.group_name
-        JOIN call_participants p ON p.service_id = r.service_id AND p.room_id = r.id AND p.left_at IS NULL
+        CROSS JOIN rooms r
+        CROSS JOIN call_participants p
         LEFT JOIN call_rooms c ON c.service_id = r.service_id AND c.room_id = r.id
+        WHERE r.service_id = ${serviceId} AND r.group_name = m.group_name
+          AND p.service_id = r.service_id AND p.room_id = r.id AND p.left_at IS NULL
       ),
       ranked AS (
         SELECT room_id, room_name, group_name, COALESCE(started_at, first_joined) AS since, participant_id,
