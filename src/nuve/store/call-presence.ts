@@ -224,40 +224,46 @@ export class CallPresenceRepository {
    * of those groups ⋈ the participants in them now. At most MAX_GROUP_CALLS calls, the most
    * recently started first, each with its first MAX_CALL_PARTICIPANTS participants by join time
    * and the full count. Every join is on the tenant too: equal group names of two tenants never meet.
-   * CROSS JOIN is SQLite's way to keep the order (the user's groups first, then their rooms by index,
-   * then their participants by key): left to itself it may start from the tenant's whole presence.
-   * PostgreSQL plans it as the inner join it is.
+   * The calls are picked first (rooms with someone in them, by index), and only theirs have their
+   * participants read and ranked. CROSS JOIN is SQLite's way to keep that order (the user's groups,
+   * then their rooms, then participants by key): left to itself it may start from the tenant's whole
+   * presence. PostgreSQL plans it as the inner join it is.
    */
   async callsOf(serviceId: string, userName: string): Promise<GroupCallsResult> {
     const { rows } = await sql<CallRow>`
       WITH mine AS (
         SELECT group_name FROM group_members WHERE service_id = ${serviceId} AND user_name = ${userName}
       ),
-      present AS (
-        SELECT r.id AS room_id, r.name AS room_name, r.group_name AS group_name, c.started_at AS started_at,
-               p.participant_id AS participant_id, p.name AS participant_name, p.joined_at AS joined_at,
-               ROW_NUMBER() OVER (PARTITION BY r.id ORDER BY p.joined_at, p.participant_id) AS position,
-               COUNT(*) OVER (PARTITION BY r.id) AS participant_count,
-               MIN(p.joined_at) OVER (PARTITION BY r.id) AS first_joined
+      calls AS (
+        SELECT r.id AS room_id, r.name AS room_name, r.group_name AS group_name,
+               COALESCE(c.started_at, (
+                 SELECT MIN(f.joined_at) FROM call_participants f
+                 WHERE f.service_id = r.service_id AND f.room_id = r.id AND f.left_at IS NULL
+               )) AS since
         FROM mine m
         CROSS JOIN rooms r
-        CROSS JOIN call_participants p
         LEFT JOIN call_rooms c ON c.service_id = r.service_id AND c.room_id = r.id
         WHERE r.service_id = ${serviceId} AND r.group_name = m.group_name
-          AND p.service_id = r.service_id AND p.room_id = r.id AND p.left_at IS NULL
+          AND EXISTS (
+            SELECT 1 FROM call_participants e WHERE e.service_id = r.service_id AND e.room_id = r.id AND e.left_at IS NULL
+          )
+        ORDER BY since DESC, room_id
+        LIMIT ${sql.lit(MAX_GROUP_CALLS)}
       ),
-      ranked AS (
-        SELECT room_id, room_name, group_name, COALESCE(started_at, first_joined) AS since, participant_id,
-               participant_name, joined_at, participant_count, position,
-               DENSE_RANK() OVER (ORDER BY COALESCE(started_at, first_joined) DESC, room_id) AS call_rank
-        FROM present
-        WHERE position <= ${sql.lit(MAX_CALL_PARTICIPANTS)}
+      listed AS (
+        SELECT k.room_id, k.room_name, k.group_name, k.since,
+               p.participant_id AS participant_id, p.name AS participant_name, p.joined_at AS joined_at,
+               ROW_NUMBER() OVER (PARTITION BY k.room_id ORDER BY p.joined_at, p.participant_id) AS position,
+               COUNT(*) OVER (PARTITION BY k.room_id) AS participant_count
+        FROM calls k
+        CROSS JOIN call_participants p
+        WHERE p.service_id = ${serviceId} AND p.room_id = k.room_id AND p.left_at IS NULL
       )
       SELECT g.group_count, x.room_id, x.room_name, x.group_name, x.since, x.participant_id, x.participant_name,
              x.joined_at, x.participant_count
       FROM (SELECT COUNT(*) AS group_count FROM mine) g
-      LEFT JOIN ranked x ON x.call_rank <= ${sql.lit(MAX_GROUP_CALLS)}
-      ORDER BY x.call_rank, x.position
+      LEFT JOIN listed x ON x.position <= ${sql.lit(MAX_CALL_PARTICIPANTS)}
+      ORDER BY x.since DESC, x.room_id, x.position
     `.execute(this.db);
     const calls: GroupCall[] = [];
     for (const r of rows) {
