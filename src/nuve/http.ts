@@ -22,6 +22,7 @@ import { sharedResult } from './shared-result.js';
 import { tracingPlugin } from './tracing-plugin.js';
 import type { NuveContext } from './context.js';
 import { devRoutes } from './routes/dev.js';
+import { groupsRoutes } from './routes/groups.js';
 import { pushRoutes } from './routes/push.js';
 import { roomsRoutes } from './routes/rooms.js';
 import { servicesRoutes } from './routes/services.js';
@@ -150,6 +151,7 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
     await api.register(webhooksRoutes, { ctx });
     await api.register(settingsRoutes, { ctx });
     await api.register(participantsRoutes, { ctx });
+    await api.register(groupsRoutes, { ctx });
   });
   // Outside MAuth: status (own auth), dev endpoints and the playground (dev only), SDK bundles.
   await app.register(statusRoutes, { ctx, agents });

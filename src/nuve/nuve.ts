@@ -8,6 +8,7 @@ import type { Registry } from 'prom-client';
 import { type AgentHeartbeat, agentHeartbeatSchema, agentSubjects } from '../core/agent-protocol.js';
 import { HeartbeatTable } from '../core/heartbeat-table.js';
 import { GatewayRegistry } from './gateway-registry.js';
+import { GroupCalls } from './group-calls.js';
 import type { RateLimitStats } from './rate-limit.js';
 import { buildNuveHttp } from './http.js';
 import { MemoryReplayGuard, type ReplayGuard } from './replay-guard.js';
@@ -36,6 +37,8 @@ export class Nuve {
   /** Room events into the outbox, and the outbox to the tenants' webhooks. */
   readonly webhookIntake: WebhookIntake;
   readonly webhookDelivery: WebhookDelivery;
+  /** Live presence from the same room events, and the calls of a user's groups (`nuve.groups.calls`). */
+  readonly groupCalls: GroupCalls;
   private http?: FastifyInstance;
   private readonly replay: ReplayGuard;
   private superService?: ServiceRecord;
@@ -61,8 +64,12 @@ export class Nuve {
       options.replay ??
       new MemoryReplayGuard({ windowMs: config.nuve.authWindowSec * 1000, maxEntries: config.nuve.replayGuardMaxEntries });
     this.webhookDelivery = new WebhookDelivery(store, logger.child({ part: 'webhooks' }), config.nuve.webhooks);
-    this.webhookIntake = new WebhookIntake(bus, store, logger, () => this.webhookDelivery.poke());
+    this.groupCalls = new GroupCalls(bus, store, logger.child({ part: 'group-calls' }));
+    this.webhookIntake = new WebhookIntake(bus, store, logger, () => this.webhookDelivery.poke(), (gatewayId, events) =>
+      this.groupCalls.recorded(gatewayId, events),
+    );
     this.registry.on('removed', (gateway) => {
+      void this.groupCalls.gatewayGone(gateway.id);
       store
         .releaseGateway(gateway.id)
         .catch((err: unknown) => logger.warn({ err, gateway: gateway.id }, 'could not release rooms of gateway'));
@@ -103,6 +110,7 @@ export class Nuve {
     this.agents.start();
     this.webhookIntake.start();
     this.webhookDelivery.start();
+    this.groupCalls.start();
     this.http = await buildNuveHttp(
       {
         config,
@@ -128,6 +136,7 @@ export class Nuve {
     await this.http?.close();
     // Unanswered batches go to another Nuve (or to this one's next start): the gateways resend them.
     this.webhookIntake.stop();
+    this.groupCalls.stop();
     await this.webhookDelivery.close();
     this.tokens.stop();
     this.registry.stop();

@@ -31,6 +31,8 @@ export interface RoomOptions {
   data?: unknown;
   mediaConfiguration?: string;
   eapolicy?: EaPolicy;
+  /** The room's group: its members hear of its calls when they come online. Null (update, patch) takes it out. */
+  group?: string | null;
 }
 
 /** A room as Nuve answers it (Licode's shape). */
@@ -41,6 +43,12 @@ export interface Room {
   data?: unknown;
   mediaConfiguration?: string;
   eapolicy: EaPolicy;
+  group?: string;
+}
+
+/** One page of a list; pass `next` as `after` for the following one (absent: this was the last). */
+export interface Paged {
+  next?: string;
 }
 
 export interface Service {
@@ -107,6 +115,11 @@ export const NUVE_CLIENT_ROUTES = [
   'POST /push/users/{user}/messages',
   'GET /push/users/{user}/messages',
   'DELETE /push/users/{user}/messages/{id}',
+  'POST /groups/{group}/members',
+  'POST /groups/{group}/members/remove',
+  'GET /groups/{group}/members',
+  'GET /users/{user}/groups',
+  'DELETE /groups/{group}',
 ] as const;
 export type NuveRoute = (typeof NUVE_CLIENT_ROUTES)[number];
 
@@ -249,6 +262,26 @@ export class NuveClient {
     await this.call('DELETE /push/users/{user}/messages/{id}', { user, id }, { answer: 'none' });
   }
 
+  // ── Groups: who hears of which rooms' calls ──
+  /** Adds up to 1,000 users to a group (those already in it stay); answers how many were new. */
+  async addGroupMembers(group: string, users: string[]): Promise<number> {
+    return (await this.call<{ added: number }>('POST /groups/{group}/members', { group }, { body: { users } })).added;
+  }
+  /** Removes up to 1,000 users from a group; answers how many were in it. */
+  async removeGroupMembers(group: string, users: string[]): Promise<number> {
+    return (await this.call<{ removed: number }>('POST /groups/{group}/members/remove', { group }, { body: { users } })).removed;
+  }
+  groupMembers(group: string, page: { limit?: number; after?: string } = {}): Promise<{ members: { user: string; addedAt: number }[] } & Paged> {
+    return this.call('GET /groups/{group}/members', { group }, { query: pageQuery(page) });
+  }
+  userGroups(user: string, page: { limit?: number; after?: string } = {}): Promise<{ groups: string[] } & Paged> {
+    return this.call('GET /users/{user}/groups', { user }, { query: pageQuery(page) });
+  }
+  /** Removes its members and takes it off its rooms (which stay); GROUP_NOT_FOUND when it had neither. */
+  deleteGroup(group: string): Promise<{ members: number; rooms: number }> {
+    return this.call('DELETE /groups/{group}', { group });
+  }
+
   /** The cluster's gateways and media agents with their load (the superService only). */
   status(): Promise<Record<string, unknown>> {
     return this.call('GET /status');
@@ -294,4 +327,8 @@ export class NuveClient {
     const answer = o.answer ?? 'json';
     return (answer === 'json' ? JSON.parse(text) : answer === 'text' ? text : undefined) as T;
   }
+}
+
+function pageQuery(page: { limit?: number; after?: string }): Record<string, string> {
+  return { ...(page.limit !== undefined && { limit: String(page.limit) }), ...(page.after !== undefined && { after: page.after }) };
 }

@@ -1,6 +1,6 @@
 import type { RoomRecord, ServiceRecord } from '../store/store.js';
 
-/** A room as Licode's Nuve shows it (`_id` last, optional fields only when set), plus `eapolicy`. */
+/** A room as Licode's Nuve shows it (`_id` last, optional fields only when set), plus `eapolicy` and `group`. */
 export function roomView(room: RoomRecord): Record<string, unknown> {
   return {
     name: room.name,
@@ -8,6 +8,7 @@ export function roomView(room: RoomRecord): Record<string, unknown> {
     ...(room.data !== undefined ? { data: room.data } : {}),
     ...(room.mediaConfiguration !== null ? { mediaConfiguration: room.mediaConfiguration } : {}),
     eapolicy: room.eapolicy,
+    ...(room.group !== undefined ? { group: room.group } : {}),
     _id: room.id,
   };
 }

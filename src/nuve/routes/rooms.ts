@@ -47,6 +47,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
         eapolicy: options.eapolicy ?? 'ROOM-BEST',
         gatewayId: null,
         createdAt: Date.now(),
+        ...(options.group != null && { group: options.group }),
       };
       await store.createRoom(room);
       return roomView(room);
@@ -81,6 +82,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
       if (options.p2p !== undefined) changes.p2p = options.p2p;
       if (options.mediaConfiguration !== undefined) changes.mediaConfiguration = options.mediaConfiguration;
       if (options.eapolicy !== undefined) changes.eapolicy = options.eapolicy;
+      if (options.group !== undefined) changes.group = options.group;
       if (!(await store.updateRoom(request.service.id, request.params.room, changes))) throw roomNotFound();
       if (options.data !== undefined) await metadataChanged(request.service.id, request.params.room, changes.data);
       return reply.type('text/plain; charset=utf-8').send('Room Updated');
@@ -108,6 +110,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
       if (options.p2p !== undefined) changes.p2p = options.p2p;
       if (options.mediaConfiguration !== undefined) changes.mediaConfiguration = options.mediaConfiguration;
       if (options.eapolicy !== undefined) changes.eapolicy = options.eapolicy;
+      if (options.group !== undefined) changes.group = options.group;
       if (options.data !== undefined) {
         changes.data = mergeData(room.data, options.data);
         // Each half is within the limits; their union must be too.

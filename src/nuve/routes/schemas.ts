@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { boundedJson } from '../../core/bounded-json.js';
+import { groupNameSchema } from '../../core/group-calls-protocol.js';
 import { eaPolicySchema } from '../../core/subjects.js';
 
 /** C0 controls and DEL (PostgreSQL refuses NUL in text), or a UTF-16 surrogate without its other half. */
@@ -11,6 +12,9 @@ export const storableText = (max: number) =>
     .string()
     .max(max)
     .refine((text) => !UNSTORABLE.test(text), 'must not contain control characters or unpaired surrogates');
+
+/** A group's name (its own rules, shared with the distributor), storable too. */
+export const groupName = groupNameSchema.refine((text) => !UNSTORABLE.test(text), 'must not contain unpaired surrogates');
 
 /** A name: trimmed, not empty. */
 const name = () => storableText(256).trim().min(1);
@@ -28,6 +32,8 @@ export const roomOptions = z.object({
   data: boundedJson().optional(),
   mediaConfiguration: storableText(256).optional(),
   eapolicy: eaPolicySchema.optional(),
+  /** The room's group: its members hear of the room's calls. Null takes the room out of its group. */
+  group: groupName.nullable().optional(),
 });
 
 export const roomName = name();

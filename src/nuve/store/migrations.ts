@@ -113,6 +113,49 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0005_groups': {
+    async up(db: Kysely<any>) {
+      // A room's group (null: none), looked up by the group-calls query from the group's side.
+      await db.schema.alterTable('rooms').addColumn('group_name', 'text').execute();
+      await db.schema.createIndex('rooms_group_idx').on('rooms').columns(['service_id', 'group_name']).execute();
+      // Who is in which group, kept by the apps through REST; read by user (a user's groups) and by group (its members).
+      await db.schema
+        .createTable('group_members')
+        .addColumn('service_id', 'varchar(24)', (c) => c.notNull().references('services.id').onDelete('cascade'))
+        .addColumn('group_name', 'text', (c) => c.notNull())
+        .addColumn('user_name', 'text', (c) => c.notNull())
+        .addColumn('added_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('group_members_pk', ['service_id', 'group_name', 'user_name'])
+        .execute();
+      await db.schema.createIndex('group_members_user_idx').on('group_members').columns(['service_id', 'user_name']).execute();
+      // Who is in which room now, from the gateways' room events. No foreign keys, as the outbox: an event of a
+      // room or tenant deleted meanwhile is kept (and never shown: the calls query joins the rooms) rather than
+      // refused, which would stall its gateway's events.
+      await db.schema
+        .createTable('call_rooms')
+        .addColumn('service_id', 'varchar(24)', (c) => c.notNull())
+        .addColumn('room_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('gateway_id', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('call_rooms_pk', ['service_id', 'room_id'])
+        .execute();
+      await db.schema.createIndex('call_rooms_gateway_idx').on('call_rooms').column('gateway_id').execute();
+      // A participant who left stays as a tombstone (left_at set) for a while: an older event replayed late
+      // (a slow Nuve committing a batch the gateway had already resent elsewhere) cannot bring it back.
+      await db.schema
+        .createTable('call_participants')
+        .addColumn('service_id', 'varchar(24)', (c) => c.notNull())
+        .addColumn('room_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('participant_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('gateway_id', 'text', (c) => c.notNull())
+        .addColumn('joined_at', 'bigint', (c) => c.notNull())
+        .addColumn('left_at', 'bigint')
+        .addColumn('event_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('call_participants_pk', ['service_id', 'room_id', 'participant_id'])
+        .execute();
+    },
+  },
 };
 
 /**

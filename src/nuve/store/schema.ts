@@ -9,6 +9,40 @@ export interface NuveTables {
   webhooks: WebhooksTable;
   webhook_outbox: WebhookOutboxTable;
   tenant_settings: TenantSettingsTable;
+  group_members: GroupMembersTable;
+  call_rooms: CallRoomsTable;
+  call_participants: CallParticipantsTable;
+}
+
+export interface GroupMembersTable {
+  service_id: string;
+  group_name: string;
+  user_name: string;
+  added_at: number;
+}
+
+/** A room with a call going on (or whose end has not been reported yet), by the gateway that reported it. */
+export interface CallRoomsTable {
+  service_id: string;
+  room_id: string;
+  gateway_id: string;
+  /** The gateway's time of the room's room_started (of this run). */
+  started_at: number;
+}
+
+export interface CallParticipantsTable {
+  service_id: string;
+  room_id: string;
+  /** The peer id. */
+  participant_id: string;
+  /** Its display name. */
+  name: string;
+  gateway_id: string;
+  joined_at: number;
+  /** Null while in the room; set when it left (a tombstone, pruned after a while). */
+  left_at: number | null;
+  /** The gateway's time of the latest event applied to this row: older ones arriving late are ignored. */
+  event_at: number;
 }
 
 export interface TenantSettingsTable {
@@ -67,6 +101,8 @@ export interface RoomsTable {
   /** The gateway that hosts the room while it lives; cleared when that gateway goes away. */
   gateway_id: string | null;
   created_at: number;
+  /** The room's group within its tenant, or null. */
+  group_name: string | null;
 }
 
 export interface SessionTokensTable {

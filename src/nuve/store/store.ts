@@ -3,6 +3,8 @@ import { type Database, type DatabaseOptions, openDatabase, reportingUnavailable
 import type { EaPolicy } from '../../core/subjects.js';
 import { nuveMigrations } from './migrations.js';
 import type { NuveTables } from './schema.js';
+import { CallPresenceRepository } from './call-presence.js';
+import { GroupRepository } from './groups.js';
 import { TenantSettingsRepository } from './tenant-settings.js';
 import { WebhookRepository } from '../webhooks/repository.js';
 
@@ -26,6 +28,8 @@ export interface RoomRecord {
   eapolicy: EaPolicy;
   gatewayId: string | null;
   createdAt: number;
+  /** The room's group within its tenant (absent: none): the group's members hear of its calls. */
+  group?: string;
 }
 
 export interface TokenRecord {
@@ -53,7 +57,10 @@ export interface SessionTokenRecord {
   createdAt: number;
 }
 
-export type RoomChanges = Partial<Pick<RoomRecord, 'name' | 'data' | 'p2p' | 'mediaConfiguration' | 'eapolicy'>>;
+export type RoomChanges = Partial<Pick<RoomRecord, 'name' | 'data' | 'p2p' | 'mediaConfiguration' | 'eapolicy'>> & {
+  /** A group, or null for none. */
+  group?: string | null;
+};
 
 /**
  * Nuve's persistent state. One implementation over Kysely; the engine is the
@@ -66,6 +73,10 @@ export interface Store {
   readonly webhooks: WebhookRepository;
   /** What each tenant decides for itself (remote unmute). */
   readonly settings: TenantSettingsRepository;
+  /** Group membership, kept by the apps. */
+  readonly groups: GroupRepository;
+  /** Who is in which room now (from the room events) and the calls of a user's groups. */
+  readonly calls: CallPresenceRepository;
   createService(service: ServiceRecord): Promise<void>;
   getService(id: string): Promise<ServiceRecord | undefined>;
   listServices(): Promise<ServiceRecord[]>;
@@ -144,6 +155,7 @@ const toRoom = (r: RoomRow): RoomRecord => ({
   eapolicy: r.eapolicy as EaPolicy,
   gatewayId: r.gateway_id,
   createdAt: r.created_at,
+  ...(r.group_name !== null && { group: r.group_name }),
 });
 
 const toToken = (r: TokenRow): TokenRecord => ({
@@ -202,6 +214,8 @@ class KyselyStore implements Store {
   private readonly queries;
   readonly webhooks: WebhookRepository;
   readonly settings: TenantSettingsRepository;
+  readonly groups: GroupRepository;
+  readonly calls: CallPresenceRepository;
 
   constructor(
     private readonly db: Kysely<NuveTables>,
@@ -211,6 +225,8 @@ class KyselyStore implements Store {
   ) {
     this.webhooks = reportingUnavailable(new WebhookRepository(db, engine));
     this.settings = reportingUnavailable(new TenantSettingsRepository(db));
+    this.groups = reportingUnavailable(new GroupRepository(db));
+    this.calls = reportingUnavailable(new CallPresenceRepository(db));
     // The hot reads: every token request reads its room; every authenticated request may read its service.
     this.queries = {
       getService: reusable(db.selectFrom('services').selectAll().where('id', '=', slot(0)).compile()),
@@ -268,6 +284,7 @@ class KyselyStore implements Store {
         eapolicy: r.eapolicy,
         gateway_id: r.gatewayId,
         created_at: r.createdAt,
+        group_name: r.group ?? null,
       })
       .execute();
   }
@@ -295,6 +312,7 @@ class KyselyStore implements Store {
     if (c.p2p !== undefined) values.p2p = c.p2p ? 1 : 0;
     if (c.mediaConfiguration !== undefined) values.media_configuration = c.mediaConfiguration;
     if (c.eapolicy !== undefined) values.eapolicy = c.eapolicy;
+    if (c.group !== undefined) values.group_name = c.group;
     if (Object.keys(values).length === 0) return (await this.getRoom(serviceId, roomId)) !== undefined;
     const res = await this.db
       .updateTable('rooms')

@@ -7,6 +7,9 @@ import { NUVE_QUEUE, subjects } from '../../core/subjects.js';
 import type { Store } from '../store/store.js';
 import { type OutboxEntry, type WebhookEndpoint, accepts } from './repository.js';
 
+/** Something else kept from the same committed batches (live presence): the batch is answered once it is done too. */
+export type RoomEventObserver = (gatewayId: string, events: RoomEvent[]) => Promise<void>;
+
 /** The batch's frame; each event is checked on its own so that one malformed event cannot stall its gateway. */
 const batchFrame = z.object({ gatewayId: z.string().min(1).max(200), events: z.array(z.unknown()).min(1).max(ROOM_EVENT_BATCH_MAX) }).strict();
 
@@ -25,6 +28,7 @@ export class WebhookIntake {
     private readonly logger: Logger,
     /** Told after new rows are committed (the local delivery worker starts at once). */
     private readonly queued: () => void,
+    private readonly observe?: RoomEventObserver,
   ) {}
 
   start(): void {
@@ -44,7 +48,8 @@ export class WebhookIntake {
       if (parsed.success) events.push(parsed.data);
       else this.logger.warn({ gateway: frame.data.gatewayId, issues: parsed.error.issues.slice(0, 3) }, 'malformed room event dropped');
     }
-    await this.record(events);
+    // Both idempotent: a batch sent again after a failure of either redoes neither twice.
+    await Promise.all([this.record(events), this.observe?.(frame.data.gatewayId, events)]);
     return { accepted: events.length };
   }
 
