@@ -119,6 +119,9 @@ export const errorCatalogue = {
   PARTICIPANT_NOT_FOUND: { status: 404, message: 'no such participant is connected to the room' },
   TRACK_NOT_FOUND: { status: 404, message: 'the participant publishes no such track' },
   REMOTE_UNMUTE_NOT_ALLOWED: { status: 403, message: 'this tenant does not allow unmuting a participant remotely (PATCH /settings)' },
+
+  // ── Online events (Nuve's POST /online, on their way to the distributors) ─
+  ONLINE_BACKLOG_FULL: { status: 503, message: 'too many online events wait for a distributor; retry later' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -107,6 +107,7 @@ export const NUVE_CLIENT_ROUTES = [
   'POST /push/users/{user}/messages',
   'GET /push/users/{user}/messages',
   'DELETE /push/users/{user}/messages/{id}',
+  'POST /online',
 ] as const;
 export type NuveRoute = (typeof NUVE_CLIENT_ROUTES)[number];
 
@@ -247,6 +248,15 @@ export class NuveClient {
   }
   async cancelPush(user: string, id: string): Promise<void> {
     await this.call('DELETE /push/users/{user}/messages/{id}', { user, id }, { answer: 'none' });
+  }
+
+  // ── Online events: your own login service tells the platform who came online ──
+  /**
+   * These users (at most 1,000) came online: each gets, from a distributor, one push listing the calls
+   * going on in its groups (if any). Answers each user's event id, which that push carries.
+   */
+  online(users: string[]): Promise<{ events: { user: string; id: string }[] }> {
+    return this.call('POST /online', {}, { body: { users } });
   }
 
   /** The cluster's gateways and media agents with their load (the superService only). */
