@@ -122,10 +122,11 @@ export class Distributor {
     const distributor = this;
     new Gauge({
       name: 'mss_distributor_owned_share',
-      help: "This distributor's share of the users on the ring (0 while draining)",
+      help: "This distributor's share of the users on the ring (0 while draining), labelled with its id",
+      labelNames: ['distributor'],
       registers,
       collect() {
-        this.set(distributor.ring.shares().get(distributor.id) ?? 0);
+        this.set({ distributor: distributor.id }, distributor.ring.shares().get(distributor.id) ?? 0);
       },
     });
     new Gauge({

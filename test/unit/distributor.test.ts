@@ -227,13 +227,15 @@ test('a long list is cut to maxPayloadBytes: fewer participants listed first, th
 test('owner queries answer the ring version and owners; drain leaves the ring after the events in hand', async () => {
   const h = await harness();
   const seen: { id: string; state: string }[] = [];
-  h.bus.subscribe(onlineSubjects.heartbeat, (p) => seen.push(p as { id: string; state: string }));
+  h.bus.subscribe(onlineSubjects.heartbeat, (p) => {
+    seen.push(p as { id: string; state: string });
+  });
   const users = Array.from({ length: 20 }, (_, i) => ({ serviceId: 't', userName: `u${i}` }));
   const answer = await h.bus.request<OwnerQueryResult>(onlineSubjects.owner('d1'), { users });
   assert.equal(answer.version, h.distributor.ring.version);
   assert.deepEqual(answer.owners, users.map(() => 'd1'));
   assert.equal(h.distributor.ring.lookup(ringKey('t', 'u1')), 'd1');
-  assert.match(await h.registry.metrics(), /mss_distributor_owned_share 1\n/);
+  assert.match(await h.registry.metrics(), /mss_distributor_owned_share\{distributor="d1"\} 1\n/);
 
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
@@ -249,7 +251,7 @@ test('owner queries answer the ring version and owners; drain leaves the ring af
   assert.equal(drained, false, 'an event in hand holds the drain');
   assert.ok(seen.some((b) => b.id === 'd1' && b.state === 'draining'), 'announced draining');
   assert.equal(h.distributor.ring.size, 0, 'out of its own ring');
-  assert.match(await h.registry.metrics(), /mss_distributor_owned_share 0\n/);
+  assert.match(await h.registry.metrics(), /mss_distributor_owned_share\{distributor="d1"\} 0\n/);
   release();
   await drain;
   assert.equal((await inHand).acked.length, 1);
