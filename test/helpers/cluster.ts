@@ -33,6 +33,8 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
 export class RoleProcess {
   readonly output: string[] = [];
   private proc?: ChildProcess;
+  /** Set when the test itself signals the process: any other exit is a crash worth showing. */
+  private stopping = false;
 
   constructor(
     readonly role: 'nuve' | 'gateway' | 'agent' | 'push' | 'distributor' | 'all',
@@ -46,6 +48,7 @@ export class RoleProcess {
     const profile = process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
     const node = [process.execPath, ...profile, '--import', 'tsx', 'src/cli.ts', this.role];
     const [command, ...args] = this.netns ? ['ip', 'netns', 'exec', this.netns, ...node] : node;
+    this.stopping = false;
     const proc = spawn(command!, args, {
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -53,6 +56,12 @@ export class RoleProcess {
     this.proc = proc;
     proc.stdout!.on('data', (d: Buffer) => this.output.push(d.toString()));
     proc.stderr!.on('data', (d: Buffer) => this.output.push(d.toString()));
+    // A role dying on its own mid-test otherwise shows only as a later "fetch failed": print why it died.
+    proc.once('exit', (code, signal) => {
+      if (this.stopping) return;
+      const tail = this.output.join('').split('\n').slice(-40).join('\n');
+      process.stderr.write(`[${this.role} pid ${proc.pid}] exited unexpectedly (code ${code}, signal ${signal}); its last output:\n${tail}\n`);
+    });
     const until = Date.now() + 30_000;
     while (!this.output.join('').includes('mediasoup-signal started')) {
       if (proc.exitCode !== null) throw new Error(`${this.role} exited: ${this.output.join('')}`);
@@ -73,6 +82,7 @@ export class RoleProcess {
   }
 
   signal(signal: NodeJS.Signals): void {
+    this.stopping = true;
     this.proc?.kill(signal);
   }
 
@@ -84,6 +94,7 @@ export class RoleProcess {
     const proc = this.proc;
     if (!proc || !this.running) return;
     const exited = new Promise((r) => proc.once('exit', r));
+    this.stopping = true;
     proc.kill(signal);
     await exited;
   }

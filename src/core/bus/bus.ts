@@ -1,4 +1,5 @@
 import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
 
 /**
  * The message bus every role talks through. Subjects are dot-separated tokens
@@ -30,6 +31,41 @@ export interface Bus {
 }
 
 export type ConnectivityListener = (connected: boolean) => void;
+
+/**
+ * A network bus's view of its server: whether it is connected now, and who
+ * to tell when that changes (each listener once per change; one that throws
+ * is logged and does not keep the others from hearing it).
+ */
+export class Connectivity {
+  private readonly listeners = new Set<ConnectivityListener>();
+
+  constructor(
+    private isConnected: boolean,
+    private readonly logger: Logger,
+  ) {}
+
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  on(listener: ConnectivityListener): () => void {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
+  }
+
+  set(connected: boolean): void {
+    if (connected === this.isConnected) return;
+    this.isConnected = connected;
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(connected);
+      } catch (err) {
+        this.logger.error({ err }, 'bus connectivity listener failed');
+      }
+    }
+  }
+}
 
 export type MessageHandler = (payload: unknown, subject: string) => void | Promise<void>;
 export type RequestHandler = (payload: unknown, subject: string) => unknown;

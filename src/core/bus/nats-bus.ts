@@ -3,6 +3,7 @@ import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import {
   type Bus,
+  Connectivity,
   type BusReply,
   type ConnectivityListener,
   type MessageHandler,
@@ -32,19 +33,20 @@ const encode = (value: unknown) => encoder.encode(JSON.stringify(value ?? null))
 export class NatsBus implements Bus {
   private readonly subscriptions = new Set<NatsSubscription>();
   private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly connectivityListeners = new Set<ConnectivityListener>();
-  private isConnected = true;
+  private readonly connectivity: Connectivity;
 
   private constructor(
     private readonly nc: NatsConnection,
     private readonly logger: Logger,
     private readonly defaultTimeoutMs: number,
   ) {
+    const connectivity = new Connectivity(true, logger);
+    this.connectivity = connectivity;
     void (async () => {
       for await (const status of nc.status()) {
         if (status.type === 'disconnect' || status.type === 'reconnect') {
           logger.warn({ status: status.type, server: status.data }, `NATS ${status.type}`);
-          this.setConnected(status.type === 'reconnect');
+          connectivity.set(status.type === 'reconnect');
         }
       }
     })().catch(() => undefined);
@@ -66,24 +68,11 @@ export class NatsBus implements Bus {
   }
 
   get connected(): boolean {
-    return this.isConnected;
+    return this.connectivity.connected;
   }
 
   onConnectivity(listener: ConnectivityListener): () => void {
-    this.connectivityListeners.add(listener);
-    return () => void this.connectivityListeners.delete(listener);
-  }
-
-  private setConnected(connected: boolean): void {
-    if (connected === this.isConnected) return;
-    this.isConnected = connected;
-    for (const listener of [...this.connectivityListeners]) {
-      try {
-        listener(connected);
-      } catch (err) {
-        this.logger.error({ err }, 'bus connectivity listener failed');
-      }
-    }
+    return this.connectivity.on(listener);
   }
 
   publish(subject: string, payload: unknown): void {
@@ -190,7 +179,7 @@ export class NatsBus implements Bus {
   async close(graceMs = 5000): Promise<void> {
     if (this.nc.isClosed() || this.nc.isDraining()) return;
     // Off the bus nothing can be flushed or answered, and a drain would wait for the server forever.
-    if (!this.isConnected) return this.nc.close();
+    if (!this.connectivity.connected) return this.nc.close();
     await Promise.allSettled([...this.subscriptions].map((sub) => sub.drain()));
     this.subscriptions.clear();
     let timer: NodeJS.Timeout | undefined;

@@ -5,6 +5,7 @@ import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import {
   type Bus,
+  Connectivity,
   type BusReply,
   type ConnectivityListener,
   type MessageHandler,
@@ -117,20 +118,22 @@ export class RabbitMqBus implements Bus {
   private readonly subs = new Set<Sub>();
   private readonly pending = new Map<string, PendingRequest>();
   private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly connectivityListeners = new Set<ConnectivityListener>();
   private readonly outbox: Outgoing[] = [];
   /** Subscriptions being set up on the current link: outgoing messages wait for them. */
   private settingUp = 0;
   private nextId = 0;
-  private isConnected = false;
   private closed = false;
+
+  private readonly connectivity: Connectivity;
 
   private constructor(
     private readonly url: string,
     private readonly logger: Logger,
     private readonly defaultTimeoutMs: number,
     private readonly name?: string,
-  ) {}
+  ) {
+    this.connectivity = new Connectivity(false, logger);
+  }
 
   /** Resolves once connected; until then it dials again every 250 ms (like NatsBus, which waits for its first connection). */
   static async connect(url: string, logger: Logger, defaultTimeoutMs = 3000, name?: string): Promise<RabbitMqBus> {
@@ -140,12 +143,11 @@ export class RabbitMqBus implements Bus {
   }
 
   get connected(): boolean {
-    return this.isConnected;
+    return this.connectivity.connected;
   }
 
   onConnectivity(listener: ConnectivityListener): () => void {
-    this.connectivityListeners.add(listener);
-    return () => void this.connectivityListeners.delete(listener);
+    return this.connectivity.on(listener);
   }
 
   publish(subject: string, payload: unknown): void {
@@ -253,7 +255,7 @@ export class RabbitMqBus implements Bus {
     if (this.closed) return;
     this.closed = true;
     const link = this.link;
-    if (!link || !this.isConnected) {
+    if (!link || !this.connectivity.connected) {
       this.link = undefined;
       await link?.connection.close().catch(() => undefined);
       return;
@@ -484,7 +486,7 @@ export class RabbitMqBus implements Bus {
       await Promise.all([...this.subs].map((sub) => this.setUp(sub, link!, true)));
       if (this.link !== link) return;
       this.flush();
-      this.setConnected(true);
+      this.connectivity.set(true);
     } catch (err) {
       await connection.close().catch(() => undefined);
       throw err;
@@ -497,21 +499,10 @@ export class RabbitMqBus implements Bus {
     void link.connection.close().catch(() => undefined);
     if (this.closed) return;
     this.logger.warn('RabbitMQ connection lost; reconnecting');
-    this.setConnected(false);
+    this.connectivity.set(false);
     void sleep(RECONNECT_WAIT_MS).then(() => this.dialUntilConnected());
   }
 
-  private setConnected(connected: boolean): void {
-    if (connected === this.isConnected) return;
-    this.isConnected = connected;
-    for (const listener of [...this.connectivityListeners]) {
-      try {
-        listener(connected);
-      } catch (err) {
-        this.logger.error({ err }, 'bus connectivity listener failed');
-      }
-    }
-  }
 }
 
 /** Resolves once `condition` holds (checked every 10 ms). */
