@@ -26,6 +26,8 @@ export interface GroupCallsNotification {
   type: 'groupCalls';
   /** The online event's id: the same on every copy. */
   eventId: string;
+  /** When the user came online (epoch ms, the event's time). */
+  onlineAt: number;
   /** When the calls were looked up (epoch ms). */
   asOf: number;
   calls: GroupCall[];
@@ -48,6 +50,7 @@ export function groupCallsNotification(event: OnlineEvent, calls: readonly Group
     const notification: GroupCallsNotification = {
       type: 'groupCalls',
       eventId: event.id,
+      onlineAt: event.at,
       asOf,
       calls: listed.slice(0, count).map((call) => ({ ...call, participants: call.participants.slice(0, perCall) })),
       ...(count < listed.length && { moreCalls: listed.length - count }),
