@@ -66,6 +66,8 @@ export class Distributor {
   private metrics?: Metrics;
   private metricsRegistry?: Registry;
   private probeServer?: FastifyInstance;
+  /** Since when events fail for want of Nuve or push (undefined: they do not), so an outage is logged once. */
+  private failingSince?: number;
 
   constructor(
     private readonly config: Config,
@@ -225,9 +227,13 @@ export class Distributor {
         try {
           await work;
           acked.push(event.id);
+          this.failingSince = undefined;
         } catch (err) {
-          // Not acknowledged: the sender sends it again (here or to the next owner).
-          this.logger.warn({ err, event: event.id }, 'online event not handled; its sender retries');
+          // Not acknowledged: the sender sends it again (here or to the next owner). Said once per outage.
+          if (this.failingSince === undefined) {
+            this.failingSince = Date.now();
+            this.logger.warn({ err, event: event.id }, 'online events not handled (Nuve or push does not answer); their senders retry');
+          } else this.logger.debug({ err, event: event.id }, 'online event not handled');
         }
       }),
     );
