@@ -256,3 +256,24 @@ test('owner queries answer the ring version and owners; drain leaves the ring af
   await drain;
   assert.equal((await inHand).acked.length, 1);
 });
+
+test('its probe server: /ready until it drains, /metrics with the ops token only', async () => {
+  const token = 'distributor-ops-token-0123456789';
+  const bus = new MemoryBus(logger, 1000);
+  const config = parseConfig({ ops: { token }, distributor: { id: 'd-probe', healthPort: 0 } });
+  const distributor = new Distributor(config, bus, logger);
+  const registry = new Registry();
+  distributor.registerMetrics(registry);
+  await distributor.start();
+  cleanup.push(() => distributor.close());
+  const base = `http://127.0.0.1:${distributor.healthPort}`;
+  assert.equal((await fetch(`${base}/ready`)).status, 200);
+  assert.equal((await fetch(`${base}/metrics`)).status, 401);
+  const metrics = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(metrics.status, 200);
+  const text = await metrics.text();
+  assert.match(text, /mss_distributor_owned_share\{distributor="d-probe"\} 1/);
+  assert.match(text, /mss_distributor_ring_members 1/);
+  await distributor.drain();
+  assert.equal((await fetch(`${base}/ready`)).status, 503);
+});
