@@ -146,9 +146,15 @@ interface Pending {
 interface SenderEvents {
   /** `owner` acknowledged these events (it handled them). */
   acked: [events: OnlineEvent[], owner: string];
-  /** Dropped undelivered: too old, or the queue was full. */
-  dropped: [event: OnlineEvent, reason: 'age' | 'overflow'];
+  /** Dropped undelivered: too old, the queue was full, or no distributor has run for a while. */
+  dropped: [event: OnlineEvent, reason: DropReason];
 }
+
+/**
+ * Why an event was given up: older than `maxAgeMs`, the queue full, or no distributor in the ring for
+ * longer than `maxAgeMs` (a cluster without distributors: nothing is kept for nobody).
+ */
+export type DropReason = 'age' | 'overflow' | 'no_distributor';
 
 interface SenderMetrics {
   emitted: Counter<'source'>;
@@ -178,6 +184,8 @@ export class OnlineEventSender extends EventEmitter<SenderEvents> {
   private idle?: () => void;
   private metrics?: SenderMetrics;
   private droppedCount = 0;
+  /** Since when the ring has been empty (undefined while it has members). */
+  private emptySince: number | undefined = Date.now();
   private readonly maxPending: number;
   private readonly maxAgeMs: number;
   private readonly retryMinMs: number;
@@ -197,6 +205,8 @@ export class OnlineEventSender extends EventEmitter<SenderEvents> {
     this.table = distributorTable(bus, logger, options.distributorTimeoutMs);
     const rebuild = () => {
       this.ringValue = ringOf(this.table.list());
+      if (this.ringValue.size > 0) this.emptySince = undefined;
+      else this.emptySince ??= Date.now();
       // A new ring may have an owner for what waited; events in flight to a member that left go again now.
       this.schedule();
     };
@@ -244,7 +254,7 @@ export class OnlineEventSender extends EventEmitter<SenderEvents> {
         new Gauge({ name: 'mss_online_events_pending', help: 'Online events waiting for a distributor to acknowledge them, by source', labelNames: ['source'], registers }),
     };
     this.metrics.pending.set({ source: this.source }, 0);
-    for (const reason of ['age', 'overflow']) this.metrics.dropped.inc({ source: this.source, reason }, 0);
+    for (const reason of ['age', 'overflow', 'no_distributor']) this.metrics.dropped.inc({ source: this.source, reason }, 0);
   }
 
   start(): void {
@@ -270,8 +280,13 @@ export class OnlineEventSender extends EventEmitter<SenderEvents> {
   online(serviceId: string, userName: string): OnlineEvent {
     const event: OnlineEvent = { id: randomUUID(), serviceId, userName, at: Date.now(), source: this.source };
     if (this.closed) return event;
-    this.pending.set(event.id, { event, failures: 0, dueAt: 0 });
     this.metrics?.emitted.inc({ source: this.source });
+    if (this.emptySince !== undefined && event.at - this.emptySince > this.maxAgeMs) {
+      // No distributor for longer than an event may wait: it could only be dropped later.
+      this.drop(event, 'no_distributor');
+      return event;
+    }
+    this.pending.set(event.id, { event, failures: 0, dueAt: 0 });
     if (this.pending.size > this.maxPending) {
       // The oldest not in flight: one in flight may be handled already.
       for (const [id, p] of this.pending) {
@@ -281,7 +296,8 @@ export class OnlineEventSender extends EventEmitter<SenderEvents> {
         break;
       }
     }
-    this.schedule();
+    // With no distributor the waiting events are looked at on the backoff timer, not at every new one.
+    if (this.ringValue.size > 0 || this.timer === undefined) this.schedule();
     return event;
   }
 
@@ -374,10 +390,11 @@ export class OnlineEventSender extends EventEmitter<SenderEvents> {
     p.dueAt = now + Math.min(this.retryMaxMs, this.retryMinMs * 2 ** p.failures++);
   }
 
-  private drop(event: OnlineEvent, reason: 'age' | 'overflow'): void {
+  private drop(event: OnlineEvent, reason: DropReason): void {
     this.metrics?.dropped.inc({ source: this.source, reason });
+    // One line per thousand: a cluster without distributors would otherwise log every user coming online.
     if (this.droppedCount++ % 1000 === 0) {
-      this.logger.error({ reason, dropped: this.droppedCount, user: event.userName }, 'online event dropped: no distributor acknowledged it in time');
+      this.logger.warn({ reason, dropped: this.droppedCount, user: event.userName }, 'online event dropped: no distributor acknowledged it in time');
     }
     this.emit('dropped', event, reason);
   }

@@ -180,6 +180,16 @@ test('with no distributor at all events wait (backoff) and go when one appears; 
   assert.deepEqual(dropped, ['stale:age']);
   assert.equal(s.backlog, 0);
   assert.match(await registry.metrics(), /mss_online_events_dropped_total\{source="gateway",reason="age"\} 1/);
+  // No distributor for longer than maxAgeMs (a cluster without any): new events are not even kept.
+  await sleep(100);
+  s.online('t', 'nobody');
+  assert.equal(s.backlog, 0);
+  assert.deepEqual(dropped, ['stale:age', 'nobody:no_distributor']);
+  // One appearing ends that at once.
+  const b = fakeDistributor(bus, 'b');
+  await until('b in the ring', () => s.ring.members.length === 1);
+  s.online('t', 'somebody');
+  await until('acknowledged', () => b.received.some((e) => e.userName === 'somebody'));
 });
 
 test('the queue is bounded: past maxPending the oldest unsent event is dropped (overflow)', async () => {
