@@ -101,6 +101,7 @@ export class HashRing {
 }
 
 const utf8 = new TextEncoder();
+/** Where non-ASCII keys are encoded: reused (lookups are synchronous), grown to the longest key seen. */
 let scratch = new Uint8Array(256);
 
 /**
