@@ -14,10 +14,11 @@ import { gatewayRole } from './gateway/role.js';
 import type { Nuve } from './nuve/nuve.js';
 import { nuveRole } from './nuve/role.js';
 import { pushRole } from './push/role.js';
+import { distributorRole } from './distributor/role.js';
 import type { Store } from './nuve/store/store.js';
 
 /** The roles this process can run (`all` runs every one); a role added to the build registers here. */
-export const roles = new RoleRegistry([agentRole, nuveRole, pushRole, gatewayRole]);
+export const roles = new RoleRegistry([agentRole, nuveRole, pushRole, gatewayRole, distributorRole]);
 
 /** A running set of roles sharing one bus: the whole platform embedded, or one role of a cluster. */
 export interface Platform {

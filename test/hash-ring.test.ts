@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { HashRing, type RingMember } from '../src/core/hash-ring.js';
+import { HashRing, type RingMember, hash32 } from '../src/core/hash-ring.js';
 
 const keys = Array.from({ length: 20_000 }, (_, i) => `room-${i.toString(16).padStart(6, '0')}`);
 
@@ -99,5 +99,65 @@ describe('HashRing', () => {
       ]),
     );
     for (const k of keys) if (before.get(k) !== after.get(k)) assert.equal(after.get(k), 'c');
+  });
+
+  test('the hash is MurmurHash3 x86_32 over UTF-8 (the published vectors), so every process computes it alike', () => {
+    assert.equal(hash32(''), 0);
+    assert.equal(hash32('hello'), 0x248bfa47);
+    assert.equal(hash32('The quick brown fox jumps over the lazy dog'), 0x2e4ff723);
+    // Non-ASCII as its UTF-8 bytes (values from an independent implementation over str.encode('utf-8')).
+    assert.equal(hash32('é'), 0x10110787);
+    assert.equal(hash32('ünïcødé 用户 🙂'), 0xa3a1cca2);
+  });
+
+  test('weights 1, 1, 2 share the keys within 10 % of 1:1:2', () => {
+    const ring = new HashRing([
+      { id: 'dist-1', weight: 1 },
+      { id: 'dist-2', weight: 1 },
+      { id: 'dist-3', weight: 2 },
+    ]);
+    const measured = shares(ring);
+    const exact = ring.shares();
+    for (const [id, due] of [
+      ['dist-1', 0.25],
+      ['dist-2', 0.25],
+      ['dist-3', 0.5],
+    ] as const) {
+      assert.ok(Math.abs(measured.get(id)! / due - 1) < 0.1, `${id}: ${measured.get(id)} of the keys, due ${due}`);
+      assert.ok(Math.abs(exact.get(id)! / due - 1) < 0.1, `${id}: ${exact.get(id)} of the hash space, due ${due}`);
+    }
+    assert.ok(Math.abs([...exact.values()].reduce((a, b) => a + b, 0) - 1) < 1e-9);
+  });
+
+  test('adding a member moves at most 1.1/N of the keys, all to the newcomer', () => {
+    const base: RingMember[] = [
+      { id: 'dist-1', weight: 1 },
+      { id: 'dist-2', weight: 1 },
+      { id: 'dist-3', weight: 2 },
+    ];
+    const before = owners(new HashRing(base));
+    const after = owners(new HashRing([...base, { id: 'dist-4', weight: 1 }]));
+    let moved = 0;
+    for (const k of keys) {
+      if (before.get(k) === after.get(k)) continue;
+      moved++;
+      assert.equal(after.get(k), 'dist-4', `${k} moved between old members`);
+    }
+    assert.ok(moved / keys.length <= 1.1 / 4, `moved ${moved / keys.length}`);
+    assert.ok(moved / keys.length > 0.15, `the newcomer took its share (${moved / keys.length})`);
+  });
+
+  test('the version is a digest of the membership: equal for equal members in any order, else different', () => {
+    const members: RingMember[] = [
+      { id: 'a', weight: 1 },
+      { id: 'b', weight: 2 },
+    ];
+    const version = new HashRing(members).version;
+    assert.match(version, /^[0-9a-f]{8}$/);
+    assert.equal(new HashRing([...members].reverse()).version, version);
+    assert.notEqual(new HashRing([{ id: 'a', weight: 1 }]).version, version);
+    assert.notEqual(new HashRing([{ id: 'a', weight: 1 }, { id: 'b', weight: 3 }]).version, version);
+    assert.notEqual(new HashRing(members, 100).version, version);
+    assert.deepEqual(new HashRing(members).members, ['a', 'b']);
   });
 });

@@ -307,6 +307,42 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Online-push distributors (`mediasoup-signal distributor`), and how gateways and Nuve reach them. */
+    distributor: z
+      .object({
+        /** A bus subject token, unique in the cluster. */
+        id: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, - and _, at most 64')
+          .default(`dist-${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40)}-${process.pid}`),
+        /** Share of the users relative to the other distributors (virtual nodes on the ring). */
+        weight: z.number().positive().max(1000).default(1),
+        heartbeatMs: z.number().int().positive().default(1000),
+        /** A distributor silent this long leaves every process's ring (its users go to the others). */
+        timeoutMs: z.number().int().positive().default(3000),
+        /** How long a sender (gateway, Nuve) waits for a distributor to handle a batch before sending it again. */
+        requestTimeoutMs: z.number().int().positive().default(5000),
+        /** Unsafe (default): only the user's sessions online now. Safe: stored, restored on connect, kept `safeTtlSec`. */
+        push: z.enum(['unsafe', 'safe']).default('unsafe'),
+        /** Safe pushes expire this long after being sent: a late notification would list calls long over. */
+        safeTtlSec: z.number().int().positive().max(3600).default(60),
+        /** Event ids remembered to drop copies (about 100 bytes each). */
+        dedupeSize: z.number().int().positive().max(10_000_000).default(100_000),
+        /** Ask for the calls again just before pushing, and list only those still going (a call that ended meanwhile is left out). */
+        recheckCalls: z.boolean().default(true),
+        /** The push payload is cut (participants, then calls) to this size; at most push.maxPayloadBytes. */
+        maxPayloadBytes: z.number().int().min(512).max(64 * 1024).default(4096),
+        /** Events handled at once by one distributor. */
+        concurrency: z.number().int().positive().max(10_000).default(256),
+        /** Events a sender keeps while no distributor takes them; past it the oldest are dropped (metric, log). */
+        senderMaxPending: z.number().int().positive().default(100_000),
+        /** An event no distributor took this long after it happened is dropped as stale (metric, log). */
+        senderMaxAgeMs: z.number().int().positive().default(60_000),
+        /** Port of the distributor's HTTP probe server (/health, /ready; /metrics and /drain with ops.token); unset: none. */
+        healthPort: port.optional(),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

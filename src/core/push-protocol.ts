@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { ServerNotifications } from '../protocol/notifications.js';
 import { boundedJson } from './bounded-json.js';
@@ -40,6 +41,15 @@ export const MAX_REFRESH_SESSIONS = 1000;
 /** A safe message's id: `pm_` and 22 base64url characters (128 random bits). */
 export const pushIdSchema = z.string().regex(/^pm_[A-Za-z0-9_-]{22}$/, 'must be a push message id (pm_ and 22 base64url characters)');
 
+/**
+ * A user's copy of a message the caller named: `pm_` and 22 base64url characters of a digest of
+ * tenant, user and the caller's id. Per tenant and user, so no tenant can name (and so block or
+ * overwrite) another's message ids, and the same for every copy sent again.
+ */
+export function messageIdFor(serviceId: string, userName: string, messageId: string): string {
+  return `pm_${createHash('sha256').update(`${serviceId}\n${userName}\n${messageId}`).digest('base64url').slice(0, 22)}`;
+}
+
 const serviceId = z.string().min(1).max(64);
 /** As Nuve stores user names: printable, at most 256 long. */
 export const pushUserSchema = z
@@ -62,6 +72,16 @@ export const pushSendSchema = z.object({
   safe: z.boolean(),
   /** Safe only: dropped undelivered after this long. */
   ttlSec: z.number().int().positive().max(30 * 86_400).optional(),
+  /**
+   * The caller's id of this message (idempotency key), e.g. the event that caused it: each user's
+   * copy then has an id derived from it (`messageIdFor`), the same however often it is sent. A safe
+   * message so named is stored once while unarrived; an unsafe one is delivered carrying that id
+   * (flagged `unsafe`), so clients drop a second copy of either.
+   */
+  messageId: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, - and _, at most 64')
+    .optional(),
 });
 export type PushSend = z.infer<typeof pushSendSchema>;
 
@@ -107,6 +127,8 @@ export type PushMessage = ServerNotifications['push'];
 
 export const pushMessageSchema = z.object({
   id: pushIdSchema.optional(),
+  /** An unsafe message with an id (its sender named it): not acknowledged, but a copy is dropped by id. */
+  unsafe: z.literal(true).optional(),
   data: z.unknown(),
   sentAt: z.number(),
   expiresAt: z.number().optional(),

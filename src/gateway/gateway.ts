@@ -8,6 +8,7 @@ import type { Logger } from '../core/logger.js';
 import { type GatewayRpc, type RoomUser, type TokenGrant, gatewayRpcSchema, subjects } from '../core/subjects.js';
 import { waitUntilEmpty } from '../core/drain.js';
 import { OpsAuth } from '../core/ops-auth.js';
+import { OnlineEventSender, senderOptions } from '../core/online-events.js';
 import { opsRoutes } from '../core/ops-routes.js';
 import { AgentRegistry } from './agent-registry.js';
 import { broadcasterRoutes } from './broadcasters.js';
@@ -42,6 +43,8 @@ export class Gateway {
   private metricsRegistry?: Registry;
   private readonly subscriptions: Subscription[] = [];
   private readonly push: PushSessions;
+  /** Users whose push session opened here, on their way to the distributors. */
+  readonly online: OnlineEventSender;
   private http?: FastifyInstance;
   /** How each WebSocket peer's session may be resumed once, should its media agent be lost. */
   private readonly resumptions = new WeakMap<Peer, (peerId: string) => void>();
@@ -58,7 +61,8 @@ export class Gateway {
     this.edge = new ClientEdge(config.gateway, bus, logger);
     this.events = new RoomEventPublisher(bus, config.gateway.id, logger, { requestTimeoutMs: config.bus.requestTimeoutMs });
     this.edge.register(this.roomSignaling());
-    this.push = new PushSessions(bus, config.gateway.id, logger, config.push.locationTtlMs);
+    this.online = new OnlineEventSender(bus, logger, 'gateway', senderOptions(config));
+    this.push = new PushSessions(bus, config.gateway.id, logger, config.push.locationTtlMs, (session) => this.online.online(session.serviceId, session.userName));
     this.edge.register(this.push.channel());
     this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
     this.agents.on('removed', (agent, why) => {
@@ -102,6 +106,7 @@ export class Gateway {
 
   async start(): Promise<void> {
     this.agents.start();
+    this.online.start();
     this.push.start();
     this.subscriptions.push(
       this.bus.respond(subjects.gatewayRpc(this.id), (payload) => this.onNuveRpc(payload)),
@@ -166,6 +171,7 @@ export class Gateway {
       rejected: () => this.limits.rejected,
     });
     this.metricsRegistry = registry;
+    this.online.registerMetrics(registry);
   }
 
   get draining(): boolean {
@@ -196,6 +202,7 @@ export class Gateway {
     this.agents.stop();
     // After the rooms closed: their last events (participant_left, room_finished) still reach Nuve.
     await this.events.close();
+    await this.online.close();
   }
 
   /** The room for a grant; its routers open as its peers are placed. */

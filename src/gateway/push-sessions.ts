@@ -51,6 +51,8 @@ export class PushSessions {
     private readonly gatewayId: string,
     private readonly logger: Logger,
     private readonly locationTtlMs: number,
+    /** A user's push session is registered and restored: it is online (the gateway reports it to the distributors). */
+    private readonly onOnline?: (session: Session) => void,
   ) {}
 
   channel(): Channel {
@@ -117,6 +119,8 @@ export class PushSessions {
     for (const delivery of held) {
       if (!delivery.message?.id || !restored.has(delivery.message.id)) this.send(connection, delivery);
     }
+    // Only now: a notification the user's coming online causes finds the session registered.
+    this.onOnline?.(session);
     return {
       spanAttributes: { 'mss.user': session.userName },
       handle: (_method, data) => this.ack(session, data),

@@ -24,6 +24,7 @@ import type { NuveContext } from './context.js';
 import { devRoutes } from './routes/dev.js';
 import { groupsRoutes } from './routes/groups.js';
 import { pushRoutes } from './routes/push.js';
+import { onlineRoutes } from './routes/online.js';
 import { roomsRoutes } from './routes/rooms.js';
 import { servicesRoutes } from './routes/services.js';
 import { statusRoutes } from './routes/status.js';
@@ -148,6 +149,7 @@ export async function buildNuveHttp(ctx: NuveContext, logger: Logger, agents?: H
     await api.register(sessionsRoutes, { ctx });
     await api.register(usersRoutes, { ctx });
     await api.register(pushRoutes, { ctx });
+    await api.register(onlineRoutes, { ctx });
     await api.register(webhooksRoutes, { ctx });
     await api.register(settingsRoutes, { ctx });
     await api.register(participantsRoutes, { ctx });

@@ -122,6 +122,9 @@ export const errorCatalogue = {
 
   // ── Groups (Nuve's group membership routes) ──────────────────────────────
   GROUP_NOT_FOUND: { status: 404, message: 'this tenant has no such group (no member and no room)' },
+
+  // ── Online events (Nuve's POST /online, on their way to the distributors) ─
+  ONLINE_BACKLOG_FULL: { status: 503, message: 'too many online events wait for a distributor; retry later' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

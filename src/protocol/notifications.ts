@@ -57,9 +57,10 @@ export interface ServerNotifications {
   closing: { code: number; errorName: string; reason: string; rejoin: boolean };
   /**
    * A push from the service (push sessions). A safe message has an `id`: acknowledge it (`pushAck`)
-   * and drop a second copy by its id (delivery is at least once); an unsafe one has none.
+   * and drop a second copy by its id (delivery is at least once). An unsafe one has none, unless its
+   * sender named it: then it has an `id` and `unsafe: true` (drop a copy by id; nothing to acknowledge).
    */
-  push: { id?: string; data: unknown; sentAt: number; expiresAt?: number };
+  push: { id?: string; unsafe?: true; data: unknown; sentAt: number; expiresAt?: number };
   /** The per-user cap of unarrived messages dropped this many of this user's oldest. */
   pushDropped: { count: number };
   /** The app changed a participant (name, metadata, permissions) through Nuve's room API; to every joined peer. */

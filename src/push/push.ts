@@ -22,6 +22,7 @@ import {
   pushRestoreSchema,
   pushSendSchema,
   pushSessionSchema,
+  messageIdFor,
   pushSubjects,
 } from '../core/push-protocol.js';
 import type { Location, Locations } from './locations.js';
@@ -149,9 +150,11 @@ export class Push {
     this.locations.check();
     const byUser = new Map<string, PushMessage>();
     let dropped = new Map<string, number>();
+    // Named by the caller: each user's copy has the same id however often it is sent (stored once while unarrived).
+    const named = request.messageId === undefined ? undefined : users.map((user) => messageIdFor(serviceId, user, request.messageId!));
     if (safe) {
       const expiresAt = request.ttlSec === undefined ? null : now + request.ttlSec * 1000;
-      const ids = newMessageIds(users.length);
+      const ids = named ?? newMessageIds(users.length);
       const stored: StoredMessage[] = users.map((userName, i) => ({
         id: ids[i]!,
         seq: this.nextSeq(),
@@ -166,7 +169,7 @@ export class Push {
       dropped = await this.store.enforceCap(serviceId, users, this.config.maxPendingPerUser);
       for (const m of stored) byUser.set(m.userName, wireOf(m));
     } else {
-      for (const user of users) byUser.set(user, { data, sentAt: now });
+      users.forEach((user, i) => byUser.set(user, named ? { id: named[i]!, unsafe: true, data, sentAt: now } : { data, sentAt: now }));
     }
     this.metrics?.sent.inc({ kind }, users.length);
 

@@ -190,6 +190,8 @@ export class PushStore {
       const work = this.db
         .insertInto('push_messages')
         .values(batch.map((p) => p.row))
+        // A message its sender named (the id derived from the sender's) and sent again while unarrived is kept once.
+        .onConflict((oc) => oc.column('id').doNothing())
         .execute()
         .then(
           () => {

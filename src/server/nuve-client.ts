@@ -120,6 +120,7 @@ export const NUVE_CLIENT_ROUTES = [
   'GET /groups/{group}/members',
   'GET /users/{user}/groups',
   'DELETE /groups/{group}',
+  'POST /online',
 ] as const;
 export type NuveRoute = (typeof NUVE_CLIENT_ROUTES)[number];
 
@@ -280,6 +281,15 @@ export class NuveClient {
   /** Removes its members and takes it off its rooms (which stay); GROUP_NOT_FOUND when it had neither. */
   deleteGroup(group: string): Promise<{ members: number; rooms: number }> {
     return this.call('DELETE /groups/{group}', { group });
+  }
+
+  // ── Online events: your own login service tells the platform who came online ──
+  /**
+   * These users (at most 1,000) came online: each gets, from a distributor, one push listing the calls
+   * going on in its groups (if any). Answers each user's event id, which that push carries.
+   */
+  online(users: string[]): Promise<{ events: { user: string; id: string }[] }> {
+    return this.call('POST /online', {}, { body: { users } });
   }
 
   /** The cluster's gateways and media agents with their load (the superService only). */

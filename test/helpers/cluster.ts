@@ -37,7 +37,7 @@ export class RoleProcess {
   private stopping = false;
 
   constructor(
-    readonly role: 'nuve' | 'gateway' | 'agent' | 'push' | 'all',
+    readonly role: 'nuve' | 'gateway' | 'agent' | 'push' | 'distributor' | 'all',
     readonly env: Record<string, string>,
     /** Run inside this network namespace (`ip netns exec`). */
     readonly netns?: string,

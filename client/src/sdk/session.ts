@@ -5,7 +5,7 @@ import { type Ending, ProtooSocket, endingOf } from './protoo.js';
 import { type ReconnectOptions, Reconnector } from './reconnect.js';
 import { decodeToken } from './token.js';
 
-/** A push as the app receives it: `id` on safe messages (each seen once), none on unsafe ones. */
+/** A push as the app receives it: `id` on safe messages and on unsafe ones their sender named (each seen once), none on other unsafe ones. */
 export type PushEvent = ServerNotifications['push'];
 
 export type SessionState = 'new' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
@@ -20,7 +20,7 @@ export interface SessionOptions {
   reconnect?: ReconnectOptions;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
-  /** How many safe message ids are remembered to drop second copies (default 10,000). */
+  /** How many message ids (safe, and unsafe ones with an id) are remembered to drop second copies (default 10,000). */
   dedupeWindow?: number;
 }
 
@@ -116,8 +116,9 @@ export class Session extends TypedEmitter<SessionEvents> {
       case 'push': {
         const message = notification.data;
         if (message.id !== undefined) {
-          // Acknowledged in any case: a second copy means the first acknowledgement may have been lost.
-          this.queueAck(message.id);
+          // A safe one is acknowledged in any case: a second copy means the first acknowledgement may have been lost.
+          // An unsafe one with an id (its sender named it) has nothing to acknowledge, but may come twice all the same.
+          if (!message.unsafe) this.queueAck(message.id);
           if (this.seen.has(message.id)) return;
           this.remember(message.id);
         }
