@@ -89,7 +89,7 @@ describe('etcd service discovery', () => {
       { hosts: [] },
       { hosts: ['not a url'] },
     ];
-    for (const more of bad) assert.throws(() => new EtcdServiceDiscovery(options('p', more), log), undefined, JSON.stringify(more));
+    for (const more of bad) assert.throws(() => new EtcdServiceDiscovery(options('p', more), log), Error, JSON.stringify(more));
     assert.throws(() => new EtcdServiceDiscovery({ ...options('p'), extra: 1 } as EtcdDiscoveryOptions, log));
     const d = new EtcdServiceDiscovery(options('p'), log);
     assert.throws(() => d.register(() => ({ ...instanceOf('ok', 'x'), service: 'Not A Name' })), (err: unknown) => isAppError(err) && err.code === 'INVALID_PARAMETERS');
@@ -290,7 +290,9 @@ describe('etcd service discovery', () => {
     rmSync(etcd.dataDir, { recursive: true, force: true });
     await etcd.start();
     const t0 = Date.now();
-    await eventually(async () => (await raw.getAll().prefix(`${prefix}/${service}/`).keys()).length, (n) => n === ids.length, 20_000, 'the keys back in etcd');
+    // This test's own client fails while etcd comes back; that is no answer yet.
+    const keyCount = () => raw.getAll().prefix(`${prefix}/${service}/`).keys().then((k) => k.length, () => -1);
+    await eventually(keyCount, (n) => n === ids.length, 20_000, 'the keys back in etcd');
     for (const [i, v] of views.entries()) {
       await eventually(() => v.discovery.instances(service).map((x) => x.id), (got) => JSON.stringify(got) === JSON.stringify(ids), 20_000, `view ${i} converges`);
     }
