@@ -278,15 +278,21 @@ describe('etcd service discovery', () => {
     assert.equal(keys.length, want.length);
   });
 
-  it('etcd restarted with its data lost: every instance registers again on a new lease and every view converges', async () => {
+  it('etcd restarted with its data lost: every live instance registers again on a new lease and every view converges', async () => {
     const prefix = freshPrefix();
-    const log = new LogLines();
-    const views = [await started(prefix, {}, log), await started(prefix)];
+    const views = [await started(prefix), await started(prefix)];
+    const gone = await started(prefix);
     const service = uniqueServiceName('wiped');
     const ids = ['w-1', 'w-2', 'w-3', 'w-4'];
-    ids.forEach((id, i) => views[i % 2]!.discovery.register(() => instanceOf(service, id)));
-    await eventually(() => views.map((v) => v.discovery.instances(service).length), (c) => c.every((x) => x === ids.length), 5000, 'the instances');
+    let load = 0;
+    ids.forEach((id, i) => views[i % 2]!.discovery.register(() => instanceOf(service, id, { inFlight: id === 'w-1' ? load : 0 })));
+    gone.discovery.register(() => instanceOf(service, 'w-gone'));
+    await eventually(() => views.map((v) => v.discovery.instances(service).length), (c) => c.every((x) => x === ids.length + 1), 5000, 'the instances');
+    // Revisions far ahead of what the emptied etcd will reach during this test, as in a long-lived cluster.
+    for (let i = 0; i < 10; i++) await Promise.all(Array.from({ length: 100 }, (_, j) => raw.put(`${prefix}-pump/${j}`).value(String(i))));
     await etcd.stop();
+    // A process that ends while etcd is down cannot say goodbye; with etcd's data lost, nothing of it is left either.
+    await gone.discovery.close();
     rmSync(etcd.dataDir, { recursive: true, force: true });
     await etcd.start();
     const t0 = Date.now();
@@ -294,9 +300,11 @@ describe('etcd service discovery', () => {
     const keyCount = () => raw.getAll().prefix(`${prefix}/${service}/`).keys().then((k) => k.length, () => -1);
     await eventually(keyCount, (n) => n === ids.length, 20_000, 'the keys back in etcd');
     for (const [i, v] of views.entries()) {
-      await eventually(() => v.discovery.instances(service).map((x) => x.id), (got) => JSON.stringify(got) === JSON.stringify(ids), 20_000, `view ${i} converges`);
+      await eventually(() => v.discovery.instances(service).map((x) => x.id), (got) => JSON.stringify(got) === JSON.stringify(ids), 20_000, `view ${i} converges (w-gone out)`);
     }
-    // And it keeps following changes after the reset: a withdrawal shows at once.
+    // It keeps following changes after the reset: a load change, a new registration, a withdrawal.
+    load = 5;
+    await views[1]!.next((e) => e.kind === 'updated' && e.instance.id === 'w-1' && e.instance.inFlight === 5, REFRESH_MS * 3 + 1000, 'a load change after the reset');
     const extra = views[0]!.discovery.register(() => instanceOf(service, 'w-5'));
     await views[1]!.next((e) => e.kind === 'added' && e.instance.id === 'w-5' && e.at >= t0, 3000, 'a new registration after the reset');
     await extra.withdraw();
