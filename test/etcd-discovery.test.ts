@@ -43,7 +43,7 @@ after(async () => {
 /** Log lines a discovery wrote, parsed. */
 class LogLines {
   readonly lines: { level: number; msg: string; [k: string]: unknown }[] = [];
-  readonly logger: Logger = pino({ level: 'info' }, { write: (line: string) => void this.lines.push(JSON.parse(line)) });
+  readonly logger: Logger = pino({ level: 'info' }, { write: (line: string) => { if (process.env.DEBUG_LOG) process.stderr.write(line); this.lines.push(JSON.parse(line)); } });
   matching(msg: RegExp): { level: number; msg: string; [k: string]: unknown }[] {
     return this.lines.filter((l) => msg.test(l.msg));
   }
@@ -276,6 +276,16 @@ describe('etcd service discovery', () => {
     }
     const keys = await raw.getAll().prefix(`${prefix}/${service}/`).keys();
     assert.equal(keys.length, want.length);
+    // Keepalives resumed: past a whole TTL, nothing leaves.
+    const converged = Date.now();
+    await sleep(TTL_SEC * 1000 + 500);
+    for (const v of views) assert.deepEqual(v.events.filter((e) => e.kind === 'removed' && e.at >= converged).map((e) => e.instance.id), []);
+    // The watch resumed: a withdrawal shows at once as down (a re-list would be later, and timeout).
+    const leaving = views[0]!.discovery.register(() => instanceOf(service, 'after-restart'));
+    await views[1]!.next((e) => e.kind === 'added' && e.instance.id === 'after-restart', 2000, 'a registration after the restart');
+    await leaving.withdraw();
+    const removed = await views[1]!.next((e) => e.kind === 'removed' && e.instance.id === 'after-restart', 500, 'its withdrawal');
+    assert.equal(removed.kind === 'removed' && removed.reason, 'down');
   });
 
   it('etcd restarted with its data lost: every live instance registers again on a new lease and every view converges', async () => {

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse, type Lease, type Watcher } from 'etcd3';
+import { Etcd3, GRPCUnavailableError, type IKeyValue, type IOptions, type IWatchResponse, type Lease, type Watcher, isRecoverableError } from 'etcd3';
 import { z } from 'zod';
 import { AppError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -52,6 +52,12 @@ const MAX_SERVICES = 1000;
 const MAX_REPORTED_MALFORMED = 1000;
 /** Retries after a failed refresh or a lost lease start here and double up to refreshMs. */
 const MIN_RETRY_MS = 100;
+/**
+ * A host that failed is tried again after this at most. etcd3's default shuts it for 5 s after
+ * three failures and backs the watch off up to 30 s: longer than an etcd restart takes, and
+ * longer than the lease TTLs discovery uses, so every lease would be lost on each restart.
+ */
+const HOST_REOPEN_MS = 1000;
 /** Segment under the prefix holding goodbye markers; no service name starts with `~`. */
 const GOODBYE_SEGMENT = '~bye';
 
@@ -68,6 +74,8 @@ interface LocalRegistration {
   describe: () => ServiceInstance;
   /** The last error logged for its value, so a bad `describe` is logged once, not at each refresh. */
   lastValueError?: string;
+  /** The incarnation of the value last put: what a goodbye may delete. */
+  incarnation?: string;
 }
 
 /**
@@ -105,6 +113,7 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
   private highestRevision = 0;
   private relistTimer?: NodeJS.Timeout;
   private relisting?: Promise<void>;
+  private relistFailures = 0;
   private watchDisconnected = false;
   private rewatchTimer?: NodeJS.Timeout;
   private rewatchFailures = 0;
@@ -199,24 +208,26 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
 
   /**
    * Deletes the instance's key together with a goodbye marker, so watchers tell a withdrawal
-   * (`down`) from a lease that ran out (`timeout`). Only while the key is still on this
-   * process's lease: a new process with the same id keeps its registration.
+   * (`down`) from a lease that ran out (`timeout`). Only while the key still holds this
+   * registration (the incarnation it last put, unchanged since read): a new process under the
+   * same id keeps its registration. Whatever lease the key is on (one lost and replaced, too).
    */
   private async sayGoodbye(registration: LocalRegistration): Promise<void> {
     const client = this.client!;
-    const lease = this.lease;
-    if (!lease || lease.revoked()) return;
     const goodbye = this.goodbyeKey(registration.service, registration.id);
     try {
-      const leaseId = await lease.grant();
-      await client
-        .if(registration.key, 'Lease', '==', leaseId)
-        .then(client.put(goodbye).value('').lease(leaseId), client.delete().key(registration.key))
-        .commit();
-      // The marker has done its job once watchers saw it with the delete; the lease removes it otherwise.
+      const [current] = (await client.get(registration.key).exec()).kvs;
+      if (!current || registration.incarnation === undefined) return;
+      if (this.decodeQuietly(current)?.incarnation !== registration.incarnation) return;
+      const lease = this.lease && !this.lease.revoked() ? await this.lease.grant().catch(() => undefined) : undefined;
+      const marker = client.put(goodbye).value('');
+      // On the lease, the marker goes with it even if deleting it below fails.
+      if (lease) marker.lease(lease);
+      await client.if(registration.key, 'Mod', '==', current.mod_revision).then(marker, client.delete().key(registration.key)).commit();
+      // Watchers saw the marker with the delete (same revision); it has done its job.
       await client.delete().key(goodbye).exec();
     } catch (err) {
-      this.log.warn({ err, service: registration.service, id: registration.id }, 'withdrawing from etcd failed; the key goes when the lease expires');
+      this.log.warn({ err, service: registration.service, id: registration.id }, 'withdrawing from etcd failed; the key goes when its lease expires');
     }
   }
 
@@ -261,15 +272,16 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
   }
 
   private async put(lease: Lease, registration: LocalRegistration): Promise<void> {
-    const value = this.encode(registration);
-    if (value === undefined) return;
+    const instance = this.encode(registration);
+    if (instance === undefined) return;
     // Withdrawn while the lease was being granted: its goodbye waits for this refresh, so nothing is put after it.
     if (this.registrations.get(registration.key) !== registration) return;
-    await lease.put(registration.key).value(value).exec();
+    registration.incarnation = instance.incarnation;
+    await lease.put(registration.key).value(instance.value).exec();
   }
 
   /** The registration's value now, or undefined (logged once per distinct problem) when `describe` went wrong. */
-  private encode(registration: LocalRegistration): string | undefined {
+  private encode(registration: LocalRegistration): { value: string; incarnation: string } | undefined {
     let problem: string;
     try {
       const parsed = serviceInstanceSchema.safeParse(registration.describe());
@@ -279,7 +291,7 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
         const value = JSON.stringify(parsed.data);
         if (Buffer.byteLength(value) <= MAX_INSTANCE_VALUE_BYTES) {
           registration.lastValueError = undefined;
-          return value;
+          return { value, incarnation: parsed.data.incarnation };
         }
         problem = `value over ${MAX_INSTANCE_VALUE_BYTES} bytes`;
       }
@@ -309,16 +321,20 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
   private leaseLost(lease: Lease, err: unknown): void {
     if (this.lease !== lease || this.closed) return;
     this.lease = undefined;
-    this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'etcd lease lost; registering again with a new lease');
+    // While etcd is unreachable each new lease fails to be granted too: one line for the streak.
+    const level = this.refreshFailures === 0 ? 'warn' : 'debug';
+    this.log[level]({ err: err instanceof Error ? err.message : String(err) }, 'etcd lease lost; registering again with a new lease');
     this.refreshSoon();
   }
 
   // ---- the view -------------------------------------------------------------------------------
 
   private clientOptions(): IOptions {
+    const reopenMs = Math.min(this.refreshMs, HOST_REOPEN_MS);
     return {
       hosts: this.options.hosts,
       dialTimeout: 5000,
+      faultHandling: { host: () => hostBreaker(reopenMs), watchBackoff: new CappedBackoff(MIN_RETRY_MS / 2, reopenMs) },
     };
   }
 
@@ -387,8 +403,11 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
   private async relistLogged(): Promise<void> {
     try {
       await this.relist();
+      if (this.relistFailures > 0) this.log.info({ failures: this.relistFailures }, 're-listing etcd works again');
+      this.relistFailures = 0;
     } catch (err) {
-      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 're-listing etcd failed; next try at the next period');
+      const level = this.relistFailures++ === 0 ? 'warn' : 'debug';
+      this.log[level]({ err: err instanceof Error ? err.message : String(err) }, 're-listing etcd failed; next try at the next period');
     }
   }
 
@@ -396,10 +415,13 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
   private relist(): Promise<number> {
     const run = (async () => {
       await this.relisting;
+      // Revisions seen before the read was sent precede its snapshot (a linearizable read); those
+      // seen while it was in flight may not.
+      const seenBefore = this.highestRevision;
       const res = await this.client!.getAll().prefix(this.root).exec();
       const revision = Number(res.header.revision);
       if (this.closed) return revision;
-      if (revision < this.highestRevision) await this.forgetRevisions(revision);
+      if (revision < seenBefore) await this.forgetRevisions(revision);
       this.highestRevision = Math.max(this.highestRevision, revision);
       const present = new Set<string>();
       const goodbyes = new Set<string>();
@@ -494,18 +516,30 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
 
   /** The instance a key and value describe, or undefined (logged once per value) when either is malformed. */
   private decode(key: string, kv: IKeyValue): ServiceInstance | undefined {
+    const result = this.validate(key, kv);
+    if (typeof result === 'string') return void this.malformed(key, kv, result);
+    return result;
+  }
+
+  private decodeQuietly(kv: IKeyValue): ServiceInstance | undefined {
+    const result = this.validate(kv.key.toString(), kv);
+    return typeof result === 'string' ? undefined : result;
+  }
+
+  /** The instance a key and value describe, or what is wrong with them. */
+  private validate(key: string, kv: IKeyValue): ServiceInstance | string {
     const parsed = this.parseKey(key);
-    if (!parsed) return void this.malformed(key, kv, 'key is not <prefix>/<service>/<id>');
-    if (kv.value.length > MAX_INSTANCE_VALUE_BYTES) return void this.malformed(key, kv, `value over ${MAX_INSTANCE_VALUE_BYTES} bytes`);
+    if (!parsed) return 'key is not <prefix>/<service>/<id>';
+    if (kv.value.length > MAX_INSTANCE_VALUE_BYTES) return `value over ${MAX_INSTANCE_VALUE_BYTES} bytes`;
     let json: unknown;
     try {
       json = JSON.parse(kv.value.toString());
     } catch {
-      return void this.malformed(key, kv, 'value is not JSON');
+      return 'value is not JSON';
     }
     const result = serviceInstanceSchema.safeParse(json);
-    if (!result.success) return void this.malformed(key, kv, `value is not a service instance: ${result.error.issues[0]?.path.join('.')} ${result.error.issues[0]?.message}`);
-    if (result.data.service !== parsed.service || result.data.id !== parsed.id) return void this.malformed(key, kv, 'service or id differs from the key');
+    if (!result.success) return `value is not a service instance: ${result.error.issues[0]?.path.join('.')} ${result.error.issues[0]?.message}`;
+    if (result.data.service !== parsed.service || result.data.id !== parsed.id) return 'service or id differs from the key';
     return result.data;
   }
 
@@ -546,5 +580,48 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
       return undefined;
     }
     return { service: parts[0], id };
+  }
+}
+
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+
+/**
+ * etcd3's per-host policy: after three consecutive connection failures the host is skipped
+ * (another host is tried; with one host the call fails at once) for `reopenMs`, then tried again.
+ */
+function hostBreaker(reopenMs: number): HostPolicy {
+  let failures = 0;
+  let openUntil = 0;
+  const noEvents = () => ({ dispose: () => undefined });
+  const policy = {
+    onSuccess: noEvents,
+    onFailure: noEvents,
+    async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
+      if (Date.now() < openUntil) throw new GRPCUnavailableError('etcd host skipped after repeated connection failures');
+      try {
+        const result = await fn({ signal: signal ?? new AbortController().signal });
+        failures = 0;
+        return result;
+      } catch (err) {
+        if (err instanceof Error && isRecoverableError(err) && ++failures >= 3) {
+          failures = 0;
+          openUntil = Date.now() + reopenMs;
+        }
+        throw err;
+      }
+    },
+  };
+  return policy as unknown as HostPolicy;
+}
+
+/** The watch stream's reconnection delays: doubling from `duration` up to `maxMs`. */
+class CappedBackoff {
+  constructor(
+    readonly duration: number,
+    private readonly maxMs: number,
+  ) {}
+
+  next(): CappedBackoff {
+    return new CappedBackoff(Math.min(this.maxMs, this.duration * 2), this.maxMs);
   }
 }
