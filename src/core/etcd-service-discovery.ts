@@ -141,8 +141,16 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
     if (this.started) return;
     this.started = true;
     this.client = new Etcd3(this.clientOptions());
-    const revision = await this.relist();
-    await this.watch(revision + 1);
+    try {
+      const revision = await this.relist();
+      await this.watch(revision + 1);
+    } catch (err) {
+      // Nothing half-started stays behind; start() may be called again.
+      this.client.close();
+      this.client = undefined;
+      this.started = false;
+      throw err;
+    }
     this.relistTimer = setInterval(() => void this.relistLogged(), this.relistMs);
     if (this.registrations.size > 0) this.refreshSoon();
   }
@@ -340,6 +348,7 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
 
   private async watch(fromRevision: number): Promise<void> {
     const watcher = await this.client!.watch().prefix(this.root).startRevision(String(fromRevision)).create();
+    if (this.closed) return void (await watcher.cancel().catch(() => undefined));
     this.watcher = watcher;
     watcher.on('data', (res) => this.handleWatchResponse(res));
     watcher.on('disconnected', (err) => {
@@ -365,12 +374,12 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
     const delay = this.rewatchFailures === 0 ? 0 : Math.min(this.relistMs, MIN_RETRY_MS * 2 ** Math.min(this.rewatchFailures, 16));
     this.rewatchTimer = setTimeout(() => {
       this.relist()
-        .then((revision) => this.watch(revision + 1))
+        // A re-list that found etcd's data lost has started a watch of its own.
+        .then((revision) => (this.watcher ? undefined : this.watch(revision + 1)))
         .then(
           () => (this.rewatchFailures = 0),
           (err: unknown) => {
-            this.rewatchFailures++;
-            this.log.warn({ err }, 'watching etcd again failed; retrying');
+            this.log[this.rewatchFailures++ === 0 ? 'warn' : 'debug']({ err }, 'watching etcd again failed; retrying');
             if (!this.closed) this.rewatchSoon();
           },
         );
