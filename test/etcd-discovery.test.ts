@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Etcd3, type IWatchResponse } from 'etcd3';
 import { pino } from 'pino';
-import { type EtcdDiscoveryOptions, EtcdServiceDiscovery } from '../src/core/etcd-service-discovery.js';
+import { type EtcdDiscoveryOptions, EtcdServiceDiscovery, parseEtcdHosts } from '../src/core/etcd-service-discovery.js';
 import { isAppError } from '../src/core/errors.js';
 import type { Logger } from '../src/core/logger.js';
 import type { ServiceInstance } from '../src/core/service-discovery.js';
@@ -40,10 +40,18 @@ after(async () => {
   await etcd?.dispose();
 });
 
-/** Log lines a discovery wrote, parsed. */
+/** Log lines a discovery wrote, parsed; also on stderr with MSS_TEST_DISCOVERY_LOG=1 (to follow a failing run). */
 class LogLines {
   readonly lines: { level: number; msg: string; [k: string]: unknown }[] = [];
-  readonly logger: Logger = pino({ level: 'info' }, { write: (line: string) => { if (process.env.DEBUG_LOG) process.stderr.write(line); this.lines.push(JSON.parse(line)); } });
+  readonly logger: Logger = pino(
+    { level: process.env.MSS_TEST_DISCOVERY_LOG ? 'debug' : 'info' },
+    {
+      write: (line: string) => {
+        if (process.env.MSS_TEST_DISCOVERY_LOG) process.stderr.write(line);
+        this.lines.push(JSON.parse(line));
+      },
+    },
+  );
   matching(msg: RegExp): { level: number; msg: string; [k: string]: unknown }[] {
     return this.lines.filter((l) => msg.test(l.msg));
   }
@@ -95,6 +103,7 @@ describe('etcd service discovery', () => {
     assert.throws(() => d.register(() => ({ ...instanceOf('ok', 'x'), service: 'Not A Name' })), (err: unknown) => isAppError(err) && err.code === 'INVALID_PARAMETERS');
     d.register(() => instanceOf('ok', 'x'));
     assert.throws(() => d.register(() => instanceOf('ok', 'x')), (err: unknown) => isAppError(err) && err.code === 'INVALID_STATE');
+    assert.deepEqual(parseEtcdHosts(' http://a:2379, http://b:2379 ,'), ['http://a:2379', 'http://b:2379']);
   });
 
   it('an id with / and % is one key segment and comes back as it was', async () => {
@@ -232,6 +241,19 @@ describe('etcd service discovery', () => {
     await raw.put(keyOf(prefix, service, 'good')).value('garbage');
     await sleep(300);
     assert.deepEqual(view.discovery.instances(service), [good]);
+  });
+
+  it('instances of one service beyond maxInstancesPerService are left out of the view, logged once each', async () => {
+    const prefix = freshPrefix();
+    const log = new LogLines();
+    const view = await started(prefix, { maxInstancesPerService: 3 }, log);
+    const writer = await started(prefix);
+    const service = uniqueServiceName('many');
+    for (let i = 0; i < 5; i++) writer.discovery.register(() => instanceOf(service, `m-${i}`, { inFlight: Date.now() % 1000 }));
+    await eventually(() => writer.discovery.instances(service).length, (n) => n === 5, 5000, 'all five in an unbounded view');
+    await sleep(REFRESH_MS * 3); // refreshes put all five again, and again
+    assert.equal(view.discovery.instances(service).length, 3);
+    assert.equal(log.matching(/malformed/).length, 2, JSON.stringify(log.matching(/malformed/)));
   });
 
   it('two prefixes are isolated', async () => {

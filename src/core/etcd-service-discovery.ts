@@ -44,6 +44,14 @@ export const etcdDiscoveryOptionsSchema = z
 
 export type EtcdDiscoveryOptions = z.input<typeof etcdDiscoveryOptionsSchema>;
 
+/** `hosts` as one setting can carry it (an MSS_* variable is text): `http://a:2379,http://b:2379`. */
+export function parseEtcdHosts(text: string): string[] {
+  return text
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean);
+}
+
 const DEFAULT_RELIST_MS = 30_000;
 const DEFAULT_MAX_INSTANCES_PER_SERVICE = 1000;
 /** Distinct services kept in the view (a bound on memory whatever is written under the prefix). */
@@ -108,6 +116,7 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
   private readonly sorted = new Map<string, readonly ServiceInstance[]>();
   /** Keys removed at a revision, so a re-list snapshot older than the removal does not bring them back. */
   private readonly removedAt = new Map<string, number>();
+  /** The problem last logged for each malformed key. */
   private readonly reportedMalformed = new Map<string, string>();
   /** The newest etcd revision seen; a re-list below it means etcd lost its data (wiped, restored). */
   private highestRevision = 0;
@@ -491,6 +500,7 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
       }
       const changed = JSON.stringify(existing.instance) !== JSON.stringify(instance);
       byId!.set(instance.id, { instance, modRevision: revision });
+      this.reportedMalformed.delete(key);
       if (changed) {
         this.sorted.delete(instance.service);
         this.emit('updated', instance);
@@ -498,12 +508,13 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
       return true;
     }
     if (!byId) {
-      if (this.entries.size >= MAX_SERVICES) return this.malformed(key, kv, `more than ${MAX_SERVICES} services under the prefix`);
+      if (this.entries.size >= MAX_SERVICES) return this.malformed(key, `more than ${MAX_SERVICES} services under the prefix`);
       byId = new Map();
       this.entries.set(instance.service, byId);
     }
-    if (byId.size >= this.maxPerService) return this.malformed(key, kv, `more than ${this.maxPerService} instances of ${instance.service}`);
+    if (byId.size >= this.maxPerService) return this.malformed(key, `more than ${this.maxPerService} instances of ${instance.service}`);
     this.removedAt.delete(key);
+    this.reportedMalformed.delete(key);
     byId.set(instance.id, { instance, modRevision: revision });
     this.sorted.delete(instance.service);
     this.emit('added', instance);
@@ -526,7 +537,7 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
   /** The instance a key and value describe, or undefined (logged once per value) when either is malformed. */
   private decode(key: string, kv: IKeyValue): ServiceInstance | undefined {
     const result = this.validate(key, kv);
-    if (typeof result === 'string') return void this.malformed(key, kv, result);
+    if (typeof result === 'string') return void this.malformed(key, result);
     return result;
   }
 
@@ -552,12 +563,12 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
     return result.data;
   }
 
-  private malformed(key: string, kv: IKeyValue, problem: string): false {
-    const seen = `${kv.mod_revision}:${problem}`;
-    if (this.reportedMalformed.get(key) === seen) return false;
+  /** Logs a key's problem once, however often re-lists or its writer's refreshes bring it back. */
+  private malformed(key: string, problem: string): false {
+    if (this.reportedMalformed.get(key) === problem) return false;
     if (this.reportedMalformed.size >= MAX_REPORTED_MALFORMED) this.reportedMalformed.clear();
-    this.reportedMalformed.set(key, seen);
-    this.log.warn({ key: key.slice(0, 300), problem }, 'ignoring a malformed entry under the etcd discovery prefix');
+    this.reportedMalformed.set(key, problem);
+    this.log.warn({ key: key.slice(0, 300), problem }, 'ignoring a malformed or excess entry under the etcd discovery prefix');
     return false;
   }
 
