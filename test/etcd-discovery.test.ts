@@ -239,7 +239,7 @@ describe('etcd service discovery', () => {
     assert.deepEqual(view.events.map((e) => `${e.kind} ${e.instance.id}`), ['added good']);
     // A malformed value over a good one leaves the good one as it was.
     await raw.put(keyOf(prefix, service, 'good')).value('garbage');
-    await sleep(300);
+    await sleep(RELIST_MS + 300); // the watch and a re-list alike
     assert.deepEqual(view.discovery.instances(service), [good]);
   });
 

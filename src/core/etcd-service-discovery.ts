@@ -293,8 +293,8 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
     if (instance === undefined) return;
     // Withdrawn while the lease was being granted: its goodbye waits for this refresh, so nothing is put after it.
     if (this.registrations.get(registration.key) !== registration) return;
-    registration.incarnation = instance.incarnation;
     await lease.put(registration.key).value(instance.value).exec();
+    registration.incarnation = instance.incarnation;
   }
 
   /** The registration's value now, or undefined (logged once per distinct problem) when `describe` went wrong. */
@@ -447,7 +447,11 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
         const key = kv.key.toString();
         const goodbyeFor = this.goodbyeTarget(key);
         if (goodbyeFor) goodbyes.add(goodbyeFor);
-        else if (this.apply(kv)) present.add(key);
+        else {
+          // A malformed value over a good one is ignored here as in the watch: the key is still there.
+          present.add(key);
+          this.apply(kv);
+        }
       }
       for (const [service, byId] of this.entries) {
         for (const [id, entry] of byId) {
@@ -482,21 +486,22 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
     await this.watch(revision + 1);
   }
 
-  /** Takes a put (watched or listed) into the view; false when the key is not a valid instance. */
-  private apply(kv: IKeyValue): boolean {
+  /** Takes a put (watched or listed) into the view. */
+  private apply(kv: IKeyValue): void {
     const key = kv.key.toString();
     const revision = Number(kv.mod_revision);
     const instance = this.decode(key, kv);
-    if (!instance) return false;
+    if (!instance) return;
     const removed = this.removedAt.get(key);
-    if (removed !== undefined && removed >= revision) return false;
+    if (removed !== undefined && removed >= revision) return;
     let byId = this.entries.get(instance.service);
     const existing = byId?.get(instance.id);
     if (existing) {
-      if (revision <= existing.modRevision) return true;
+      if (revision <= existing.modRevision) return;
       if (existing.instance.incarnation !== instance.incarnation) {
         this.remove(key, 'restarted', revision - 1);
-        return this.apply(kv);
+        this.apply(kv);
+        return;
       }
       const changed = JSON.stringify(existing.instance) !== JSON.stringify(instance);
       byId!.set(instance.id, { instance, modRevision: revision });
@@ -505,7 +510,7 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
         this.sorted.delete(instance.service);
         this.emit('updated', instance);
       }
-      return true;
+      return;
     }
     if (!byId) {
       if (this.entries.size >= MAX_SERVICES) return this.malformed(key, `more than ${MAX_SERVICES} services under the prefix`);
@@ -518,7 +523,6 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
     byId.set(instance.id, { instance, modRevision: revision });
     this.sorted.delete(instance.service);
     this.emit('added', instance);
-    return true;
   }
 
   private remove(key: string, reason: ServiceRemovalReason, revision: number): void {
@@ -534,11 +538,12 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
     this.emit('removed', entry.instance, reason);
   }
 
-  /** The instance a key and value describe, or undefined (logged once per value) when either is malformed. */
+  /** The instance a key and value describe, or undefined (logged once per key) when either is malformed. */
   private decode(key: string, kv: IKeyValue): ServiceInstance | undefined {
     const result = this.validate(key, kv);
-    if (typeof result === 'string') return void this.malformed(key, result);
-    return result;
+    if (typeof result !== 'string') return result;
+    this.malformed(key, result);
+    return undefined;
   }
 
   private decodeQuietly(kv: IKeyValue): ServiceInstance | undefined {
@@ -564,12 +569,11 @@ export class EtcdServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> i
   }
 
   /** Logs a key's problem once, however often re-lists or its writer's refreshes bring it back. */
-  private malformed(key: string, problem: string): false {
-    if (this.reportedMalformed.get(key) === problem) return false;
+  private malformed(key: string, problem: string): void {
+    if (this.reportedMalformed.get(key) === problem) return;
     if (this.reportedMalformed.size >= MAX_REPORTED_MALFORMED) this.reportedMalformed.clear();
     this.reportedMalformed.set(key, problem);
     this.log.warn({ key: key.slice(0, 300), problem }, 'ignoring a malformed or excess entry under the etcd discovery prefix');
-    return false;
   }
 
   // ---- keys -----------------------------------------------------------------------------------
