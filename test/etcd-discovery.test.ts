@@ -142,7 +142,9 @@ describe('etcd service discovery', () => {
     const service = uniqueServiceName('killed');
     const child = spawnRegistrant(options(prefix), instanceOf(service, 'k-1'));
     try {
-      await b.next((e) => e.kind === 'added' && e.instance.service === service, 20_000, 'the child instance');
+      await b.next((e) => e.kind === 'added' && e.instance.service === service, 20_000, 'the child instance').catch((err: Error) => {
+        throw new Error(`${err.message}\nchild output:\n${child.output()}`);
+      });
       await sleep(REFRESH_MS * 2); // a few keepalives, so the lease's expiry runs from a keepalive
       const t0 = Date.now();
       child.kill('SIGKILL');
@@ -359,7 +361,7 @@ class DeafDiscovery extends EtcdServiceDiscovery {
 }
 
 /** A separate Node process that registers `instance` and runs until killed. */
-function spawnRegistrant(opts: EtcdDiscoveryOptions, instance: ServiceInstance): ChildProcess {
+function spawnRegistrant(opts: EtcdDiscoveryOptions, instance: ServiceInstance): ChildProcess & { output(): string } {
   const code = `
     const { EtcdServiceDiscovery } = await import(process.env.DISCOVERY_MODULE);
     const { pino } = await import('pino');
@@ -376,7 +378,11 @@ function spawnRegistrant(opts: EtcdDiscoveryOptions, instance: ServiceInstance):
       DISCOVERY_OPTIONS: JSON.stringify(opts),
       DISCOVERY_INSTANCE: JSON.stringify(instance),
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    // Its output stays out of this file's TAP stream; kept for the failure message.
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return child;
+  const output: string[] = [];
+  child.stdout!.on('data', (d: Buffer) => output.push(d.toString()));
+  child.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
+  return Object.assign(child, { output: () => output.join('').slice(-4000) });
 }
