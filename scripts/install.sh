@@ -2,7 +2,7 @@
 # Installs everything mediasoup-signal needs on a fresh Debian/Ubuntu machine:
 # the build tools native modules need, Node dependencies (npm ci) and the
 # mediasoup worker binary. With --test it also installs what the test suite
-# drives or starts: PostgreSQL, NATS, Redis and RabbitMQ servers (the tests start private
+# drives or starts: PostgreSQL, NATS, Redis, RabbitMQ and etcd servers (the tests start private
 # instances of them on free ports), ffmpeg for real RTP, Chromium, iproute2
 # and python3 for the network-namespace tests.
 #
@@ -149,6 +149,10 @@ if [ "$WITH_TEST_DEPS" = 1 ]; then
   # ffmpeg: real RTP. chromium: the browser tests. iproute2 and python3: the cascade
   # tests build network namespaces joined by a user-space delay line.
   apt_install "the tests" postgresql nats-server redis-server rabbitmq-server ffmpeg chromium iproute2 python3
+  # etcd-server (etcd 3.4 or newer): test/etcd-discovery.test.ts starts a private one to restart it; its
+  # package's system etcd on 2379 (where a service manager runs it) is left alone. etcd-client: etcdctl, for
+  # looking at what service discovery wrote.
+  apt_install "the etcd discovery tests" etcd-server etcd-client
 fi
 STEP="finishing"
 echo "install.sh: done"

@@ -393,34 +393,47 @@ async function idOf(user: string): Promise<{ uid: number; gid: number } | undefi
   return undefined;
 }
 
-/** A private etcd (v3 API over HTTP) on free client and peer ports. */
-export async function startEtcd(): Promise<RunningService> {
+/**
+ * A private etcd (v3 API over HTTP; Debian's etcd-server 3.4 or newer) on free client and
+ * peer ports, its data in a temporary directory. `stop()`/`start()`/`restart()` stop and
+ * start it in place (same ports, same data: leases and keys survive, as after a crash);
+ * `dispose()` stops it and removes its directory.
+ */
+export async function startEtcdProcess(): Promise<ServiceProcess & { url: string; dataDir: string; dispose(): Promise<void> }> {
   const etcd = requireBinary('etcd');
   const dir = mkdtempSync(join(tmpdir(), 'mss-etcd-'));
+  const dataDir = join(dir, 'data');
   const svc = await withFreePort(async (port) => {
     const peer = await freePort();
     const p = new ServiceProcess(
       port,
       etcd,
       [
-        '--name', 'test', '--data-dir', join(dir, 'data'),
+        '--name', 'test', '--data-dir', dataDir,
         '--listen-client-urls', `http://127.0.0.1:${port}`, '--advertise-client-urls', `http://127.0.0.1:${port}`,
         '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
         '--initial-cluster', `test=http://127.0.0.1:${peer}`, '--unsafe-no-fsync',
       ],
+      // ETCD_UNSUPPORTED_ARCH must name the architecture on anything but amd64 (etcd refuses to start otherwise).
       { label: 'etcd', env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch } },
     );
     await p.start();
     return p;
   });
-  return {
-    name: 'etcd',
+  return Object.assign(svc, {
     url: `http://127.0.0.1:${svc.port}`,
-    async stop() {
+    dataDir,
+    async dispose() {
       await svc.stop('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
     },
-  };
+  });
+}
+
+/** A private etcd for the whole test run. */
+export async function startEtcd(): Promise<RunningService> {
+  const svc = await startEtcdProcess();
+  return { name: 'etcd', url: svc.url, stop: () => svc.dispose() };
 }
 
 /**
