@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import { type MetricObjectWithValues, type MetricValue, Registry } from 'prom-client';
 import type { Bus } from '../src/core/bus/bus.js';
 import { NatsBus } from '../src/core/bus/nats-bus.js';
 import { RabbitMqBus } from '../src/core/bus/rabbitmq-bus.js';
@@ -36,6 +36,8 @@ for (const busKind of CLUSTER_BUSES) {
     const pushes: { user: string; eventId: string; messageId: string }[] = [];
     /** Which distributor acknowledged each event. */
     const ackedBy = new Map<string, string>();
+    const senderMetrics = new Registry();
+    const retried = async () => Number(/mss_online_events_retried_total\{source="api"\} (\d+)/.exec(await senderMetrics.metrics())?.[1] ?? 0);
 
     before(async () => {
       if (busKind === 'nats') {
@@ -70,6 +72,7 @@ for (const busKind of CLUSTER_BUSES) {
         { queue: 'push' },
       );
       sender = new OnlineEventSender(bus, silent, 'api', { distributorTimeoutMs: 1500, requestTimeoutMs: 2000, retryMinMs: 50, retryMaxMs: 500 });
+      sender.registerMetrics(senderMetrics);
       sender.on('acked', (events, owner) => {
         for (const e of events) ackedBy.set(e.id, owner);
       });
@@ -190,6 +193,7 @@ for (const busKind of CLUSTER_BUSES) {
 
     test('kill -9 of a distributor during a stream: no event lost, no duplicate left after dedupe by event id', async () => {
       pushes.length = 0;
+      const retriedBefore = await retried();
       const victim = 'dist-3';
       let killed: Promise<void> | undefined;
       const events = await stream(users, (sent) => {
@@ -197,6 +201,8 @@ for (const busKind of CLUSTER_BUSES) {
       });
       await killed;
       await until(`${victim} left the ring`, () => !sender.ring.members.includes(victim), 10_000);
+      const resent = (await retried()) - retriedBefore;
+      assert.ok(resent > 0, 'the kill hit the stream: sends to the victim failed and went again');
       // Every event reached its user: each pushed at least once, under its own id and to its own user.
       const byEvent = new Map<string, number>();
       for (const p of pushes) {
@@ -212,7 +218,7 @@ for (const busKind of CLUSTER_BUSES) {
       for (const id of byEvent.keys()) perUser.set(expected.get(id)!, (perUser.get(expected.get(id)!) ?? 0) + 1);
       assert.ok(users.every((u) => perUser.get(u) === 1), 'each user notified once after dedupe');
       const copies = pushes.length - byEvent.size;
-      console.log(`# ${BUS_LABEL[busKind]}: ${events.length} events, ${pushes.length} pushes, ${copies} raw copies (same event id), 0 after dedupe`);
+      console.log(`# ${BUS_LABEL[busKind]}: ${events.length} events, ${resent} sends failed and went again, ${pushes.length} pushes, ${copies} raw copies (same event id), 0 after dedupe`);
       // The survivors agree on the ring without the victim.
       await assertAgreement(users);
     });
