@@ -62,7 +62,8 @@ export class RoleProcess {
       const tail = this.output.join('').split('\n').slice(-40).join('\n');
       process.stderr.write(`[${this.role} pid ${proc.pid}] exited unexpectedly (code ${code}, signal ${signal}); its last output:\n${tail}\n`);
     });
-    const until = Date.now() + 30_000;
+    // Generous: a role's first start compiles its TypeScript (tsx), which takes ~30 s on a loaded 2-core machine.
+    const until = Date.now() + 90_000;
     while (!this.output.join('').includes('mediasoup-signal started')) {
       if (proc.exitCode !== null) throw new Error(`${this.role} exited: ${this.output.join('')}`);
       if (Date.now() > until) throw new Error(`${this.role} did not start: ${this.output.join('')}`);
