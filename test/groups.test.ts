@@ -235,6 +235,21 @@ for (const kind of ['sqlite', 'postgres'] as StoreKind[]) {
       await send([event('room_finished', a, roomId)]);
     });
 
+    test('one room on two gateways (moved while the first was cut off): each one’s leave and end touch only its own peers', async () => {
+      await sdkA.addGroupMembers('moved', ['una']);
+      const roomId = (await sdkA.createRoom('moved room', { group: 'moved' }))._id;
+      await send([event('room_started', a, roomId), event('participant_joined', a, roomId, 'old')], 'gw-old');
+      const reopened = [event('room_started', a, roomId), event('participant_joined', a, roomId, 'new'), event('participant_joined', a, roomId, 'both')];
+      await send(reopened, 'gw-new');
+      // The old gateway, back, reports what its copy did meanwhile: the peer that moved left it, then its end.
+      await send([event('participant_left', a, roomId, 'both'), event('participant_left', a, roomId, 'old'), event('room_finished', a, roomId)], 'gw-old');
+      const [call] = (await calls(a, 'una')).calls;
+      assert.deepEqual(call!.participants.map((p) => p.id), ['peer-new', 'peer-both']);
+      assert.equal(call!.since, reopened[0]!.at);
+      await send([event('room_finished', a, roomId)], 'gw-new');
+      assert.deepEqual((await calls(a, 'una')).calls, []);
+    });
+
     test('pruning forgets old tombstones and the presence in deleted rooms, never who is in a room now', async () => {
       const later = () => Date.now() + 60_000;
       await h.store.calls.prune(later());

@@ -101,6 +101,12 @@ const ROUTES: Record<string, RouteSpec> = {
   'POST /rooms/:room/participants/:participant/tracks/:track/mute': { access: 'mauth', roomScoped: true },
   'POST /rooms/:room/data': { access: 'mauth', roomScoped: true },
   'POST /rooms/:room/close': { access: 'mauth', roomScoped: true },
+  // Groups: rows keyed by the caller's tenant, so another tenant's group of the same name is another group.
+  'POST /groups/:group/members': { access: 'mauth' },
+  'POST /groups/:group/members/remove': { access: 'mauth' },
+  'GET /groups/:group/members': { access: 'mauth' },
+  'GET /users/:user/groups': { access: 'mauth' },
+  'DELETE /groups/:group': { access: 'mauth' },
   // Developer endpoints act as the superService without authentication (loopback only).
   'GET /dev/rooms': { access: 'public' },
   'POST /dev/rooms': { access: 'public' },

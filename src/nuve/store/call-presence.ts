@@ -34,7 +34,9 @@ interface CallRow {
  * Every write is conditional on the gateway's event time, so applying events is idempotent and an
  * old event arriving late changes nothing: a participant's row keeps the time of the latest event
  * applied to it (a join applies only when strictly newer, a leave when not older), a leaver stays as
- * a tombstone until pruned, and a room's end removes only what is not newer than it. A batch costs a
+ * a tombstone until pruned, and a room's end removes only what is not newer than it. Leaves and ends
+ * touch only what the reporting gateway itself reported, so a room that moved to another gateway keeps
+ * its new run whatever the old gateway reports late. A batch costs a
  * handful of statements in one transaction whatever its size: its events are folded per participant
  * and per room first (the last word per key, in the gateway's order).
  */
@@ -89,7 +91,7 @@ export class CallPresenceRepository {
       if (started.size > 0) {
         await tx
           .insertInto('call_rooms')
-          .values([...started.values()])
+          .values(inKeyOrder(started))
           .onConflict((oc) =>
             oc
               .columns(['service_id', 'room_id'])
@@ -97,14 +99,15 @@ export class CallPresenceRepository {
               .where((eb) => eb('call_rooms.started_at', '<', eb.ref('excluded.started_at'))),
           )
           .execute();
-        // A new run of the room: whoever is still there from before is a ghost of a run whose end was never
-        // reported (its gateway restarted under the same id before the registry noticed).
+        // A new run of the room: whoever this gateway still has there from before is a ghost of a run whose
+        // end was never reported (the gateway restarted under the same id before the registry noticed).
         for (const s of started.values()) {
           await tx
             .updateTable('call_participants')
             .set({ left_at: s.started_at, event_at: s.started_at })
             .where('service_id', '=', s.service_id)
             .where('room_id', '=', s.room_id)
+            .where('gateway_id', '=', gatewayId)
             .where('left_at', 'is', null)
             .where('event_at', '<', s.started_at)
             .execute();
@@ -113,7 +116,7 @@ export class CallPresenceRepository {
       if (joins.size > 0) {
         await tx
           .insertInto('call_participants')
-          .values([...joins.values()])
+          .values(inKeyOrder(joins))
           .onConflict((oc) =>
             oc
               .columns(['service_id', 'room_id', 'participant_id'])
@@ -138,12 +141,18 @@ export class CallPresenceRepository {
       if (leaves.size > 0) {
         await tx
           .insertInto('call_participants')
-          .values([...leaves.values()])
+          .values(inKeyOrder(leaves))
           .onConflict((oc) =>
             oc
               .columns(['service_id', 'room_id', 'participant_id'])
               .doUpdateSet((eb) => ({ left_at: eb.ref('excluded.left_at'), event_at: eb.ref('excluded.event_at') }))
-              .where((eb) => eb('call_participants.event_at', '<=', eb.ref('excluded.event_at'))),
+              // A peer joins and leaves through one gateway: another's leave is of a copy that is gone already.
+              .where((eb) =>
+                eb.and([
+                  eb('call_participants.event_at', '<=', eb.ref('excluded.event_at')),
+                  eb('call_participants.gateway_id', '=', eb.ref('excluded.gateway_id')),
+                ]),
+              ),
           )
           .execute();
       }
@@ -158,12 +167,15 @@ export class CallPresenceRepository {
           .where('event_at', '<=', e.at)
           .execute();
       }
+      // A room's end is the end of this gateway's copy: another gateway hosting it now (the room moved while
+      // this one was cut off) keeps its participants and its start.
       for (const f of finished.values()) {
         await tx
           .updateTable('call_participants')
           .set({ left_at: f.at, event_at: f.at })
           .where('service_id', '=', f.serviceId)
           .where('room_id', '=', f.roomId)
+          .where('gateway_id', '=', gatewayId)
           .where('left_at', 'is', null)
           .where('event_at', '<=', f.at)
           .execute();
@@ -171,6 +183,7 @@ export class CallPresenceRepository {
           .deleteFrom('call_rooms')
           .where('service_id', '=', f.serviceId)
           .where('room_id', '=', f.roomId)
+          .where('gateway_id', '=', gatewayId)
           .where('started_at', '<=', f.at)
           .execute();
       }
@@ -277,4 +290,9 @@ export class CallPresenceRepository {
     }
     return { groups: Number(rows[0]?.group_count ?? 0), calls };
   }
+}
+
+/** Rows by key: concurrent writers (a late Nuve and the current one) lock them in the same order, so never deadlock. */
+function inKeyOrder<T>(rows: Map<string, T>): T[] {
+  return [...rows.keys()].sort().map((key) => rows.get(key)!);
 }
