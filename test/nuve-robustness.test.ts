@@ -107,6 +107,8 @@ const ROUTES: Record<string, RouteSpec> = {
   'GET /groups/:group/members': { access: 'mauth' },
   'GET /users/:user/groups': { access: 'mauth' },
   'DELETE /groups/:group': { access: 'mauth' },
+  // Online events: the users are the caller's own (each event names its tenant); answered 202 once queued for a distributor.
+  'POST /online': { access: 'mauth' },
   // Developer endpoints act as the superService without authentication (loopback only).
   'GET /dev/rooms': { access: 'public' },
   'POST /dev/rooms': { access: 'public' },
