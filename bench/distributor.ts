@@ -8,9 +8,10 @@
  *    user) and `push.send` (reached). Each event costs the distributor two lookups (the re-check)
  *    and one push.
  * 3. End to end, online → notification in the client: the embedded platform (`all`, with its own
- *    distributor) as one process on the same NATS, `--users` push sessions on raw WebSockets; this
- *    process answers `nuve.groups.calls`. Measured twice: a session connecting (its socket opening →
- *    the `push` listing the calls), and an app's `POST /online` for connected users (the call → the push).
+ *    distributor) as one process on the same NATS, every part real: `--users` members of one group
+ *    (Nuve's REST), a room of that group with one peer in it (the stock protoo-client), and the users'
+ *    push sessions on raw WebSockets. Measured twice: a session connecting (its socket opening → the
+ *    `push` listing the call), and an app's `POST /online` for connected users (the call → the push).
  *
  *   node --import tsx bench/distributor.ts [--lookups 2000000] [--events 20000] [--users 300] [--rounds 20]
  */
@@ -18,17 +19,18 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import HashRingPackage from 'hashring';
 import { WebSocket } from 'ws';
-import type { Bus } from '../src/core/bus/bus.js';
+import type { Bus, Subscription } from '../src/core/bus/bus.js';
 import { NatsBus } from '../src/core/bus/nats-bus.js';
 import { type GroupCallsRequest, groupCallsSubjects } from '../src/core/group-calls-protocol.js';
 import { HashRing } from '../src/core/hash-ring.js';
 import { createLogger } from '../src/core/logger.js';
-import { buildMAuthHeader } from '../src/core/mauth.js';
 import { OnlineEventSender } from '../src/core/online-events.js';
 import { pushSubjects } from '../src/core/push-protocol.js';
 import type { GroupCallsNotification } from '../src/distributor/notification.js';
+import { NuveClient } from '../src/server/index.js';
 import { RoleProcess } from '../test/helpers/cluster.js';
 import { startNats } from '../test/helpers/services.js';
+import { joinedAfter, stockClient } from '../test/helpers/stock-client.js';
 import { EmbeddedProcess } from './embedded-process.js';
 
 const { values: args } = parseArgs({
@@ -76,9 +78,9 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
 
 const nats = await startNats();
 const bus: Bus = await NatsBus.connect(nats.url, silent);
-/** Nuve's part while its groups are not in this build: every user is in one group with one call going on. */
-function answerGroupCalls(): void {
-  bus.respond(
+/** Nuve's part in step 2, so that only the distributor is measured: every user is in one group with one call going on. */
+function answerGroupCalls(): Subscription {
+  return bus.respond(
     groupCallsSubjects.forUser,
     (payload) => {
       const { userName } = payload as GroupCallsRequest;
@@ -95,7 +97,7 @@ const nobodyAnswers = await bus.request(groupCallsSubjects.forUser, { serviceId:
   (err: { code?: string }) => err.code === 'BUS_NO_RESPONDERS',
 );
 if (!nobodyAnswers) throw new Error('something already answers nuve.groups.calls on this private NATS');
-answerGroupCalls();
+const standInNuve = answerGroupCalls();
 
 // ── 2. Events/s of one distributor ──────────────────────────────────────────
 {
@@ -129,23 +131,19 @@ answerGroupCalls();
   await sender.close(0);
   await distributor.kill('SIGTERM');
   pushSub.unsubscribe();
+  standInNuve.unsubscribe();
 }
 
 // ── 3. End to end on the embedded platform ──────────────────────────────────
 {
   const platform = new EmbeddedProcess();
   await platform.start({ MSS_BUS__DRIVER: 'nats', MSS_BUS__NATS_URL: nats.url, MSS_DISTRIBUTOR__ID: 'embedded-dist' });
-  const auth = () => buildMAuthHeader({ serviceId: platform.superService.id, key: platform.superService.key, cnonce: randomBytes(12).toString('hex') });
-  const post = async (path: string, body: unknown, status = 200): Promise<any> => {
-    const res = await fetch(`${platform.nuveUrl}${path}`, { method: 'POST', headers: { authorization: auth(), 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    if (res.status !== status) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-    return res.json();
-  };
+  const app = new NuveClient({ url: platform.nuveUrl, serviceId: platform.superService.id, key: platform.superService.key });
   /** Notifications by event id as each client receives them (time of arrival). */
   const arrivals = new Map<string, number>();
   const onConnect: number[] = [];
   const connect = async (user: string): Promise<WebSocket> => {
-    const { token } = await post('/sessions', { user, scopes: ['push'] });
+    const token = await app.createSession({ user, scopes: ['push'] });
     const opened = Date.now();
     const ws = new WebSocket(`${platform.gatewayUrl}/?token=${encodeURIComponent(token)}`, 'protoo');
     let first = true;
@@ -161,6 +159,10 @@ answerGroupCalls();
     return ws;
   };
   const users = Array.from({ length: Number(args.users) }, (_, i) => `e2e-${i}`);
+  for (let i = 0; i < users.length; i += 1000) await app.addGroupMembers('team', users.slice(i, i + 1000));
+  const room = await app.createRoom('standup', { group: 'team' });
+  const host = stockClient(`${platform.gatewayUrl}/?token=${encodeURIComponent(await app.createToken(room._id, 'host', 'presenter'))}`, 'host');
+  await joinedAfter(host);
   const sockets: WebSocket[] = [];
   for (let i = 0; i < users.length; i += 10) sockets.push(...(await Promise.all(users.slice(i, i + 10).map(connect))));
   const settle = Date.now() + 10_000;
@@ -176,7 +178,7 @@ answerGroupCalls();
   for (let round = 0; round < Number(args.rounds); round++) {
     const batch = Array.from({ length: 50 }, (_, i) => users[(round * 50 + i) % users.length]!);
     const sent = Date.now();
-    const { events } = (await post('/online', { users: [...new Set(batch)] }, 202)) as { events: { id: string }[] };
+    const { events } = await app.online([...new Set(batch)]);
     for (const e of events) pending.push({ id: e.id, sent });
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -189,6 +191,7 @@ answerGroupCalls();
       `p50 ${percentile(latencies, 50)} ms, p99 ${percentile(latencies, 99)} ms, max ${latencies.at(-1)} ms`,
   );
   for (const ws of sockets) ws.close();
+  host.peer.close();
   await platform.stop();
 }
 
