@@ -19,6 +19,8 @@ export interface PushOptions {
 export interface ServiceContext {
   /** Vouched for by the gateway (clients, trusted servers) or the calling service: never the client's own say. */
   readonly caller: Readonly<CallerIdentity>;
+  /** The id of the instance running this call. */
+  readonly instance: string;
   readonly logger: Logger;
   /** Calls another service for the same tenant and user, and waits for its answer. */
   call<T = unknown>(service: string, method: string, args?: unknown, options?: CallOptions): Promise<T>;

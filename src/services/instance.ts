@@ -206,6 +206,10 @@ class CallContext implements ServiceContext {
     return this.host.log;
   }
 
+  get instance(): string {
+    return this.host.id;
+  }
+
   call<T>(service: string, method: string, args?: unknown, options?: CallOptions): Promise<T> {
     return this.host.caller.call(service, method, args, this.host.identityFor(this.caller), options) as Promise<T>;
   }
