@@ -123,20 +123,19 @@ export class ServiceCaller {
     const route = this.routeOf(service);
     const state = route.pick(options.strategy ?? this.strategyOf(service), options.key ?? `${caller.tenant}/${caller.user}`);
     if (!state) throw new AppError('SERVICE_UNAVAILABLE');
-    const call: ServiceCall = { m: method, a: args ?? null, c: caller, t: options.timeoutMs ?? this.options.defaultTimeoutMs, f: 1 };
+    const call: ServiceCall = { m: method, a: args, c: caller, t: options.timeoutMs ?? this.options.defaultTimeoutMs, f: 1 };
     this.bus.publish(serviceSubjects.instanceSend(service, state.id), call);
   }
 
-  /** A client connection closed: its ordered streams are forgotten. */
-  forgetClient(tenant: string, connection: string): void {
-    const prefix = `${tenant}\u0000${connection}\u0000`;
+  /** A connection closed: the ordered streams of callers whose `connection` starts with `prefix` are forgotten. */
+  forgetConnections(prefix: string): void {
     for (const key of this.streams.keys()) if (key.startsWith(prefix)) this.streams.delete(key);
   }
 
   private async dispatch(service: string, method: string, args: unknown, caller: CallerIdentity, options: CallOptions): Promise<unknown> {
     this.checkSize(args);
     const timeoutMs = Math.min(options.timeoutMs ?? this.options.defaultTimeoutMs, MAX_CALL_TIMEOUT_MS);
-    const call: ServiceCall = { m: method, a: args ?? null, c: caller, t: timeoutMs };
+    const call: ServiceCall = { m: method, a: args, c: caller, t: timeoutMs };
     if (options.ordered || this.orderedMethods.has(`${service}.${method}`)) return this.dispatchOrdered(service, call, options);
     const route = this.routeOf(service);
     const strategy = options.strategy ?? this.strategyOf(service);
@@ -158,7 +157,7 @@ export class ServiceCaller {
   }
 
   private async dispatchOrdered(service: string, call: ServiceCall, options: CallOptions): Promise<unknown> {
-    const key = `${call.c.tenant}\u0000${call.c.connection}\u0000${service}`;
+    const key = `${call.c.connection}\u0000${call.c.tenant}\u0000${service}`;
     let stream = this.streams.get(key);
     while (stream?.broken) {
       if (stream.inFlight > 0) {

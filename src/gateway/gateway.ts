@@ -19,6 +19,7 @@ import { GatewayMetrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { Peer } from './peer.js';
 import { PushSessions } from './push-sessions.js';
+import { ServiceCalls } from './service-calls.js';
 import { ClientDistance, placeWithRoom, rankByDistance } from './placement.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
@@ -42,6 +43,8 @@ export class Gateway {
   private metricsRegistry?: Registry;
   private readonly subscriptions: Subscription[] = [];
   private readonly push: PushSessions;
+  /** Calls to business services: the `call` channel and the trusted servers' edge. */
+  readonly services: ServiceCalls;
   private http?: FastifyInstance;
   /** How each WebSocket peer's session may be resumed once, should its media agent be lost. */
   private readonly resumptions = new WeakMap<Peer, (peerId: string) => void>();
@@ -60,6 +63,8 @@ export class Gateway {
     this.edge.register(this.roomSignaling());
     this.push = new PushSessions(bus, config.gateway.id, logger, config.push.locationTtlMs);
     this.edge.register(this.push.channel());
+    this.services = new ServiceCalls(config, bus, logger);
+    this.edge.register(this.services.channel());
     this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
     this.agents.on('removed', (agent, why) => {
       const reason = why === 'restarted' ? 'agent-restarted' : 'agent-removed';
@@ -103,6 +108,7 @@ export class Gateway {
   async start(): Promise<void> {
     this.agents.start();
     this.push.start();
+    await this.services.start();
     this.subscriptions.push(
       this.bus.respond(subjects.gatewayRpc(this.id), (payload) => this.onNuveRpc(payload)),
       this.bus.subscribe(agentSubjects.events(this.id), (payload) => {
@@ -165,6 +171,7 @@ export class Gateway {
       },
       rejected: () => this.limits.rejected,
     });
+    this.services.registerMetrics(registry);
     this.metricsRegistry = registry;
   }
 
@@ -189,6 +196,7 @@ export class Gateway {
   async close(): Promise<void> {
     this.presence?.stop();
     this.push.stop();
+    await this.services.close();
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
     this.edge.close('GATEWAY_SHUTDOWN', 'gateway shutting down; rejoin with a new token');
     for (const room of [...this.rooms.values()]) room.close();
