@@ -3,7 +3,7 @@ import type { Bus } from './bus/bus.js';
 import { AppError, isAppError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { ServiceDiscovery, ServiceInstance, ServiceRemovalReason } from './service-discovery.js';
-import { type CallerIdentity, MAX_CALL_TIMEOUT_MS, PROBE_METHOD, type ServiceCall, serviceSubjects } from './service-protocol.js';
+import { type CallerIdentity, MAX_CALL_TIMEOUT_MS, PROBE_METHOD, type ServiceCall, probeAnswerSchema, serviceSubjects } from './service-protocol.js';
 import { InstanceState, ServiceRoute, type Strategy } from './service-routes.js';
 
 export interface CallOptions {
@@ -41,6 +41,9 @@ interface OrderedStream {
   settled?: { promise: Promise<void>; resolve(): void };
   lastUsed: number;
 }
+
+/** The most a call waits for a service new to this caller to be described (its instances' probes). */
+const DESCRIBE_WAIT_MS = 2000;
 
 /** Streams unused this long are forgotten (instances forget theirs later: `ORDERED_STREAM_IDLE_MS` there is longer). */
 const STREAM_IDLE_MS = 30_000;
@@ -136,8 +139,10 @@ export class ServiceCaller {
     this.checkSize(args);
     const timeoutMs = Math.min(options.timeoutMs ?? this.options.defaultTimeoutMs, MAX_CALL_TIMEOUT_MS);
     const call: ServiceCall = { m: method, a: args, c: caller, t: timeoutMs };
-    if (options.ordered || this.orderedMethods.has(`${service}.${method}`)) return this.dispatchOrdered(service, call, options);
     const route = this.routeOf(service);
+    // A service new to this caller: which methods run ordered is known once one instance answered its probe.
+    if (!route.described) await route.whenDescribed(Math.min(timeoutMs, DESCRIBE_WAIT_MS));
+    if (options.ordered || route.isOrdered(method) || this.orderedMethods.has(`${service}.${method}`)) return this.dispatchOrdered(service, call, options);
     const strategy = options.strategy ?? this.strategyOf(service);
     const key = options.key ?? `${caller.tenant}/${caller.user}`;
     // No responders means the call reached nobody: another instance may take it.
@@ -236,27 +241,35 @@ export class ServiceCaller {
     this.logger.warn({ instance: state.id, service: state.instance.service }, 'service instance stopped answering: out of the picks until it answers a probe');
   }
 
-  private async probe(): Promise<void> {
-    for (const state of this.states.values()) {
-      if (!state.suspect) continue;
-      const call: ServiceCall = {
-        m: PROBE_METHOD,
-        a: null,
-        c: { tenant: '$', user: '$', connection: this.streamPrefix, kind: 'service' },
-        t: this.options.probeMs,
-      };
-      this.bus.request(serviceSubjects.instance(state.instance.service, state.id), call, { timeoutMs: this.options.probeMs }).then(
-        () => {
-          if (!state.suspect || this.states.get(state.id) !== state) return;
-          state.suspect = false;
-          this.routes.get(state.instance.service)?.refresh();
-          this.logger.info({ instance: state.id }, 'service instance answers again');
-        },
-        () => undefined,
-      );
-    }
+  /** Probes the instances that stopped answering, and those not yet described. */
+  private probe(): void {
+    for (const state of this.states.values()) if (state.suspect || !state.ordered) this.probeOne(state);
     const idle = Date.now() - STREAM_IDLE_MS;
     for (const [key, stream] of this.streams) if (stream.inFlight === 0 && stream.lastUsed < idle) this.streams.delete(key);
+  }
+
+  private probeOne(state: InstanceState): void {
+    const call: ServiceCall = {
+      m: PROBE_METHOD,
+      c: { tenant: '$', user: '$', connection: this.streamPrefix, kind: 'service' },
+      t: this.options.probeMs,
+      a: undefined,
+    };
+    this.bus.request(serviceSubjects.instance(state.instance.service, state.id), call, { timeoutMs: this.options.probeMs }).then(
+      (answer) => {
+        if (this.states.get(state.id) !== state) return;
+        const parsed = probeAnswerSchema.safeParse(answer);
+        if (!parsed.success) return;
+        const route = this.routes.get(state.instance.service);
+        state.ordered = new Set(parsed.data.ordered);
+        route?.learned();
+        if (!state.suspect) return;
+        state.suspect = false;
+        route?.refresh();
+        this.logger.info({ instance: state.id }, 'service instance answers again');
+      },
+      () => undefined,
+    );
   }
 
   private onAdded(instance: ServiceInstance): void {
@@ -266,6 +279,7 @@ export class ServiceCaller {
     let route = this.routes.get(instance.service);
     if (!route) this.routes.set(instance.service, (route = new ServiceRoute()));
     route.add(state);
+    this.probeOne(state);
   }
 
   private onRemoved(instance: ServiceInstance, reason: ServiceRemovalReason): void {

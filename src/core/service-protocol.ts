@@ -54,8 +54,14 @@ export interface ServiceCall {
   f?: 1;
 }
 
-/** The instance's own method every caller may use to ask whether it is alive (answered before any handler). */
+/**
+ * The instance's own method every caller may use: whether it is alive (answered before any handler),
+ * and which of its methods run ordered (`ProbeAnswer`), so callers route those sticky from the first call.
+ */
 export const PROBE_METHOD = '$probe';
+
+export const probeAnswerSchema = z.object({ id: z.string(), ordered: z.array(z.string().max(64)).max(1000) });
+export type ProbeAnswer = z.infer<typeof probeAnswerSchema>;
 
 /** At most this long for a single call, whatever the method or the call asks. */
 export const MAX_CALL_TIMEOUT_MS = 300_000;
@@ -71,7 +77,7 @@ const boundedId = z.string().min(1).max(256);
 export const serviceCallSchema = z
   .object({
     m: z.string().min(1).max(64),
-    a: z.unknown(),
+    a: z.unknown().optional(),
     c: z
       .object({
         tenant: boundedId,

@@ -9,6 +9,8 @@ export class InstanceState {
   own = 0;
   /** Stopped answering this caller (timeout, no responders): out of the picks until a probe answers. */
   suspect = false;
+  /** Its methods that run ordered, once its first probe answered. */
+  ordered?: ReadonlySet<string>;
   /** This caller's calls waiting there, failed at once if the instance is lost. */
   readonly pending = new Set<{ fail(err: Error): void }>();
 
@@ -34,6 +36,33 @@ export class ServiceRoute {
   picks: InstanceState[] = [];
   private ring?: HashRing;
   private next = 0;
+  /** Resolved once an instance told which methods run ordered (calls wait for it only while the service is new here). */
+  private describedWait?: { promise: Promise<void>; resolve(): void };
+  described = false;
+
+  /** Whether `method` runs ordered, as the instances told. */
+  isOrdered(method: string): boolean {
+    for (const state of this.all) if (state.ordered?.has(method)) return true;
+    return false;
+  }
+
+  /** An instance answered its first probe. */
+  learned(): void {
+    this.described = true;
+    this.describedWait?.resolve();
+  }
+
+  /** Until an instance was described, at most `ms`. */
+  whenDescribed(ms: number): Promise<void> {
+    if (this.described) return Promise.resolve();
+    if (!this.describedWait) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.describedWait = { promise, resolve };
+    }
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([this.describedWait.promise, new Promise<void>((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
+  }
 
   add(state: InstanceState): void {
     this.all.push(state);

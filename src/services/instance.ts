@@ -5,7 +5,7 @@ import type { Logger } from '../core/logger.js';
 import { type PushSendResult, pushSubjects } from '../core/push-protocol.js';
 import type { CallOptions, ServiceCaller } from '../core/service-caller.js';
 import type { ServiceDiscovery, ServiceRegistration } from '../core/service-discovery.js';
-import { type CallerIdentity, PROBE_METHOD, type ServiceCall, serviceCallSchema, serviceSubjects } from '../core/service-protocol.js';
+import { type CallerIdentity, PROBE_METHOD, type ProbeAnswer, type ServiceCall, serviceCallSchema, serviceSubjects } from '../core/service-protocol.js';
 import type { MethodDefinition, PushOptions, ServiceContext, ServiceDefinition } from './define.js';
 
 /** An instance forgets a client's ordered stream after this long unused (callers forget theirs sooner). */
@@ -57,6 +57,11 @@ export class ServiceInstanceHost {
     this.id = options.id ?? `${definition.name}-${randomUUID().slice(0, 12)}`;
   }
 
+  /** What a probe learns: alive, and which methods run ordered. */
+  private get probeAnswer(): ProbeAnswer {
+    return { id: this.id, ordered: Object.keys(this.definition.methods).filter((name) => this.definition.methods[name]!.ordered) };
+  }
+
   get subject(): string {
     return serviceSubjects.instance(this.definition.name, this.id);
   }
@@ -85,10 +90,14 @@ export class ServiceInstanceHost {
     this.sweepTimer.unref();
   }
 
-  /** Leaves every view (callers stop picking it), then stops answering. */
-  async stop(): Promise<void> {
+  /**
+   * Leaves every view, goes on answering for `graceMs` (calls sent before the callers heard it left), then stops
+   * taking calls; those it took still answer (the bus's close lets them finish).
+   */
+  async stop(graceMs = 300): Promise<void> {
     clearInterval(this.sweepTimer);
     await this.registration?.withdraw();
+    if (graceMs > 0) await new Promise((resolve) => setTimeout(resolve, graceMs));
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
   }
 
@@ -101,7 +110,7 @@ export class ServiceInstanceHost {
     const parsed = serviceCallSchema.safeParse(payload);
     if (!parsed.success) throw new AppError('VALIDATION_FAILED', `malformed service call: ${describeIssues(parsed.error.issues)}`);
     const call = parsed.data as ServiceCall;
-    if (call.m === PROBE_METHOD) return { id: this.id };
+    if (call.m === PROBE_METHOD) return this.probeAnswer;
     const started = performance.now();
     try {
       const result = await this.dispatch(call);
