@@ -50,6 +50,7 @@ export function echoService(log: Execution[] = [], name = 'echo') {
         handler: async ({ client, n, delayMs }, ctx) => {
           record('seq', ctx, { client, n });
           if (delayMs > 0) await sleep(Math.random() * delayMs);
+          record('seq-end', ctx, { client, n });
           return { instance: ctx.instance, n };
         },
       },

@@ -133,9 +133,11 @@ describe('service calls on the in-process bus', () => {
       ),
     );
     for (const c of clients) {
-      const runs = w.log.filter((e) => e.client === c);
-      assert.deepEqual(runs.map((e) => e.n), Array.from({ length: 60 }, (_, i) => i + 1), `${c} in order`);
+      const runs = w.log.filter((e) => e.client === c && e.method === 'seq');
       assert.equal(new Set(runs.map((e) => e.instance)).size, 1, `${c} on one instance`);
+      // One at a time, in order: each call starts after the previous one ended.
+      const events = w.log.filter((e) => e.client === c).map((e) => `${e.method === 'seq' ? 'start' : 'end'} ${e.n}`);
+      assert.deepEqual(events, Array.from({ length: 60 }, (_, i) => [`start ${i + 1}`, `end ${i + 1}`]).flat(), `${c} in order, one at a time`);
     }
     // Six clients on three instances: stickiness is per client, not one instance for all.
     assert.ok(new Set(w.log.map((e) => e.instance)).size > 1);
