@@ -359,6 +359,38 @@ describe('ordered calls and instance loss', () => {
     for (let i = 0; i < 8; i++) assert.notEqual((await whoami(s, { strategy: 'round-robin' })).instance, 'echo-proc');
     await gatewaySees(['echo-0', 'echo-1', 'echo-2']);
   });
+
+  test('kill -9 of the instance keeping a client\'s ordered calls: those in flight fail clearly, ordering restarts on another', async () => {
+    const proc = await spawnInstance('echo-proc2');
+    await gatewaySees(['echo-0', 'echo-1', 'echo-2', 'echo-proc2']);
+    const s = await connectSession(tenantA, 'heidi', ['rpc']);
+    // A hash key that lands on the process: the stream's first routing follows the call's strategy.
+    let key = '';
+    for (let k = 0; !key && k < 200; k++) if ((await whoami(s, { strategy: 'hash', key: `o${k}` })).instance === 'echo-proc2') key = `o${k}`;
+    assert.ok(key, 'a key owned by echo-proc2');
+    const before = log.length;
+    const first = await s.call<{ instance: string }>('echo', 'seq', { client: 'heidi', n: 1 }, { strategy: 'hash', key });
+    assert.equal(first.instance, 'echo-proc2');
+    const inFlight = Array.from({ length: 5 }, (_, i) =>
+      s.call('echo', 'seq', { client: 'heidi', n: i + 2, delayMs: 1000 }, { strategy: 'hash', key }).then(
+        () => 'OK',
+        (err: SignalError) => `${err.code}: ${err.message}`,
+      ),
+    );
+    await sleep(150);
+    proc.kill('SIGKILL');
+    const outcomes = await Promise.all(inFlight);
+    for (const o of outcomes) assert.match(o, /^SERVICE_INSTANCE_LOST: .*echo-proc2.*ordered calls restart on another instance/);
+    const next = await s.call<{ instance: string }>('echo', 'seq', { client: 'heidi', n: 7 }, { strategy: 'hash', key });
+    assert.notEqual(next.instance, 'echo-proc2');
+    const after = await s.call<{ instance: string }>('echo', 'seq', { client: 'heidi', n: 8 }, { strategy: 'hash', key });
+    assert.equal(after.instance, next.instance, 'sticky again');
+    assert.deepEqual(
+      log.slice(before).filter((e) => e.method === 'seq' && e.client === 'heidi' && e.instance !== 'echo-proc2').map((e) => e.n),
+      [7, 8],
+    );
+    await gatewaySees(['echo-0', 'echo-1', 'echo-2']);
+  });
 });
 
 function spawnInstance(id: string): Promise<ChildProcess> {
