@@ -30,6 +30,9 @@ export class ServiceCallMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 10],
       registers: [registry],
     });
+    // Present from the start (at zero), so dashboards and rate() see the series before the first call.
+    this.calls.inc({ service: '_unknown', method: '_unknown', code: 'SERVICE_NOT_RUNNING' }, 0);
+    this.latency.zero({ service: '_unknown', method: '_unknown' });
     new Gauge({
       name: 'mss_gateway_service_callers',
       help: 'Connections that may call services now (client sessions with the rpc scope, trusted servers)',

@@ -10,7 +10,15 @@ export class ServiceMetrics {
   private readonly handled: Counter<'service' | 'method' | 'code'>;
   private readonly duration: Histogram<'service' | 'method'>;
 
+  /** Several services in one process share the registry's counters (their `service` label tells them apart). */
   constructor(registry: Registry) {
+    const handled = registry.getSingleMetric('mss_service_handled_total');
+    const duration = registry.getSingleMetric('mss_service_handle_seconds');
+    if (handled instanceof Counter && duration instanceof Histogram) {
+      this.handled = handled as Counter<'service' | 'method' | 'code'>;
+      this.duration = duration as Histogram<'service' | 'method'>;
+      return;
+    }
     this.handled = new Counter({
       name: 'mss_service_handled_total',
       help: 'Service calls answered by this process, by service, method and outcome code (OK or the error code)',
