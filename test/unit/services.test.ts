@@ -198,4 +198,24 @@ describe('service calls on the in-process bus', () => {
     world.caller.send('echo', 'whoami', {}, client('erin'));
     await until(() => world!.log.some((e) => e.user === 'erin'), 'sent call ran');
   });
+
+  test('the instance tells a gap in an ordered stream, refuses the stream from then on, and refuses malformed calls', async () => {
+    world = await start(1);
+    const subject = world.instances[0]!.host.subject;
+    const call = (n: number, stream = 's1') => world!.bus.request(subject, { m: 'seq', a: { client: 'raw', n }, c: client(), t: 1000, s: stream, n });
+    await call(1);
+    await call(2);
+    await rejects(call(4), 'SERVICE_ORDER_RESET');
+    await rejects(call(3), 'SERVICE_ORDER_RESET');
+    await rejects(call(2, 'unknown-stream'), 'SERVICE_ORDER_RESET');
+    await call(1, 's2');
+    await rejects(world.bus.request(subject, { m: 'whoami', c: { ...client(), kind: 'root' }, t: 1000 }), 'VALIDATION_FAILED');
+    await rejects(world.bus.request(subject, { m: 'whoami', c: client(), t: 0 }), 'VALIDATION_FAILED');
+    // An unordered call of an ordered method is refused before running (the caller then sends it ordered).
+    await rejects(world.bus.request(subject, { m: 'seq', a: { client: 'raw', n: 9 }, c: client(), t: 1000 }), 'SERVICE_CALL_MUST_BE_ORDERED');
+    assert.deepEqual(
+      world.log.filter((e) => e.method === 'seq').map((e) => e.n),
+      [1, 2, 1],
+    );
+  });
 });
