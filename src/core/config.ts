@@ -314,8 +314,13 @@ export const configSchema = z
         discovery: z.enum(['bus', 'etcd']).default('bus'),
         etcd: z
           .object({
-            hosts: z.array(z.string().min(1)).min(1).default(['http://127.0.0.1:2379']),
-            prefix: z.string().min(1).default('/mss/services/'),
+            hosts: z.array(z.string().url().max(256)).min(1).max(16).default(['http://127.0.0.1:2379']),
+            /** Keys live under `<prefix>/`: segments joined by `/`, no leading or trailing one. */
+            prefix: z
+              .string()
+              .max(128)
+              .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'segments of letters, digits, _ . - joined by /, no leading or trailing /')
+              .default('mss/services'),
             leaseTtlSec: z.number().int().min(2).max(600).default(5),
           })
           .strict()

@@ -4,6 +4,8 @@ import { MemoryBus } from '../../src/core/bus/memory-bus.js';
 import { parseConfig } from '../../src/core/config.js';
 import { AppError } from '../../src/core/errors.js';
 import { ServiceCaller } from '../../src/core/service-caller.js';
+import { createServiceDiscovery } from '../../src/core/service-discovery-factory.js';
+import { ConfigError } from '../../src/core/config.js';
 import { BusServiceDiscovery } from '../../src/core/service-bus-discovery.js';
 import type { CallerIdentity } from '../../src/core/service-protocol.js';
 import { type RunningService, startService } from '../../src/services/index.js';
@@ -216,6 +218,15 @@ describe('service calls on the in-process bus', () => {
     assert.deepEqual(
       world.log.filter((e) => e.method === 'seq').map((e) => e.n),
       [1, 2, 1],
+    );
+  });
+
+  test('discovery: bus by default; etcd refused with a clear configuration error until its implementation is merged', () => {
+    const bus = new MemoryBus(unitLogger(), 1000);
+    assert.ok(createServiceDiscovery(config.services, bus, unitLogger()) instanceof BusServiceDiscovery);
+    assert.throws(
+      () => createServiceDiscovery(parseConfig({ services: { discovery: 'etcd' } }).services, bus, unitLogger()),
+      (err: unknown) => err instanceof ConfigError && /services\.discovery: "etcd"/.test(err.message),
     );
   });
 });
