@@ -229,4 +229,20 @@ describe('service calls on the in-process bus', () => {
       (err: unknown) => err instanceof ConfigError && /services\.discovery: "etcd"/.test(err.message),
     );
   });
+
+  test('a per-service default strategy applies when the call names none', async () => {
+    world = await start(3);
+    const hashing = new ServiceCaller(world.bus, world.discovery, unitLogger(), { ...config.services, strategies: { echo: 'hash' } });
+    hashing.start();
+    try {
+      const seen = new Set<string>();
+      for (let i = 0; i < 6; i++) seen.add(((await hashing.call('echo', 'whoami', {}, client('zoe'))) as { instance: string }).instance);
+      assert.equal(seen.size, 1, 'hash on tenant/user: one instance for zoe');
+      const other = new Set<string>();
+      for (let i = 0; i < 6; i++) other.add(await whoami(world, {}, client('zoe')));
+      assert.equal(other.size, 3, 'the default (round-robin) elsewhere');
+    } finally {
+      hashing.close();
+    }
+  });
 });
