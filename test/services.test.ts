@@ -20,7 +20,7 @@ import { type StockClient, opened, settleStockClients, stockClient } from './hel
 const NATS_URL = process.env.TEST_NATS_URL;
 const TRUSTED_SECRET = 'trusted-game-server-secret-0123456789';
 const LIMITED_SECRET = 'trusted-limited-server-secret-0123456789';
-const services = { heartbeatMs: 200, timeoutMs: 1000, probeMs: 200, maxPayloadBytes: 4096 } satisfies ConfigInput['services'];
+const services = { heartbeatMs: 200, timeoutMs: 1500, probeMs: 200, maxPayloadBytes: 4096 } satisfies ConfigInput['services'];
 
 after(settleStockClients);
 
@@ -186,11 +186,13 @@ describe('client calls through the gateway (c2s)', () => {
     const s = await connectSession();
     await whoami(s);
     await refused(s.call('echo', 'invented-method', {}), 'SERVICE_METHOD_NOT_FOUND');
+    await refused(s.call('Invented Service', 'x', {}), 'INVALID_REQUEST');
     const res = await fetch(`${platform.gatewayUrl.replace('ws://', 'http://')}/metrics`, { headers: opsAuthorization });
     const text = await res.text();
     assert.match(text, /mss_gateway_service_calls_total\{service="echo",method="whoami",code="OK"[^}]*\} \d+/);
     assert.match(text, /mss_gateway_service_calls_total\{service="echo",method="_unknown",code="SERVICE_METHOD_NOT_FOUND"/);
-    assert.doesNotMatch(text, /invented-method/);
+    assert.doesNotMatch(text, /invented-method|Invented Service/);
+    assert.match(text, /mss_gateway_service_calls_total\{service="_invalid",method="_invalid",code="INVALID_REQUEST"/);
     assert.match(text, /mss_gateway_service_call_seconds_bucket\{[^}]*method="whoami"/);
     assert.match(text, /mss_gateway_service_callers[^ ]* [1-9]/);
     // echo-0 reports to this process's registry too (the service side).
@@ -337,9 +339,9 @@ describe('ordered calls and instance loss', () => {
     await gatewaySees(['echo-0', 'echo-1', 'echo-2', 'echo-proc']);
     const s = await connectSession(tenantA, 'grace', ['rpc']);
     const inFlight = Array.from({ length: 8 }, () =>
-      s.call<{ instance: string }>('echo', 'slow', { ms: 1500 }, { strategy: 'round-robin' }).then(
+      s.call<{ instance: string }>('echo', 'slow', { ms: 4000 }, { strategy: 'round-robin' }).then(
         (r) => ({ ok: r.instance }),
-        (err: SignalError) => ({ code: err.code, message: err.message }),
+        (err: SignalError) => ({ code: err.code, message: err.message, at: Date.now() }),
       ),
     );
     await sleep(200);
@@ -353,8 +355,8 @@ describe('ordered calls and instance loss', () => {
       assert.match((f as { message: string }).message, /echo-proc/);
     }
     for (const r of results) if ('ok' in r) assert.notEqual(r.ok, 'echo-proc');
-    // Failed by the heartbeat timeout (1 s), before the calls' own end (1.5 s).
-    assert.ok(Date.now() - killedAt < 1500 + 400);
+    // Failed by the heartbeat timeout (1.5 s), long before the calls' own end (4 s) or their deadline (10 s).
+    for (const f of failed) assert.ok((f as { at: number }).at - killedAt < 3200, `${(f as { at: number }).at - killedAt} ms`);
     // New calls right after the kill never reach it (no responders: tried on another instance).
     for (let i = 0; i < 8; i++) assert.notEqual((await whoami(s, { strategy: 'round-robin' })).instance, 'echo-proc');
     await gatewaySees(['echo-0', 'echo-1', 'echo-2']);

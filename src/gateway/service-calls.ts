@@ -78,8 +78,14 @@ export class ServiceCalls {
 /** Validates a client's `call` and forwards it for `identity`. */
 export function callFor(caller: ServiceCaller, identity: CallerIdentity, data: unknown): Promise<unknown> {
   const parsed = clientCallSchema.safeParse(data);
-  if (!parsed.success) throw new AppError('INVALID_REQUEST', `invalid call: ${describeIssues(parsed.error.issues)}`);
+  if (!parsed.success) throw refused(caller, new AppError('INVALID_REQUEST', `invalid call: ${describeIssues(parsed.error.issues)}`));
   return forward(caller, identity, parsed.data);
+}
+
+/** A call refused before it named a real service still counts among the errors (under `_invalid`). */
+export function refused(caller: ServiceCaller, err: AppError): AppError {
+  caller.observer?.('_invalid', '_invalid', err.code, 0);
+  return err;
 }
 
 export function forward(caller: ServiceCaller, identity: CallerIdentity, call: ClientCall): Promise<unknown> {

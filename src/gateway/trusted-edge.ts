@@ -9,7 +9,7 @@ import type { Logger } from '../core/logger.js';
 import type { ServiceCaller } from '../core/service-caller.js';
 import { trustedCallSchema } from '../core/service-protocol.js';
 import { ClientConnection } from './edge/connection.js';
-import { forward } from './service-calls.js';
+import { forward, refused } from './service-calls.js';
 
 type TrustedConfig = Config['services']['trusted'];
 
@@ -112,10 +112,10 @@ export class TrustedEdge {
   private async handle(credential: (typeof this.digests)[number], connectionId: string, method: string, data: unknown): Promise<unknown> {
     if (method !== 'call') throw new AppError('UNKNOWN_METHOD', `unknown method "${method}"`);
     const parsed = trustedCallSchema.safeParse(data);
-    if (!parsed.success) throw new AppError('INVALID_REQUEST', `invalid call: ${describeIssues(parsed.error.issues)}`);
+    if (!parsed.success) throw refused(this.caller, new AppError('INVALID_REQUEST', `invalid call: ${describeIssues(parsed.error.issues)}`));
     const call = parsed.data;
     if (credential.tenants && !credential.tenants.has(call.tenant)) {
-      throw new AppError('TRUSTED_TENANT_NOT_ALLOWED', `"${credential.name}" may not act for tenant ${call.tenant}`);
+      throw refused(this.caller, new AppError('TRUSTED_TENANT_NOT_ALLOWED', `"${credential.name}" may not act for tenant ${call.tenant}`));
     }
     // Each user's ordered calls are their own stream: the connection carries many users.
     return forward(this.caller, { tenant: call.tenant, user: call.user, connection: `${connectionId}/${call.user}`, kind: 'trusted' }, call);

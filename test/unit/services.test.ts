@@ -12,7 +12,8 @@ import { type RunningService, startService } from '../../src/services/index.js';
 import { type Execution, echoService } from '../helpers/services-fixtures.js';
 import { unitLogger, until } from './helpers/room-harness.js';
 
-const config = parseConfig({ services: { heartbeatMs: 50, timeoutMs: 300, probeMs: 100, maxPayloadBytes: 1024 } });
+// A silence tolerance far above the heartbeat: a test loading the event loop must not expire a live instance.
+const config = parseConfig({ services: { heartbeatMs: 100, timeoutMs: 2000, probeMs: 100, maxPayloadBytes: 1024 } });
 const client = (user = 'alice', connection = 'conn-1', tenant = 'tenant-a'): CallerIdentity => ({ tenant, user, connection, kind: 'client' });
 
 interface World {
