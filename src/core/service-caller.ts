@@ -126,7 +126,7 @@ export class ServiceCaller {
     const route = this.routeOf(service);
     const state = route.pick(options.strategy ?? this.strategyOf(service), options.key ?? `${caller.tenant}/${caller.user}`);
     if (!state) throw new AppError('SERVICE_UNAVAILABLE');
-    const call: ServiceCall = { m: method, a: args, c: caller, t: options.timeoutMs ?? this.options.defaultTimeoutMs, f: 1 };
+    const call: ServiceCall = { m: method, a: args, c: caller, t: Math.min(options.timeoutMs ?? this.options.defaultTimeoutMs, MAX_CALL_TIMEOUT_MS), f: 1 };
     this.bus.publish(serviceSubjects.instanceSend(service, state.id), call);
   }
 
@@ -192,7 +192,7 @@ export class ServiceCaller {
       }
       const failure = this.translate(err, service, stream.state);
       if (stream.broken && failure.code !== 'SERVICE_ORDER_RESET') {
-        throw new AppError(failure.code, `${failure.message}; ordered calls restart on another instance`);
+        throw AppError.fromRemote(failure.code, `${failure.message}; ordered calls restart on another instance`, failure.status);
       }
       throw failure;
     } finally {
