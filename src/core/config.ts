@@ -338,6 +338,8 @@ export const configSchema = z
         strategies: z.record(z.string(), z.enum(['random', 'round-robin', 'hash', 'least-load'])).default({}),
         /** An instance that stopped answering is asked this often whether it is back. */
         probeMs: z.number().int().positive().default(1000),
+        /** Client connections (every channel, not only calls) are pinged this often and dropped after twice it without a pong. */
+        clientPingMs: z.number().int().min(100).max(300_000).default(10_000),
         /** The gateway's edge for trusted servers (game servers acting for many users): off without credentials. */
         trusted: z
           .object({

@@ -58,7 +58,7 @@ export class Gateway {
     private readonly bus: Bus,
     private readonly logger: Logger,
   ) {
-    this.edge = new ClientEdge(config.gateway, bus, logger);
+    this.edge = new ClientEdge(config.gateway, bus, logger, config.services.clientPingMs);
     this.events = new RoomEventPublisher(bus, config.gateway.id, logger, { requestTimeoutMs: config.bus.requestTimeoutMs });
     this.edge.register(this.roomSignaling());
     this.push = new PushSessions(bus, config.gateway.id, logger, config.push.locationTtlMs);

@@ -50,8 +50,13 @@ export class ServiceCalls {
     await this.trusted?.start();
   }
 
+  /** Connections that may call now: client sessions with the scope `rpc`, and trusted servers. */
+  get callers(): number {
+    return this.clientConnections + (this.trusted?.connections ?? 0);
+  }
+
   registerMetrics(registry: Registry): void {
-    const metrics = new ServiceCallMetrics(registry, () => this.clientConnections + (this.trusted?.connections ?? 0));
+    const metrics = new ServiceCallMetrics(registry, () => this.callers);
     this.caller.observer = (service, method, code, seconds) => metrics.observe(service, method, code, seconds);
   }
 
