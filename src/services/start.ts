@@ -14,8 +14,10 @@ import { ServiceMetrics } from './metrics.js';
 export interface StartServiceOptions {
   /** The cluster's configuration (its `bus` and `services` sections count); default: the config file and MSS_* variables. */
   config?: ConfigInput;
-  /** A bus to share (the embedded platform's); else one is opened from `config.bus` and closed with the service. */
+  /** A bus to share (the embedded platform's); else one is opened from `url` or `config.bus` and closed with the service. */
   bus?: Bus;
+  /** The cluster's bus: `nats://…` (comma-separated servers) or `amqp(s)://…`; shorthand for `config.bus`. */
+  url?: string;
   /** A discovery to share (several services in one process); else one of `config.services.discovery`. */
   discovery?: ServiceDiscovery;
   logger?: Logger;
@@ -41,6 +43,7 @@ export interface RunningService {
  */
 export async function startService(definition: ServiceDefinition, options: StartServiceOptions = {}): Promise<RunningService> {
   const config: Config = options.config ? parseConfig(options.config) : loadConfig();
+  if (options.url) config.bus = { ...config.bus, ...busOfUrl(options.url) };
   const logger = (options.logger ?? createLogger(config.log)).child({ service: definition.name });
   const ownBus = options.bus ? undefined : await openBus(config, logger, definition.name);
   const bus = options.bus ?? ownBus!;
@@ -69,6 +72,12 @@ export async function startService(definition: ServiceDefinition, options: Start
     await ownBus?.close();
     throw err;
   }
+}
+
+function busOfUrl(url: string): Pick<Config['bus'], 'driver'> & Partial<Config['bus']> {
+  if (/^nats:\/\//i.test(url)) return { driver: 'nats', natsUrl: url };
+  if (/^amqps?:\/\//i.test(url)) return { driver: 'rabbitmq', amqpUrl: url };
+  throw new Error(`startService: "${url}" is neither a nats:// nor an amqp(s):// URL`);
 }
 
 async function openBus(config: Config, logger: Logger, name: string): Promise<Bus> {
