@@ -82,7 +82,8 @@ export const serviceCallSchema = z
       .object({
         tenant: boundedId,
         user: boundedId,
-        connection: boundedId,
+        // A trusted server's calls name its connection and the user (`<connection>/<user>`), so longer than an id.
+        connection: z.string().min(1).max(512),
         kind: z.enum(['client', 'service', 'trusted']),
         service: serviceNameSchema.optional(),
       })
