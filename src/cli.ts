@@ -1,9 +1,15 @@
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, isLoopbackHost, loadConfig } from './core/config.js';
 import { createLogger } from './core/logger.js';
-import { roles as registry, startPlatform } from './platform.js';
+import { type Platform, roles as registry, startPlatform } from './platform.js';
+import type { ServiceDefinition } from './services/define.js';
+import { type RunningService, startService } from './services/start.js';
 
-const USAGE = `usage: mediasoup-signal [all|${registry.names().join('|')}] [--config file.(json|yaml)]
+const USAGE = `usage: mediasoup-signal [all|${registry.names().join('|')}] [--config file.(json|yaml)] [--service ./chat.ts ...]
+
+--service loads a service module (its default export, from defineService) into this process, on its bus.
 
 Configuration: defaults < config file (--config or MSS_CONFIG) < MSS_* environment
 variables (MSS_NUVE__PORT=3001, MSS_STORE__DRIVER=postgres, ...).`;
@@ -11,7 +17,11 @@ variables (MSS_NUVE__PORT=3001, MSS_STORE__DRIVER=postgres, ...).`;
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      service: { type: 'string', multiple: true, short: 's' },
+    },
   });
   if (values.help) {
     console.log(USAGE);
@@ -38,7 +48,19 @@ async function main(): Promise<void> {
   const logger = createLogger(config.log);
   const platform = await startPlatform(config, role === 'all' ? registry.names() : [role], logger);
 
-  console.log([`mediasoup-signal started (${platform.roles.join(', ')})`, ...platform.describe().map((line) => `  ${line}`)].join('\n'));
+  const services = await loadServices(values.service ?? [], platform).catch(async (err: unknown) => {
+    logger.error({ err }, 'a --service module failed to start');
+    await platform.close();
+    process.exit(1);
+  });
+
+  console.log(
+    [
+      `mediasoup-signal started (${platform.roles.join(', ')})`,
+      ...platform.describe().map((line) => `  ${line}`),
+      ...services.map((s) => `  Service:       ${s.host.definition.name} ${s.host.definition.version} (${s.id})`),
+    ].join('\n'),
+  );
 
   // First SIGTERM/SIGINT: drain (no new rooms, existing calls go on) and exit by ourselves when empty
   // or at the grace period. A second signal exits at once.
@@ -50,8 +72,8 @@ async function main(): Promise<void> {
     }
     stopping = true;
     logger.info({ signal }, 'draining before exit');
-    platform
-      .drain()
+    Promise.all(services.map((s) => s.stop()))
+      .then(() => platform.drain())
       .then(() => platform.close())
       .then(
         () => process.exit(0),
@@ -63,6 +85,20 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** Starts each `--service` module's default export as an instance on the platform's bus. */
+async function loadServices(paths: string[], platform: Platform): Promise<RunningService[]> {
+  const running: RunningService[] = [];
+  for (const path of paths) {
+    const module = (await import(pathToFileURL(resolve(path)).href)) as { default?: ServiceDefinition };
+    const definition = module.default;
+    if (!definition || typeof definition.name !== 'string' || typeof definition.methods !== 'object') {
+      throw new Error(`${path}: its default export is not a service (export default defineService({...}))`);
+    }
+    running.push(await startService(definition, { bus: platform.bus, config: platform.config, logger: platform.logger, metrics: platform.metrics }));
+  }
+  return running;
 }
 
 main().catch((err: unknown) => {

@@ -343,6 +343,64 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Business services (issue 17): their discovery, the callers' defaults and the gateway's client and trusted edges. */
+    services: z
+      .object({
+        /** How instances find each other: heartbeats on the bus, or keys with a lease in etcd. */
+        discovery: z.enum(['bus', 'etcd']).default('bus'),
+        etcd: z
+          .object({
+            hosts: z.array(z.string().url().max(256)).min(1).max(16).default(['http://127.0.0.1:2379']),
+            /** Keys live under `<prefix>/`: segments joined by `/`, no leading or trailing one. */
+            prefix: z
+              .string()
+              .max(128)
+              .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'segments of letters, digits, _ . - joined by /, no leading or trailing /')
+              .default('mss/services'),
+            leaseTtlSec: z.number().int().min(2).max(600).default(5),
+          })
+          .strict()
+          .prefault({}),
+        /** Bus discovery: every instance announces itself (and its load) this often… */
+        heartbeatMs: z.number().int().min(50).default(1000),
+        /** …and is dropped from every view after this long silent. */
+        timeoutMs: z.number().int().min(100).default(3000),
+        /** A call's timeout unless the method or the call names one. */
+        defaultTimeoutMs: z.number().int().positive().max(300_000).default(10_000),
+        /** Largest call arguments (their JSON, in bytes). */
+        maxPayloadBytes: z.number().int().positive().max(1024 * 1024).default(64 * 1024),
+        /** How callers pick an instance unless the call or `strategies[service]` says otherwise. */
+        defaultStrategy: z.enum(['random', 'round-robin', 'hash', 'least-load']).default('round-robin'),
+        strategies: z.record(z.string(), z.enum(['random', 'round-robin', 'hash', 'least-load'])).default({}),
+        /** An instance that stopped answering is asked this often whether it is back. */
+        probeMs: z.number().int().positive().default(1000),
+        /** Client connections (every channel, not only calls) are pinged this often and dropped after twice it without a pong. */
+        clientPingMs: z.number().int().min(100).max(300_000).default(10_000),
+        /** The gateway's edge for trusted servers (game servers acting for many users): off without credentials. */
+        trusted: z
+          .object({
+            host: z.string().default('127.0.0.1'),
+            port: port.default(0),
+            /** Each trusted server's name and secret (sent as `Authorization: Bearer <secret>`), optionally limited to tenants. */
+            credentials: z
+              .array(
+                z
+                  .object({
+                    name: z.string().min(1).max(64),
+                    secret: z.string().min(24, 'must be at least 24 characters').max(256),
+                    tenants: z.array(z.string().min(1).max(64)).optional(),
+                  })
+                  .strict(),
+              )
+              .default([]),
+            /** A silent trusted connection is pinged after this long and dropped after twice it. */
+            pingMs: z.number().int().min(100).default(10_000),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

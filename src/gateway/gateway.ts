@@ -20,6 +20,7 @@ import { GatewayMetrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { Peer } from './peer.js';
 import { PushSessions } from './push-sessions.js';
+import { ServiceCalls } from './service-calls.js';
 import { ClientDistance, placeWithRoom, rankByDistance } from './placement.js';
 import { GatewayPresence } from './presence.js';
 import { Room } from './room.js';
@@ -45,6 +46,8 @@ export class Gateway {
   private readonly push: PushSessions;
   /** Users whose push session opened here, on their way to the distributors. */
   readonly online: OnlineEventSender;
+  /** Calls to business services: the `call` channel and the trusted servers' edge. */
+  readonly services: ServiceCalls;
   private http?: FastifyInstance;
   /** How each WebSocket peer's session may be resumed once, should its media agent be lost. */
   private readonly resumptions = new WeakMap<Peer, (peerId: string) => void>();
@@ -58,12 +61,14 @@ export class Gateway {
     private readonly bus: Bus,
     private readonly logger: Logger,
   ) {
-    this.edge = new ClientEdge(config.gateway, bus, logger);
+    this.edge = new ClientEdge(config.gateway, bus, logger, config.services.clientPingMs);
     this.events = new RoomEventPublisher(bus, config.gateway.id, logger, { requestTimeoutMs: config.bus.requestTimeoutMs });
     this.edge.register(this.roomSignaling());
     this.online = new OnlineEventSender(bus, logger, 'gateway', senderOptions(config));
     this.push = new PushSessions(bus, config.gateway.id, logger, config.push.locationTtlMs, (session) => this.online.online(session.serviceId, session.userName));
     this.edge.register(this.push.channel());
+    this.services = new ServiceCalls(config, bus, logger);
+    this.edge.register(this.services.channel());
     this.agents = new AgentRegistry(bus, logger, config.gateway.agentSuspectMs, config.gateway.agentRemoveMs);
     this.agents.on('removed', (agent, why) => {
       const reason = why === 'restarted' ? 'agent-restarted' : 'agent-removed';
@@ -108,6 +113,7 @@ export class Gateway {
     this.agents.start();
     this.online.start();
     this.push.start();
+    await this.services.start();
     this.subscriptions.push(
       this.bus.respond(subjects.gatewayRpc(this.id), (payload) => this.onNuveRpc(payload)),
       this.bus.subscribe(agentSubjects.events(this.id), (payload) => {
@@ -170,6 +176,7 @@ export class Gateway {
       },
       rejected: () => this.limits.rejected,
     });
+    this.services.registerMetrics(registry);
     this.metricsRegistry = registry;
     this.online.registerMetrics(registry);
   }
@@ -195,6 +202,7 @@ export class Gateway {
   async close(): Promise<void> {
     this.presence?.stop();
     this.push.stop();
+    await this.services.close();
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
     this.edge.close('GATEWAY_SHUTDOWN', 'gateway shutting down; rejoin with a new token');
     for (const room of [...this.rooms.values()]) room.close();

@@ -125,6 +125,20 @@ export const errorCatalogue = {
 
   // ── Online events (Nuve's POST /online, on their way to the distributors) ─
   ONLINE_BACKLOG_FULL: { status: 503, message: 'too many online events wait for a distributor; retry later' },
+
+  // ── Service gateway (calls to business services: src/core/service-*.ts, src/services/) ──
+  SERVICE_NOT_RUNNING: { status: 404, message: 'no instance of this service is running' },
+  SERVICE_UNAVAILABLE: { status: 503, message: 'every instance of this service stopped answering; retry' },
+  SERVICE_METHOD_NOT_FOUND: { status: 404, message: 'this service has no such method' },
+  SERVICE_ACCESS_DENIED: { status: 403, message: 'this method is internal: only services and trusted servers may call it' },
+  SERVICE_INVALID_ARGS: { status: 400, message: "the arguments do not match the method's schema" },
+  SERVICE_PAYLOAD_TOO_LARGE: { status: 413, message: 'the call is larger than services.maxPayloadBytes' },
+  SERVICE_TIMEOUT: { status: 504, message: 'the service did not answer within the call timeout' },
+  SERVICE_INSTANCE_LOST: { status: 503, message: 'the instance running this call stopped answering; the call may or may not have run' },
+  SERVICE_CALL_MUST_BE_ORDERED: { status: 409, message: 'this method runs ordered: its callers send it as an ordered call (callers retry by themselves)' },
+  SERVICE_ORDER_RESET: { status: 409, message: 'the ordered calls of this client were cut (instance lost or a gap); ordering restarts with the next call' },
+  TRUSTED_CREDENTIAL_INVALID: { status: 401, message: 'unknown trusted-server credential' },
+  TRUSTED_TENANT_NOT_ALLOWED: { status: 403, message: 'this trusted server may not act for that tenant' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -6,7 +6,7 @@
 import { RoomClient, type RoomClientOptions } from './client.js';
 
 export { RoomClient } from './client.js';
-export { Session, type PushEvent, type SessionEvents, type SessionOptions, type SessionState } from './session.js';
+export { Session, type ServiceCallOptions, type PushEvent, type SessionEvents, type SessionOptions, type SessionState } from './session.js';
 export { measureAgentRtts } from './agent-rtt.js';
 export type {
   ActiveSpeaker,

@@ -24,6 +24,20 @@ export interface SessionOptions {
   dedupeWindow?: number;
 }
 
+/** The gateway's default `services.defaultTimeoutMs`: calls naming no timeout are given up 5 s past it. */
+const DEFAULT_CALL_TIMEOUT_MS = 10_000;
+
+/** Per-call options of `session.call` (the gateway's `call` request). */
+export interface ServiceCallOptions {
+  /** The most the call may take; default the gateway's `services.defaultTimeoutMs`. */
+  timeoutMs?: number;
+  /** `hash` routing: the same key reaches the same instance while the instances stay. */
+  key?: string;
+  /** This session's ordered calls to the service run one at a time, in call order, on one instance. */
+  ordered?: boolean;
+  strategy?: 'random' | 'round-robin' | 'hash' | 'least-load';
+}
+
 export type SessionEvents = {
   /** A message from the service, once per id. Safe messages are acknowledged after the listeners ran. */
   push: [message: PushEvent];
@@ -84,6 +98,25 @@ export class Session extends TypedEmitter<SessionEvents> {
       throw err;
     }
     this.setState('connected');
+  }
+
+  // ── Service calls (c2s): the session's token needs the scope `rpc` ─────────
+
+  /**
+   * Calls an `external` method of a business service and resolves with its answer. Failures are
+   * SignalErrors with the server's code: SERVICE_NOT_RUNNING, SERVICE_METHOD_NOT_FOUND,
+   * SERVICE_ACCESS_DENIED (an internal method), SERVICE_INVALID_ARGS, SERVICE_PAYLOAD_TOO_LARGE,
+   * SERVICE_TIMEOUT, SERVICE_INSTANCE_LOST, SERVICE_ORDER_RESET, INTERNAL (the handler failed),
+   * SCOPE_NOT_GRANTED; CONNECTION_CLOSED while reconnecting (the call may be retried then).
+   */
+  call<T = unknown>(service: string, method: string, args?: unknown, options: ServiceCallOptions = {}): Promise<T> {
+    const socket = this.socket;
+    if (!socket || socket.closed) return Promise.reject(new SignalError('CONNECTION_CLOSED', `cannot call ${service}.${method}: not connected`));
+    // `call` is the services channel's method, not one of room signaling's typed ClientMethods.
+    const request = socket.request as unknown as (method: 'call', data: unknown, timeoutMs?: number) => Promise<T>;
+    // The gateway answers SERVICE_TIMEOUT at the call's timeout; this bound only catches a gateway that never answers.
+    const waitMs = (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) + 5000;
+    return request.call(socket, 'call', { service, method, args, ...options }, waitMs);
   }
 
   close(): void {

@@ -37,6 +37,8 @@ export class ClientConnection extends EventEmitter<ConnectionEvents> {
   constructor(
     private readonly ws: WebSocket,
     private readonly logger: Logger,
+    /** Pinged this often; a ping unanswered by the next one ends the connection (dropped after twice this). */
+    pingIntervalMs = PING_INTERVAL_MS,
   ) {
     super();
     ws.on('message', (raw, isBinary) => this.onMessage(raw as Buffer, isBinary));
@@ -53,7 +55,7 @@ export class ClientConnection extends EventEmitter<ConnectionEvents> {
       }
       this.alive = false;
       ws.ping();
-    }, PING_INTERVAL_MS);
+    }, pingIntervalMs);
     this.pingTimer.unref();
   }
 

@@ -63,6 +63,8 @@ export class ClientEdge {
     config: Config['gateway'],
     bus: Bus,
     private readonly logger: Logger,
+    /** Clients are pinged this often and dropped when a ping goes unanswered until the next (ClientConnection's default: 10 s). */
+    private readonly pingMs?: number,
   ) {
     this.limits = new GatewayLimits(config.rateLimit);
     this.tokens = new TokenGate(bus, config.id, logger, config.refusedTokenCacheSize);
@@ -100,7 +102,7 @@ export class ClientEdge {
   }
 
   private connected(ws: WebSocket, token: string | null, query: URLSearchParams, clientAddress: string | undefined): void {
-    const connection = new ClientConnection(ws, this.logger);
+    const connection = new ClientConnection(ws, this.logger, this.pingMs);
     const connectionKey = String(++this.connectionSerial);
     const openedAt = performance.now();
     this.connections.add(connection);

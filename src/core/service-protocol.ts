@@ -1,0 +1,113 @@
+import { z } from 'zod';
+import { serviceNameSchema } from './service-discovery.js';
+
+/**
+ * The wire between callers (the gateway, services) and service instances.
+ * Discovery announces instances on `service.*`; each instance answers its calls
+ * on its own subject, so a caller picks the instance and NATS carries the call
+ * straight there (no queue group: routing is the caller's).
+ */
+export const serviceSubjects = {
+  /** instance → every caller (publish): registration, keepalive and load (`ServiceInstance`). */
+  heartbeat: 'service.heartbeat',
+  /** instance → every caller (publish): clean stop, `{id}`. */
+  down: 'service.down',
+  /** caller → every instance (publish): announce yourselves now. */
+  hello: 'service.hello',
+  /** caller → one instance (request): a call (`ServiceCall`). */
+  instance: (service: string, instanceId: string) => `service.${service}.${instanceId}`,
+  /** caller → one instance (publish): a fire-and-forget call, nobody waits for its answer. */
+  instanceSend: (service: string, instanceId: string) => `service.${service}.${instanceId}.send`,
+} as const;
+
+/** Who is calling: a client of the external edge, a service, or a trusted server acting for a user. */
+export type CallerKind = 'client' | 'service' | 'trusted';
+
+/** The caller as the gateway (or the calling service) vouches for it: never taken from a client's payload. */
+export interface CallerIdentity {
+  /** The tenant (Nuve service id) the call acts for: user names are the tenant's own. */
+  tenant: string;
+  user: string;
+  /** The client connection (gateway) or the calling instance (service) the call came from. */
+  connection: string;
+  kind: CallerKind;
+  /** The calling service's name, for s2s calls. */
+  service?: string;
+}
+
+/**
+ * One call on the wire, in short keys (it is the hot path): method, arguments,
+ * caller, the time the instance has to answer, and for ordered calls the
+ * stream and its sequence number (1, 2, …: the instance runs them in that
+ * order and tells a gap).
+ */
+export interface ServiceCall {
+  m: string;
+  a: unknown;
+  c: CallerIdentity;
+  /** Milliseconds the handler may take; the instance answers SERVICE_TIMEOUT past it. */
+  t: number;
+  /** Ordered calls: stream id (unique per caller, client and service) and sequence number. */
+  s?: string;
+  n?: number;
+  /** Fire-and-forget: the caller does not wait (`ctx.send`). */
+  f?: 1;
+}
+
+/**
+ * The instance's own method every caller may use: whether it is alive (answered before any handler),
+ * and which of its methods run ordered (`ProbeAnswer`), so callers route those sticky from the first call.
+ */
+export const PROBE_METHOD = '$probe';
+
+export const probeAnswerSchema = z.object({ id: z.string(), ordered: z.array(z.string().max(64)).max(1000) });
+export type ProbeAnswer = z.infer<typeof probeAnswerSchema>;
+
+/** At most this long for a single call, whatever the method or the call asks. */
+export const MAX_CALL_TIMEOUT_MS = 300_000;
+
+const boundedId = z.string().min(1).max(256);
+
+/**
+ * The envelope's check at the instance. Arguments are left to the method's own
+ * schema (checked only once the method is known), so this is the only
+ * envelope-wide validation a call pays. Unknown top-level keys are dropped, not
+ * refused: a traced caller's bus adds its trace context (`_trace`) there.
+ */
+export const serviceCallSchema = z
+  .object({
+    m: z.string().min(1).max(64),
+    a: z.unknown().optional(),
+    c: z
+      .object({
+        tenant: boundedId,
+        user: boundedId,
+        // A trusted server's calls name its connection and the user (`<connection>/<user>`), so longer than an id.
+        connection: z.string().min(1).max(512),
+        kind: z.enum(['client', 'service', 'trusted']),
+        service: serviceNameSchema.optional(),
+      })
+      .strict(),
+    t: z.number().int().positive().max(MAX_CALL_TIMEOUT_MS),
+    s: z.string().min(1).max(128).optional(),
+    n: z.number().int().positive().optional(),
+    f: z.literal(1).optional(),
+  });
+
+/** The client's (and trusted server's) `call` request on the gateway. */
+export const clientCallSchema = z
+  .object({
+    service: serviceNameSchema,
+    method: z.string().min(1).max(64),
+    args: z.unknown().optional(),
+    timeoutMs: z.number().int().positive().max(MAX_CALL_TIMEOUT_MS).optional(),
+    /** Consistent hashing: the same key reaches the same instance while it lives. */
+    key: z.string().min(1).max(256).optional(),
+    ordered: z.boolean().optional(),
+    strategy: z.enum(['random', 'round-robin', 'hash', 'least-load']).optional(),
+  })
+  .strict();
+export type ClientCall = z.infer<typeof clientCallSchema>;
+
+/** A trusted server's `call`: a client call naming the tenant and user it acts for. */
+export const trustedCallSchema = clientCallSchema.extend({ tenant: boundedId.max(64), user: boundedId }).strict();
