@@ -350,7 +350,13 @@ export const configSchema = z
         discovery: z.enum(['bus', 'etcd']).default('bus'),
         etcd: z
           .object({
-            hosts: z.array(z.string().url().max(256)).min(1).max(16).default(['http://127.0.0.1:2379']),
+            /** etcd client URLs; as one text setting (an MSS_* variable), comma-separated: `http://a:2379,http://b:2379`. */
+            hosts: z
+              .preprocess(
+                (value) => (typeof value === 'string' ? value.split(',').map((host) => host.trim()).filter(Boolean) : value),
+                z.array(z.string().url().max(256)).min(1).max(16),
+              )
+              .default(['http://127.0.0.1:2379']),
             /** Keys live under `<prefix>/`: segments joined by `/`, no leading or trailing one. */
             prefix: z
               .string()

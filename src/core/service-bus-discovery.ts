@@ -60,7 +60,8 @@ export class BusServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> im
         this.rebuild(previous.service);
         this.rebuild(instance.service);
       }
-      this.emit('updated', instance);
+      // Every heartbeat repeats the instance; only a change (its load, mostly) is news, as with etcd.
+      if (!sameInstance(instance, strip(previous))) this.emit('updated', instance);
     });
     this.table.on('removed', (entry, reason) => {
       const instance = strip(entry);
@@ -122,4 +123,15 @@ export class BusServiceDiscovery extends EventEmitter<ServiceDiscoveryEvents> im
 
 function strip({ lastSeen: _lastSeen, ...instance }: Seen<ServiceInstance>): ServiceInstance {
   return instance;
+}
+
+function sameInstance(a: ServiceInstance, b: ServiceInstance): boolean {
+  return (
+    a.inFlight === b.inFlight &&
+    a.weight === b.weight &&
+    a.version === b.version &&
+    a.subject === b.subject &&
+    a.service === b.service &&
+    a.incarnation === b.incarnation
+  );
 }

@@ -1,5 +1,6 @@
 import type { Bus } from './bus/bus.js';
-import { type Config, ConfigError } from './config.js';
+import type { Config } from './config.js';
+import { EtcdServiceDiscovery } from './etcd-service-discovery.js';
 import type { Logger } from './logger.js';
 import { BusServiceDiscovery } from './service-bus-discovery.js';
 import type { ServiceDiscovery } from './service-discovery.js';
@@ -7,7 +8,8 @@ import type { ServiceDiscovery } from './service-discovery.js';
 /** The discovery `services.discovery` names, on this process's bus. */
 export function createServiceDiscovery(config: Config['services'], bus: Bus, logger: Logger): ServiceDiscovery {
   if (config.discovery === 'etcd') {
-    throw new ConfigError('services.discovery: "etcd" is not available in this build yet; use "bus"');
+    const { hosts, prefix, leaseTtlSec } = config.etcd;
+    return new EtcdServiceDiscovery({ hosts, prefix, leaseTtlSec }, logger.child({ component: 'etcd-discovery' }));
   }
   return new BusServiceDiscovery(bus, logger, { heartbeatMs: config.heartbeatMs, timeoutMs: config.timeoutMs });
 }

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 import { MemoryBus } from '../../src/core/bus/memory-bus.js';
-import { parseConfig } from '../../src/core/config.js';
+import { ConfigError, loadConfig, parseConfig } from '../../src/core/config.js';
 import { AppError } from '../../src/core/errors.js';
 import { ServiceCaller } from '../../src/core/service-caller.js';
 import { createServiceDiscovery } from '../../src/core/service-discovery-factory.js';
-import { ConfigError } from '../../src/core/config.js';
+import { EtcdServiceDiscovery } from '../../src/core/etcd-service-discovery.js';
 import { BusServiceDiscovery } from '../../src/core/service-bus-discovery.js';
 import type { CallerIdentity } from '../../src/core/service-protocol.js';
 import { type RunningService, startService } from '../../src/services/index.js';
@@ -222,13 +222,15 @@ describe('service calls on the in-process bus', () => {
     );
   });
 
-  test('discovery: bus by default; etcd refused with a clear configuration error until its implementation is merged', () => {
+  test('discovery: bus by default; etcd when configured, its hosts also as one comma-separated setting', async () => {
     const bus = new MemoryBus(unitLogger(), 1000);
     assert.ok(createServiceDiscovery(config.services, bus, unitLogger()) instanceof BusServiceDiscovery);
-    assert.throws(
-      () => createServiceDiscovery(parseConfig({ services: { discovery: 'etcd' } }).services, bus, unitLogger()),
-      (err: unknown) => err instanceof ConfigError && /services\.discovery: "etcd"/.test(err.message),
-    );
+    const fromEnv = loadConfig({ env: { MSS_SERVICES__DISCOVERY: 'etcd', MSS_SERVICES__ETCD__HOSTS: ' http://etcd-1:2379, http://etcd-2:2379' } });
+    assert.deepEqual(fromEnv.services.etcd.hosts, ['http://etcd-1:2379', 'http://etcd-2:2379']);
+    const etcd = createServiceDiscovery(fromEnv.services, bus, unitLogger());
+    assert.ok(etcd instanceof EtcdServiceDiscovery);
+    await etcd.close();
+    assert.throws(() => loadConfig({ env: { MSS_SERVICES__ETCD__HOSTS: 'not a url' } }), ConfigError);
   });
 
   test('a per-service default strategy applies when the call names none', async () => {
