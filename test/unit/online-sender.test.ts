@@ -28,6 +28,8 @@ interface FakeDistributor {
   received: OnlineEvent[];
   /** How to answer a batch: ids acknowledged, or a thrown error / a promise that never settles. */
   answer: (batch: OnlineBatch) => unknown;
+  /** What its heartbeats say (every 50 ms). */
+  state: 'available' | 'draining';
   stop(): void;
 }
 
@@ -36,6 +38,7 @@ function fakeDistributor(bus: MemoryBus, id: string, weight = 1): FakeDistributo
     id,
     received: [],
     answer: (batch) => ({ acked: batch.events.map((e) => e.id) }),
+    state: 'available',
     stop: () => undefined,
   };
   const sub = bus.respond(onlineSubjects.online(id), (payload) => {
@@ -49,7 +52,7 @@ function fakeDistributor(bus: MemoryBus, id: string, weight = 1): FakeDistributo
     hello: onlineSubjects.hello,
     id,
     intervalMs: 50,
-    payload: () => ({ id, incarnation: `${id}-1`, weight, state: 'available' }),
+    payload: () => ({ id, incarnation: `${id}-1`, weight, state: fake.state }),
   });
   publisher.start();
   fake.stop = () => {
@@ -218,8 +221,10 @@ test('an owner answering an error is retried; a draining distributor leaves the 
   const e = s.online('t', user);
   await until('acknowledged', () => s.backlog === 0);
   assert.equal(counts(a.received).get(e.id), 3);
-  // a drains: it announces so and leaves every ring.
-  bus.publish(onlineSubjects.heartbeat, { id: 'a', incarnation: 'a-1', weight: 1, state: 'draining' });
+  // a drains: its heartbeats say so and it leaves every ring (for good: the next ones say it again).
+  a.state = 'draining';
   await until('a out of the ring', () => s.ring.members.join() === 'b');
+  await sleep(120);
+  assert.equal(s.ring.members.join(), 'b', 'still out after more heartbeats');
   void b;
 });
