@@ -34,9 +34,14 @@ const serviceChangedSchema = z.object({ serviceId: id }).strict();
  * - a deleted tenant: its requests fail MAuth once the tenant cache forgets it, and its tokens went
  *   with it (consumption finds no row).
  */
+/** How long a change waits to hear its own invalidation back before it is answered anyway (the TTL covers the rest). */
+const ECHO_WAIT_MS = 1000;
+
 export class CacheInvalidation {
   private subscriptions: Subscription[] = [];
   private offConnectivity?: () => void;
+  /** Changes waiting for their invalidation to come back through the bus, by subject and key. */
+  private readonly echoes = new Map<string, (() => void)[]>();
 
   constructor(
     private readonly bus: Bus,
@@ -51,11 +56,13 @@ export class CacheInvalidation {
         const change = roomChangedSchema.safeParse(payload);
         if (!change.success) return this.unreadable(cacheSubjects.roomChanged);
         this.rooms.forget(change.data.serviceId, change.data.roomId);
+        this.heard(`room\u0000${change.data.serviceId}\u0000${change.data.roomId}`);
       }),
       this.bus.subscribe(cacheSubjects.serviceChanged, (payload) => {
         const change = serviceChangedSchema.safeParse(payload);
         if (!change.success) return this.unreadable(cacheSubjects.serviceChanged);
         this.forgetService(change.data.serviceId);
+        this.heard(`service\u0000${change.data.serviceId}`);
       }),
     ];
     // Changes published while this Nuve was cut from the bus never reach it: start afresh.
@@ -68,12 +75,20 @@ export class CacheInvalidation {
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     this.subscriptions = [];
     this.offConnectivity?.();
+    for (const waiters of this.echoes.values()) for (const done of waiters) done();
+    this.echoes.clear();
   }
 
-  /** After storing a change to the room (or its deletion). */
-  roomChanged(serviceId: string, roomId: string): void {
+  /**
+   * After storing a change to the room (or its deletion). Resolves once this Nuve heard its own
+   * invalidation back (or after ECHO_WAIT_MS): by then the bus has handed it to every other Nuve
+   * too, so a client told of the change and asking another Nuve right after finds it there.
+   */
+  roomChanged(serviceId: string, roomId: string): Promise<void> {
     this.rooms.forget(serviceId, roomId);
+    const echo = this.echo(`room\u0000${serviceId}\u0000${roomId}`);
     this.bus.publish(cacheSubjects.roomChanged, { serviceId, roomId });
+    return echo;
   }
 
   /** This Nuve's copy of the room proved out of date in a way other Nuves find out on their own. */
@@ -81,10 +96,33 @@ export class CacheInvalidation {
     this.rooms.forget(serviceId, roomId);
   }
 
-  /** After storing a change to the tenant (or its deletion, with its rooms). */
-  serviceChanged(serviceId: string): void {
+  /** After storing a change to the tenant (or its deletion, with its rooms); resolves as `roomChanged`. */
+  serviceChanged(serviceId: string): Promise<void> {
     this.forgetService(serviceId);
+    const echo = this.echo(`service\u0000${serviceId}`);
     this.bus.publish(cacheSubjects.serviceChanged, { serviceId });
+    return echo;
+  }
+
+  /** Any invalidation of the same thing heard after the publish will do: it was sent after the change. */
+  private echo(key: string): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ECHO_WAIT_MS);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      const waiters = this.echoes.get(key);
+      if (waiters) waiters.push(done);
+      else this.echoes.set(key, [done]);
+    });
+  }
+
+  private heard(key: string): void {
+    const waiters = this.echoes.get(key);
+    if (!waiters) return;
+    this.echoes.delete(key);
+    for (const done of waiters) done();
   }
 
   private forgetService(serviceId: string): void {

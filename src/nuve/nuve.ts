@@ -118,7 +118,7 @@ export class Nuve {
     this.invalidation.start();
     this.superService = await this.services.ensureSuperService(config.nuve.superService, logger);
     // Its key may have been replaced from configuration: other Nuves must not keep the old one.
-    this.invalidation.serviceChanged(this.superService.id);
+    void this.invalidation.serviceChanged(this.superService.id);
     this.registry.start();
     this.tokens.start();
     this.agents.start();

@@ -100,7 +100,7 @@ export class TokenIssuer {
       // A room that moved from one gateway to another: a Nuve whose cache still names the old one (its
       // registry has not yet seen that gateway go) must not send joins there. A room's first gateway
       // needs no word: a Nuve with no gateway cached comes here and meets it in the compare-and-set.
-      if (room.gatewayId !== null) this.invalidation.roomChanged(room.serviceId, room.id);
+      if (room.gatewayId !== null) void this.invalidation.roomChanged(room.serviceId, room.id);
       else this.invalidation.roomStale(room.serviceId, room.id);
     }
     if (winner === chosen.id) return chosen;
@@ -205,7 +205,7 @@ export class TokenIssuer {
     try {
       await write;
     } catch (err) {
-      this.invalidation.roomChanged(room.serviceId, room.id);
+      void this.invalidation.roomChanged(room.serviceId, room.id);
       if (!(await this.store.getRoom(room.serviceId, room.id))) throw new AppError('ROOM_NOT_FOUND');
       throw err;
     }
