@@ -11,7 +11,14 @@ export interface RoomCacheOptions {
   now?: () => number;
 }
 
-export const defaultRoomCacheOptions: RoomCacheOptions = { ttlMs: 2000, maxEntries: 10_000 };
+/**
+ * 10 s: a lost invalidation is rare (see `CacheInvalidation`), and within the bound a stale room can
+ * only put its old `eapolicy` in a token, which a token issued just before the change carries for
+ * its whole life (nuve.tokenTtlSec, 180 s by default) anyway; a deleted room is refused regardless.
+ * Shorter costs a store read per room per TTL on every Nuve: at 2 s, 100 busy rooms on two Nuves
+ * were as many reads as the token inserts themselves.
+ */
+export const defaultRoomCacheOptions: RoomCacheOptions = { ttlMs: 10_000, maxEntries: 10_000 };
 
 interface Entry {
   room: Readonly<RoomRecord>;
