@@ -17,7 +17,8 @@ import { type TokenGrant, subjects } from '../src/core/subjects.js';
 import { GatewayPresence } from '../src/gateway/presence.js';
 import { cacheSubjects } from '../src/nuve/cache-invalidation.js';
 import { Nuve } from '../src/nuve/nuve.js';
-import { type Store, openStore } from '../src/nuve/store/store.js';
+import { RoomCache } from '../src/nuve/room-cache.js';
+import { type RoomRecord, type Store, openStore } from '../src/nuve/store/store.js';
 import { decodeTokenText, rawHttp, testLogger, testStoreOptions, waitFor } from './helpers/nuve-harness.js';
 import { serviceUrl } from './helpers/services.js';
 
@@ -251,5 +252,74 @@ describe('room cache across Nuve instances (NATS, PostgreSQL)', () => {
     const res = await tokenRequest(b, t1, roomId);
     assert.equal(res.status, 401, res.text);
     assert.equal(res.json?.code, 'AUTH_BAD_SIGNATURE');
+  });
+});
+
+describe('RoomCache on a store (SQLite)', () => {
+  let store: Store;
+  let reads = 0;
+  const read = (serviceId: string, roomId: string) => {
+    reads++;
+    return store.getRoom(serviceId, roomId);
+  };
+  const room = (id: string, serviceId = 's1'): RoomRecord => ({
+    id,
+    serviceId,
+    name: id,
+    data: undefined,
+    p2p: false,
+    mediaConfiguration: null,
+    eapolicy: 'ROOM-BEST',
+    gatewayId: null,
+    createdAt: Date.now(),
+  });
+
+  before(async () => {
+    store = await openStore(testStoreOptions('sqlite').options);
+    for (const id of ['s1', 's2']) await store.createService({ id, name: id, key: 'k', isSuper: false, createdAt: 1 });
+    for (const id of ['r1', 'r2', 'r3', 'r4']) await store.createRoom(room(id));
+  });
+  after(() => store.close());
+
+  test('bounded: past maxEntries the least recently used room goes', async () => {
+    const cache = new RoomCache(read, { ttlMs: 60_000, maxEntries: 3 });
+    for (const id of ['r1', 'r2', 'r3']) await cache.get('s1', id);
+    await cache.get('s1', 'r1'); // r1 used again: r2 is now the oldest
+    reads = 0;
+    await cache.get('s1', 'r4');
+    assert.equal(cache.size, 3);
+    await cache.get('s1', 'r1');
+    await cache.get('s1', 'r3');
+    assert.equal(reads, 1, 'r1 and r3 stayed');
+    await cache.get('s1', 'r2');
+    assert.equal(reads, 2, 'r2 was evicted');
+  });
+
+  test('concurrent reads of one room share one store read; one in flight during an invalidation is not kept', async () => {
+    const cache = new RoomCache(read, { ttlMs: 60_000, maxEntries: 10 });
+    reads = 0;
+    const rooms = await Promise.all(Array.from({ length: 10 }, () => cache.get('s1', 'r1')));
+    assert.equal(reads, 1);
+    assert.ok(rooms.every((r) => r === rooms[0]));
+    cache.forget('s1', 'r2');
+    const inFlight = cache.get('s1', 'r2');
+    cache.forget('s1', 'r2'); // the change lands while the read runs
+    assert.equal((await inFlight)?.id, 'r2');
+    reads = 0;
+    await cache.get('s1', 'r2');
+    assert.equal(reads, 1, 'read again: the earlier read may predate the change');
+  });
+
+  test("tenant-scoped: a room cached for its tenant is not another tenant's", async () => {
+    const cache = new RoomCache(read, { ttlMs: 60_000, maxEntries: 10 });
+    assert.equal((await cache.get('s1', 'r3'))?.id, 'r3');
+    assert.equal(await cache.get('s2', 'r3'), undefined);
+    cache.forgetService('s2');
+    reads = 0;
+    await cache.get('s1', 'r3');
+    assert.equal(reads, 0, "another tenant's invalidation leaves it");
+    cache.forgetService('s1');
+    await cache.get('s1', 'r3');
+    assert.equal(reads, 1);
   });
 });
