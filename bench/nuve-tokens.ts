@@ -3,7 +3,8 @@
  *
  *   node --import tsx bench/nuve-tokens.ts [--engines sqlite,postgres] [--duration 10] [--warmup 3]
  *                                          [--concurrency 64] [--rooms 100] [--repeat 1] [--client raw|http]
- *                                          [--rate-limit on|off]
+ *                                          [--rate-limit on|off] [--nuves 1|2] [--bus memory|nats]
+ *                                          [--replay memory|redis]
  *
  * Nuve runs in this process exactly as embedded (SQLite file in a temp dir),
  * then again on PostgreSQL (a throw-away database). The load comes from a
@@ -14,6 +15,13 @@
  * what it saw during `duration`. `--client http` uses node:http instead of
  * the minimal raw-socket client; on a 2-core machine node:http's own CPU
  * cost caps what it can measure.
+ *
+ * `--nuves 2` starts a second Nuve in this process on the same bus and the same database (its own
+ * HTTP port and connection pool), as two instances of a cluster: the load's connections alternate
+ * between them, rooms are created on the first. `--bus nats` puts both on a NATS server
+ * (TEST_NATS_URL, default nats://127.0.0.1:4222) instead of the in-process bus; `--replay redis`
+ * gives them the shared Redis replay guard a cluster runs with (TEST_REDIS_URL, default
+ * redis://127.0.0.1:6379) instead of one in-memory guard each.
  */
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -24,19 +32,25 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import pg from 'pg';
+import type { Bus } from '../src/core/bus/bus.js';
 import { MemoryBus } from '../src/core/bus/memory-bus.js';
+import { NatsBus } from '../src/core/bus/nats-bus.js';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { openStore } from '../src/nuve/store/store.js';
 import { GatewayPresence } from '../src/gateway/presence.js';
 import { buildMAuthHeader } from '../src/core/mauth.js';
 import { Nuve } from '../src/nuve/nuve.js';
+import { RedisReplayGuard } from '../src/nuve/replay-guard.js';
+import type { Store } from '../src/nuve/store/store.js';
 
 type Engine = 'sqlite' | 'postgres';
 
 interface LoadJob {
-  url: string;
+  /** The Nuves to load: connection i goes to urls[i % urls.length]. */
+  urls: string[];
   serviceId: string;
   key: string;
   rooms: string[];
@@ -108,9 +122,9 @@ function authorization(job: LoadJob, user: string): string {
 }
 
 /** node:http with a keep-alive agent: the ordinary client, but it costs about as much CPU as the server. */
-function httpConnection(job: LoadJob, rec: Recorder, next: () => { room: string; user: string }) {
+function httpConnection(job: LoadJob, url: string, rec: Recorder, next: () => { room: string; user: string }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const target = new URL(job.url);
+  const target = new URL(url);
   const one = () =>
     new Promise<void>((resolve) => {
       const { room, user } = next();
@@ -146,8 +160,8 @@ function httpConnection(job: LoadJob, rec: Recorder, next: () => { room: string;
  * per connection, Content-Length responses): a fraction of node:http's CPU,
  * so on a small machine the server, not the load generator, is measured.
  */
-function rawConnection(job: LoadJob, rec: Recorder, next: () => { room: string; user: string }) {
-  const target = new URL(job.url);
+function rawConnection(job: LoadJob, url: string, rec: Recorder, next: () => { room: string; user: string }) {
+  const target = new URL(url);
   const socket = net.connect({ host: target.hostname, port: Number(target.port), noDelay: true });
   let buffer: Buffer = Buffer.alloc(0);
   let pending: { started: number; resolve: () => void } | undefined;
@@ -198,9 +212,10 @@ async function runLoad(job: LoadJob): Promise<LoadResult> {
   const rec: Recorder = { measuring: false, ok: 0, errors: 0, statuses: {}, latencies: [] };
   let seq = 0;
   const next = () => ({ room: job.rooms[seq % job.rooms.length]!, user: `user${seq++}` });
-  const connections = Array.from({ length: job.concurrency }, () =>
-    job.client === 'http' ? httpConnection(job, rec, next) : rawConnection(job, rec, next),
-  );
+  const connections = Array.from({ length: job.concurrency }, (_, i) => {
+    const url = job.urls[i % job.urls.length]!;
+    return job.client === 'http' ? httpConnection(job, url, rec, next) : rawConnection(job, url, rec, next);
+  });
   let stopping = false;
   const loops = connections.map(async (c) => {
     while (!stopping) await c.one();
@@ -258,7 +273,19 @@ function loadInChild(job: LoadJob): Promise<LoadResult & { serverCpu: number }> 
 
 // ---------------------------------------------------------------- Nuve under test (this process)
 
-async function benchEngine(engine: Engine, opts: { durationMs: number; warmupMs: number; concurrency: number; rooms: number; client: 'raw' | 'http'; rateLimit: boolean }) {
+interface BenchOptions {
+  durationMs: number;
+  warmupMs: number;
+  concurrency: number;
+  rooms: number;
+  client: 'raw' | 'http';
+  rateLimit: boolean;
+  nuves: number;
+  bus: 'memory' | 'nats';
+  replay: 'memory' | 'redis';
+}
+
+async function benchEngine(engine: Engine, opts: BenchOptions) {
   const dir = mkdtempSync(join(tmpdir(), 'mss-bench-'));
   const pgServer = (process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432').replace(/\/+$/, '');
   const pgDb = `mss_bench_${process.pid}_${randomBytes(3).toString('hex')}`;
@@ -278,17 +305,36 @@ async function benchEngine(engine: Engine, opts: { durationMs: number; warmupMs:
     },
   });
   const logger = createLogger(config.log);
-  const bus = new MemoryBus(logger);
-  const store = await openStore(config.store);
-  const nuve = new Nuve({ config, bus, store, logger });
-  await nuve.start();
+  const natsUrl = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
+  const redisUrl = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  // One bus connection per Nuve, as separate instances have; the gateway's presence on the first.
+  const buses: Bus[] = [];
+  const stores: Store[] = [];
+  const nuves: Nuve[] = [];
+  const redis = opts.replay === 'redis' ? new Redis(redisUrl) : undefined;
+  const memoryBus = opts.bus === 'memory' ? new MemoryBus(logger) : undefined;
+  // SQLite is the embedded store, one process's own (exclusive locking): one Nuve.
+  const nuveCount = engine === 'sqlite' ? 1 : opts.nuves;
+  for (let i = 0; i < nuveCount; i++) {
+    const nuveBus = memoryBus ?? (await NatsBus.connect(natsUrl, logger));
+    if (!memoryBus || i === 0) buses.push(nuveBus);
+    // Opened one after the other: the first runs the migrations.
+    const nuveStore = await openStore(config.store);
+    stores.push(nuveStore);
+    const replay = redis && new RedisReplayGuard(redis, config.nuve.authWindowSec * 1000, `mss:bench:${pgDb}:`);
+    const instance = new Nuve({ config, bus: nuveBus, store: nuveStore, logger, replay, redis });
+    await instance.start();
+    nuves.push(instance);
+  }
+  const nuve = nuves[0]!;
+  const bus = buses[0]!;
   const presence = new GatewayPresence(bus, logger, { id: 'gw-bench', url: 'ws://127.0.0.1:8080/', weight: 1 }, 1000, () => ({
     rooms: 0,
     peers: 0,
   }));
   presence.start();
   try {
-    while (!nuve.registry.get('gw-bench')) await sleep(5);
+    while (!nuves.every((n) => n.registry.get('gw-bench'))) await sleep(5);
     const su = nuve.superServiceRecord;
     const rooms: string[] = [];
     for (let i = 0; i < opts.rooms; i++) {
@@ -304,7 +350,7 @@ async function benchEngine(engine: Engine, opts: { durationMs: number; warmupMs:
       rooms.push(((await res.json()) as { _id: string })._id);
     }
     const result = await loadInChild({
-      url: nuve.url,
+      urls: nuves.map((n) => n.url),
       serviceId: su.id,
       key: su.key,
       rooms,
@@ -313,12 +359,13 @@ async function benchEngine(engine: Engine, opts: { durationMs: number; warmupMs:
       durationMs: opts.durationMs,
       client: opts.client,
     });
-    return { engine, ...result };
+    return { engine, nuves: nuveCount, ...result };
   } finally {
     presence.stop();
-    await nuve.close();
-    await store.close();
-    await bus.close();
+    for (const n of nuves) await n.close();
+    for (const s of stores) await s.close();
+    for (const b of buses) await b.close();
+    redis?.disconnect();
     rmSync(dir, { recursive: true, force: true });
     if (engine === 'postgres') {
       const client = new pg.Client({ connectionString: `${pgServer}/postgres` });
@@ -339,11 +386,15 @@ async function main(): Promise<void> {
     rooms: Number(arg('rooms', '100')),
     client: arg('client', 'raw') === 'http' ? ('http' as const) : ('raw' as const),
     rateLimit: arg('rate-limit', 'on') !== 'off',
+    nuves: Number(arg('nuves', '1')),
+    bus: arg('bus', 'memory') === 'nats' ? ('nats' as const) : ('memory' as const),
+    replay: arg('replay', 'memory') === 'redis' ? ('redis' as const) : ('memory' as const),
   };
   console.log(
     `Nuve POST /rooms/:room/tokens — ${opts.concurrency} concurrent keep-alive requests (${opts.client} client) from a child process, ` +
       `${opts.warmupMs / 1000} s warmup + ${opts.durationMs / 1000} s measured, ${opts.rooms} rooms, ` +
       `rate limiter ${opts.rateLimit ? 'on (limits raised)' : 'off'}, ` +
+      `${opts.nuves} Nuve${opts.nuves > 1 ? 's' : ''} on the ${opts.bus} bus, replay guard in ${opts.replay}, ` +
       `node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`,
   );
   let failed = false;
@@ -357,7 +408,7 @@ async function main(): Promise<void> {
       rates.push(rate);
       failed ||= r.errors > 0;
       console.log(
-        `${engine.padEnd(9)} ${rate.toFixed(0).padStart(6)} tokens/s  p50 ${r.p50.toFixed(2)} ms  p90 ${r.p90.toFixed(2)} ms  ` +
+        `${`${engine}×${r.nuves}`.padEnd(11)} ${rate.toFixed(0).padStart(6)} tokens/s  p50 ${r.p50.toFixed(2)} ms  p90 ${r.p90.toFixed(2)} ms  ` +
           `p99 ${r.p99.toFixed(2)} ms  max ${r.max.toFixed(1)} ms  ok ${r.ok}  errors ${r.errors}` +
           `${r.errors ? ` ${JSON.stringify(r.statuses)}` : ''}  server CPU ${(r.serverCpu * 100).toFixed(0)}%  ` +
           `client CPU ${(r.clientCpu * 100).toFixed(0)}%  load before ${load}`,

@@ -8,6 +8,8 @@ import type { RateLimitStats } from './rate-limit.js';
 import type { ReplayGuard } from './replay-guard.js';
 import type { ServiceDirectory } from './service-directory.js';
 import type { TokenIssuer } from './token-issuer.js';
+import type { CacheInvalidation } from './cache-invalidation.js';
+import type { RoomCache } from './room-cache.js';
 import type { WebhookIntake } from './webhooks/intake.js';
 
 /** What Nuve's HTTP plugins work with. */
@@ -18,6 +20,10 @@ export interface NuveContext {
   services: ServiceDirectory;
   registry: GatewayRegistry;
   tokens: TokenIssuer;
+  /** Rooms for the token routes (a cache; the store stays the truth for everything else). */
+  rooms: RoomCache;
+  /** Call after storing a change to a room or tenant, before answering: every Nuve's caches drop it. */
+  invalidation: CacheInvalidation;
   /** Where Nuve's own room events (room_metadata_changed) join the gateways' in the outbox. */
   webhooks: WebhookIntake;
   replay: ReplayGuard;

@@ -11,6 +11,8 @@ import { GatewayRegistry } from './gateway-registry.js';
 import { GroupCalls } from './group-calls.js';
 import type { RateLimitStats } from './rate-limit.js';
 import { buildNuveHttp } from './http.js';
+import { CacheInvalidation } from './cache-invalidation.js';
+import { RoomCache, type RoomCacheOptions, defaultRoomCacheOptions } from './room-cache.js';
 import { MemoryReplayGuard, type ReplayGuard } from './replay-guard.js';
 import { ServiceDirectory } from './service-directory.js';
 import { TokenIssuer } from './token-issuer.js';
@@ -25,6 +27,8 @@ export interface NuveOptions {
   replay?: ReplayGuard;
   redis?: Redis;
   metrics?: Registry;
+  /** The room cache's bounds (tests shorten the TTL). */
+  roomCache?: RoomCacheOptions;
 }
 
 /** The management role: REST API, token issuing and consumption, gateway registry. */
@@ -32,6 +36,9 @@ export class Nuve {
   readonly registry: GatewayRegistry;
   readonly tokens: TokenIssuer;
   readonly services: ServiceDirectory;
+  /** Rooms as the token routes read them, kept in step across Nuve instances by `invalidation`. */
+  readonly rooms: RoomCache;
+  readonly invalidation: CacheInvalidation;
   /** Media agents and their load, for the status API (Nuve places nothing on agents; gateways do). */
   readonly agents: HeartbeatTable<AgentHeartbeat>;
   /** Room events into the outbox, and the outbox to the tenants' webhooks. */
@@ -50,6 +57,8 @@ export class Nuve {
   constructor(private readonly options: NuveOptions) {
     const { config, bus, store, logger } = options;
     this.services = new ServiceDirectory(store);
+    this.rooms = new RoomCache((serviceId, roomId) => store.getRoom(serviceId, roomId), options.roomCache ?? defaultRoomCacheOptions);
+    this.invalidation = new CacheInvalidation(bus, logger.child({ part: 'cache-invalidation' }), this.rooms, this.services);
     this.registry = new GatewayRegistry(bus, logger, config.nuve.gatewayTimeoutMs);
     this.agents = new HeartbeatTable(bus, logger, {
       heartbeat: agentSubjects.heartbeat,
@@ -59,7 +68,7 @@ export class Nuve {
       timeoutMs: config.gateway.agentRemoveMs,
       what: 'media agent',
     });
-    this.tokens = new TokenIssuer(store, this.services, this.registry, bus, logger, config.nuve.tokenTtlSec, config.nuve.roles);
+    this.tokens = new TokenIssuer(store, this.services, this.registry, bus, logger, config.nuve.tokenTtlSec, config.nuve.roles, this.invalidation);
     this.replay =
       options.replay ??
       new MemoryReplayGuard({ windowMs: config.nuve.authWindowSec * 1000, maxEntries: config.nuve.replayGuardMaxEntries });
@@ -72,7 +81,9 @@ export class Nuve {
       void this.groupCalls.gatewayGone(gateway.id);
       store
         .releaseGateway(gateway.id)
-        .catch((err: unknown) => logger.warn({ err, gateway: gateway.id }, 'could not release rooms of gateway'));
+        .catch((err: unknown) => logger.warn({ err, gateway: gateway.id }, 'could not release rooms of gateway'))
+        // Each Nuve releases on its own registry's word, so each forgets locally (no publish needed).
+        .finally(() => this.rooms.forgetGateway(gateway.id));
     });
   }
 
@@ -104,7 +115,10 @@ export class Nuve {
 
   async start(): Promise<void> {
     const { config, store, bus, logger } = this.options;
+    this.invalidation.start();
     this.superService = await this.services.ensureSuperService(config.nuve.superService, logger);
+    // Its key may have been replaced from configuration: other Nuves must not keep the old one.
+    void this.invalidation.serviceChanged(this.superService.id);
     this.registry.start();
     this.tokens.start();
     this.agents.start();
@@ -119,6 +133,8 @@ export class Nuve {
         services: this.services,
         registry: this.registry,
         tokens: this.tokens,
+        rooms: this.rooms,
+        invalidation: this.invalidation,
         webhooks: this.webhookIntake,
         replay: this.replay,
         redis: this.options.redis,
@@ -139,6 +155,7 @@ export class Nuve {
     this.groupCalls.stop();
     await this.webhookDelivery.close();
     this.tokens.stop();
+    this.invalidation.stop();
     this.registry.stop();
     this.agents.stop();
     this.replay.close();

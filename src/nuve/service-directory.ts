@@ -6,8 +6,9 @@ import type { ServiceRecord, Store } from './store/store.js';
 /**
  * Services by id with a short cache: every authenticated request needs its
  * service's key, and a store round trip per request would make the store the
- * bottleneck. A deleted service is dropped from this instance's cache at
- * once and from other Nuve instances' within `ttlMs`.
+ * bottleneck. A created, changed or deleted service is dropped from every
+ * Nuve's cache when `nuve.service.changed` reaches it (`CacheInvalidation`);
+ * `ttlMs` bounds how long a lost invalidation leaves an entry.
  */
 export class ServiceDirectory {
   private readonly cache = new Map<string, { record: ServiceRecord | undefined; until: number }>();

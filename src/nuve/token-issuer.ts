@@ -14,6 +14,7 @@ import {
   type TokenClaims,
   verifyTokenSignature,
 } from './access-token.js';
+import type { CacheInvalidation } from './cache-invalidation.js';
 import type { GatewayEntry, GatewayRegistry } from './gateway-registry.js';
 import type { ServiceDirectory } from './service-directory.js';
 
@@ -54,6 +55,8 @@ export class TokenIssuer {
     private readonly ttlSec: number,
     /** Configured roles (nuve.roles) and what each may do. */
     private readonly roles: Readonly<Record<string, Permissions>>,
+    /** The room handed in may come from a cache: told when it proves stale. */
+    private readonly invalidation: CacheInvalidation,
   ) {}
 
   /** The permissions of a configured role; INVALID_ROLE (400) for any other name. */
@@ -93,6 +96,13 @@ export class TokenIssuer {
     let winner = await this.store.assignGateway(room.id, room.gatewayId, chosen.id);
     // The room's gateway went away and was released since the room was read: claim the now free room.
     if (winner === null && room.gatewayId !== null) winner = await this.store.assignGateway(room.id, null, chosen.id);
+    if (winner !== room.gatewayId) {
+      // A room that moved from one gateway to another: a Nuve whose cache still names the old one (its
+      // registry has not yet seen that gateway go) must not send joins there. A room's first gateway
+      // needs no word: a Nuve with no gateway cached comes here and meets it in the compare-and-set.
+      if (room.gatewayId !== null) void this.invalidation.roomChanged(room.serviceId, room.id);
+      else this.invalidation.roomStale(room.serviceId, room.id);
+    }
     if (winner === chosen.id) return chosen;
     const other = winner === null ? undefined : this.registry.get(winner);
     if (other) return other;
@@ -106,17 +116,20 @@ export class TokenIssuer {
     const tokenId = newTokenId();
     const gatewayUrl = new URL(gateway.url);
     const expiresAt = now + this.ttlSec * 1000;
-    await this.store.createToken({
-      id: tokenId,
-      serviceId: service.id,
-      roomId: room.id,
-      userName,
-      role,
-      gatewayId: gateway.id,
-      eapolicy: room.eapolicy,
-      expiresAt,
-      createdAt: now,
-    });
+    await this.stored(
+      room,
+      this.store.createToken({
+        id: tokenId,
+        serviceId: service.id,
+        roomId: room.id,
+        userName,
+        role,
+        gatewayId: gateway.id,
+        eapolicy: room.eapolicy,
+        expiresAt,
+        createdAt: now,
+      }),
+    );
     return encodeToken(
       {
         tokenId,
@@ -153,7 +166,7 @@ export class TokenIssuer {
     const tokenId = newTokenId();
     const gatewayUrl = new URL(gateway.url);
     const expiresAt = now + this.ttlSec * 1000;
-    await this.store.createSessionToken({
+    const write = this.store.createSessionToken({
       id: tokenId,
       serviceId: service.id,
       userName,
@@ -164,6 +177,7 @@ export class TokenIssuer {
       expiresAt,
       createdAt: now,
     });
+    await (room ? this.stored(room.record, write) : write);
     const claims: SessionClaims = {
       kind: 'session',
       tokenId,
@@ -180,6 +194,21 @@ export class TokenIssuer {
       claims.room = { roomId: room.record.id, role: room.role, permissions, eapolicy: room.record.eapolicy };
     }
     return encodeSessionToken(claims, service.key);
+  }
+
+  /**
+   * Waits for a token row of `room`. The room may come from a cache that has not yet heard of its
+   * deletion (on another Nuve): the row's foreign key to the room refuses it, and the request gets
+   * the ROOM_NOT_FOUND it would have got without the cache, not a 500.
+   */
+  private async stored(room: RoomRecord, write: Promise<void>): Promise<void> {
+    try {
+      await write;
+    } catch (err) {
+      void this.invalidation.roomChanged(room.serviceId, room.id);
+      if (!(await this.store.getRoom(room.serviceId, room.id))) throw new AppError('ROOM_NOT_FOUND');
+      throw err;
+    }
   }
 
   /** Bus handler: verify signature (tenant key), gateway, expiry; then delete so it works once. */

@@ -84,6 +84,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
       if (options.eapolicy !== undefined) changes.eapolicy = options.eapolicy;
       if (options.group !== undefined) changes.group = options.group;
       if (!(await store.updateRoom(request.service.id, request.params.room, changes))) throw roomNotFound();
+      await ctx.invalidation.roomChanged(request.service.id, request.params.room);
       if (options.data !== undefined) await metadataChanged(request.service.id, request.params.room, changes.data);
       return reply.type('text/plain; charset=utf-8').send('Room Updated');
     },
@@ -118,6 +119,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
         if (violation) throw new AppError('VALIDATION_FAILED', `invalid request body: merged options.data: ${violation}`);
       }
       if (!(await store.updateRoom(request.service.id, room.id, changes))) throw roomNotFound();
+      await ctx.invalidation.roomChanged(request.service.id, room.id);
       if (changes.data !== undefined) await metadataChanged(request.service.id, room.id, changes.data);
       return reply.type('text/plain; charset=utf-8').send('Room Updated');
     },
@@ -129,6 +131,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
     async (request, reply) => {
       const room = await store.getRoom(request.service.id, request.params.room);
       if (!room || !(await store.deleteRoom(request.service.id, room.id))) throw roomNotFound();
+      await ctx.invalidation.roomChanged(request.service.id, room.id);
       if (room.gatewayId !== null) {
         // Best effort: the room's gateway closes it; a gateway that is gone has nothing to close.
         ctx.bus

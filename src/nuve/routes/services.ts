@@ -40,6 +40,8 @@ export const servicesRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async
         isSuper: false,
         createdAt: Date.now(),
       });
+      // Another Nuve may have cached this id as unknown (a request that guessed it): not any more.
+      await ctx.invalidation.serviceChanged(id);
       return JSON.stringify(id);
     },
   );
@@ -67,7 +69,7 @@ export const servicesRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async
       if (!service) throw serviceNotFound();
       if (service.isSuper) throw new AppError('SUPER_SERVICE_PROTECTED');
       await ctx.store.deleteService(service.id);
-      ctx.services.forget(service.id);
+      await ctx.invalidation.serviceChanged(service.id);
       return reply.type('text/plain; charset=utf-8').send('Service deleted');
     },
   );

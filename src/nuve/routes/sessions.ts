@@ -41,7 +41,7 @@ export const sessionsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async
       const { user, scopes, room } = request.body;
       if (!room) return { token: await ctx.tokens.issueSession(request.service, user, scopes) };
       ctx.tokens.permissionsOf(room.role); // an unknown role is refused first (INVALID_ROLE), as for room tokens
-      const record = await ctx.store.getRoom(request.service.id, room.id);
+      const record = await ctx.rooms.get(request.service.id, room.id);
       if (!record) throw roomNotFound();
       return { token: await ctx.tokens.issueSession(request.service, user, scopes, { record, role: room.role }) };
     },

@@ -29,7 +29,7 @@ export const tokensRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (
       if (!tokenUserName.safeParse(user.username).success) {
         throw new AppError('INVALID_USER');
       }
-      const room = await ctx.store.getRoom(request.service.id, request.params.room);
+      const room = await ctx.rooms.get(request.service.id, request.params.room);
       if (!room) throw roomNotFound();
       const token = await ctx.tokens.issue(request.service, room, user.username, user.role);
       return reply.type('text/plain; charset=utf-8').send(token);
