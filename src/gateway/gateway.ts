@@ -202,10 +202,12 @@ export class Gateway {
   async close(): Promise<void> {
     this.presence?.stop();
     this.push.stop();
-    await this.services.close();
+    // Nothing awaited before the clients are told: an agent hearing this gateway's goodbye closes its routers,
+    // and their routerClosed, heard first, would send the clients mediaAgentLost (reconnect here) instead.
     for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
     this.edge.close('GATEWAY_SHUTDOWN', 'gateway shutting down; rejoin with a new token');
     for (const room of [...this.rooms.values()]) room.close();
+    await this.services.close();
     await this.http?.close();
     this.agents.stop();
     // After the rooms closed: their last events (participant_left, room_finished) still reach Nuve.
