@@ -191,7 +191,7 @@ export interface LoadResult {
 }
 
 /** Runs `calls` calls of `call`, `concurrency` at a time; `call(worker)` resolves when its answer is in. */
-async function drive(options: LoadOptions, call: (worker: number) => Promise<boolean>): Promise<LoadResult> {
+export async function drive(options: LoadOptions, call: (worker: number) => Promise<boolean>): Promise<LoadResult> {
   const latencies = new Float64Array(options.calls);
   let next = 0;
   let errors = 0;

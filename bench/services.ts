@@ -27,7 +27,7 @@ import { NuveClient } from '../src/server/index.js';
 import { defineService, startService } from '../src/services/index.js';
 import { startNats } from '../test/helpers/services.js';
 import { EmbeddedProcess } from './embedded-process.js';
-import { type LoadOptions, type LoadResult, formatResult, runMoleculerC2s, runMoleculerS2s, startMoleculerPeer } from './services-moleculer.js';
+import { type LoadOptions, type LoadResult, drive, formatResult, runMoleculerC2s, runMoleculerS2s, startMoleculerPeer } from './services-moleculer.js';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 
@@ -56,29 +56,10 @@ if (args.serve) {
   await main();
 }
 
-/** Runs `calls` calls of `call`, `concurrency` at a time, after a warm-up of 2,000. */
-async function drive(options: LoadOptions, call: (worker: number) => Promise<boolean>): Promise<LoadResult> {
-  const once = async (o: LoadOptions): Promise<LoadResult> => {
-    const latencies = new Float64Array(o.calls);
-    let next = 0;
-    let errors = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: Math.min(o.concurrency, o.calls) }, async (_, worker) => {
-        for (let i = next++; i < o.calls; i = next++) {
-          const start = performance.now();
-          if (!(await call(worker))) errors++;
-          latencies[i] = performance.now() - start;
-        }
-      }),
-    );
-    const seconds = (performance.now() - t0) / 1000;
-    latencies.sort();
-    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))]!;
-    return { calls: o.calls, errors, seconds, callsPerSec: o.calls / seconds, p50Ms: pct(50), p99Ms: pct(99) };
-  };
-  await once({ calls: Math.min(2000, options.calls), concurrency: options.concurrency });
-  return once(options);
+/** The peer's load driver after a warm-up of 2,000 calls (the first calls pay for connections and JIT on every side). */
+async function warmedUp(options: LoadOptions, call: (worker: number) => Promise<boolean>): Promise<LoadResult> {
+  await drive({ calls: Math.min(2000, options.calls), concurrency: options.concurrency }, call);
+  return drive(options, call);
 }
 
 async function startServiceProcess(natsUrl: string): Promise<ChildProcess> {
@@ -130,7 +111,7 @@ async function main(): Promise<void> {
     );
     let id = 0;
     try {
-      return await drive({ calls, concurrency }, (worker) => {
+      return await warmedUp({ calls, concurrency }, (worker) => {
         const { ws, pending } = sockets[worker % sockets.length]!;
         const requestId = ++id;
         return new Promise<boolean>((resolve) => {
@@ -143,7 +124,7 @@ async function main(): Promise<void> {
     }
   };
   const oursS2s = () =>
-    drive({ calls, concurrency }, () =>
+    warmedUp({ calls, concurrency }, () =>
       caller.call('bench', 'empty', {}, identity).then(
         () => true,
         () => false,

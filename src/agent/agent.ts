@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { version as mediasoupVersion } from 'mediasoup';
 import {
   type AgentDump,
@@ -17,7 +16,7 @@ import type { Bus, Subscription } from '../core/bus/bus.js';
 import type { Config } from '../core/config.js';
 import { waitUntilEmpty } from '../core/drain.js';
 import { OpsAuth } from '../core/ops-auth.js';
-import { opsRoutes } from '../core/ops-routes.js';
+import { type OpsServer, startOpsServer } from '../core/ops-routes.js';
 import { AppError } from '../core/errors.js';
 import { HeartbeatPublisher } from '../core/heartbeat-publisher.js';
 import { BusSilence } from '../core/heartbeat-table.js';
@@ -62,7 +61,7 @@ export class Agent {
   private gatewaySilence?: BusSilence;
   private state: 'available' | 'draining' = 'available';
   private drainWatch?: ReturnType<typeof waitUntilEmpty>;
-  private probeServer?: FastifyInstance;
+  private probeServer?: OpsServer;
   private clientProbeServer?: Server;
   private cpu = 0;
   private metrics?: AgentMetrics;
@@ -165,27 +164,18 @@ export class Agent {
    * takes new rooms; /metrics, and /drain (the preStop hook), with the ops token.
    */
   private async startProbes(port: number): Promise<void> {
-    const app = Fastify({
-      loggerInstance: this.logger as FastifyBaseLogger,
-      logController: new LogController({ disableRequestLogging: true }),
-    });
-    await app.register(opsRoutes, {
+    this.probeServer = await startOpsServer(port, this.logger, {
       auth: new OpsAuth(this.config.ops),
       ready: () => this.state === 'available',
       drain: () => void this.drain(),
       remaining: () => ({ routers: this.rooms.size, peers: this.load().peers }),
       metrics: () => this.metricsRegistry,
     });
-    await app.ready();
-    // Every interface, as Node chooses by default (IPv6 and IPv4 where it can): the kubelet probes the pod's address.
-    await new Promise<void>((resolve) => app.server.listen(port, resolve));
-    this.probeServer = app;
   }
 
   /** Where the probe server listens (healthPort 0 picks a free port). */
   get healthPort(): number | undefined {
-    const address = this.probeServer?.server.address();
-    return address && typeof address !== 'string' ? address.port : undefined;
+    return this.probeServer?.port;
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
-import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyPluginAsync, LogController, type onRequestHookHandler } from 'fastify';
 import type { Registry } from 'prom-client';
 import { AppError, sendError } from './errors.js';
+import type { Logger } from './logger.js';
 import type { OpsAuth } from './ops-auth.js';
 
 export interface OpsRoutesOptions {
@@ -47,3 +48,32 @@ export const opsRoutes: FastifyPluginAsync<OpsRoutesOptions> = async (app, optio
   });
   app.get('/drain', { onRequest: opsOnly }, async () => ({ draining: !options.ready(), ...options.remaining() }));
 };
+
+/**
+ * A process's own probe server on `port` (0: a free one) serving only the ops routes: a role without an
+ * HTTP server of its own (agent, distributor) answers the kubelet and Prometheus with it. Close the returned
+ * server with the role.
+ */
+export async function startOpsServer(port: number, logger: Logger, options: OpsRoutesOptions): Promise<OpsServer> {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+  await app.register(opsRoutes, options);
+  await app.ready();
+  // Every interface, as Node chooses by default (IPv6 and IPv4 where it can): the kubelet probes the pod's address.
+  await new Promise<void>((resolve) => app.server.listen(port, resolve));
+  return {
+    get port() {
+      const address = app.server.address();
+      return address && typeof address !== 'string' ? address.port : undefined;
+    },
+    close: () => app.close(),
+  };
+}
+
+export interface OpsServer {
+  /** Where it listens (undefined once closed). */
+  readonly port: number | undefined;
+  close(): Promise<void>;
+}

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { z } from 'zod';
 import type { Bus, Subscription } from '../core/bus/bus.js';
@@ -24,7 +23,7 @@ import {
   ringOf,
 } from '../core/online-events.js';
 import { OpsAuth } from '../core/ops-auth.js';
-import { opsRoutes } from '../core/ops-routes.js';
+import { type OpsServer, startOpsServer } from '../core/ops-routes.js';
 import { type PushSendResult, pushSubjects } from '../core/push-protocol.js';
 import { groupCallsNotification, groupCallsResultSchema } from './notification.js';
 import { RecentIds } from './recent-ids.js';
@@ -65,7 +64,7 @@ export class Distributor {
   private idle?: () => void;
   private metrics?: Metrics;
   private metricsRegistry?: Registry;
-  private probeServer?: FastifyInstance;
+  private probeServer?: OpsServer;
   /** Since when events fail for want of Nuve or push (undefined: they do not), so an outage is logged once. */
   private failingSince?: number;
 
@@ -321,26 +320,18 @@ export class Distributor {
 
   /** /health, /ready (false once draining); /metrics and /drain with the ops token. */
   private async startProbes(port: number): Promise<void> {
-    const app = Fastify({
-      loggerInstance: this.logger as FastifyBaseLogger,
-      logController: new LogController({ disableRequestLogging: true }),
-    });
-    await app.register(opsRoutes, {
+    this.probeServer = await startOpsServer(port, this.logger, {
       auth: new OpsAuth(this.config.ops),
       ready: () => this.state === 'available',
       drain: () => void this.drain(),
       remaining: () => ({ events: this.inFlight + this.waiting.length }),
       metrics: () => this.metricsRegistry,
     });
-    await app.ready();
-    await new Promise<void>((resolve) => app.server.listen(port, resolve));
-    this.probeServer = app;
   }
 
   /** Where the probe server listens (healthPort 0 picks a free port). */
   get healthPort(): number | undefined {
-    const address = this.probeServer?.server.address();
-    return address && typeof address !== 'string' ? address.port : undefined;
+    return this.probeServer?.port;
   }
 }
 
