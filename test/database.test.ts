@@ -9,6 +9,9 @@ import { openNuveStore } from '../src/nuve/store/store.js';
 /** Every migration Nuve has, in order: its history must hold exactly these, whatever another role adds. */
 const NUVE_HISTORY = Object.keys(nuveMigrations.migrations).sort();
 import { type StoreKind, testStoreOptions } from './helpers/nuve-harness.js';
+import { TcpRelay, createTestDatabase, relayedUrl } from './helpers/cluster.js';
+import { hostPort, serviceUrl } from './helpers/services.js';
+import { loadConfig } from '../src/core/config.js';
 
 /**
  * A role other than Nuve with tables of its own (a push role, say): its first
@@ -108,5 +111,32 @@ test('a database Nuve migrated before roles had their own migration tables opens
     await database.close();
   } finally {
     await cleanup();
+  }
+});
+
+test('PostgreSQL dropping the connection of a transaction between two statements fails that transaction, not the process', async () => {
+  const server = hostPort(serviceUrl('postgres'));
+  const relay = new TcpRelay(server.port, server.host);
+  await relay.up();
+  const { url, drop } = await createTestDatabase();
+  const { store } = loadConfig({ env: {}, overrides: { store: { driver: 'postgres', postgresUrl: relayedUrl(url, relay.port), poolSize: 2 } } });
+  const database = await openDatabase(store);
+  try {
+    const transaction = database.kysely().transaction().execute(async (trx) => {
+      await sql`SELECT 1`.execute(trx);
+      // Checked out and idle: the server goes away now.
+      await relay.down();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await sql`SELECT 2`.execute(trx);
+    });
+    await assert.rejects(transaction);
+    await relay.up();
+    // The pool recovers with fresh connections.
+    const { rows } = await sql<{ n: number }>`SELECT 3 AS n`.execute(database.kysely());
+    assert.equal(rows[0]!.n, 3);
+  } finally {
+    await database.close();
+    await relay.down();
+    await drop();
   }
 });

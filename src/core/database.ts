@@ -60,8 +60,11 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       // While the server is down, fail requests fast (503) instead of queueing them.
       connectionTimeoutMillis: 2000,
     });
-    // A restarting server must not crash the process through an idle client's error event.
+    // A restarting server must not crash the process through a client's error event: the pool listens to
+    // idle clients only, so a client checked out between two statements (a transaction's JavaScript) had
+    // none, and a reset connection then ended the process. Every client keeps one; its next statement fails.
     pool.on('error', () => undefined);
+    pool.on('connect', (client) => client.on('error', () => undefined));
     db = new Kysely({ dialect: new PostgresDialect({ pool }) });
   }
   return {

@@ -331,7 +331,7 @@ export class Cluster {
 }
 
 /** The same URL with its host and port replaced by the relay's (127.0.0.1:port). */
-function relayedUrl(url: string, port: number): string {
+export function relayedUrl(url: string, port: number): string {
   const u = new URL(url);
   u.hostname = '127.0.0.1';
   u.port = String(port);
