@@ -101,17 +101,7 @@ export class CallPresenceRepository {
           .execute();
         // A new run of the room: whoever this gateway still has there from before is a ghost of a run whose
         // end was never reported (the gateway restarted under the same id before the registry noticed).
-        for (const s of started.values()) {
-          await tx
-            .updateTable('call_participants')
-            .set({ left_at: s.started_at, event_at: s.started_at })
-            .where('service_id', '=', s.service_id)
-            .where('room_id', '=', s.room_id)
-            .where('gateway_id', '=', gatewayId)
-            .where('left_at', 'is', null)
-            .where('event_at', '<', s.started_at)
-            .execute();
-        }
+        for (const s of started.values()) await endParticipants(tx, s.service_id, s.room_id, gatewayId, s.started_at, '<');
       }
       if (joins.size > 0) {
         await tx
@@ -170,15 +160,7 @@ export class CallPresenceRepository {
       // A room's end is the end of this gateway's copy: another gateway hosting it now (the room moved while
       // this one was cut off) keeps its participants and its start.
       for (const f of finished.values()) {
-        await tx
-          .updateTable('call_participants')
-          .set({ left_at: f.at, event_at: f.at })
-          .where('service_id', '=', f.serviceId)
-          .where('room_id', '=', f.roomId)
-          .where('gateway_id', '=', gatewayId)
-          .where('left_at', 'is', null)
-          .where('event_at', '<=', f.at)
-          .execute();
+        await endParticipants(tx, f.serviceId, f.roomId, gatewayId, f.at, '<=');
         await tx
           .deleteFrom('call_rooms')
           .where('service_id', '=', f.serviceId)
@@ -295,4 +277,21 @@ export class CallPresenceRepository {
 /** Rows by key: concurrent writers (a late Nuve and the current one) lock them in the same order, so never deadlock. */
 function inKeyOrder<T>(rows: Map<string, T>): T[] {
   return [...rows.keys()].sort().map((key) => rows.get(key)!);
+}
+
+/**
+ * Ends, at `at`, the participants `gatewayId` still has in a room whose events up to then say they were
+ * there: before a new run of the room (`<`: a join at the very start belongs to the new run), or at its end
+ * (`<=`: a join at the same instant ended with it).
+ */
+function endParticipants(tx: Kysely<NuveTables>, serviceId: string, roomId: string, gatewayId: string, at: number, before: '<' | '<='): Promise<unknown> {
+  return tx
+    .updateTable('call_participants')
+    .set({ left_at: at, event_at: at })
+    .where('service_id', '=', serviceId)
+    .where('room_id', '=', roomId)
+    .where('gateway_id', '=', gatewayId)
+    .where('left_at', 'is', null)
+    .where('event_at', before, at)
+    .execute();
 }
