@@ -19,9 +19,9 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import HashRingPackage from 'hashring';
 import { WebSocket } from 'ws';
-import type { Bus, Subscription } from '../src/core/bus/bus.js';
+import type { Bus } from '../src/core/bus/bus.js';
 import { NatsBus } from '../src/core/bus/nats-bus.js';
-import { type GroupCallsRequest, groupCallsSubjects } from '../src/core/group-calls-protocol.js';
+import { groupCallsSubjects } from '../src/core/group-calls-protocol.js';
 import { HashRing } from '../src/core/hash-ring.js';
 import { createLogger } from '../src/core/logger.js';
 import { OnlineEventSender } from '../src/core/online-events.js';
@@ -29,6 +29,7 @@ import { pushSubjects } from '../src/core/push-protocol.js';
 import type { GroupCallsNotification } from '../src/distributor/notification.js';
 import { NuveClient } from '../src/server/index.js';
 import { RoleProcess } from '../test/helpers/cluster.js';
+import { answerEveryoneHasACall } from '../test/helpers/group-calls-stand-in.js';
 import { startNats } from '../test/helpers/services.js';
 import { joinedAfter, stockClient } from '../test/helpers/stock-client.js';
 import { EmbeddedProcess } from './embedded-process.js';
@@ -78,26 +79,13 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
 
 const nats = await startNats();
 const bus: Bus = await NatsBus.connect(nats.url, silent);
-/** Nuve's part in step 2, so that only the distributor is measured: every user is in one group with one call going on. */
-function answerGroupCalls(): Subscription {
-  return bus.respond(
-    groupCallsSubjects.forUser,
-    (payload) => {
-      const { userName } = payload as GroupCallsRequest;
-      return {
-        groups: 1,
-        calls: [{ roomId: `room-of-${userName}`, roomName: 'standup', group: 'team', since: 1, participants: [{ id: 'p', name: 'P', since: 1 }], participantCount: 1 }],
-      };
-    },
-    { queue: 'nuve' },
-  );
-}
 const nobodyAnswers = await bus.request(groupCallsSubjects.forUser, { serviceId: 's', userName: 'u' }, { timeoutMs: 1000 }).then(
   () => false,
   (err: { code?: string }) => err.code === 'BUS_NO_RESPONDERS',
 );
 if (!nobodyAnswers) throw new Error('something already answers nuve.groups.calls on this private NATS');
-const standInNuve = answerGroupCalls();
+// Nuve's part in step 2, so that only the distributor is measured.
+const standInNuve = answerEveryoneHasACall(bus);
 
 // ── 2. Events/s of one distributor ──────────────────────────────────────────
 {

@@ -5,13 +5,13 @@ import { type MetricObjectWithValues, type MetricValue, Registry } from 'prom-cl
 import type { Bus } from '../src/core/bus/bus.js';
 import { NatsBus } from '../src/core/bus/nats-bus.js';
 import { RabbitMqBus } from '../src/core/bus/rabbitmq-bus.js';
-import { type GroupCallsRequest, groupCallsSubjects } from '../src/core/group-calls-protocol.js';
 import { createLogger } from '../src/core/logger.js';
 import { METRICS_SUBJECT } from '../src/core/metrics.js';
 import { type OnlineEvent, OnlineEventSender, type OwnerQueryResult, onlineSubjects, ringKey } from '../src/core/online-events.js';
 import { type PushSend, pushSubjects } from '../src/core/push-protocol.js';
 import type { GroupCallsNotification } from '../src/distributor/notification.js';
 import { BUS_LABEL, CLUSTER_BUSES, RoleProcess } from './helpers/cluster.js';
+import { answerEveryoneHasACall } from './helpers/group-calls-stand-in.js';
 import { startNats, startRabbitMq } from './helpers/services.js';
 
 /**
@@ -51,17 +51,7 @@ for (const busKind of CLUSTER_BUSES) {
         busEnv = { MSS_BUS__DRIVER: 'rabbitmq', MSS_BUS__AMQP_URL: rabbit.url };
         bus = await RabbitMqBus.connect(rabbit.url, silent);
       }
-      bus.respond(
-        groupCallsSubjects.forUser,
-        (payload) => {
-          const { userName } = payload as GroupCallsRequest;
-          return {
-            groups: 1,
-            calls: [{ roomId: `room-of-${userName}`, roomName: 'standup', group: 'team', since: 1, participants: [{ id: 'p', name: 'P', since: 1 }], participantCount: 1 }],
-          };
-        },
-        { queue: 'nuve' },
-      );
+      answerEveryoneHasACall(bus);
       bus.respond(
         pushSubjects.send,
         (payload) => {
