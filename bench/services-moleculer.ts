@@ -26,6 +26,7 @@
  * service, the gateway, NATS and the load generator), the same calls, concurrency and clients.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -188,6 +189,36 @@ export interface LoadResult {
   callsPerSec: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time of this process and all its descendants (gateway, services, NATS server) per call. */
+  cpuUsPerCall: number;
+}
+
+/**
+ * CPU time (user + system, ms) of this process and every process descended
+ * from it, from /proc. Unlike calls/s it barely moves when other work shares
+ * the machine, so the side-by-side ratio of it holds on a busy host too.
+ */
+export function treeCpuMs(): number {
+  const ticksPerMs = 100 / 1000; // USER_HZ is 100 on Linux
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces), counted from field 3 (state).
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      stats.set(Number(entry), { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) });
+    } catch {
+      // The process ended while being read.
+    }
+  }
+  const inTree = (pid: number): boolean => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; p = stats.get(p)?.ppid ?? 0, hops++) if (p === process.pid) return true;
+    return false;
+  };
+  let ticks = 0;
+  for (const [pid, s] of stats) if (inTree(pid)) ticks += s.ticks;
+  return ticks / ticksPerMs;
 }
 
 /** Runs `calls` calls of `call`, `concurrency` at a time; `call(worker)` resolves when its answer is in. */
@@ -195,6 +226,7 @@ export async function drive(options: LoadOptions, call: (worker: number) => Prom
   const latencies = new Float64Array(options.calls);
   let next = 0;
   let errors = 0;
+  const cpu0 = treeCpuMs();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: Math.min(options.concurrency, options.calls) }, async (_, worker) => {
@@ -206,9 +238,10 @@ export async function drive(options: LoadOptions, call: (worker: number) => Prom
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
+  const cpuUsPerCall = ((treeCpuMs() - cpu0) * 1000) / options.calls;
   latencies.sort();
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))]!;
-  return { calls: options.calls, errors, seconds, callsPerSec: options.calls / seconds, p50Ms: pct(50), p99Ms: pct(99) };
+  return { calls: options.calls, errors, seconds, callsPerSec: options.calls / seconds, p50Ms: pct(50), p99Ms: pct(99), cpuUsPerCall };
 }
 
 /** Client → gateway → service: `connections` WebSockets, the calls in flight spread over them. */
@@ -255,7 +288,7 @@ export async function runMoleculerS2s(peer: MoleculerPeer, options: LoadOptions)
 }
 
 export function formatResult(label: string, r: LoadResult): string {
-  return `${label}: ${Math.round(r.callsPerSec)} calls/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms (${r.calls} calls, ${r.errors} errors, ${r.seconds.toFixed(1)} s)`;
+  return `${label}: ${Math.round(r.callsPerSec)} calls/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, CPU ${Math.round(r.cpuUsPerCall)} µs/call (${r.calls} calls, ${r.errors} errors, ${r.seconds.toFixed(1)} s)`;
 }
 
 async function main(): Promise<void> {

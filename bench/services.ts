@@ -148,7 +148,7 @@ async function main(): Promise<void> {
     const theirs = best(results[`peer${kind}`]!);
     console.log(formatResult(`${kind.toLowerCase()} mediasoup-signal`, ours));
     console.log(formatResult(`${kind.toLowerCase()} Moleculer 0.14  `, theirs));
-    console.log(`${kind.toLowerCase()} ratio: ${(ours.callsPerSec / theirs.callsPerSec).toFixed(2)}× the calls/s, p99 ${(ours.p99Ms / theirs.p99Ms).toFixed(2)}×`);
+    console.log(`${kind.toLowerCase()} ratio: ${(ours.callsPerSec / theirs.callsPerSec).toFixed(2)}× the calls/s, p99 ${(ours.p99Ms / theirs.p99Ms).toFixed(2)}×, ${(theirs.cpuUsPerCall / ours.cpuUsPerCall).toFixed(2)}× less CPU per call`);
   }
 
   await peer.close();

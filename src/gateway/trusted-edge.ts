@@ -89,7 +89,7 @@ export class TrustedEdge {
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const connection = new ClientConnection(ws, this.logger, this.config.pingMs);
+      const connection = new ClientConnection(ws, this.logger, this.config.pingMs, socket);
       const connectionId = randomUUID();
       this.open.add(connection);
       this.logger.info({ server: credential.name, connectionId }, 'trusted server connected');

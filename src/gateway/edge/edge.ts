@@ -98,11 +98,11 @@ export class ClientEdge {
       socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws, token, query, clientAddress));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws, socket, token, query, clientAddress));
   }
 
-  private connected(ws: WebSocket, token: string | null, query: URLSearchParams, clientAddress: string | undefined): void {
-    const connection = new ClientConnection(ws, this.logger, this.pingMs);
+  private connected(ws: WebSocket, socket: Duplex, token: string | null, query: URLSearchParams, clientAddress: string | undefined): void {
+    const connection = new ClientConnection(ws, this.logger, this.pingMs, socket);
     const connectionKey = String(++this.connectionSerial);
     const openedAt = performance.now();
     this.connections.add(connection);
