@@ -28,12 +28,22 @@ export async function aggregateMetrics(parts: MetricObjectWithValues<MetricValue
   return AggregatorRegistry.aggregate(stripped as never).metrics();
 }
 
+const KEPT_TOKENS = new Set(['rpc', 'media', 'token', 'consume', 'heartbeat', 'down', 'hello', 'collect']);
+/** Kinds of the subjects seen lately: a process talks on few subjects, and every bus request needs one. */
+const subjectKinds = new Map<string, string>();
+
 /** Normalises a subject for a metric label: ids become `*` so label cardinality stays bounded. */
 function subjectKind(subject: string): string {
-  return subject
-    .split('.')
-    .map((t, i) => (i > 0 && !['rpc', 'media', 'token', 'consume', 'heartbeat', 'down', 'hello', 'collect'].includes(t) ? '*' : t))
-    .join('.');
+  let kind = subjectKinds.get(subject);
+  if (kind === undefined) {
+    kind = subject
+      .split('.')
+      .map((t, i) => (i > 0 && !KEPT_TOKENS.has(t) ? '*' : t))
+      .join('.');
+    if (subjectKinds.size >= 1024) subjectKinds.clear();
+    subjectKinds.set(subject, kind);
+  }
+  return kind;
 }
 
 /** A Bus that records request latency and outcome and carries trace context; everything else passes through. */
