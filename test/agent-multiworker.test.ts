@@ -190,6 +190,16 @@ test('listeners fill the home router, then spread to the other worker; RTP reach
     assert.equal(await workerOfConsumer(late.consumerId), o);
     assert.ok(await hasProducer(second.router, producer.id), 'piped again on demand');
     await until('RTP at the late listener', () => late.received() > 10, 5000);
+
+    // Both routers under the limit again (home 3, second 1): the next listener fills the fuller one, the home router.
+    const onHome = listeners.filter((l) => l !== late);
+    for (const l of onHome.slice(0, onHome.length - 3)) {
+      await l.leave();
+      listeners.splice(listeners.indexOf(l), 1);
+    }
+    const fill = await listen(roomId, 'fill', producer.id);
+    listeners.push(fill);
+    assert.equal(await workerOfConsumer(fill.consumerId), h, 'fills the fuller router before the emptier');
   } finally {
     sender.stop();
     for (const l of listeners) await l.leave().catch(() => undefined);
