@@ -292,3 +292,35 @@ test('a data channel message from a data producer on the home router reaches a d
   }
   await assertZeroOnAgent();
 });
+
+test("a worker dying under the room's second router closes the whole room, and its peers on the home router are told", { timeout: 60_000 }, async () => {
+  routers.length = 0;
+  const roomId = await platform.createRoom('multiworker-loss');
+  // alice: a signaling peer bound to the home router (one transport is enough).
+  const alice = await ProtooClient.connect(platform.gatewayUrl, await platform.token(roomId, 'alice'));
+  alice.handleRequests(() => ({}));
+  const rtpCapabilities = await alice.request('getRouterRtpCapabilities');
+  await alice.request('createWebRtcTransport', { producing: false, consuming: true });
+  await alice.request('join', { displayName: 'alice', rtpCapabilities });
+  const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'speaker') });
+  const input = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: true }, source.secret);
+  const producer = await call('POST', `/broadcasters/${source.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
+  const listeners: Listener[] = [];
+  try {
+    for (let i = 0; i <= LIMIT; i++) listeners.push(await listen(roomId, `listener-${i}`, producer.id));
+    assert.equal(routers.length, 2);
+    const [home, second] = [routers[0]!, routers[1]!];
+    const lost = alice.waitNotification('mediaAgentLost', 10_000);
+    const secondWorker = platform.agent!.pool.all()[second.worker]!.worker;
+    process.kill(secondWorker.pid, 'SIGKILL');
+    assert.equal((await lost).reason, 'worker-died');
+    await until('the home router closed with the room', () => home.router.closed);
+    await until('the room gone from the agent', () => platform.agent!.load().routers === 0);
+    // The dead worker is replaced in place: the agent has two live workers again.
+    await until('the worker replaced', async () => (await platform.agent!.dump()).workers === 2, 15_000);
+  } finally {
+    alice.close();
+    for (const l of listeners) l.sink.close();
+  }
+  await assertZeroOnAgent();
+});
