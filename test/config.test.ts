@@ -52,6 +52,14 @@ describe('configuration', () => {
     failsNaming(() => loadConfig({ env: { MSS_BUS__AMQP_URL: 'not a url' } }), 'bus.amqpUrl');
   });
 
+  test('agent.routerConsumerLimit: default 1500, 0 keeps one router per room, from the environment; not negative or fractional', () => {
+    assert.equal(loadConfig({ env: {} }).agent.routerConsumerLimit, 1500);
+    assert.equal(loadConfig({ env: { MSS_AGENT__ROUTER_CONSUMER_LIMIT: '0' } }).agent.routerConsumerLimit, 0);
+    assert.equal(loadConfig({ env: { MSS_AGENT__ROUTER_CONSUMER_LIMIT: '400' } }).agent.routerConsumerLimit, 400);
+    failsNaming(() => loadConfig({ env: { MSS_AGENT__ROUTER_CONSUMER_LIMIT: '-1' } }), 'agent.routerConsumerLimit');
+    failsNaming(() => loadConfig({ env: { MSS_AGENT__ROUTER_CONSUMER_LIMIT: '1.5' } }), 'agent.routerConsumerLimit');
+  });
+
   test('the RabbitMQ bus is chosen with its broker URL', () => {
     const { bus } = loadConfig({ env: { MSS_BUS__DRIVER: 'rabbitmq', MSS_BUS__AMQP_URL: 'amqps://user:pass@mq.example.com:5671/vhost' } });
     assert.deepEqual([bus.driver, bus.amqpUrl], ['rabbitmq', 'amqps://user:pass@mq.example.com:5671/vhost']);

@@ -168,7 +168,10 @@ export class Agent {
       auth: new OpsAuth(this.config.ops),
       ready: () => this.state === 'available',
       drain: () => void this.drain(),
-      remaining: () => ({ routers: this.rooms.size, peers: this.load().peers }),
+      remaining: () => {
+        const { routers, peers } = this.load();
+        return { routers, peers };
+      },
       metrics: () => this.metricsRegistry,
     });
   }
@@ -192,17 +195,19 @@ export class Agent {
   }
 
   load(): AgentLoad {
+    let routers = 0;
     let transports = 0;
     let producers = 0;
     let consumers = 0;
     let peers = 0;
     for (const room of this.rooms.values()) {
+      routers += room.routers.length;
       transports += room.objects.transport.size;
       producers += room.objects.producer.size;
       consumers += room.objects.consumer.size;
-      peers += room.peerIds.size;
+      peers += room.peerCount;
     }
-    return { workers: this.pool.size, routers: this.rooms.size, transports, producers, consumers, peers, cpu: this.cpu };
+    return { workers: this.pool.size, routers, transports, producers, consumers, peers, cpu: this.cpu };
   }
 
   /**
@@ -288,7 +293,13 @@ export class Agent {
     const previous = pending ? pending.room.catch(() => undefined) : Promise.resolve(existing);
     const room = previous.then(async (old) => {
       old?.close();
-      const created = await MediaRoom.create(r, this.pool.leastLoaded(), (e) => this.publish(r.gatewayId, e), this.logger);
+      const created = await MediaRoom.create(
+        r,
+        this.pool,
+        this.config.agent.routerConsumerLimit,
+        (e) => this.publish(r.gatewayId, e),
+        this.logger,
+      );
       this.rooms.set(key, created);
       created.router.observer.once('close', () => {
         if (this.rooms.get(key) === created) this.rooms.delete(key);
@@ -339,18 +350,22 @@ export class Agent {
       result.workers++;
       const workerDump = await slot.worker.dump();
       result.routers += workerDump.routerIds.length;
-      for (const room of this.rooms.values()) {
-        if (room.slot !== slot || room.router.closed) continue;
-        const d = await room.router.dump();
+    }
+    // Every router of every room, whichever worker: the pipes between a room's routers count as their transports,
+    // producers and consumers (what the workers hold), the links to other agents once per room.
+    for (const room of this.rooms.values()) {
+      for (const { router } of room.routers) {
+        if (router.closed) continue;
+        const d = await router.dump();
         result.transports += d.transportIds.length;
         result.producers += d.mapProducerIdConsumerIds.length;
         result.consumers += d.mapConsumerIdProducerId.length;
         result.dataProducers += d.mapDataProducerIdDataConsumerIds.length;
         result.dataConsumers += d.mapDataConsumerIdDataProducerId.length;
-        result.pipeTransports += room.links.size;
-        for (const link of room.links.values()) if (link.srtpParameters) result.srtpPipeTransports++;
-        result.pipedProducers += room.pipedProducers.size;
       }
+      result.pipeTransports += room.links.size;
+      for (const link of room.links.values()) if (link.srtpParameters) result.srtpPipeTransports++;
+      result.pipedProducers += room.pipedProducers.size;
     }
     return result;
   }

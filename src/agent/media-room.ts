@@ -2,8 +2,9 @@ import type { types } from 'mediasoup';
 import type { AgentEvent, RouterClosedReason } from '../core/agent-protocol.js';
 import { AppError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { mediaCodecs } from './media-codecs.js';
-import type { WorkerSlot } from './worker-pool.js';
+import { RoomRouter, placePeer } from './room-router.js';
+import { RouterPipes } from './router-pipes.js';
+import type { WorkerPool, WorkerSlot } from './worker-pool.js';
 
 /** Who an object belongs to; the agent refuses requests naming another peer's objects. */
 export interface Owner {
@@ -31,15 +32,19 @@ export function roomKey(r: { gatewayId: string; roomId: string }): string {
 }
 
 /**
- * A gateway's room on this agent (one opening of it: `epoch`): one router on
- * one worker, its audio level observer, and every transport/producer/consumer
- * of its peers, indexed by id with their owner. Closing the room closes the
- * router, which closes everything in it; a router that goes for any reason
- * but its gateway's own request is reported to the gateway (`routerClosed`),
- * so no peer is left without media and without knowing it.
+ * A gateway's room on this agent (one opening of it: `epoch`): its routers,
+ * one per worker it uses (the home router first, the one the gateway and the
+ * links to other agents know), and every transport/producer/consumer of its
+ * peers, indexed by id with their owner and the router they live on. A peer
+ * is bound to one router with its first transport (`routerConsumerLimit`
+ * decides which); what it consumes from another router is piped over on
+ * demand (`pipes`). Closing the room closes every router, which closes
+ * everything in them; a router that goes for any reason but its gateway's own
+ * request is reported to the gateway (`routerClosed`), so no peer is left
+ * without media and without knowing it.
  */
 export class MediaRoom {
-  readonly objects: Record<Kind, Map<string, { owner: Owner; object: Closable }>> = {
+  readonly objects: Record<Kind, Map<string, { owner: Owner; object: Closable; at: RoomRouter }>> = {
     transport: new Map(),
     producer: new Map(),
     consumer: new Map(),
@@ -53,68 +58,177 @@ export class MediaRoom {
   readonly pipeConsumers = new Map<string, types.Consumer>();
   /** Producers arriving over a link, under their original id. */
   readonly pipedProducers = new Map<string, { producer: types.Producer; remoteAgentId: string }>();
+  /** The room's producers and data producers piped between its routers here. */
+  readonly pipes = new RouterPipes();
+  /** Every router of the room, the home router first. */
+  readonly routers: RoomRouter[];
+  /** Each peer's router, from its first transport until its last one closes. */
+  private readonly bindings = new Map<string, Promise<RoomRouter>>();
+  private readonly transportsOfPeer = new Map<string, number>();
+  /** A router being added: peers placed meanwhile wait for it instead of adding another. */
+  private adding?: Promise<RoomRouter>;
+  /** The loudest producer each router's observer last reported (none: silence there). */
+  private readonly loudest = new Map<RoomRouter, { producerId: string; volume: number }>();
   closed = false;
 
   private constructor(
     readonly roomId: string,
     readonly gatewayId: string,
     readonly epoch: string,
-    readonly slot: WorkerSlot,
-    readonly router: types.Router,
-    readonly audioLevelObserver: types.AudioLevelObserver,
+    private readonly home: RoomRouter,
+    private readonly pool: WorkerPool,
+    private readonly routerConsumerLimit: number,
     private readonly emitEvent: (event: AgentEvent) => void,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.routers = [home];
+    this.watch(home);
+  }
 
   static async create(
     opening: { roomId: string; gatewayId: string; epoch: string },
-    slot: WorkerSlot,
+    pool: WorkerPool,
+    routerConsumerLimit: number,
     emitEvent: (event: AgentEvent) => void,
     logger: Logger,
   ): Promise<MediaRoom> {
     const { roomId, gatewayId, epoch } = opening;
-    const router = await slot.worker.createRouter({ mediaCodecs, appData: { roomId, gatewayId } });
-    const audioLevelObserver = await router.createAudioLevelObserver({ maxEntries: 1, threshold: -80, interval: 800 });
-    const room = new MediaRoom(roomId, gatewayId, epoch, slot, router, audioLevelObserver, emitEvent, logger);
-    audioLevelObserver.on('volumes', (volumes) => {
-      const [loudest] = volumes;
-      if (loudest) emitEvent({ type: 'activeSpeaker', roomId, producerId: loudest.producer.id, volume: loudest.volume });
-    });
-    // Gone under the room (its worker died, or anything but close() closed it): the room's gateway must move its peers.
-    router.on('workerclose', () => room.close('worker-died'));
-    router.observer.once('close', () => room.close('router-closed'));
-    audioLevelObserver.on('silence', () => emitEvent({ type: 'activeSpeaker', roomId, producerId: null }));
-    return room;
+    const home = await RoomRouter.create(pool.leastLoaded(), { roomId, gatewayId });
+    return new MediaRoom(roomId, gatewayId, epoch, home, pool, routerConsumerLimit, emitEvent, logger);
   }
 
-  get peerIds(): Set<string> {
-    const ids = new Set<string>();
-    for (const { owner } of this.objects.transport.values()) ids.add(owner.peerId);
-    return ids;
+  /** The home router: the one the gateway knows (its capabilities), and where links to other agents end. */
+  get router(): types.Router {
+    return this.home.router;
+  }
+
+  get peerCount(): number {
+    return this.transportsOfPeer.size;
+  }
+
+  /** The router `peerId`'s transports go on: the one it is bound to, or a placement that binds it. */
+  routerFor(peerId: string): Promise<RoomRouter> {
+    let bound = this.bindings.get(peerId);
+    if (!bound) {
+      bound = this.place();
+      this.bindings.set(peerId, bound);
+      const placed = bound;
+      placed.catch(() => this.bindings.get(peerId) === placed && this.bindings.delete(peerId));
+    }
+    return bound;
+  }
+
+  private async place(): Promise<RoomRouter> {
+    for (;;) {
+      if (this.closed) throw new AppError('ROOM_NOT_FOUND', `room ${this.roomId} is closed`);
+      const placement = placePeer(this.routers, this.pool.all(), this.routerConsumerLimit);
+      if ('router' in placement) return placement.router;
+      if (this.adding) {
+        // Every router is full and one is on its way: the peer goes where the placement says once it is there.
+        await this.adding.catch(() => undefined);
+        continue;
+      }
+      const adding = this.addRouter(placement.worker);
+      this.adding = adding;
+      try {
+        return await adding;
+      } finally {
+        this.adding = undefined;
+      }
+    }
+  }
+
+  private async addRouter(slot: WorkerSlot): Promise<RoomRouter> {
+    const added = await RoomRouter.create(slot, { roomId: this.roomId, gatewayId: this.gatewayId });
+    if (this.closed) {
+      added.router.close();
+      throw new AppError('ROOM_NOT_FOUND', `room ${this.roomId} is closed`);
+    }
+    this.routers.push(added);
+    this.watch(added);
+    this.logger.debug({ room: this.roomId, worker: slot.index, routers: this.routers.length }, 'room spread to another worker');
+    return added;
+  }
+
+  private watch(at: RoomRouter): void {
+    // Gone under the room (its worker died, or anything but close() closed it): the room's gateway must move its peers.
+    at.router.on('workerclose', () => this.close('worker-died'));
+    at.router.observer.once('close', () => this.close('router-closed'));
+    at.audioLevelObserver.on('volumes', ([loudest]) => {
+      if (!loudest) return;
+      this.loudest.set(at, { producerId: loudest.producer.id, volume: loudest.volume });
+      this.emitSpeaker();
+    });
+    at.audioLevelObserver.on('silence', () => {
+      this.loudest.delete(at);
+      this.emitSpeaker();
+    });
+  }
+
+  /** The loudest producer over all the room's routers (each observer sees only its own router's). */
+  private emitSpeaker(): void {
+    let speaker: { producerId: string; volume: number } | undefined;
+    for (const s of this.loudest.values()) if (!speaker || s.volume > speaker.volume) speaker = s;
+    this.emit(
+      speaker
+        ? { type: 'activeSpeaker', roomId: this.roomId, producerId: speaker.producerId, volume: speaker.volume }
+        : { type: 'activeSpeaker', roomId: this.roomId, producerId: null },
+    );
   }
 
   /** Looks up an object of a kind and checks that `owner` may touch it. */
   get<T>(kind: Kind, id: string, owner: Owner): T {
+    return this.entry<T>(kind, id, owner).object;
+  }
+
+  /** An object `owner` may touch, with the router it lives on. */
+  entry<T>(kind: Kind, id: string, owner: Owner): { object: T; at: RoomRouter } {
     const entry = this.objects[kind].get(id);
     if (!entry || entry.owner.peerId !== owner.peerId) {
       throw new AppError(NOT_FOUND_CODES[kind], `${kind} ${id} not found`);
     }
-    return entry.object as T;
+    return { object: entry.object as T, at: entry.at };
   }
 
-  track(kind: Kind, owner: Owner, object: Closable & { id: string; observer: { once(e: 'close', f: () => void): unknown } }): void {
-    this.objects[kind].set(object.id, { owner, object });
+  track(
+    kind: Kind,
+    owner: Owner,
+    object: Closable & { id: string; observer: { once(e: 'close', f: () => void): unknown } },
+    at: RoomRouter,
+  ): void {
+    this.objects[kind].set(object.id, { owner, object, at });
     object.observer.once('close', () => {
       this.objects[kind].delete(object.id);
-      if (kind === 'consumer') this.slot.consumers--;
+      if (kind === 'consumer') {
+        at.consumers--;
+        at.slot.consumers--;
+      }
+      if (kind === 'transport') this.transportClosed(owner.peerId);
     });
-    if (kind === 'consumer') this.slot.consumers++;
+    if (kind === 'consumer') {
+      at.consumers++;
+      at.slot.consumers++;
+    }
+    if (kind === 'transport') this.transportsOfPeer.set(owner.peerId, (this.transportsOfPeer.get(owner.peerId) ?? 0) + 1);
   }
 
-  /** A producer consumers here may use: a peer's own, or one piped in from another agent. */
-  findProducer(producerId: string): types.Producer | undefined {
-    const own = this.objects.producer.get(producerId)?.object as types.Producer | undefined;
-    return own ?? this.pipedProducers.get(producerId)?.producer;
+  /** A peer without transports is unbound: if it comes back it is placed anew. */
+  private transportClosed(peerId: string): void {
+    const left = (this.transportsOfPeer.get(peerId) ?? 1) - 1;
+    if (left > 0) {
+      this.transportsOfPeer.set(peerId, left);
+      return;
+    }
+    this.transportsOfPeer.delete(peerId);
+    this.bindings.delete(peerId);
+  }
+
+  /** A producer consumers here may use, with its router: a peer's own, or one piped in from another agent (home). */
+  findProducer(producerId: string): { producer: types.Producer; at: RoomRouter } | undefined {
+    const own = this.objects.producer.get(producerId);
+    if (own) return { producer: own.object as types.Producer, at: own.at };
+    const piped = this.pipedProducers.get(producerId)?.producer;
+    return piped && { producer: piped, at: this.home };
   }
 
   /** The link to `remoteAgentId`, created once (concurrent calls share it). */
@@ -173,7 +287,7 @@ export class MediaRoom {
   }
 
   /**
-   * Closes the router and everything in it. Without a reason its gateway
+   * Closes the routers and everything in them. Without a reason its gateway
    * asked for it; with one, the agent decided (or the router went under it)
    * and the gateway is told, so that its peers there rejoin.
    */
@@ -181,7 +295,7 @@ export class MediaRoom {
     if (this.closed) return;
     if (reason) this.emitEvent({ type: 'routerClosed', roomId: this.roomId, epoch: this.epoch, reason });
     this.closed = true;
-    this.router.close();
+    for (const at of this.routers) at.router.close();
     this.logger.debug({ room: this.roomId, gateway: this.gatewayId, reason }, 'media room closed');
   }
 }

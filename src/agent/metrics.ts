@@ -29,7 +29,7 @@ export class AgentMetrics {
     const gauge = (name: string, help: string, read: (l: AgentLoad) => number) =>
       new Gauge({ name, help, registers, collect() { this.set(read(state.load())); } });
     gauge('mss_agent_workers', 'mediasoup workers', (l) => l.workers);
-    gauge('mss_agent_routers', 'Active rooms (routers) on this agent', (l) => l.routers);
+    gauge('mss_agent_routers', 'Routers of the rooms on this agent (one per worker a room uses)', (l) => l.routers);
     gauge('mss_agent_transports', 'Transports', (l) => l.transports);
     gauge('mss_agent_producers', 'Publishers (producers)', (l) => l.producers);
     gauge('mss_agent_consumers', 'Subscribers (consumers)', (l) => l.consumers);

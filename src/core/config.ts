@@ -291,6 +291,11 @@ export const configSchema = z
         clientProbeUrl: url.optional(),
         /** Rooms of a gateway silent this long are closed: nobody is left to close them. */
         gatewayTimeoutMs: z.number().int().positive().default(6000),
+        /**
+         * Consumers one router of a room carries before the room's next peer goes to another
+         * router of the room on another worker (linked by pipeToRouter); 0: one router per room.
+         */
+        routerConsumerLimit: z.number().int().nonnegative().max(1_000_000).default(1500),
       })
       .strict()
       .prefault({}),

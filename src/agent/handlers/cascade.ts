@@ -48,9 +48,13 @@ export function cascadeHandlers(
       const room = ctx.room(r);
       const link = room.existingLink(r.remoteAgentId);
       // Only a peer's own producer is sent on: a piped copy is never relayed further (no chains).
-      const producer = room.objects.producer.get(r.producerId)?.object as types.Producer | undefined;
-      if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`);
-      const consumer = await link.consume({ producerId: r.producerId });
+      const own = room.objects.producer.get(r.producerId);
+      if (!own) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`);
+      const producer = own.object as types.Producer;
+      // Links end on the home router: a producer of another router is piped there while the link sends it.
+      const consumer = await room.pipes.hold('producer', r.producerId, own.at.router, room.router, () =>
+        link.consume({ producerId: r.producerId }),
+      );
       room.trackPipeConsumer(r.remoteAgentId, consumer);
       return {
         kind: consumer.kind,

@@ -9,27 +9,31 @@ export function dataHandlers(
   return {
     produceData: async (r) => {
       const room = ctx.room(r);
-      const transport = room.get<types.Transport>('transport', r.transportId, r);
+      const { object: transport, at } = room.entry<types.Transport>('transport', r.transportId, r);
       const dataProducer = await transport.produceData({
         sctpStreamParameters: r.sctpStreamParameters as unknown as types.SctpStreamParameters | undefined,
         label: r.label,
         protocol: r.protocol,
         appData: { ...r.appData, peerId: r.peerId },
       });
-      room.track('dataProducer', ownerOf(r), dataProducer);
+      room.track('dataProducer', ownerOf(r), dataProducer, at);
       return { id: dataProducer.id, label: dataProducer.label, protocol: dataProducer.protocol };
     },
     consumeData: async (r) => {
       const room = ctx.room(r);
-      const transport = room.get<types.Transport>('transport', r.transportId, r);
-      if (!room.objects.dataProducer.has(r.dataProducerId)) {
+      const { object: transport, at } = room.entry<types.Transport>('transport', r.transportId, r);
+      const source = room.objects.dataProducer.get(r.dataProducerId);
+      if (!source) {
         throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${r.dataProducerId} not found`);
       }
-      const dataConsumer = await transport.consumeData({
-        dataProducerId: r.dataProducerId,
-        appData: { peerId: r.peerId },
-      });
-      room.track('dataConsumer', ownerOf(r), dataConsumer);
+      // A data producer of another of the room's routers is piped here first, for as long as this data consumer lives.
+      const dataConsumer = await room.pipes.hold('dataProducer', r.dataProducerId, source.at.router, at.router, () =>
+        transport.consumeData({
+          dataProducerId: r.dataProducerId,
+          appData: { peerId: r.peerId },
+        }),
+      );
+      room.track('dataConsumer', ownerOf(r), dataConsumer, at);
       const emitClosed = () =>
         room.emit({ type: 'dataConsumerClosed', roomId: r.roomId, peerId: r.peerId, dataConsumerId: dataConsumer.id });
       dataConsumer.on('dataproducerclose', emitClosed);

@@ -24,13 +24,13 @@ export function mediaHandlers(
   return {
     produce: async (r) => {
       const room = ctx.room(r);
-      const transport = room.get<types.Transport>('transport', r.transportId, r);
+      const { object: transport, at } = room.entry<types.Transport>('transport', r.transportId, r);
       const producer = await transport.produce({
         kind: r.kind,
         rtpParameters: r.rtpParameters as unknown as types.RtpParameters,
         appData: { ...r.appData, peerId: r.peerId },
       });
-      room.track('producer', ownerOf(r), producer);
+      room.track('producer', ownerOf(r), producer, at);
       producer.on('score', (score) => {
         for (const s of score) ctx.metrics()?.producerScore.observe(s.score);
         room.emit({ type: 'producerScore', roomId: r.roomId, peerId: r.peerId, producerId: producer.id, score });
@@ -39,7 +39,7 @@ export function mediaHandlers(
         room.emit({ type: 'producerClosed', roomId: r.roomId, peerId: r.peerId, producerId: producer.id }),
       );
       if (producer.kind === 'audio') {
-        await room.audioLevelObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
+        await at.audioLevelObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
       }
       return { id: producer.id };
     },
@@ -57,20 +57,24 @@ export function mediaHandlers(
     },
     consume: async (r) => {
       const room = ctx.room(r);
-      const transport = room.get<types.Transport>('transport', r.transportId, r);
-      const producer = room.findProducer(r.producerId);
-      if (!producer) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`);
+      const { object: transport, at } = room.entry<types.Transport>('transport', r.transportId, r);
+      const source = room.findProducer(r.producerId);
+      if (!source) throw new AppError('PRODUCER_NOT_FOUND', `producer ${r.producerId} not found`);
+      const { producer } = source;
       const rtpCapabilities = r.rtpCapabilities as unknown as types.RtpCapabilities;
-      if (!room.router.canConsume({ producerId: r.producerId, rtpCapabilities })) return null;
-      const consumer = await transport.consume({
-        producerId: r.producerId,
-        rtpCapabilities,
-        // Paused until the client has its consumer ready, so the first packets (and keyframe) are not lost.
-        paused: true,
-        // The producer's appData (its peer, the app's `source`...) is what the receiving client needs.
-        appData: { ...producer.appData, ...r.appData },
-      });
-      room.track('consumer', ownerOf(r), consumer);
+      if (!source.at.router.canConsume({ producerId: r.producerId, rtpCapabilities })) return null;
+      // A producer of another of the room's routers is piped here first, for as long as this consumer lives.
+      const consumer = await room.pipes.hold('producer', r.producerId, source.at.router, at.router, () =>
+        transport.consume({
+          producerId: r.producerId,
+          rtpCapabilities,
+          // Paused until the client has its consumer ready, so the first packets (and keyframe) are not lost.
+          paused: true,
+          // The producer's appData (its peer, the app's `source`...) is what the receiving client needs.
+          appData: { ...producer.appData, ...r.appData },
+        }),
+      );
+      room.track('consumer', ownerOf(r), consumer, at);
       const base = { roomId: r.roomId, peerId: r.peerId, consumerId: consumer.id };
       consumer.on('transportclose', () => room.emit({ type: 'consumerClosed', ...base }));
       consumer.on('producerclose', () => room.emit({ type: 'consumerClosed', ...base }));

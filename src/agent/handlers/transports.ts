@@ -17,8 +17,10 @@ export function transportHandlers(
   return {
     createWebRtcTransport: async (r) => {
       const room = ctx.room(r);
-      const transport = await room.router.createWebRtcTransport({
-        webRtcServer: room.slot.webRtcServer,
+      const at = await room.routerFor(r.peerId);
+      const transport = await at.router.createWebRtcTransport({
+        // The WebRtcServer of the router's own worker: a transport cannot use another worker's.
+        webRtcServer: at.slot.webRtcServer,
         enableUdp: !r.forceTcp,
         enableTcp: true,
         preferUdp: true,
@@ -27,7 +29,7 @@ export function transportHandlers(
         initialAvailableOutgoingBitrate: ctx.config.initialOutgoingBitrate,
         appData: { peerId: r.peerId, producing: r.producing, consuming: r.consuming },
       });
-      room.track('transport', ownerOf(r), transport);
+      room.track('transport', ownerOf(r), transport, at);
       transport.on('icestatechange', (state) => state === 'disconnected' && ctx.metrics()?.transportFailures.inc({ kind: 'ice' }));
       transport.on('dtlsstatechange', (state) => state === 'failed' && ctx.metrics()?.transportFailures.inc({ kind: 'dtls' }));
       transport.on('sctpstatechange', (state) => state === 'failed' && ctx.metrics()?.transportFailures.inc({ kind: 'sctp' }));
@@ -60,13 +62,14 @@ export function transportHandlers(
     createPlainTransport: async (r) => {
       const room = ctx.room(r);
       const a = ctx.config;
-      const transport = await room.router.createPlainTransport({
+      const at = await room.routerFor(r.peerId);
+      const transport = await at.router.createPlainTransport({
         listenInfo: { protocol: 'udp', ip: a.listenIp, announcedAddress: a.announcedAddress },
         rtcpMux: r.rtcpMux,
         comedia: r.comedia,
         appData: { peerId: r.peerId },
       });
-      room.track('transport', ownerOf(r), transport);
+      room.track('transport', ownerOf(r), transport, at);
       return {
         id: transport.id,
         ip: transport.tuple.localAddress,
