@@ -3,6 +3,12 @@ import { AppError } from '../../core/errors.js';
 import type { HandlerContext, Handlers } from './context.js';
 
 const PIPE_SOCKET_BUFFER = 1024 * 1024;
+/**
+ * SCTP streams of a link, each way: the most data producers one agent can
+ * pipe to another in one room (a peer holds at most
+ * gateway.limits.maxDataProducersPerPeer, 8 by default).
+ */
+const LINK_SCTP_STREAMS = { OS: 4096, MIS: 4096 };
 
 /** Links between this agent's router of a room and its routers on other agents, driven by the room's gateway. */
 export function cascadeHandlers(
@@ -28,6 +34,10 @@ export function cascadeHandlers(
         enableSrtp: r.enableSrtp,
         // Retransmissions over the link, so loss between hosts is repaired before it reaches the receivers.
         enableRtx: true,
+        // Data producers cross the link over its SCTP association (cascade-data.ts), one stream each way per piped data
+        // producer. SCTP is not covered by enableSrtp: data messages cross the link unencrypted.
+        enableSctp: true,
+        numSctpStreams: LINK_SCTP_STREAMS,
       });
       return {
         ip: transport.tuple.localAddress,
