@@ -119,7 +119,7 @@ function parseFmtp(s: string | undefined): Record<string, unknown> {
 }
 
 /** ICE + DTLS lines of one m-section, as mediasoup (ICE-lite, DTLS server) would write them. */
-function transportLines(remote: RemoteTransportParams, setup: 'actpass' | 'passive'): string[] {
+export function transportLines(remote: RemoteTransportParams, setup: 'actpass' | 'passive'): string[] {
   const lines = [
     `a=ice-ufrag:${remote.iceParameters.usernameFragment}`,
     `a=ice-pwd:${remote.iceParameters.password}`,
@@ -138,7 +138,7 @@ function transportLines(remote: RemoteTransportParams, setup: 'actpass' | 'passi
   return lines;
 }
 
-function sessionLines(version: number, mids: string[]): string[] {
+export function sessionLines(version: number, mids: string[]): string[] {
   return [
     'v=0',
     `o=mediasoup-server 1000000 ${version} IN IP4 0.0.0.0`,
@@ -182,7 +182,7 @@ class Queue {
   }
 }
 
-abstract class WeriftTransportBase {
+export abstract class WeriftTransportBase {
   /** DTLS parameters to pass to mediasoup `transport.connect({ dtlsParameters })` (werift is DTLS client). */
   readonly dtlsParameters: ms.DtlsParameters;
   protected readonly queue = new Queue();
