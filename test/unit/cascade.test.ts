@@ -206,4 +206,20 @@ describe('Cascade (reference counts over fake agents)', () => {
     await until(() => a.callsOf('closePipeTransport').length === 1, 'link closed with its last pipe');
     assert.deepEqual(cascade.size, { links: 0, pipes: 0 });
   });
+
+  test('an agent leaving the room takes its data pipes with it: the far end of the link closes, and nothing is unpiped later', async () => {
+    h = twoAgents({});
+    const { cascade } = await cascadeOverBus(h, []);
+    const a = h.agent('agent-a');
+    cascade.bind('d1', await cascade.holdData('data-producer-1', 'agent-a', 'agent-b'));
+    assert.deepEqual(cascade.size, { links: 1, pipes: 1 });
+    cascade.agentGone('agent-b');
+    assert.deepEqual(cascade.size, { links: 0, pipes: 0 });
+    // agent-a's end of the link closes, and with it the data producer's stream over it.
+    await until(() => a.callsOf('closePipeTransport').length === 1, 'far end of the link closed');
+    cascade.dataProducerClosed('data-producer-1');
+    cascade.release('d1');
+    await settle();
+    assert.equal(a.callsOf('unpipeData').length + h.agent('agent-b').callsOf('unpipeData').length, 0, 'the forgotten pipe is not unpiped again');
+  });
 });
