@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RTCDataChannel } from 'werift';
 import { ProtooClient } from './protoo-client.js';
-import { type RemoteSctpTransportParams, WeriftDataTransport } from './werift-data.js';
+import { type RemoteSctpTransportParams, WeriftDataEndpoint, opened } from './werift-data.js';
 
 export interface DataPeerOptions {
   name: string;
@@ -28,8 +28,8 @@ export class DataPeer {
   readonly dataConsumers: { id: string; dataProducerId: string; peerId: string; channel: RTCDataChannel }[] = [];
   /** Messages received, with the data producer they came from. */
   readonly received: { dataProducerId: string; text: string }[] = [];
-  private send?: WeriftDataTransport;
-  private recv?: WeriftDataTransport;
+  private send?: WeriftDataEndpoint;
+  private recv?: WeriftDataEndpoint;
   private producer?: RTCDataChannel;
   private closed = false;
 
@@ -48,13 +48,13 @@ export class DataPeer {
     let sendTransportId: string | undefined;
     if (options.produce !== false) {
       const info = (await client.request('createWebRtcTransport', { producing: true, consuming: false, sctpCapabilities })) as RemoteSctpTransportParams;
-      this.send = await WeriftDataTransport.create(info);
+      this.send = await WeriftDataEndpoint.create(info);
       await client.request('connectWebRtcTransport', { transportId: info.id, dtlsParameters: this.send.dtlsParameters });
       sendTransportId = info.id;
     }
     if (options.consume !== false) {
       const info = (await client.request('createWebRtcTransport', { producing: false, consuming: true, sctpCapabilities })) as RemoteSctpTransportParams;
-      this.recv = await WeriftDataTransport.create(info);
+      this.recv = await WeriftDataEndpoint.create(info);
       await client.request('connectWebRtcTransport', { transportId: info.id, dtlsParameters: this.recv.dtlsParameters });
       client.handleRequests(async (method, data) => {
         if (method === 'newDataConsumer') this.accept(data);
@@ -64,15 +64,15 @@ export class DataPeer {
     await client.request('join', { displayName: options.name, sctpCapabilities });
     if (this.send && sendTransportId) {
       const sctpStreamParameters = { streamId: 0, ordered: true };
-      await this.send.waitForSctp();
-      this.producer = this.send.channel('chat', sctpStreamParameters);
+      this.producer = this.send.channel('chat', sctpStreamParameters.streamId);
+      await opened(this.producer);
       const { id } = await client.request('produceData', { transportId: sendTransportId, sctpStreamParameters, label: 'chat' });
       this.dataProducerId = id;
     }
   }
 
   private accept(data: { id: string; dataProducerId: string; peerId: string; label: string; sctpStreamParameters: { streamId: number; ordered?: boolean } }): void {
-    const channel = this.recv!.channel(data.label, data.sctpStreamParameters);
+    const channel = this.recv!.channel(data.label, data.sctpStreamParameters.streamId);
     channel.onMessage.subscribe((message) => {
       this.received.push({ dataProducerId: data.dataProducerId, text: message.toString() });
     });
@@ -101,8 +101,8 @@ export class DataPeer {
    * channel may open a moment after the offer); resolves with it.
    */
   async assertReceivesFrom(from: DataPeer, timeoutMs = 15_000): Promise<string> {
-    await this.dataConsumerOf(from.dataProducerId!, timeoutMs);
-    await this.recv!.waitForSctp(timeoutMs);
+    const { channel } = await this.dataConsumerOf(from.dataProducerId!, timeoutMs);
+    await opened(channel, timeoutMs);
     const tag = `${Math.random().toString(36).slice(2)}`;
     const until = Date.now() + timeoutMs;
     for (let n = 0; ; n++) {

@@ -1,69 +1,103 @@
 /**
- * Browser-free data channels for tests: one werift RTCPeerConnection per mediasoup WebRtcTransport with SCTP,
- * carrying only an application m-section. Like werift-endpoint.ts it knows nothing of our signaling: it takes
- * what mediasoup gives a client (ICE, DTLS and SCTP parameters, a data consumer's stream) and gives back the
- * dtlsParameters mediasoup needs.
+ * Browser-free data channels for tests: one werift RTCPeerConnection carrying
+ * only SCTP (DTLS, ICE) to one mediasoup WebRtcTransport with SCTP enabled.
  *
- * mediasoup opens no channel itself (no DCEP): each side creates the channel of a stream, negotiated out of
- * band, as mediasoup-client does: the producer on the stream it tells produceData, a data consumer on the
- * stream mediasoup chose for it (its sctpStreamParameters).
+ * Every channel is pre-negotiated (no DCEP), as mediasoup-client does: a data
+ * producer's channel takes the stream id the client chose for produceData, a
+ * data consumer's the stream id mediasoup gave it (newDataConsumer's
+ * sctpStreamParameters). werift offers an application m-section (a bootstrap
+ * channel) and gets an answer written from mediasoup's parameters, as the
+ * media endpoint in werift-endpoint.ts does.
  */
+import { RTCDtlsTransport, RTCPeerConnection, type RTCDataChannel, SessionDescription } from 'werift';
 import type { types as ms } from 'mediasoup';
-import type { RTCDataChannel } from 'werift';
-import { type RemoteTransportParams, WeriftTransportBase, sessionLines, transportLines } from './werift-endpoint.js';
 
-/** What the server tells a client about a WebRtcTransport created with sctpCapabilities. */
-export interface RemoteSctpTransportParams extends RemoteTransportParams {
-  sctpParameters: ms.SctpParameters;
+export interface RemoteSctpTransportParams {
+  id: string;
+  iceParameters: ms.IceParameters;
+  iceCandidates: ms.IceCandidate[];
+  dtlsParameters: ms.DtlsParameters;
+  sctpParameters?: ms.SctpParameters;
 }
 
-export class WeriftDataTransport extends WeriftTransportBase {
+/** The stream a bootstrap channel takes so the offer has an application m-section (never used for data). */
+const BOOTSTRAP_STREAM = 1023;
+
+export class WeriftDataEndpoint {
+  /** What mediasoup's `connectWebRtcTransport` needs (werift is the DTLS client). */
+  readonly dtlsParameters: ms.DtlsParameters;
+
   private constructor(
-    remote: RemoteSctpTransportParams,
-    pc: WeriftDataTransport['pc'],
+    private readonly pc: RTCPeerConnection,
     fingerprints: ms.DtlsFingerprint[],
   ) {
-    super(remote, pc, fingerprints);
+    this.dtlsParameters = { role: 'client', fingerprints };
   }
 
-  /** Negotiates the SCTP association: mediasoup's side offers the application m-section, werift answers. */
-  static async create(params: RemoteSctpTransportParams, hostAddress = '127.0.0.1'): Promise<WeriftDataTransport> {
-    if (!params.sctpParameters) throw new Error(`transport ${params.id} has no SCTP (create it with sctpCapabilities)`);
-    const { pc, fingerprints } = await WeriftTransportBase.setup(hostAddress);
-    const transport = new WeriftDataTransport(params, pc, fingerprints);
-    await pc.setRemoteDescription({ type: 'offer', sdp: transport.buildOffer(params.sctpParameters) });
-    await pc.setLocalDescription(await pc.createAnswer());
-    return transport;
-  }
-
-  /** A channel on `streamId` (negotiated: no DCEP, as mediasoup expects). */
-  channel(label: string, sctpStreamParameters: { streamId: number; ordered?: boolean }): RTCDataChannel {
-    return this.pc.createDataChannel(label, {
-      negotiated: true,
-      id: sctpStreamParameters.streamId,
-      ordered: sctpStreamParameters.ordered ?? true,
+  static async create(remote: RemoteSctpTransportParams, hostAddress = '127.0.0.1'): Promise<WeriftDataEndpoint> {
+    if (!remote.sctpParameters) throw new Error(`transport ${remote.id} has no SCTP (create it with sctpCapabilities)`);
+    const certificate = await RTCDtlsTransport.SetupCertificate();
+    const pc = new RTCPeerConnection({
+      certificates: [certificate],
+      bundlePolicy: 'max-bundle',
+      iceServers: [],
+      iceUseIpv6: false,
+      iceInterfaceAddresses: { udp4: hostAddress },
+      iceAdditionalHostAddresses: [hostAddress],
     });
-  }
-
-  /** Resolves once the SCTP association is up, when channels can carry messages. */
-  async waitForSctp(timeoutMs = 10_000): Promise<void> {
-    await this.waitForConnected(timeoutMs);
-    const sctp = this.pc.sctpTransport?.sctp;
-    if (!sctp) throw new Error(`transport ${this.id}: no SCTP association`);
-    if (sctp.state === 'connected') return;
-    await sctp.stateChanged.connected.asPromise(timeoutMs);
-  }
-
-  private buildOffer(sctp: ms.SctpParameters): string {
-    const lines = sessionLines(++this.sdpVersion, ['0']);
-    lines.push(
+    const fingerprints = certificate.getFingerprints().map((f) => ({ algorithm: f.algorithm as ms.FingerprintAlgorithm, value: f.value }));
+    pc.createDataChannel('bootstrap', { negotiated: true, id: BOOTSTRAP_STREAM });
+    await pc.setLocalDescription(await pc.createOffer());
+    const offer = SessionDescription.parse(pc.localDescription!.sdp);
+    const application = offer.media.find((m) => m.kind === 'application');
+    if (!application) throw new Error('werift offered no application m-section');
+    const mid = application.rtp.muxId ?? '0';
+    const lines = [
+      'v=0',
+      'o=mediasoup-server 1000000 1 IN IP4 0.0.0.0',
+      's=-',
+      't=0 0',
+      'a=ice-lite',
+      `a=group:BUNDLE ${mid}`,
+      'a=msid-semantic: WMS *',
       'm=application 7 UDP/DTLS/SCTP webrtc-datachannel',
       'c=IN IP4 127.0.0.1',
-      'a=mid:0',
-      `a=sctp-port:${sctp.port}`,
-      `a=max-message-size:${sctp.maxMessageSize}`,
-      ...transportLines(this.remote, 'actpass'),
-    );
-    return lines.join('\r\n') + '\r\n';
+      `a=mid:${mid}`,
+      `a=ice-ufrag:${remote.iceParameters.usernameFragment}`,
+      `a=ice-pwd:${remote.iceParameters.password}`,
+      ...remote.dtlsParameters.fingerprints.map((fp) => `a=fingerprint:${fp.algorithm} ${fp.value}`),
+      'a=setup:passive',
+      ...remote.iceCandidates
+        .filter((c) => c.protocol === 'udp')
+        .map((c) => `a=candidate:${c.foundation} 1 udp ${c.priority} ${c.address ?? c.ip} ${c.port} typ host`),
+      'a=end-of-candidates',
+      `a=sctp-port:${remote.sctpParameters.port}`,
+      `a=max-message-size:${remote.sctpParameters.maxMessageSize}`,
+    ];
+    await pc.setRemoteDescription({ type: 'answer', sdp: `${lines.join('\r\n')}\r\n` });
+    return new WeriftDataEndpoint(pc, fingerprints);
   }
+
+  /** A channel on a stream agreed with mediasoup (a data producer's or a data consumer's), open once SCTP is up. */
+  channel(label: string, streamId: number): RTCDataChannel {
+    return this.pc.createDataChannel(label, { negotiated: true, id: streamId, ordered: true });
+  }
+
+  async close(): Promise<void> {
+    await this.pc.close();
+  }
+}
+
+/** Resolves once a channel is open (SCTP associated over DTLS). */
+export function opened(channel: RTCDataChannel, timeoutMs = 10_000): Promise<void> {
+  if (channel.readyState === 'open') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`data channel ${channel.label} not open after ${timeoutMs} ms (${channel.readyState})`)), timeoutMs);
+    const sub = channel.stateChanged.subscribe((state) => {
+      if (state !== 'open') return;
+      clearTimeout(timer);
+      sub.unSubscribe();
+      resolve();
+    });
+  });
 }

@@ -119,7 +119,7 @@ function parseFmtp(s: string | undefined): Record<string, unknown> {
 }
 
 /** ICE + DTLS lines of one m-section, as mediasoup (ICE-lite, DTLS server) would write them. */
-export function transportLines(remote: RemoteTransportParams, setup: 'actpass' | 'passive'): string[] {
+function transportLines(remote: RemoteTransportParams, setup: 'actpass' | 'passive'): string[] {
   const lines = [
     `a=ice-ufrag:${remote.iceParameters.usernameFragment}`,
     `a=ice-pwd:${remote.iceParameters.password}`,
@@ -138,7 +138,7 @@ export function transportLines(remote: RemoteTransportParams, setup: 'actpass' |
   return lines;
 }
 
-export function sessionLines(version: number, mids: string[]): string[] {
+function sessionLines(version: number, mids: string[]): string[] {
   return [
     'v=0',
     `o=mediasoup-server 1000000 ${version} IN IP4 0.0.0.0`,
@@ -182,7 +182,7 @@ class Queue {
   }
 }
 
-export abstract class WeriftTransportBase {
+abstract class WeriftTransportBase {
   /** DTLS parameters to pass to mediasoup `transport.connect({ dtlsParameters })` (werift is DTLS client). */
   readonly dtlsParameters: ms.DtlsParameters;
   protected readonly queue = new Queue();
