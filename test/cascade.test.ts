@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentDump } from '../src/core/agent-protocol.js';
+import { agentSubjects } from '../src/core/agent-protocol.js';
 import { Cluster } from './helpers/cluster.js';
+import { DataPeer } from './helpers/data-peer.js';
 import { MediaPeer, type MediaPeerOptions } from './helpers/media-peer.js';
 import { ProtooClient } from './helpers/protoo-client.js';
 
@@ -41,7 +44,25 @@ async function until(what: string, check: (d: Record<string, AgentDump>) => bool
   }
 }
 
-const empty = (d: AgentDump) => d.routers + d.transports + d.producers + d.consumers + d.pipeTransports + d.pipedProducers === 0;
+const empty = (d: AgentDump) =>
+  d.routers + d.transports + d.producers + d.consumers + d.dataProducers + d.dataConsumers + d.pipeTransports + d.pipedProducers === 0;
+/** Data pipes on an agent: data producers piped in, and local ones sent out. */
+const dataPipes = (d: AgentDump) => d.pipedDataProducers + d.pipeDataConsumers;
+
+async function joinData(roomId: string, name: string, near: string, options: { produce?: boolean; consume?: boolean } = {}): Promise<DataPeer> {
+  const t = await cluster.token(roomId, name);
+  return DataPeer.join(t.gatewayUrl, t.token, { name, rtts: nearTo(near), ...options });
+}
+
+/** A request straight to an agent's bus subject, as a gateway sends it; resolves with the error code it answered, if any. */
+async function agentCode(agentId: string, method: string, data: Record<string, unknown>): Promise<string> {
+  try {
+    await cluster.bus.request(agentSubjects.rpc(agentId), { method, data }, { timeoutMs: 3000 });
+    return 'OK';
+  } catch (err) {
+    return (err as { code?: string }).code ?? String(err);
+  }
+}
 
 describe('cascade (TTL-BEST) on loopback', { concurrency: false }, () => {
   test('each peer on its nearest agent; media crosses the link both ways; pipes follow remote consumers; all returns to zero', { timeout: 90_000 }, async () => {
@@ -148,6 +169,95 @@ describe('cascade (TTL-BEST) on loopback', { concurrency: false }, () => {
     assert.equal(d[other]!.pipedProducers, 2);
     for (const p of [first, second, third]) await p.close();
     await until('everything at zero', (x) => Object.values(x).every(empty));
+  });
+
+  test('data channels follow the room: a message from agent-0 reaches peers on agent-1 over a data pipe that lives with its data consumers and its data producer', { timeout: 120_000 }, async () => {
+    const roomId = await cluster.createRoom('data-cascade', 'TTL-BEST');
+    // A peer on each agent keeps its router open, so the pipes below go by their own reference counts, not with a router.
+    const anchors = [await joinData(roomId, 'anchor-0', 'agent-0', { produce: false, consume: false }), await joinData(roomId, 'anchor-1', 'agent-1', { produce: false, consume: false })];
+    const alice = await joinData(roomId, 'alice', 'agent-0', { consume: false });
+    const carol = await joinData(roomId, 'carol', 'agent-0', { produce: false });
+    let d = await dumps();
+    assert.equal(d['agent-0']!.pipeTransports + d['agent-1']!.pipeTransports, 0, 'nobody on agent-1 consumes data yet: no link');
+    const bob = await joinData(roomId, 'bob', 'agent-1', { produce: false });
+    const dave = await joinData(roomId, 'dave', 'agent-1', { produce: false });
+    // Real SCTP messages: from alice's channel on agent-0 to channels of data consumers on agent-1, and locally to carol.
+    await bob.assertReceivesFrom(alice);
+    await dave.assertReceivesFrom(alice);
+    await carol.assertReceivesFrom(alice);
+    d = await dumps();
+    assert.equal(d['agent-1']!.routers, 1);
+    assert.equal(d['agent-1']!.dataConsumers, 2, "bob's and dave's data consumers are on agent-1");
+    assert.equal(d['agent-1']!.pipedDataProducers, 1, "alice's data producer piped in once, under its own id, for both");
+    assert.equal(d['agent-0']!.pipeDataConsumers, 1, 'and sent from agent-0 once');
+    assert.equal(d['agent-0']!.pipeTransports, 1, 'over the one link');
+
+    // Dave still consumes it: bob leaving takes nothing down.
+    await bob.close();
+    await sleep(500);
+    await dave.assertReceivesFrom(alice);
+    assert.equal((await dumps())['agent-1']!.pipedDataProducers, 1);
+    // Dave was its last consumer there: the pipe goes, and the link with it (agent-1's router stays for anchor-1).
+    await dave.close();
+    await until('data pipe and link gone after the last remote data consumer', (x) =>
+      x['agent-1']!.routers === 1 && dataPipes(x['agent-0']!) + dataPipes(x['agent-1']!) === 0 && x['agent-0']!.pipeTransports + x['agent-1']!.pipeTransports === 0,
+    );
+
+    // Piped again on demand for a new consumer; then the producer leaves: its copy, the data consumer and the pipe go.
+    const erin = await joinData(roomId, 'erin', 'agent-1', { produce: false });
+    await erin.assertReceivesFrom(alice);
+    const erinConsumer = await erin.dataConsumerOf(alice.dataProducerId!);
+    await alice.close();
+    const closed = await erin.client.waitNotification('dataConsumerClosed', 8000);
+    assert.equal(closed.dataConsumerId, erinConsumer.id);
+    await until('data pipe and link gone with the data producer', (x) =>
+      x['agent-1']!.routers === 1 && dataPipes(x['agent-0']!) + dataPipes(x['agent-1']!) === 0 && x['agent-0']!.pipeTransports + x['agent-1']!.pipeTransports === 0,
+    );
+
+    for (const p of [erin, carol, ...anchors]) await p.close();
+    await until('everything at zero', (x) => Object.values(x).every((a) => empty(a) && dataPipes(a) === 0));
+  });
+
+  test('the agents refuse bad data pipe requests with stable codes, and a refused one changes nothing', { timeout: 60_000 }, async () => {
+    const roomId = await cluster.createRoom('data-pipe-input', 'TTL-BEST');
+    const alice = await joinData(roomId, 'alice', 'agent-0', { consume: false });
+    const bob = await joinData(roomId, 'bob', 'agent-1', { produce: false });
+    try {
+      await bob.assertReceivesFrom(alice);
+      const { gatewayId } = await cluster.token(roomId, 'probe');
+      const on = (agentId: string, method: string, data: Record<string, unknown>) => agentCode(agentId, method, { roomId, gatewayId, ...data });
+      const sent = { remoteAgentId: 'agent-1', dataProducerId: alice.dataProducerId };
+      const copy = { remoteAgentId: 'agent-0', dataProducerId: randomUUID(), sctpStreamParameters: { streamId: 7 }, label: 'x', protocol: '', appData: {} };
+
+      assert.equal(await on('agent-0', 'pipeConsumeData', { remoteAgentId: 'agent-1' }), 'INVALID_REQUEST', 'no data producer named');
+      assert.equal(await on('agent-0', 'pipeConsumeData', { ...sent, dataProducerId: 'x'.repeat(129) }), 'INVALID_REQUEST', 'id too long');
+      assert.equal(await on('agent-0', 'pipeConsumeData', { ...sent, roomId: 'no-such-room' }), 'ROOM_NOT_FOUND');
+      assert.equal(await on('agent-0', 'pipeConsumeData', { ...sent, remoteAgentId: 'agent-9' }), 'LINK_NOT_FOUND');
+      assert.equal(await on('agent-0', 'pipeConsumeData', { ...sent, dataProducerId: randomUUID() }), 'DATAPRODUCER_NOT_FOUND');
+      assert.equal(await on('agent-0', 'pipeConsumeData', sent), 'DATAPRODUCER_ALREADY_PIPED', 'one stream per data producer and link');
+      // A copy is never sent on (no chains).
+      assert.equal(await on('agent-1', 'pipeConsumeData', { remoteAgentId: 'agent-0', dataProducerId: alice.dataProducerId }), 'DATAPRODUCER_NOT_FOUND');
+      for (const [what, bad] of [
+        ['stream id past 65534', { sctpStreamParameters: { streamId: 65535 } }],
+        ['unknown stream parameter', { sctpStreamParameters: { streamId: 7, priority: 1 } }],
+        ['no stream', { sctpStreamParameters: undefined }],
+        ['label too long', { label: 'x'.repeat(257) }],
+        ['appData not an object', { appData: 'x' }],
+      ] as const) {
+        assert.equal(await on('agent-1', 'pipeProduceData', { ...copy, ...bad }), 'INVALID_REQUEST', what);
+      }
+      assert.equal(await on('agent-1', 'pipeProduceData', { ...copy, remoteAgentId: 'agent-9' }), 'LINK_NOT_FOUND');
+      assert.equal(await on('agent-1', 'pipeProduceData', { ...copy, dataProducerId: alice.dataProducerId }), 'DATAPRODUCER_ALREADY_PIPED', 'a second copy of one id');
+      assert.equal(await on('agent-1', 'unpipeData', { remoteAgentId: 'agent-0', dataProducerId: randomUUID() }), 'OK', 'nothing to unpipe is fine');
+
+      const d = await dumps();
+      assert.deepEqual([d['agent-0']!.pipeDataConsumers, d['agent-1']!.pipedDataProducers], [1, 1], 'still the one pipe');
+      await bob.assertReceivesFrom(alice);
+    } finally {
+      await alice.close();
+      await bob.close();
+    }
+    await until('everything at zero', (x) => Object.values(x).every((a) => empty(a) && dataPipes(a) === 0));
   });
 
   test('an agent lost mid-call: its links close, its peers are told and rejoin on a live agent; the rest keep media', { timeout: 90_000 }, async () => {

@@ -344,6 +344,8 @@ export class Agent {
       pipeTransports: 0,
       srtpPipeTransports: 0,
       pipedProducers: 0,
+      pipedDataProducers: 0,
+      pipeDataConsumers: 0,
     };
     for (const slot of this.pool.all()) {
       if (slot.worker.closed) continue;
@@ -366,6 +368,8 @@ export class Agent {
       result.pipeTransports += room.links.size;
       for (const link of room.links.values()) if (link.srtpParameters) result.srtpPipeTransports++;
       result.pipedProducers += room.pipedProducers.size;
+      result.pipedDataProducers += room.pipedDataProducers.size;
+      result.pipeDataConsumers += room.pipeDataConsumers.size;
     }
     return result;
   }

@@ -298,4 +298,45 @@ export class MediaRoom {
     for (const at of this.routers) at.router.close();
     this.logger.debug({ room: this.roomId, gateway: this.gatewayId, reason }, 'media room closed');
   }
+
+  // ── Data cascade: data producers piped over the links' SCTP associations ──
+
+  /** Local data producers sent over a link, by `${remoteAgentId}|${dataProducerId}`. */
+  readonly pipeDataConsumers = new Map<string, types.DataConsumer>();
+  /** Data producers arriving over a link, under their original id. */
+  readonly pipedDataProducers = new Map<string, { dataProducer: types.DataProducer; remoteAgentId: string }>();
+
+  /** A data producer peers here may consume, with its router: a peer's own, or one piped in from another agent (home). */
+  findDataProducer(dataProducerId: string): { dataProducer: types.DataProducer; at: RoomRouter } | undefined {
+    const own = this.objects.dataProducer.get(dataProducerId);
+    if (own) return { dataProducer: own.object as types.DataProducer, at: own.at };
+    const piped = this.pipedDataProducers.get(dataProducerId)?.dataProducer;
+    return piped && { dataProducer: piped, at: this.home };
+  }
+
+  trackPipeDataConsumer(remoteAgentId: string, dataConsumer: types.DataConsumer): void {
+    const key = `${remoteAgentId}|${dataConsumer.dataProducerId}`;
+    this.pipeDataConsumers.set(key, dataConsumer);
+    dataConsumer.observer.once('close', () => {
+      if (this.pipeDataConsumers.get(key) === dataConsumer) this.pipeDataConsumers.delete(key);
+    });
+  }
+
+  trackPipedDataProducer(remoteAgentId: string, dataProducer: types.DataProducer): void {
+    this.pipedDataProducers.set(dataProducer.id, { dataProducer, remoteAgentId });
+    dataProducer.observer.once('close', () => {
+      if (this.pipedDataProducers.get(dataProducer.id)?.dataProducer === dataProducer) this.pipedDataProducers.delete(dataProducer.id);
+    });
+  }
+
+  /**
+   * Stops sending `dataProducerId` to `remoteAgentId` and receiving it from
+   * there; either may not exist. Closing the piped copy closes the data
+   * consumers of it here, which the gateway then hears about.
+   */
+  unpipeData(remoteAgentId: string, dataProducerId: string): void {
+    this.pipeDataConsumers.get(`${remoteAgentId}|${dataProducerId}`)?.close();
+    const piped = this.pipedDataProducers.get(dataProducerId);
+    if (piped?.remoteAgentId === remoteAgentId) piped.dataProducer.close();
+  }
 }

@@ -190,6 +190,19 @@ export const agentRequestSchemas = {
   unpipe: z.object({ ...link, producerId: id }),
   /** Mirrors the original producer's pause state on its piped copy here. */
   setPipedProducerPaused: z.object({ ...room, producerId: id, paused: z.boolean() }),
+  /** Sends a peer's data producer over the link's SCTP association (the far end then calls pipeProduceData with the answer). */
+  pipeConsumeData: z.object({ ...link, dataProducerId: id }),
+  /** A data producer arriving over the link, under the same id as on its own agent, on the stream the sender chose. */
+  pipeProduceData: z.object({
+    ...link,
+    dataProducerId: id,
+    sctpStreamParameters: sctpStreamParametersSchema,
+    label: text(256),
+    protocol: text(256),
+    appData: busAppData,
+  }),
+  /** Stops sending (pipe data consumer) or receiving (piped data producer) `dataProducerId` over the link. */
+  unpipeData: z.object({ ...link, dataProducerId: id }),
 } as const;
 
 export type AgentMethod = keyof typeof agentRequestSchemas;
@@ -245,6 +258,10 @@ export interface AgentDump {
   srtpPipeTransports: number;
   /** Producers arriving from other agents; also counted in `producers`. */
   pipedProducers: number;
+  /** Data producers arriving from other agents; also counted in `dataProducers`. */
+  pipedDataProducers: number;
+  /** Local data producers sent to other agents; also counted in `dataConsumers`. */
+  pipeDataConsumers: number;
 }
 
 /** What each method answers. */
@@ -286,6 +303,11 @@ export interface AgentResults {
   pipeProduce: null;
   unpipe: null;
   setPipedProducerPaused: null;
+  pipeConsumeData: {
+    sctpStreamParameters: AgentRequest<'pipeProduceData'>['sctpStreamParameters'];
+    label: string; protocol: string; appData: Record<string, unknown> };
+  pipeProduceData: null;
+  unpipeData: null;
 }
 
 export const agentRpcSchema = z.object({ method: z.string().min(1).max(64), data: z.unknown() });
@@ -300,6 +322,7 @@ export type AgentEvent =
   | { type: 'producerScore'; roomId: string; peerId: string; producerId: string; score: ProducerScore }
   | { type: 'producerClosed'; roomId: string; peerId: string; producerId: string }
   | { type: 'dataConsumerClosed'; roomId: string; peerId: string; dataConsumerId: string }
+  | { type: 'dataProducerClosed'; roomId: string; peerId: string; dataProducerId: string }
   | { type: 'downlinkBwe'; roomId: string; peerId: string; bwe: Record<string, unknown> }
   | { type: 'activeSpeaker'; roomId: string; producerId: string | null; volume?: number }
   | { type: 'routerClosed'; roomId: string; epoch?: string; reason: RouterClosedReason };

@@ -66,7 +66,12 @@ class RefCounted<K> {
   }
 }
 
+/** What a pipe carries: a producer's RTP, or a data producer's messages over the link's SCTP association. */
+type PipeKind = 'media' | 'data';
+
 interface PipeKey {
+  kind: PipeKind;
+  /** The producer's or data producer's id. */
   producerId: string;
   from: string;
   to: string;
@@ -74,25 +79,26 @@ interface PipeKey {
 
 // Keys join ids with a newline, which no id contains (agent ids come from config, the rest are UUIDs).
 const pairOf = (a: string, b: string): string => (a < b ? `${a}\n${b}` : `${b}\n${a}`);
-const pipeKeyOf = (p: PipeKey): string => `${p.producerId}\n${p.from}\n${p.to}`;
+const pipeKeyOf = (p: PipeKey): string => `${p.kind}\n${p.producerId}\n${p.from}\n${p.to}`;
 const parsePipeKey = (key: string): PipeKey => {
-  const [producerId, from, to] = key.split('\n') as [string, string, string];
-  return { producerId, from, to };
+  const [kind, producerId, from, to] = key.split('\n') as [PipeKind, string, string, string];
+  return { kind, producerId, from, to };
 };
 
 /**
  * Cascade of one room across agents. Each pair of agents carrying the room
- * is linked by a PipeTransport at each end (SRTP unless disabled); a producer
- * is sent over a link only while at least one consumer on the far agent
- * needs it, and a link lives only while some producer crosses it. The
- * gateway is the one orchestrator of the room, so these counts are exact.
+ * is linked by a PipeTransport at each end (SRTP unless disabled, SCTP for
+ * data); a producer or data producer is sent over a link only while at
+ * least one consumer (data consumer) on the far agent needs it, and a link
+ * lives only while some pipe crosses it. The gateway is the one
+ * orchestrator of the room, so these counts are exact.
  */
 export class Cascade {
   /** Links by agent pair; one reference per pipe crossing it. */
   private readonly links: RefCounted<string>;
-  /** Pipes by `producerId|from|to`; one reference per consumer on `to` (or in creation). */
+  /** Pipes by `kind|producerId|from|to`; one reference per consumer or data consumer on `to` (or in creation). */
   private readonly pipes: RefCounted<string>;
-  /** Consumers fed by a pipe, and which. */
+  /** Consumers and data consumers fed by a pipe, and which (their ids are UUIDs: one map holds both). */
   private readonly consumerPipes = new Map<string, string>();
 
   constructor(
@@ -118,8 +124,17 @@ export class Cascade {
    * the pipe for one consumer; `bind` the consumer once created, or `drop`
    * the hold if it was not.
    */
-  async hold(producerId: string, from: string, to: string): Promise<string> {
-    const key = pipeKeyOf({ producerId, from, to });
+  hold(producerId: string, from: string, to: string): Promise<string> {
+    return this.holdPipe({ kind: 'media', producerId, from, to });
+  }
+
+  /** The same for a data producer and one data consumer of it on `to`. */
+  holdData(dataProducerId: string, from: string, to: string): Promise<string> {
+    return this.holdPipe({ kind: 'data', producerId: dataProducerId, from, to });
+  }
+
+  private async holdPipe(pipe: PipeKey): Promise<string> {
+    const key = pipeKeyOf(pipe);
     await this.pipes.acquire(key);
     return key;
   }
@@ -132,7 +147,7 @@ export class Cascade {
     this.pipes.release(key);
   }
 
-  /** A consumer closed; its pipe goes with its last consumer. */
+  /** A consumer or data consumer closed; its pipe goes with its last consumer. */
   release(consumerId: string): void {
     const key = this.consumerPipes.get(consumerId);
     if (key === undefined) return;
@@ -145,7 +160,7 @@ export class Cascade {
     return this.pipes
       .keys()
       .map(parsePipeKey)
-      .filter((p) => p.producerId === producerId)
+      .filter((p) => p.kind === 'media' && p.producerId === producerId)
       .map((p) => p.to);
   }
 
@@ -155,10 +170,27 @@ export class Cascade {
    * then tears the pipes down.
    */
   producerClosed(producerId: string): void {
+    this.sourceClosed('media', producerId);
+  }
+
+  /** The same for a data producer: its copies close, and with them their data consumers and pipes. */
+  dataProducerClosed(dataProducerId: string): void {
+    this.sourceClosed('data', dataProducerId);
+  }
+
+  private sourceClosed(kind: PipeKind, producerId: string): void {
     for (const pipe of this.pipes.keys().map(parsePipeKey)) {
-      if (pipe.producerId !== producerId) continue;
-      void this.call(pipe.to, 'unpipe', { roomId: this.roomId, remoteAgentId: pipe.from, producerId }).catch(() => undefined);
+      if (pipe.kind !== kind || pipe.producerId !== producerId) continue;
+      void this.unpipe(pipe.to, pipe.from, pipe).catch(() => undefined);
     }
+  }
+
+  /** Stops `pipe` on `agentId`, whichever end it is (the far end is `remoteAgentId`). */
+  private unpipe(agentId: string, remoteAgentId: string, pipe: PipeKey): Promise<null> {
+    const roomId = this.roomId;
+    return pipe.kind === 'media'
+      ? this.call(agentId, 'unpipe', { roomId, remoteAgentId, producerId: pipe.producerId })
+      : this.call(agentId, 'unpipeData', { roomId, remoteAgentId, dataProducerId: pipe.producerId });
   }
 
   /**
@@ -185,29 +217,35 @@ export class Cascade {
     return { links: this.links.keys().length, pipes: this.pipes.keys().length };
   }
 
-  private async openPipe({ producerId, from, to }: PipeKey): Promise<void> {
+  private async openPipe(pipe: PipeKey): Promise<void> {
+    const { from, to } = pipe;
     const pair = pairOf(from, to);
     await this.links.acquire(pair);
-    const roomId = this.roomId;
     try {
-      const sent = await this.call(from, 'pipeConsume', { roomId, remoteAgentId: to, producerId });
-      await this.call(to, 'pipeProduce', { roomId, remoteAgentId: from, producerId, ...sent });
+      await (pipe.kind === 'media' ? this.sendMedia(pipe) : this.sendData(pipe));
     } catch (err) {
-      await Promise.allSettled([
-        this.call(from, 'unpipe', { roomId, remoteAgentId: to, producerId }),
-        this.call(to, 'unpipe', { roomId, remoteAgentId: from, producerId }),
-      ]);
+      await Promise.allSettled([this.unpipe(from, to, pipe), this.unpipe(to, from, pipe)]);
       this.links.release(pair);
       throw err;
     }
   }
 
-  private async closePipe({ producerId, from, to }: PipeKey): Promise<void> {
-    await Promise.allSettled([
-      this.call(to, 'unpipe', { roomId: this.roomId, remoteAgentId: from, producerId }),
-      this.call(from, 'unpipe', { roomId: this.roomId, remoteAgentId: to, producerId }),
-    ]);
-    this.links.release(pairOf(from, to));
+  private async sendMedia({ producerId, from, to }: PipeKey): Promise<void> {
+    const roomId = this.roomId;
+    const sent = await this.call(from, 'pipeConsume', { roomId, remoteAgentId: to, producerId });
+    await this.call(to, 'pipeProduce', { roomId, remoteAgentId: from, producerId, ...sent });
+  }
+
+  /** The data producer's stream over the link's SCTP association: the far copy takes the stream the sender chose. */
+  private async sendData({ producerId: dataProducerId, from, to }: PipeKey): Promise<void> {
+    const roomId = this.roomId;
+    const sent = await this.call(from, 'pipeConsumeData', { roomId, remoteAgentId: to, dataProducerId });
+    await this.call(to, 'pipeProduceData', { roomId, remoteAgentId: from, dataProducerId, ...sent });
+  }
+
+  private async closePipe(pipe: PipeKey): Promise<void> {
+    await Promise.allSettled([this.unpipe(pipe.to, pipe.from, pipe), this.unpipe(pipe.from, pipe.to, pipe)]);
+    this.links.release(pairOf(pipe.from, pipe.to));
   }
 
   private async openLink(pair: string): Promise<void> {

@@ -139,6 +139,9 @@ export const errorCatalogue = {
   SERVICE_ORDER_RESET: { status: 409, message: 'the ordered calls of this client were cut (instance lost or a gap); ordering restarts with the next call' },
   TRUSTED_CREDENTIAL_INVALID: { status: 401, message: 'unknown trusted-server credential' },
   TRUSTED_TENANT_NOT_ALLOWED: { status: 403, message: 'this trusted server may not act for that tenant' },
+
+  // ── Data cascade (issue 20, task H2: data producers piped between a room's agents) ──
+  DATAPRODUCER_ALREADY_PIPED: { status: 409, message: 'this data producer is already piped over that link' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -171,4 +171,55 @@ describe('Cascade (reference counts over fake agents)', () => {
     assert.deepEqual(cascade.size, { links: 0, pipes: 0 });
     assert.deepEqual(cascade.receiversOf(p2!), []);
   });
+
+  test('a data producer is piped over the same link once for its data consumers there; its closing unpipes only its data copy', async () => {
+    h = twoAgents({});
+    const log: string[] = [];
+    const { cascade, producerIds } = await cascadeOverBus(h, log);
+    const [p] = producerIds;
+    const dp = 'data-producer-1';
+    const a = h.agent('agent-a');
+    const b = h.agent('agent-b');
+    cascade.bind('c1', await cascade.hold(p!, 'agent-a', 'agent-b'));
+    cascade.bind('d1', await cascade.holdData(dp, 'agent-a', 'agent-b'));
+    cascade.bind('d2', await cascade.holdData(dp, 'agent-a', 'agent-b'));
+    assert.equal(a.callsOf('createPipeTransport').length, 1, 'media and data share the link');
+    assert.deepEqual(a.callsOf('pipeConsumeData').map((c) => c.dataProducerId), [dp], 'sent once for two data consumers');
+    const produced = b.callsOf('pipeProduceData');
+    assert.equal(produced.length, 1);
+    assert.deepEqual([produced[0]!.dataProducerId, produced[0]!.sctpStreamParameters, produced[0]!.label], [dp, { streamId: 1 }, 'chat']);
+    assert.deepEqual(cascade.size, { links: 1, pipes: 2 });
+    assert.deepEqual(cascade.receiversOf(dp), [], 'receiversOf names media copies only (their pause state)');
+
+    cascade.release('d1');
+    await settle();
+    assert.equal(a.callsOf('unpipeData').length + b.callsOf('unpipeData').length, 0, 'd2 still consumes it');
+    // The data producer closed on agent-a: its copy on agent-b goes (closing d2 there, whose release then ends the pipe).
+    cascade.dataProducerClosed(dp);
+    await until(() => b.callsOf('unpipeData').length === 1, 'copy closed');
+    assert.deepEqual(b.callsOf('unpipeData')[0], { roomId: h.room.id, gatewayId: GATEWAY_ID, remoteAgentId: 'agent-a', dataProducerId: dp });
+    assert.equal(a.callsOf('unpipe').length + b.callsOf('unpipe').length, 0, "the media producer's pipe is untouched");
+    cascade.release('d2');
+    await until(() => a.dataPipedOut.size === 0 && b.dataPipedIn.size === 0, 'both ends unpiped');
+    assert.deepEqual(cascade.size, { links: 1, pipes: 1 }, 'the link stays for the media pipe');
+    cascade.release('c1');
+    await until(() => a.callsOf('closePipeTransport').length === 1, 'link closed with its last pipe');
+    assert.deepEqual(cascade.size, { links: 0, pipes: 0 });
+  });
+
+  test('an agent leaving the room takes its data pipes with it: the far end of the link closes, and nothing is unpiped later', async () => {
+    h = twoAgents({});
+    const { cascade } = await cascadeOverBus(h, []);
+    const a = h.agent('agent-a');
+    cascade.bind('d1', await cascade.holdData('data-producer-1', 'agent-a', 'agent-b'));
+    assert.deepEqual(cascade.size, { links: 1, pipes: 1 });
+    cascade.agentGone('agent-b');
+    assert.deepEqual(cascade.size, { links: 0, pipes: 0 });
+    // agent-a's end of the link closes, and with it the data producer's stream over it.
+    await until(() => a.callsOf('closePipeTransport').length === 1, 'far end of the link closed');
+    cascade.dataProducerClosed('data-producer-1');
+    cascade.release('d1');
+    await settle();
+    assert.equal(a.callsOf('unpipeData').length + h.agent('agent-b').callsOf('unpipeData').length, 0, 'the forgotten pipe is not unpiped again');
+  });
 });

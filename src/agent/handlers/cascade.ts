@@ -3,6 +3,14 @@ import { AppError } from '../../core/errors.js';
 import type { HandlerContext, Handlers } from './context.js';
 
 const PIPE_SOCKET_BUFFER = 1024 * 1024;
+/**
+ * SCTP streams of a link, each way: the most data producers one agent can
+ * pipe to another in one room (128 publishing peers at the default
+ * gateway.limits.maxDataProducersPerPeer of 8). usrsctp keeps state per
+ * stream for every link of every room, so not more: mediasoup's own
+ * pipeToRouter uses the same.
+ */
+const LINK_SCTP_STREAMS = { OS: 1024, MIS: 1024 };
 
 /** Links between this agent's router of a room and its routers on other agents, driven by the room's gateway. */
 export function cascadeHandlers(
@@ -28,6 +36,12 @@ export function cascadeHandlers(
         enableSrtp: r.enableSrtp,
         // Retransmissions over the link, so loss between hosts is repaired before it reaches the receivers.
         enableRtx: true,
+        // Data producers cross the link over its SCTP association (cascade-data.ts), one stream each way per piped data
+        // producer. SCTP is not covered by enableSrtp: data messages cross the link unencrypted.
+        enableSctp: true,
+        numSctpStreams: LINK_SCTP_STREAMS,
+        // What a client's WebRtcTransport accepts (mediasoup's default there), instead of a pipe's 256 MiB default.
+        maxSctpMessageSize: 262_144,
       });
       return {
         ip: transport.tuple.localAddress,

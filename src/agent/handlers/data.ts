@@ -17,12 +17,17 @@ export function dataHandlers(
         appData: { ...r.appData, peerId: r.peerId },
       });
       room.track('dataProducer', ownerOf(r), dataProducer, at);
+      // Its gateway takes its copies on other agents down (their consumers there close with them).
+      dataProducer.observer.once('close', () =>
+        room.emit({ type: 'dataProducerClosed', roomId: r.roomId, peerId: r.peerId, dataProducerId: dataProducer.id }),
+      );
       return { id: dataProducer.id, label: dataProducer.label, protocol: dataProducer.protocol };
     },
     consumeData: async (r) => {
       const room = ctx.room(r);
       const { object: transport, at } = room.entry<types.Transport>('transport', r.transportId, r);
-      const source = room.objects.dataProducer.get(r.dataProducerId);
+      // A peer's own data producer here, or one piped in from another agent (cascade-data.ts).
+      const source = room.findDataProducer(r.dataProducerId);
       if (!source) {
         throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${r.dataProducerId} not found`);
       }

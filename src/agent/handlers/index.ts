@@ -1,4 +1,5 @@
 import { cascadeHandlers } from './cascade.js';
+import { cascadeDataHandlers } from './cascade-data.js';
 import type { HandlerContext, Handlers } from './context.js';
 import { dataHandlers } from './data.js';
 import { mediaHandlers } from './media.js';
@@ -15,5 +16,6 @@ export function agentHandlers(ctx: HandlerContext): Handlers {
     ...mediaHandlers(ctx),
     ...dataHandlers(ctx),
     ...cascadeHandlers(ctx),
+    ...cascadeDataHandlers(ctx),
   };
 }

@@ -35,8 +35,8 @@ export interface DemoRulesContext {
  * paused, offered with `newConsumer`, resumed once accepted), what the others
  * are told (newPeer, peerClosed, peerDisplayNameChanged, activeSpeaker), the
  * agents' media events as notifications, and what one peer may hold at once.
- * A consumer on another agent than its producer holds a pipe of the Cascade
- * for as long as it lives.
+ * A consumer (data consumer) on another agent than its producer (data
+ * producer) holds a pipe of the Cascade for as long as it lives.
  */
 export class DemoRules {
   private readonly routers: RoomRouters;
@@ -60,6 +60,7 @@ export class DemoRules {
   peerLeft(peer: Peer): void {
     if (peer.joined) for (const other of this.joinedPeers()) other.notify('peerClosed', { peerId: peer.id });
     for (const consumerId of peer.consumers.keys()) this.cascade.release(consumerId);
+    for (const dataConsumerId of peer.dataConsumers) this.cascade.release(dataConsumerId);
     const agentId = peer.agentId;
     if (agentId !== undefined && this.routers.has(agentId)) {
       this.routers.call(agentId, 'closePeer', { roomId: this.ctx.roomId, peerId: peer.id }).catch((err: unknown) =>
@@ -291,21 +292,46 @@ export class DemoRules {
     }
   }
 
+  /**
+   * A data consumer of `dataProducerId` for `consumerPeer`, on the consumer's
+   * agent; a data producer on another agent is piped over first, and the pipe
+   * held for as long as this data consumer exists (as `consume` does for media).
+   */
+  private consumeData(consumerPeer: Peer, producerPeer: Peer, dataProducerId: string, transportId: string) {
+    return this.withinLimit(
+      consumerPeer,
+      'dataConsumers',
+      async () => {
+        const to = await this.routers.placed(consumerPeer);
+        const from = producerPeer.agentId;
+        if (from === undefined) throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${dataProducerId} not found`);
+        const pipe = from === to ? undefined : await this.cascade.holdData(dataProducerId, from, to);
+        let info: AgentResults['consumeData'] | undefined;
+        try {
+          info = await this.routers.forPeer('consumeData', consumerPeer, { transportId, dataProducerId });
+        } finally {
+          if (pipe !== undefined && !info) this.cascade.drop(pipe);
+        }
+        if (pipe !== undefined) this.cascade.bind(info.id, pipe);
+        return info;
+      },
+      (info) => {
+        if (consumerPeer.closed) {
+          // Left while this was being set up: peerLeft has already released the others.
+          this.cascade.release(info.id);
+          throw new AppError('PEER_CLOSED');
+        }
+        consumerPeer.dataConsumers.add(info.id);
+        return info;
+      },
+    );
+  }
+
   async createDataConsumer(consumerPeer: Peer, producerPeer: Peer, dataProducerId: string): Promise<void> {
     const transportId = consumerPeer.consumingTransportId;
     if (!consumerPeer.permissions.subscribe || !consumerPeer.sctpCapabilities || !transportId || !consumerPeer.connection) return;
-    // Data channels are not piped between agents: only peers on the producer's agent receive them.
-    if (producerPeer.agentId !== consumerPeer.agentId) return;
     try {
-      const info = await this.withinLimit(
-        consumerPeer,
-        'dataConsumers',
-        () => this.routers.forPeer('consumeData', consumerPeer, { transportId, dataProducerId }),
-        (created) => {
-          consumerPeer.dataConsumers.add(created.id);
-          return created;
-        },
-      );
+      const info = await this.consumeData(consumerPeer, producerPeer, dataProducerId, transportId);
       await consumerPeer.connection.request('newDataConsumer', {
         peerId: producerPeer.id,
         dataProducerId,
@@ -332,6 +358,12 @@ export class DemoRules {
         break;
       case 'producerClosed':
         this.cascade.producerClosed(event.producerId);
+        break;
+      case 'dataConsumerClosed':
+        this.cascade.release(event.dataConsumerId);
+        break;
+      case 'dataProducerClosed':
+        this.cascade.dataProducerClosed(event.dataProducerId);
         break;
     }
     const peer = this.ctx.peers.get(event.peerId);
@@ -366,6 +398,9 @@ export class DemoRules {
       case 'dataConsumerClosed':
         peer.dataConsumers.delete(event.dataConsumerId);
         peer.notify('dataConsumerClosed', { dataConsumerId: event.dataConsumerId });
+        break;
+      case 'dataProducerClosed':
+        peer.dataProducers.delete(event.dataProducerId);
         break;
       case 'downlinkBwe':
         peer.notify('downlinkBwe', event.bwe);

@@ -31,6 +31,7 @@ const WITHOUT_ROUTER: ReadonlySet<AgentMethod> = new Set<AgentMethod>([
   'closePeer',
   'closePipeTransport',
   'unpipe',
+  'unpipeData',
   'probeClient',
   'dump',
 ]);
@@ -47,6 +48,9 @@ export class FakeAgent {
   readonly pipedIn = new Map<string, { from: string; kind: 'audio' | 'video' }>();
   /** Local producers sent over a link: `${remoteAgentId}|${producerId}`. */
   readonly pipedOut = new Set<string>();
+  /** Data producers piped in (id → the agent they come from) and sent out (`${remoteAgentId}|${dataProducerId}`). */
+  readonly dataPipedIn = new Map<string, string>();
+  readonly dataPipedOut = new Set<string>();
   private readonly overrides = new Map<AgentMethod, Override>();
   private readonly subscription: Subscription;
   private serial = 0;
@@ -187,6 +191,23 @@ export class FakeAgent {
         }
         return null;
       }
+      case 'pipeConsumeData':
+        if (!this.links.has(String(d.remoteAgentId))) throw new AppError('LINK_NOT_FOUND', 'no link');
+        this.dataPipedOut.add(`${String(d.remoteAgentId)}|${String(d.dataProducerId)}`);
+        return {
+          sctpStreamParameters: { streamId: this.dataPipedOut.size },
+          label: 'chat',
+          protocol: '',
+          appData: {},
+        } satisfies AgentResults['pipeConsumeData'];
+      case 'pipeProduceData':
+        if (!this.links.has(String(d.remoteAgentId))) throw new AppError('LINK_NOT_FOUND', 'no link');
+        this.dataPipedIn.set(String(d.dataProducerId), String(d.remoteAgentId));
+        return null;
+      case 'unpipeData':
+        this.dataPipedOut.delete(`${String(d.remoteAgentId)}|${String(d.dataProducerId)}`);
+        if (this.dataPipedIn.get(String(d.dataProducerId)) === d.remoteAgentId) this.dataPipedIn.delete(String(d.dataProducerId));
+        return null;
       default:
         return null;
     }
