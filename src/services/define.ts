@@ -39,6 +39,13 @@ export interface MethodDefinition<S extends z.ZodType = z.ZodType> {
   ordered?: boolean;
   /** The most this method may take, whatever a caller allows (callers' default: `services.defaultTimeoutMs`). */
   timeoutMs?: number;
+  /**
+   * The argument (a top-level string or number) whose value routes the call by consistent hash: calls with the
+   * same value (in one tenant) reach the same instance while the set of instances stays, whatever strategy or key
+   * the caller named. For state an instance keeps in memory by that value (a chat room's members). Ordered calls
+   * routed this way are ordered per value, and follow the value when the instances change.
+   */
+  hashKey?: string;
   handler(args: z.infer<S>, ctx: ServiceContext): unknown;
 }
 

@@ -57,9 +57,14 @@ export class ServiceInstanceHost {
     this.id = options.id ?? `${definition.name}-${randomUUID().slice(0, 12)}`;
   }
 
-  /** What a probe learns: alive, and which methods run ordered. */
+  /** What a probe learns: alive, which methods run ordered, and which route by hash on an argument. */
   private get probeAnswer(): ProbeAnswer {
-    return { id: this.id, ordered: Object.keys(this.definition.methods).filter((name) => this.definition.methods[name]!.ordered) };
+    const methods = Object.entries(this.definition.methods);
+    return {
+      id: this.id,
+      ordered: methods.filter(([, method]) => method.ordered).map(([name]) => name),
+      hashKeys: methods.filter(([, method]) => method.hashKey !== undefined).map(([name, method]) => [name, method.hashKey!]),
+    };
   }
 
   get subject(): string {
