@@ -139,6 +139,9 @@ export const errorCatalogue = {
   SERVICE_ORDER_RESET: { status: 409, message: 'the ordered calls of this client were cut (instance lost or a gap); ordering restarts with the next call' },
   TRUSTED_CREDENTIAL_INVALID: { status: 401, message: 'unknown trusted-server credential' },
   TRUSTED_TENANT_NOT_ALLOWED: { status: 403, message: 'this trusted server may not act for that tenant' },
+
+  // ── Service gateway remainder (task H4, issue 17): bounded replies ─────────
+  SERVICE_REPLY_TOO_LARGE: { status: 502, message: "the handler's answer is larger than services.maxReplyBytes: the instance refused to send it" },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

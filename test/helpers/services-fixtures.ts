@@ -78,6 +78,12 @@ export function echoService(log: Execution[] = [], name = 'echo') {
         access: 'external',
         handler: ({ service, method }, ctx) => ctx.call(service, method, {}),
       },
+      /** Answers `bytes` of text: for the instance's bound on answers (services.maxReplyBytes). */
+      blob: {
+        input: z.object({ bytes: z.number().int().min(0).max(4_000_000) }).strict(),
+        access: 'external',
+        handler: ({ bytes }, ctx) => ({ instance: ctx.instance, blob: 'x'.repeat(bytes) }),
+      },
       push: {
         input: z.object({ users: z.array(z.string()).min(1), text: z.string(), safe: z.boolean().default(false) }).strict(),
         access: 'external',
