@@ -115,6 +115,20 @@ describe('service calls on the in-process bus', () => {
     }
   });
 
+  test('a method declaring hashKey is routed by hash on that argument, whatever strategy or key the call names', async () => {
+    world = await start(3);
+    const w = world;
+    const byRoom = async (room: string, options: Parameters<ServiceCaller['call']>[4], identity = client()) =>
+      ((await w.caller.call('echo', 'byRoom', { room }, identity, options)) as { instance: string }).instance;
+    const owner = new Map<string, string>();
+    for (let k = 0; k < 30; k++) owner.set(`room-${k}`, await byRoom(`room-${k}`, { strategy: 'round-robin' }));
+    assert.equal(new Set(owner.values()).size, 3, 'rooms spread');
+    for (const [room, id] of owner) {
+      assert.equal(await byRoom(room, { strategy: 'random' }, client('bob', 'conn-2')), id, `${room} for another user`);
+      assert.equal(await byRoom(room, { strategy: 'hash', key: 'other' }), id, `${room} with a key of the caller's`);
+    }
+  });
+
   test('least-load avoids the instance busy with this caller\'s slow calls', async () => {
     world = await start(2);
     const w = world;
