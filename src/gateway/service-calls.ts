@@ -78,7 +78,7 @@ export class ServiceCalls {
 
   private async open({ connection, session }: ChannelContext): Promise<ChannelHandler> {
     const identity: CallerIdentity = { tenant: session.serviceId, user: session.userName, connection: randomUUID(), kind: 'client' };
-    const rankedAs = TopCallers.keyOf('client', identity.tenant, identity.user);
+    const rankedAs = TopCallers.callerOf('client', identity.tenant, identity.user);
     this.clientConnections++;
     connection.on('close', () => {
       this.clientConnections--;

@@ -6,6 +6,14 @@ export interface TopCaller {
   callsPerSec: number;
 }
 
+/** A caller as counted: its key (unambiguous whatever the names hold) and who it is. */
+export interface RankedCaller {
+  readonly key: string;
+  readonly kind: TopCaller['kind'];
+  readonly tenant: string;
+  readonly user: string;
+}
+
 export interface TopCallersSnapshot {
   windowSec: number;
   /** The busiest callers of the last complete window, busiest first (at most `size`). */
@@ -21,7 +29,7 @@ export interface TopCallersSnapshot {
  * `size` is kept for `/status`. One map increment per call; the ranking runs once per window.
  */
 export class TopCallers {
-  private counts = new Map<string, number>();
+  private counts = new Map<string, { caller: RankedCaller; n: number }>();
   private untracked = 0;
   private last: TopCallersSnapshot;
   private readonly timer: NodeJS.Timeout;
@@ -36,15 +44,15 @@ export class TopCallers {
     this.timer.unref();
   }
 
-  /** The key of a caller for `count` (build it once per connection where the caller is fixed). */
-  static keyOf(kind: TopCaller['kind'], tenant: string, user: string): string {
-    return `${kind}\u0000${tenant}\u0000${user}`;
+  /** A caller for `count` (build it once per connection where the caller is fixed). */
+  static callerOf(kind: TopCaller['kind'], tenant: string, user: string): RankedCaller {
+    return { key: JSON.stringify([kind, tenant, user]), kind, tenant, user };
   }
 
-  count(key: string): void {
-    const n = this.counts.get(key);
-    if (n !== undefined) this.counts.set(key, n + 1);
-    else if (this.counts.size < this.maxTracked) this.counts.set(key, 1);
+  count(caller: RankedCaller): void {
+    const entry = this.counts.get(caller.key);
+    if (entry) entry.n++;
+    else if (this.counts.size < this.maxTracked) this.counts.set(caller.key, { caller, n: 1 });
     else this.untracked++;
   }
 
@@ -59,13 +67,10 @@ export class TopCallers {
   /** Ends the window: its top `size` becomes the snapshot, and counting starts over. */
   private roll(): void {
     const seconds = this.windowMs / 1000;
-    const top = [...this.counts].sort((a, b) => b[1] - a[1]).slice(0, this.size);
+    const top = [...this.counts.values()].sort((a, b) => b.n - a.n).slice(0, this.size);
     this.last = {
       windowSec: seconds,
-      callers: top.map(([key, n]) => {
-        const [kind, tenant, user] = key.split('\u0000') as [TopCaller['kind'], string, string];
-        return { kind, tenant, user, callsPerSec: round(n / seconds) };
-      }),
+      callers: top.map(({ caller: { kind, tenant, user }, n }) => ({ kind, tenant, user, callsPerSec: round(n / seconds) })),
       untrackedCallsPerSec: round(this.untracked / seconds),
     };
     this.counts = new Map();

@@ -119,7 +119,7 @@ export class TrustedEdge {
     if (credential.tenants && !credential.tenants.has(call.tenant)) {
       throw refused(this.caller, new AppError('TRUSTED_TENANT_NOT_ALLOWED', `"${credential.name}" may not act for tenant ${call.tenant}`));
     }
-    this.topCallers.count(TopCallers.keyOf('trusted', call.tenant, call.user));
+    this.topCallers.count(TopCallers.callerOf('trusted', call.tenant, call.user));
     // Each user's ordered calls are their own stream: the connection carries many users.
     return forward(this.caller, { tenant: call.tenant, user: call.user, connection: `${connectionId}/${call.user}`, kind: 'trusted' }, call);
   }

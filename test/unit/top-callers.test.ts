@@ -7,14 +7,14 @@ test('top callers: the last complete window\'s busiest, by calls per second, in 
   // Windows of 200 ms, the top 2, at most 3 callers tracked per window.
   const top = new TopCallers(200, 2, 3);
   try {
-    const key = (user: string) => TopCallers.keyOf('client', 't1', user);
+    const key = (user: string) => TopCallers.callerOf('client', 't1', user);
     assert.deepEqual(top.snapshot().callers, [], 'nothing before the first window ends');
     for (let i = 0; i < 10; i++) top.count(key('ann'));
     for (let i = 0; i < 4; i++) top.count(key('ben'));
     top.count(key('cy'));
     // Past the bound: counted together, never a fourth entry.
     for (let i = 0; i < 6; i++) top.count(key(`extra-${i}`));
-    top.count(TopCallers.keyOf('trusted', 't2', 'ann'));
+    top.count(TopCallers.callerOf('trusted', 't2', 'ann'));
     await sleep(300);
     const snapshot = top.snapshot();
     assert.deepEqual(snapshot.callers, [
