@@ -64,5 +64,11 @@ export function defineService<M extends Record<string, z.ZodType>>(definition: {
   version: string;
   methods: { [K in keyof M]: MethodDefinition<M[K]> };
 }): ServiceDefinition {
+  for (const [name, method] of Object.entries<MethodDefinition>(definition.methods)) {
+    // Callers learn it from the instances' probe answers, which bound it so: a longer one would leave the service undescribed.
+    if (method.hashKey !== undefined && (method.hashKey.length === 0 || method.hashKey.length > 64)) {
+      throw new Error(`${definition.name}.${name}: hashKey must name an argument of 1 to 64 characters`);
+    }
+  }
   return definition as ServiceDefinition;
 }
