@@ -14,6 +14,7 @@ RUN bash scripts/install.sh && npm prune --omit=dev
 COPY src ./src
 COPY bin ./bin
 COPY client ./client
+COPY examples ./examples
 COPY tsconfig.json ./
 
 FROM node:20-bookworm-slim

@@ -4,10 +4,13 @@
  *   npm start -- --service ./examples/chat.ts
  *
  * Clients (session token with the scopes `rpc` and `push`):
- *   session.call('chat', 'join', { room: 'lobby' }, { strategy: 'hash', key: 'lobby' })
- *   session.call('chat', 'say', { room: 'lobby', text: 'hi' }, { strategy: 'hash', key: 'lobby' })
+ *   session.call('chat', 'join', { room: 'lobby' })
+ *   session.call('chat', 'say', { room: 'lobby', text: 'hi' })
  * and receive `{ room, from, text }` on `session.on('push')`. Members are kept in the instance's
- * memory, so a room's calls hash on its name (one instance per room while it lives).
+ * memory, so every method declares `hashKey: 'room'`: callers route a room's calls by consistent
+ * hash on its name, to one instance while the set of instances stays, with any number of instances.
+ * When an instance joins or leaves, the rooms the ring moves start empty on their new instance:
+ * `say` then answers NOT_FOUND and the client joins again.
  */
 import { z } from 'zod';
 import { AppError, defineService } from 'mediasoup-signal/service';
@@ -25,6 +28,7 @@ export default defineService({
     join: {
       input: z.object({ room }).strict(),
       access: 'external',
+      hashKey: 'room',
       handler: ({ room }, ctx) => {
         const key = keyOf(ctx.caller.tenant, room);
         const set = members.get(key) ?? new Set<string>();
@@ -37,6 +41,7 @@ export default defineService({
     leave: {
       input: z.object({ room }).strict(),
       access: 'external',
+      hashKey: 'room',
       handler: ({ room }, ctx) => {
         const key = keyOf(ctx.caller.tenant, room);
         members.get(key)?.delete(ctx.caller.user);
@@ -44,11 +49,12 @@ export default defineService({
         return {};
       },
     },
-    /** Ordered: one user's messages reach the room in the order they were said. */
+    /** Ordered: one user's messages reach the room in the order they were said (ordered per room: it hashes on it). */
     say: {
       input: z.object({ room, text: z.string().min(1).max(2000) }).strict(),
       access: 'external',
       ordered: true,
+      hashKey: 'room',
       handler: async ({ room, text }, ctx) => {
         const set = members.get(keyOf(ctx.caller.tenant, room));
         if (!set?.has(ctx.caller.user)) throw new AppError('NOT_FOUND', 'join the room first');
@@ -60,6 +66,7 @@ export default defineService({
     members: {
       input: z.object({ room }).strict(),
       access: 'internal',
+      hashKey: 'room',
       handler: ({ room }, ctx) => ({ members: [...(members.get(keyOf(ctx.caller.tenant, room)) ?? [])] }),
     },
   },

@@ -2,10 +2,11 @@
  * A leaderboard service: players submit scores, anyone reads the top 10; game servers (trusted) or other
  * services may reset a board. `npm start -- --service ./examples/leaderboard.ts`
  *
- *   session.call('leaderboard', 'submit', { board: 'weekly', score: 1200 }, { strategy: 'hash', key: 'weekly' })
- *   session.call('leaderboard', 'top', { board: 'weekly' }, { strategy: 'hash', key: 'weekly' })
+ *   session.call('leaderboard', 'submit', { board: 'weekly', score: 1200 })
+ *   session.call('leaderboard', 'top', { board: 'weekly' })
  *
- * Boards live in the instance's memory: calls hash on the board's name.
+ * Boards live in the instance's memory: every method declares `hashKey: 'board'`, so callers route a
+ * board's calls by consistent hash on its name (one instance per board while the instances stay).
  */
 import { z } from 'zod';
 import { defineService } from 'mediasoup-signal/service';
@@ -37,6 +38,7 @@ export default defineService({
     submit: {
       input: z.object({ board, score: z.number().int().min(0).max(1e12) }).strict(),
       access: 'external',
+      hashKey: 'board',
       handler: ({ board, score }, ctx) => {
         const scores = boardOf(ctx.caller.tenant, board);
         const best = scores.get(ctx.caller.user);
@@ -47,11 +49,13 @@ export default defineService({
     top: {
       input: z.object({ board }).strict(),
       access: 'external',
+      hashKey: 'board',
       handler: ({ board }, ctx) => ({ top: top(boardOf(ctx.caller.tenant, board)) }),
     },
     reset: {
       input: z.object({ board }).strict(),
       access: 'internal',
+      hashKey: 'board',
       handler: ({ board }, ctx) => {
         boards.delete(`${ctx.caller.tenant}\n${board}`);
         return {};

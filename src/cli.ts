@@ -1,15 +1,13 @@
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, isLoopbackHost, loadConfig } from './core/config.js';
 import { createLogger } from './core/logger.js';
 import { type Platform, roles as registry, startPlatform } from './platform.js';
-import type { ServiceDefinition } from './services/define.js';
-import { type RunningService, startService } from './services/start.js';
+import { loadServiceModules } from './service-modules.js';
 
 const USAGE = `usage: mediasoup-signal [all|${registry.names().join('|')}] [--config file.(json|yaml)] [--service ./chat.ts ...]
 
 --service loads a service module (its default export, from defineService) into this process, on its bus.
+With the playground on (\`all\` on loopback without a config file), examples/chat.ts is loaded too, for its chat.
 
 Configuration: defaults < config file (--config or MSS_CONFIG) < MSS_* environment
 variables (MSS_NUVE__PORT=3001, MSS_STORE__DRIVER=postgres, ...).`;
@@ -48,7 +46,7 @@ async function main(): Promise<void> {
   const logger = createLogger(config.log);
   const platform = await startPlatform(config, role === 'all' ? registry.names() : [role], logger);
 
-  const services = await loadServices(values.service ?? [], platform).catch(async (err: unknown) => {
+  const services = await loadServiceModules(values.service ?? [], platform).catch(async (err: unknown) => {
     logger.error({ err }, 'a --service module failed to start');
     await platform.close();
     process.exit(1);
@@ -85,20 +83,6 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-}
-
-/** Starts each `--service` module's default export as an instance on the platform's bus. */
-async function loadServices(paths: string[], platform: Platform): Promise<RunningService[]> {
-  const running: RunningService[] = [];
-  for (const path of paths) {
-    const module = (await import(pathToFileURL(resolve(path)).href)) as { default?: ServiceDefinition };
-    const definition = module.default;
-    if (!definition || typeof definition.name !== 'string' || typeof definition.methods !== 'object') {
-      throw new Error(`${path}: its default export is not a service (export default defineService({...}))`);
-    }
-    running.push(await startService(definition, { bus: platform.bus, config: platform.config, logger: platform.logger, metrics: platform.metrics }));
-  }
-  return running;
 }
 
 main().catch((err: unknown) => {

@@ -18,18 +18,24 @@ import {
 } from './helpers/browser.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 import type { Room } from '../src/gateway/room.js';
+import { loadServiceModules } from '../src/service-modules.js';
+import type { RunningService } from '../src/services/index.js';
 
 // Real Chromium (Debian's, fake camera and microphone) against the embedded platform, through the playground page.
 describe('browser SDK and playground in Chromium', { skip: chromiumMissing, timeout: 90_000 }, () => {
   let platform: EmbeddedPlatform;
   let browser: Chromium;
+  let services: RunningService[] = [];
   const pages: Page[] = [];
 
   before(async () => {
     [platform, browser] = await Promise.all([startEmbedded({ nuve: { port: 0, devEndpoints: true } }), launchChromium()]);
+    // What `npm start` loads with the playground on: the example chat service, for the playground's chat.
+    services = await loadServiceModules([], platform);
   });
   after(async () => {
     await browser?.close();
+    for (const service of services) await service.stop();
     await platform?.close();
   });
 
@@ -91,6 +97,30 @@ describe('browser SDK and playground in Chromium', { skip: chromiumMissing, time
     assert.ok(Date.now() - left < 2000);
     await bob.locator('#lobby').waitFor({ state: 'visible' });
     await alice.click('#btn-leave');
+  });
+
+  test('two pages chat through the chat service (session.call, messages as pushes): each sees the other\'s message', async () => {
+    const roomId = await devRoom('chat-room');
+    const ivy = await open(DESKTOP);
+    const jack = await open(PHONE);
+    await joinViaLobby(ivy, platform.nuveUrl, { roomId, name: 'ivy', mic: false, cam: false });
+    await joinViaLobby(jack, platform.nuveUrl, { roomId, name: 'jack', mic: false, cam: false });
+    // Send is enabled once the page's session joined the chat service's room.
+    for (const page of [ivy, jack]) await page.locator('#chat-send:enabled').waitFor({ timeout: 10_000 });
+    await ivy.fill('#chat-text', 'hello from ivy');
+    await ivy.click('#chat-send');
+    await jack.locator('#chat-log li[data-from="ivy"]', { hasText: 'hello from ivy' }).waitFor({ timeout: 5000 });
+    await jack.fill('#chat-text', 'hi ivy');
+    await jack.press('#chat-text', 'Enter');
+    await ivy.locator('#chat-log li[data-from="jack"]', { hasText: 'hi ivy' }).waitFor({ timeout: 5000 });
+    // Each page shows both messages, its own too (the service pushes to every member), in the order said.
+    for (const page of [ivy, jack]) {
+      const log = await page.locator('#chat-log li').evaluateAll((items) => items.map((li) => li.textContent));
+      assert.deepEqual(log, ['ivyhello from ivy', 'jackhi ivy']);
+    }
+    await screenshot(jack, 'browser-chat-phone.png');
+    await ivy.click('#btn-leave');
+    await jack.click('#btn-leave');
   });
 
   test('a viewer watches, and its publish attempt fails with PRODUCE_NOT_ALLOWED (403) shown in the page', async () => {

@@ -113,6 +113,7 @@ const ROUTES: Record<string, RouteSpec> = {
   'GET /dev/rooms': { access: 'public' },
   'POST /dev/rooms': { access: 'public' },
   'POST /dev/tokens': { access: 'public' },
+  'POST /dev/sessions': { access: 'public' },
 };
 
 const specOf = (route: Route): RouteSpec | undefined => ROUTES[`${route.method === 'HEAD' ? 'GET' : route.method} ${route.url}`];
@@ -502,13 +503,13 @@ function record(world: World, sent: Sent, actor: Tenant | undefined, res: CallRe
     world.victims = world.victims.filter((v) => v.id !== sent.params.service);
   }
   const token =
-    route.url === '/dev/tokens' || route.url === '/sessions' ? res.json?.token : route.url === '/rooms/:room/tokens' ? res.text : undefined;
+    route.url === '/dev/tokens' || route.url === '/sessions' || route.url === '/dev/sessions' ? res.json?.token : route.url === '/rooms/:room/tokens' ? res.text : undefined;
   if (typeof token === 'string' && route.method === 'POST') {
     const claims = JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as { serviceId: string; roomId?: string; room?: { roomId: string } };
     assert.equal(claims.serviceId, world.services[actor!].id, 'a token names its requester');
     // A session token may name no room.
     const roomId = claims.roomId ?? claims.room?.roomId;
-    if (roomId !== undefined || route.url !== '/sessions') {
+    if (roomId !== undefined || (route.url !== '/sessions' && route.url !== '/dev/sessions')) {
       assert.equal(world.owners.get(roomId!), actor, "a token is for one of its requester's rooms");
     }
   }
@@ -551,7 +552,7 @@ for (const [store, devEndpoints] of [['sqlite', true], ['postgres', false]] as c
       const names = new Set(world.routes.map((r) => `${r.method === 'HEAD' ? 'GET' : r.method} ${r.url}`));
       for (const r of world.routes) assert.ok(specOf(r), `${r.method} ${r.url} is fuzzed (add it to ROUTES with who may call it)`);
       const inThisApp = Object.keys(ROUTES).filter((name) => names.has(name));
-      const onlyWithDev = ['GET /', 'GET /playground/:file', 'GET /dev/rooms', 'POST /dev/rooms', 'POST /dev/tokens'];
+      const onlyWithDev = ['GET /', 'GET /playground/:file', 'GET /dev/rooms', 'POST /dev/rooms', 'POST /dev/tokens', 'POST /dev/sessions'];
       const expected = Object.keys(ROUTES).filter((name) => devEndpoints || !onlyWithDev.includes(name));
       assert.deepEqual(inThisApp.sort(), expected.sort(), 'ROUTES names no route the app lacks');
     });

@@ -87,6 +87,18 @@ function opsEndpointSuite(role: 'gateway' | 'agent', field: 'peers' | 'routers',
       assert.match(await res.text(), new RegExp(`^${metric}[{ ]`, 'm'));
     });
 
+    if (role === 'gateway') {
+      test('/status (the service flow, with callers\' names): 401 without the token, 200 with it', async () => {
+        for (const { what, headers } of withoutTheToken) await expectUnauthorized(`${base}/status`, 'GET', headers, what);
+        await expectUnauthorized(`${base}/%73tatus`, 'GET', {}, 'a percent-encoded path');
+        const res = await fetch(`${base}/status`, { headers: { authorization: `Bearer ${OPS_TOKEN}` } });
+        assert.equal(res.status, 200);
+        const body = (await res.json()) as { id: string; services: { instances: unknown; topCallers: { callers: unknown[] } } };
+        assert.equal(body.id, platform.gateway!.id);
+        assert.deepEqual(body.services.topCallers.callers, []);
+      });
+    }
+
     test('/drain: refused without the token (nothing drains), started and reported with it', async () => {
       for (const { what, headers } of withoutTheToken) {
         await expectUnauthorized(`${base}/drain`, 'POST', headers, what);
@@ -119,7 +131,7 @@ function opsEndpointSuite(role: 'gateway' | 'agent', field: 'peers' | 'routers',
 
     test('any bearer is refused; the probes still answer', async () => {
       const base = baseOf(platform);
-      for (const [method, path] of [['GET', '/metrics'], ['POST', '/drain'], ['GET', '/drain']] as const) {
+      for (const [method, path] of [['GET', '/metrics'], ['POST', '/drain'], ['GET', '/drain'], ...(role === 'gateway' ? ([['GET', '/status']] as const) : [])] as const) {
         await expectUnauthorized(`${base}${path}`, method, { authorization: 'Bearer undefined' }, 'no token configured');
         await expectUnauthorized(`${base}${path}`, method, {}, 'no token configured');
       }

@@ -20,7 +20,7 @@ import { type StockClient, opened, settleStockClients, stockClient } from './hel
 const NATS_URL = process.env.TEST_NATS_URL;
 const TRUSTED_SECRET = 'trusted-game-server-secret-0123456789';
 const LIMITED_SECRET = 'trusted-limited-server-secret-0123456789';
-const services = { heartbeatMs: 200, timeoutMs: 1500, probeMs: 200, maxPayloadBytes: 4096 } satisfies ConfigInput['services'];
+const services = { heartbeatMs: 200, timeoutMs: 1500, probeMs: 200, maxPayloadBytes: 4096, maxReplyBytes: 8192 } satisfies ConfigInput['services'];
 
 after(settleStockClients);
 
@@ -102,6 +102,7 @@ before(async () => {
     services: {
       ...services,
       clientPingMs: 300,
+      topCallers: { windowMs: 500, size: 3 },
       trusted: {
         port: 0,
         pingMs: 300,
@@ -181,6 +182,58 @@ describe('client calls through the gateway (c2s)', () => {
     // Still answering, every instance still picked (none was taken for dead).
     assert.deepEqual(platform.gateway!.services.caller.describe().echo, { instances: 3, answering: 3 });
     assert.ok((await whoami(s)).instance);
+  });
+
+  test('an answer past services.maxReplyBytes is refused at the instance (SERVICE_REPLY_TOO_LARGE), not taken for a lost instance', async () => {
+    const s = await connectSession();
+    const onBig = { strategy: 'hash' as const, key: 'big' };
+    const fits = await s.call<{ instance: string; blob: string }>('echo', 'blob', { bytes: 7000 }, onBig);
+    assert.equal(fits.blob.length, 7000);
+    // Past the bound; past NATS's own message bound (1 MiB), where the answer would otherwise be lost.
+    for (const bytes of [9000, 2_000_000]) {
+      const started = Date.now();
+      const err = await refused(s.call('echo', 'blob', { bytes }, onBig), 'SERVICE_REPLY_TOO_LARGE');
+      assert.match(err.message, /echo\.blob answered \d+ bytes; services\.maxReplyBytes is 8192/);
+      assert.ok(Date.now() - started < 1000, `answered in ${Date.now() - started} ms, not at the call's timeout`);
+    }
+    // The instance is still picked, and still answers.
+    assert.deepEqual(platform.gateway!.services.caller.describe().echo, { instances: 3, answering: 3 });
+    assert.equal((await whoami(s, onBig)).instance, fits.instance);
+  });
+
+  test('the gateway\'s /status (ops token) ranks the busiest callers by calls per second, the top services.topCallers.size', async () => {
+    const busy = await connectSession(tenantA, 'busy-bee', ['rpc']);
+    const others = await Promise.all(['o1', 'o2', 'o3'].map((user) => connectSession(tenantA, user, ['rpc'])));
+    // Calls until a whole window (500 ms) of them was ranked: the snapshot is the last complete window.
+    let calling = true;
+    const load = (async () => {
+      while (calling) await Promise.all([...Array.from({ length: 10 }, () => whoami(busy)), ...others.map((s) => whoami(s))]);
+    })();
+    const url = `${platform.gatewayUrl.replace('ws://', 'http://')}/status`;
+    type Flow = { instances: Record<string, unknown>; topCallers: { windowSec: number; callers: { kind: string; tenant: string; user: string; callsPerSec: number }[] } };
+    let flow: Flow | undefined;
+    try {
+      await waitFor(async () => {
+        const res = await fetch(url, { headers: opsAuthorization });
+        assert.equal(res.status, 200);
+        flow = ((await res.json()) as { services: Flow }).services;
+        // A window of these four callers only (earlier tests' callers gone), with two rounds of busy-bee's calls at least.
+        const { callers } = flow.topCallers;
+        return callers.every((c) => /^(busy-bee|o[123])$/.test(c.user)) && callers.some((c) => c.user === 'busy-bee' && c.callsPerSec >= 40);
+      }, 10_000, 'a window of calls ranked');
+    } finally {
+      calling = false;
+      await load;
+    }
+    assert.equal((await fetch(url)).status, 401);
+    assert.deepEqual(flow!.instances.echo, { instances: 3, answering: 3 });
+    const { callers } = flow!.topCallers;
+    // Four callers, the top three shown.
+    assert.equal(callers.length, 3, JSON.stringify(callers));
+    assert.deepEqual({ ...callers[0], callsPerSec: undefined }, { kind: 'client', tenant: tenantA.id, user: 'busy-bee', callsPerSec: undefined });
+    // Ten calls for each one of the others' (a window may cut a round short).
+    assert.ok(callers[0]!.callsPerSec > 3 * callers[1]!.callsPerSec, JSON.stringify(callers));
+    for (const c of callers.slice(1)) assert.match(c.user, /^o[123]$/);
   });
 
   test('flow counters in /metrics: by service, method and code, names clients invent counted as _unknown', async () => {

@@ -380,11 +380,25 @@ export const configSchema = z
         defaultTimeoutMs: z.number().int().positive().max(300_000).default(10_000),
         /** Largest call arguments (their JSON, in bytes). */
         maxPayloadBytes: z.number().int().positive().max(1024 * 1024).default(64 * 1024),
+        /**
+         * Largest answer an instance sends (its JSON, in bytes): a bigger one is answered SERVICE_REPLY_TOO_LARGE instead.
+         * Below the bus's own message bound (NATS: max_payload, 1 MiB by default), past which the answer would be lost
+         * and the call would look like a lost instance.
+         */
+        maxReplyBytes: z.number().int().positive().max(1024 * 1024).default(256 * 1024),
         /** How callers pick an instance unless the call or `strategies[service]` says otherwise. */
         defaultStrategy: z.enum(['random', 'round-robin', 'hash', 'least-load']).default('round-robin'),
         strategies: z.record(z.string(), z.enum(['random', 'round-robin', 'hash', 'least-load'])).default({}),
         /** An instance that stopped answering is asked this often whether it is back. */
         probeMs: z.number().int().positive().default(1000),
+        /** The gateway's busiest service callers in its `/status`: calls per second over windows this long, the top `size`. */
+        topCallers: z
+          .object({
+            windowMs: z.number().int().min(100).max(300_000).default(10_000),
+            size: z.number().int().min(1).max(100).default(10),
+          })
+          .strict()
+          .prefault({}),
         /** Client connections (every channel, not only calls) are pinged this often and dropped after twice it without a pong. */
         clientPingMs: z.number().int().min(100).max(300_000).default(10_000),
         /** The gateway's edge for trusted servers (game servers acting for many users): off without credentials. */

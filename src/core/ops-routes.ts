@@ -14,6 +14,8 @@ export interface OpsRoutesOptions {
   remaining(): Record<string, number>;
   /** The process's metrics, if it keeps any. */
   metrics(): Registry | undefined;
+  /** The process's own snapshot for `GET /status` (ops token), if it has one. */
+  status?(): unknown;
 }
 
 const unauthorized = new AppError('OPS_UNAUTHORIZED', 'operational endpoint: send Authorization: Bearer <ops.token>');
@@ -21,8 +23,9 @@ const unauthorized = new AppError('OPS_UNAUTHORIZED', 'operational endpoint: sen
 /**
  * The probe and operational endpoints of a gateway or an agent. `/health` and
  * `/ready` are open (Kubernetes probes them without credentials) and say only
- * whether the process lives and takes new rooms. `/metrics` and `/drain`
- * (`POST` starts it, `GET` tells what is left) need the ops token on the
+ * whether the process lives and takes new rooms. `/metrics`, `/drain`
+ * (`POST` starts it, `GET` tells what is left) and `/status` (where a role
+ * has one: the gateway's service flow) need the ops token on the
  * matched route, whatever the URL spelling and wherever the request comes
  * from: a same-host proxy is no proof of anything.
  */
@@ -47,6 +50,13 @@ export const opsRoutes: FastifyPluginAsync<OpsRoutesOptions> = async (app, optio
     return { draining: true, ...options.remaining() };
   });
   app.get('/drain', { onRequest: opsOnly }, async () => ({ draining: !options.ready(), ...options.remaining() }));
+  const status = options.status;
+  if (status) {
+    app.get('/status', { onRequest: opsOnly }, async (_request, reply) => {
+      reply.header('cache-control', 'no-store');
+      return status();
+    });
+  }
 };
 
 /**

@@ -42,6 +42,13 @@ interface OrderedStream {
   lastUsed: number;
 }
 
+/** Where a call goes: the strategy, its hash key, and whether that key was named (by the call or the method). */
+interface Routing {
+  strategy: Strategy;
+  key: string;
+  keyed: boolean;
+}
+
 /** The most a call waits for a service new to this caller to be described (its instances' probes). */
 const DESCRIBE_WAIT_MS = 2000;
 
@@ -124,7 +131,8 @@ export class ServiceCaller {
   send(service: string, method: string, args: unknown, caller: CallerIdentity, options: Omit<CallOptions, 'ordered'> = {}): void {
     this.checkSize(args);
     const route = this.routeOf(service);
-    const state = route.pick(options.strategy ?? this.strategyOf(service), options.key ?? `${caller.tenant}/${caller.user}`);
+    const { strategy, key } = this.routing(route, service, method, args, caller, options);
+    const state = route.pick(strategy, key);
     if (!state) throw new AppError('SERVICE_UNAVAILABLE');
     const call: ServiceCall = { m: method, a: args, c: caller, t: Math.min(options.timeoutMs ?? this.options.defaultTimeoutMs, MAX_CALL_TIMEOUT_MS), f: 1 };
     this.bus.publish(serviceSubjects.instanceSend(service, state.id), call);
@@ -142,9 +150,9 @@ export class ServiceCaller {
     const route = this.routeOf(service);
     // A service new to this caller: which methods run ordered is known once one instance answered its probe.
     if (!route.described) await route.whenDescribed(Math.min(timeoutMs, DESCRIBE_WAIT_MS));
-    if (options.ordered || route.isOrdered(method) || this.orderedMethods.has(`${service}.${method}`)) return this.dispatchOrdered(service, call, options);
-    const strategy = options.strategy ?? this.strategyOf(service);
-    const key = options.key ?? `${caller.tenant}/${caller.user}`;
+    const routing = this.routing(route, service, method, args, caller, options);
+    if (options.ordered || route.isOrdered(method) || this.orderedMethods.has(`${service}.${method}`)) return this.dispatchOrdered(service, call, routing);
+    const { strategy, key } = routing;
     // No responders means the call reached nobody: another instance may take it.
     for (let attempt = 0; ; attempt++) {
       const state = route.pick(strategy, key);
@@ -154,16 +162,23 @@ export class ServiceCaller {
       } catch (err) {
         if (isAppError(err) && err.code === 'SERVICE_CALL_MUST_BE_ORDERED') {
           this.orderedMethods.add(`${service}.${method}`);
-          return this.dispatchOrdered(service, call, options);
+          return this.dispatchOrdered(service, call, routing);
         }
         if (!(isAppError(err) && err.code === 'BUS_NO_RESPONDERS') || attempt >= route.all.length) throw this.translate(err, service, state);
       }
     }
   }
 
-  private async dispatchOrdered(service: string, call: ServiceCall, options: CallOptions): Promise<unknown> {
-    const key = `${call.c.connection}\u0000${call.c.tenant}\u0000${service}`;
+  /**
+   * Ordered calls: one stream per client and service, or per client, service and key when they route by an explicit
+   * or declared hash key (ordered per key, on the key's instance). A keyed stream follows its key: when the ring
+   * gives the key to another instance, the stream ends like one whose instance was lost (its calls in flight settle
+   * first, so order holds) and the next call starts a stream at the key's new owner.
+   */
+  private async dispatchOrdered(service: string, call: ServiceCall, routing: Routing): Promise<unknown> {
+    const key = `${call.c.connection}\u0000${call.c.tenant}\u0000${service}${routing.keyed ? `\u0000${routing.key}` : ''}`;
     let stream = this.streams.get(key);
+    if (stream && !stream.broken && routing.keyed && this.routes.get(service)?.pick('hash', routing.key) !== stream.state) stream.broken = true;
     while (stream?.broken) {
       if (stream.inFlight > 0) {
         stream.settled ??= deferred();
@@ -174,7 +189,7 @@ export class ServiceCaller {
     }
     if (!stream) {
       const route = this.routeOf(service);
-      const state = route.pick(options.strategy ?? this.strategyOf(service), options.key ?? `${call.c.tenant}/${call.c.user}`);
+      const state = route.pick(routing.strategy, routing.key);
       if (!state) throw new AppError('SERVICE_UNAVAILABLE', `no instance of "${service}" answers`);
       stream = { id: `${this.streamPrefix}.${++this.streamCounter}`, state, nextSeq: 1, inFlight: 0, broken: false, lastUsed: 0 };
       this.streams.set(key, stream);
@@ -262,6 +277,7 @@ export class ServiceCaller {
         if (!parsed.success) return;
         const route = this.routes.get(state.instance.service);
         state.ordered = new Set(parsed.data.ordered);
+        state.hashKeys = new Map(parsed.data.hashKeys ?? []);
         route?.learned();
         if (!state.suspect) return;
         state.suspect = false;
@@ -307,6 +323,22 @@ export class ServiceCaller {
     const route = this.routes.get(service);
     if (!route) throw new AppError('SERVICE_NOT_RUNNING', `no instance of "${service}" is running`);
     return route;
+  }
+
+  /**
+   * How a call is routed: by hash on the method's declared argument when the service declares one (its instances
+   * keep state by it, so it wins over the call's own choice), else by the call's or the service's strategy.
+   * `keyed`: routed by a hash key the call or the method named (ordered calls then stream per key).
+   */
+  private routing(route: ServiceRoute, service: string, method: string, args: unknown, caller: CallerIdentity, options: CallOptions): Routing {
+    const arg = route.hashKeyOf(method);
+    if (arg !== undefined && typeof args === 'object' && args !== null && Object.hasOwn(args, arg)) {
+      const value = (args as Record<string, unknown>)[arg];
+      // The tenant's own values: two tenants' rooms of one name are two keys.
+      if (typeof value === 'string' || typeof value === 'number') return { strategy: 'hash', key: `${caller.tenant}\u0000${value}`, keyed: true };
+    }
+    const strategy = options.strategy ?? this.strategyOf(service);
+    return { strategy, key: options.key ?? `${caller.tenant}/${caller.user}`, keyed: strategy === 'hash' && options.key !== undefined };
   }
 
   private strategyOf(service: string): Strategy {

@@ -56,11 +56,16 @@ export interface ServiceCall {
 
 /**
  * The instance's own method every caller may use: whether it is alive (answered before any handler),
- * and which of its methods run ordered (`ProbeAnswer`), so callers route those sticky from the first call.
+ * which of its methods run ordered and which hash on an argument (`ProbeAnswer`), so callers route those right from the first call.
  */
 export const PROBE_METHOD = '$probe';
 
-export const probeAnswerSchema = z.object({ id: z.string(), ordered: z.array(z.string().max(64)).max(1000) });
+export const probeAnswerSchema = z.object({
+  id: z.string(),
+  ordered: z.array(z.string().max(64)).max(1000),
+  /** Methods routed by hash on one of their arguments (`hashKey`), as [method, argument] pairs; absent from older instances. */
+  hashKeys: z.array(z.tuple([z.string().max(64), z.string().max(64)])).max(1000).optional(),
+});
 export type ProbeAnswer = z.infer<typeof probeAnswerSchema>;
 
 /** At most this long for a single call, whatever the method or the call asks. */

@@ -11,6 +11,8 @@ export class InstanceState {
   suspect = false;
   /** Its methods that run ordered, once its first probe answered. */
   ordered?: ReadonlySet<string>;
+  /** Its methods that route by hash on an argument (method → argument), once its first probe answered. */
+  hashKeys?: ReadonlyMap<string, string>;
   /** This caller's calls waiting there, failed at once if the instance is lost. */
   readonly pending = new Set<{ fail(err: Error): void }>();
 
@@ -44,6 +46,15 @@ export class ServiceRoute {
   isOrdered(method: string): boolean {
     for (const state of this.all) if (state.ordered?.has(method)) return true;
     return false;
+  }
+
+  /** The argument `method` routes by (hash), as the instances told; undefined for methods routed by the call. */
+  hashKeyOf(method: string): string | undefined {
+    for (const state of this.all) {
+      const arg = state.hashKeys?.get(method);
+      if (arg !== undefined) return arg;
+    }
+    return undefined;
   }
 
   /** An instance answered its first probe. */

@@ -145,6 +145,7 @@ export class Gateway {
       drain: () => void this.drain(),
       remaining: () => ({ rooms: this.rooms.size, peers: this.peerCount() }),
       metrics: () => this.metricsRegistry,
+      status: () => ({ id: this.id, services: this.services.status() }),
     });
     await app.register(broadcasterRoutes, { gateway: this });
     app.server.on('upgrade', (req, socket, head) => void this.edge.upgrade(req, socket, head));

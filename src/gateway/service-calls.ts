@@ -10,6 +10,7 @@ import type { ServiceDiscovery } from '../core/service-discovery.js';
 import { type CallerIdentity, type ClientCall, clientCallSchema } from '../core/service-protocol.js';
 import { type Channel, type ChannelContext, type ChannelHandler, requireScope } from './edge/channel.js';
 import { ServiceCallMetrics } from './service-metrics.js';
+import { TopCallers, type TopCallersSnapshot } from './top-callers.js';
 import { TrustedEdge } from './trusted-edge.js';
 
 /**
@@ -23,6 +24,8 @@ export class ServiceCalls {
   readonly discovery: ServiceDiscovery;
   readonly caller: ServiceCaller;
   readonly trusted?: TrustedEdge;
+  /** The busiest callers, for `/status` (bounded: see TopCallers). */
+  readonly topCallers: TopCallers;
   private clientConnections = 0;
 
   constructor(
@@ -32,7 +35,8 @@ export class ServiceCalls {
   ) {
     this.discovery = createServiceDiscovery(config.services, bus, logger);
     this.caller = new ServiceCaller(bus, this.discovery, logger, config.services);
-    if (config.services.trusted.credentials.length > 0) this.trusted = new TrustedEdge(config.services.trusted, this.caller, logger);
+    this.topCallers = new TopCallers(config.services.topCallers.windowMs, config.services.topCallers.size);
+    if (config.services.trusted.credentials.length > 0) this.trusted = new TrustedEdge(config.services.trusted, this.caller, this.topCallers, logger);
   }
 
   channel(): Channel {
@@ -55,6 +59,11 @@ export class ServiceCalls {
     return this.clientConnections + (this.trusted?.connections ?? 0);
   }
 
+  /** The service flow for the gateway's `/status`: each service's instances as this gateway routes to them, and the busiest callers. */
+  status(): { instances: ReturnType<ServiceCaller['describe']>; topCallers: TopCallersSnapshot } {
+    return { instances: this.caller.describe(), topCallers: this.topCallers.snapshot() };
+  }
+
   registerMetrics(registry: Registry): void {
     const metrics = new ServiceCallMetrics(registry, () => this.callers);
     this.caller.observer = (service, method, code, seconds) => metrics.observe(service, method, code, seconds);
@@ -62,12 +71,14 @@ export class ServiceCalls {
 
   async close(): Promise<void> {
     await this.trusted?.close();
+    this.topCallers.close();
     this.caller.close();
     await this.discovery.close();
   }
 
   private async open({ connection, session }: ChannelContext): Promise<ChannelHandler> {
     const identity: CallerIdentity = { tenant: session.serviceId, user: session.userName, connection: randomUUID(), kind: 'client' };
+    const rankedAs = TopCallers.callerOf('client', identity.tenant, identity.user);
     this.clientConnections++;
     connection.on('close', () => {
       this.clientConnections--;
@@ -75,7 +86,10 @@ export class ServiceCalls {
     });
     return {
       spanAttributes: { 'mss.user': session.userName },
-      handle: (_method, data) => callFor(this.caller, identity, data),
+      handle: (_method, data) => {
+        this.topCallers.count(rankedAs);
+        return callFor(this.caller, identity, data);
+      },
     };
   }
 }

@@ -10,6 +10,7 @@ import type { ServiceCaller } from '../core/service-caller.js';
 import { trustedCallSchema } from '../core/service-protocol.js';
 import { ClientConnection } from './edge/connection.js';
 import { forward, refused } from './service-calls.js';
+import { TopCallers } from './top-callers.js';
 
 type TrustedConfig = Config['services']['trusted'];
 
@@ -35,6 +36,7 @@ export class TrustedEdge {
   constructor(
     private readonly config: TrustedConfig,
     private readonly caller: ServiceCaller,
+    private readonly topCallers: TopCallers,
     private readonly logger: Logger,
   ) {
     this.digests = config.credentials.map((c) => ({ name: c.name, digest: sha256(c.secret), tenants: c.tenants && new Set(c.tenants) }));
@@ -117,6 +119,7 @@ export class TrustedEdge {
     if (credential.tenants && !credential.tenants.has(call.tenant)) {
       throw refused(this.caller, new AppError('TRUSTED_TENANT_NOT_ALLOWED', `"${credential.name}" may not act for tenant ${call.tenant}`));
     }
+    this.topCallers.count(TopCallers.callerOf('trusted', call.tenant, call.user));
     // Each user's ordered calls are their own stream: the connection carries many users.
     return forward(this.caller, { tenant: call.tenant, user: call.user, connection: `${connectionId}/${call.user}`, kind: 'trusted' }, call);
   }

@@ -140,7 +140,9 @@ export const errorCatalogue = {
   TRUSTED_CREDENTIAL_INVALID: { status: 401, message: 'unknown trusted-server credential' },
   TRUSTED_TENANT_NOT_ALLOWED: { status: 403, message: 'this trusted server may not act for that tenant' },
 
-  // ── Data cascade (issue 20, task H2: data producers piped between a room's agents) ──
+  SERVICE_REPLY_TOO_LARGE: { status: 502, message: "the handler's answer is larger than services.maxReplyBytes: the instance refused to send it" },
+
+  // ── Data cascade: data producers piped between a room's agents ──
   DATAPRODUCER_ALREADY_PIPED: { status: 409, message: 'this data producer is already piped over that link' },
 } as const satisfies Record<string, ErrorEntry>;
 

@@ -39,6 +39,13 @@ export interface MethodDefinition<S extends z.ZodType = z.ZodType> {
   ordered?: boolean;
   /** The most this method may take, whatever a caller allows (callers' default: `services.defaultTimeoutMs`). */
   timeoutMs?: number;
+  /**
+   * The argument (a top-level string or number) whose value routes the call by consistent hash: calls with the
+   * same value (in one tenant) reach the same instance while the set of instances stays, whatever strategy or key
+   * the caller named. For state an instance keeps in memory by that value (a chat room's members). Ordered calls
+   * routed this way are ordered per value, and follow the value when the instances change.
+   */
+  hashKey?: string;
   handler(args: z.infer<S>, ctx: ServiceContext): unknown;
 }
 
@@ -57,5 +64,11 @@ export function defineService<M extends Record<string, z.ZodType>>(definition: {
   version: string;
   methods: { [K in keyof M]: MethodDefinition<M[K]> };
 }): ServiceDefinition {
+  for (const [name, method] of Object.entries<MethodDefinition>(definition.methods)) {
+    // Callers learn it from the instances' probe answers, which bound it so: a longer one would leave the service undescribed.
+    if (method.hashKey !== undefined && (method.hashKey.length === 0 || method.hashKey.length > 64)) {
+      throw new Error(`${definition.name}.${name}: hashKey must name an argument of 1 to 64 characters`);
+    }
+  }
   return definition as ServiceDefinition;
 }

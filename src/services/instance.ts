@@ -27,7 +27,12 @@ export type HandledObserver = (method: string, code: string, seconds: number) =>
 export interface ServiceInstanceOptions {
   id?: string;
   weight?: number;
+  /** Largest answer sent (its JSON, in bytes): `services.maxReplyBytes`. */
+  maxReplyBytes?: number;
 }
+
+/** `services.maxReplyBytes`'s default, for hosts built without a configuration. */
+const DEFAULT_MAX_REPLY_BYTES = 256 * 1024;
 
 /**
  * One running instance of a service definition: it answers calls on its own
@@ -57,9 +62,14 @@ export class ServiceInstanceHost {
     this.id = options.id ?? `${definition.name}-${randomUUID().slice(0, 12)}`;
   }
 
-  /** What a probe learns: alive, and which methods run ordered. */
+  /** What a probe learns: alive, which methods run ordered, and which route by hash on an argument. */
   private get probeAnswer(): ProbeAnswer {
-    return { id: this.id, ordered: Object.keys(this.definition.methods).filter((name) => this.definition.methods[name]!.ordered) };
+    const methods = Object.entries(this.definition.methods);
+    return {
+      id: this.id,
+      ordered: methods.filter(([, method]) => method.ordered).map(([name]) => name),
+      hashKeys: methods.filter(([, method]) => method.hashKey !== undefined).map(([name, method]) => [name, method.hashKey!]),
+    };
   }
 
   get subject(): string {
@@ -114,12 +124,34 @@ export class ServiceInstanceHost {
     const started = performance.now();
     try {
       const result = await this.dispatch(call);
+      this.checkReply(call.m, result);
       this.observer?.(call.m, 'OK', (performance.now() - started) / 1000);
       return result;
     } catch (err) {
       this.observer?.(call.m, isAppError(err) ? err.code : 'INTERNAL', (performance.now() - started) / 1000);
       throw err;
     }
+  }
+
+  /**
+   * Refuses an answer past `maxReplyBytes`, or one that is not JSON, with a code the caller understands. Sent, a too
+   * large answer would pass the bus's own message bound and be lost: the caller would wait out the call and then take
+   * this instance for lost. One serialisation; bytes are counted only near the bound.
+   */
+  private checkReply(method: string, value: unknown): void {
+    if (value === null || (typeof value !== 'object' && typeof value !== 'string')) return;
+    const max = this.options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch (err) {
+      this.logger.error({ err, method }, 'service handler answered something that is not JSON');
+      throw new AppError('INTERNAL');
+    }
+    if (text === undefined || text.length * 3 <= max || (text.length <= max && Buffer.byteLength(text) <= max)) return;
+    const bytes = Buffer.byteLength(text);
+    this.logger.warn({ method, bytes, max }, 'service handler answered more than services.maxReplyBytes: refused');
+    throw new AppError('SERVICE_REPLY_TOO_LARGE', `${this.definition.name}.${method} answered ${bytes} bytes; services.maxReplyBytes is ${max}`);
   }
 
   private dispatch(call: ServiceCall): Promise<unknown> {

@@ -53,7 +53,11 @@ export async function startService(definition: ServiceDefinition, options: Start
     await discovery.start();
     const caller = new ServiceCaller(bus, discovery, logger, config.services);
     caller.start();
-    const host = new ServiceInstanceHost(definition, bus, discovery, caller, logger, { id: options.instanceId, weight: options.weight });
+    const host = new ServiceInstanceHost(definition, bus, discovery, caller, logger, {
+      id: options.instanceId,
+      weight: options.weight,
+      maxReplyBytes: config.services.maxReplyBytes,
+    });
     if (options.metrics) new ServiceMetrics(options.metrics).watch(host);
     host.start();
     logger.info({ id: host.id, version: definition.version }, 'service instance started');

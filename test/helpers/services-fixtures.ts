@@ -78,6 +78,19 @@ export function echoService(log: Execution[] = [], name = 'echo') {
         access: 'external',
         handler: ({ service, method }, ctx) => ctx.call(service, method, {}),
       },
+      /** Routed by hash on its `room` argument, whatever the caller names (state kept by room). */
+      byRoom: {
+        input: z.object({ room: z.string().min(1).max(64) }).strict(),
+        access: 'external',
+        hashKey: 'room',
+        handler: (_args, ctx) => ({ instance: ctx.instance }),
+      },
+      /** Answers `bytes` of text: for the instance's bound on answers (services.maxReplyBytes). */
+      blob: {
+        input: z.object({ bytes: z.number().int().min(0).max(4_000_000) }).strict(),
+        access: 'external',
+        handler: ({ bytes }, ctx) => ({ instance: ctx.instance, blob: 'x'.repeat(bytes) }),
+      },
       push: {
         input: z.object({ users: z.array(z.string()).min(1), text: z.string(), safe: z.boolean().default(false) }).strict(),
         access: 'external',

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
+import { z } from 'zod';
 import { MemoryBus } from '../../src/core/bus/memory-bus.js';
 import { ConfigError, loadConfig, parseConfig } from '../../src/core/config.js';
 import { AppError } from '../../src/core/errors.js';
@@ -8,7 +9,7 @@ import { createServiceDiscovery } from '../../src/core/service-discovery-factory
 import { EtcdServiceDiscovery } from '../../src/core/etcd-service-discovery.js';
 import { BusServiceDiscovery } from '../../src/core/service-bus-discovery.js';
 import type { CallerIdentity } from '../../src/core/service-protocol.js';
-import { type RunningService, startService } from '../../src/services/index.js';
+import { type RunningService, defineService, startService } from '../../src/services/index.js';
 import { type Execution, echoService } from '../helpers/services-fixtures.js';
 import { unitLogger, until } from './helpers/room-harness.js';
 
@@ -113,6 +114,28 @@ describe('service calls on the in-process bus', () => {
       if (id !== 'echo-2') assert.equal(now, id, `${key} moved though its instance lives`);
       else assert.notEqual(now, 'echo-2');
     }
+  });
+
+  test('a method declaring hashKey is routed by hash on that argument, whatever strategy or key the call names', async () => {
+    world = await start(3);
+    const w = world;
+    const byRoom = async (room: string, options: Parameters<ServiceCaller['call']>[4], identity = client()) =>
+      ((await w.caller.call('echo', 'byRoom', { room }, identity, options)) as { instance: string }).instance;
+    const owner = new Map<string, string>();
+    for (let k = 0; k < 30; k++) owner.set(`room-${k}`, await byRoom(`room-${k}`, { strategy: 'round-robin' }));
+    assert.equal(new Set(owner.values()).size, 3, 'rooms spread');
+    for (const [room, id] of owner) {
+      assert.equal(await byRoom(room, { strategy: 'random' }, client('bob', 'conn-2')), id, `${room} for another user`);
+      assert.equal(await byRoom(room, { strategy: 'hash', key: 'other' }), id, `${room} with a key of the caller's`);
+    }
+  });
+
+  test('a hashKey callers could not learn (longer than the probe answer allows) is refused when the service is defined', () => {
+    const withKey = (hashKey: string) =>
+      defineService({ name: 'keyed', version: '1.0.0', methods: { m: { input: z.object({}), access: 'external', hashKey, handler: () => null } } });
+    assert.throws(() => withKey('k'.repeat(65)), /keyed\.m: hashKey must name an argument of 1 to 64 characters/);
+    assert.throws(() => withKey(''), /hashKey/);
+    assert.equal(withKey('k'.repeat(64)).name, 'keyed');
   });
 
   test('least-load avoids the instance busy with this caller\'s slow calls', async () => {

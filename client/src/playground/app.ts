@@ -1,6 +1,7 @@
 // The playground page: the SDK as an app uses it (bundled to import /sdk/mediasoup-signal.mjs),
-// rooms and tokens from Nuve's dev endpoints, the cluster from GET /status.
-import { type ConnectionState, type LocalTrack, type RemotePeer, type RemoteTrack, RoomClient, SignalError } from '../sdk/index.js';
+// rooms and tokens from Nuve's dev endpoints, the cluster from GET /status, and the room's chat
+// through the chat service (examples/chat.ts: session.call, messages as pushes).
+import { type ConnectionState, type LocalTrack, type RemotePeer, type RemoteTrack, RoomClient, Session, SignalError } from '../sdk/index.js';
 
 interface RoomView {
   _id: string;
@@ -276,6 +277,90 @@ function syncRole(): void {
   for (const id of ['with-mic', 'with-cam']) ($(id) as HTMLInputElement).disabled = viewer;
 }
 
+// ------------------------------------------------------------------ chat (the chat service)
+
+/**
+ * The room's chat: a Session (scopes rpc and push) that joins the chat service's room of this call's
+ * room id; messages are said with `chat.say` and arrive, everyone's, as pushes.
+ */
+class RoomChat {
+  private readonly session: Session;
+  private closed = false;
+
+  constructor(
+    private readonly room: string,
+    private readonly user: string,
+  ) {
+    this.session = new Session({ getToken: async () => (await api<{ token: string }>('/dev/sessions', { user })).token });
+    this.session.on('push', ({ data }) => {
+      const message = data as { room?: string; from?: string; text?: string };
+      if (message.room === this.room && typeof message.from === 'string' && typeof message.text === 'string') this.show(message.from, message.text);
+    });
+    this.session.on('state', (state) => this.setState(state === 'connected' ? '' : state));
+  }
+
+  async open(): Promise<void> {
+    $('chat-log').replaceChildren();
+    $('chat').hidden = false;
+    this.setState('connecting…');
+    try {
+      await this.session.connect();
+      await this.join();
+      this.setState('');
+    } catch (err) {
+      // The call goes on without its chat (e.g. SERVICE_NOT_RUNNING: the platform runs no chat service).
+      this.setState(`unavailable (${err instanceof SignalError ? err.code : 'error'})`);
+      ($('chat-send') as HTMLButtonElement).disabled = true;
+    }
+  }
+
+  async say(text: string): Promise<void> {
+    try {
+      await this.session.call('chat', 'say', { room: this.room, text });
+    } catch (err) {
+      // The room moved to another chat instance (instances joined or left) and starts empty there: join again.
+      if (!(err instanceof SignalError && err.code === 'NOT_FOUND')) throw err;
+      await this.join();
+      await this.session.call('chat', 'say', { room: this.room, text });
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    void this.session.call('chat', 'leave', { room: this.room }).catch(() => undefined).finally(() => this.session.close());
+    $('chat').hidden = true;
+  }
+
+  private async join(): Promise<void> {
+    await this.session.call('chat', 'join', { room: this.room });
+    ($('chat-send') as HTMLButtonElement).disabled = false;
+  }
+
+  private show(from: string, text: string): void {
+    const log = $('chat-log');
+    const item = h('li', { class: from === this.user ? 'mine' : 'other', 'data-from': from }, h('b', {}, from), text);
+    log.append(item);
+    while (log.children.length > 200) log.firstElementChild?.remove();
+    item.scrollIntoView({ block: 'nearest' });
+  }
+
+  private setState(text: string): void {
+    $('chat-state').textContent = text;
+  }
+}
+
+let chat: RoomChat | undefined;
+
+async function sendChat(event: Event): Promise<void> {
+  event.preventDefault();
+  const input = $('chat-text') as HTMLInputElement;
+  const text = input.value.trim();
+  if (!text || !chat) return;
+  input.value = '';
+  await chat.say(text).catch((err: unknown) => showError(err, 'chat'));
+}
+
 // ------------------------------------------------------------------ call
 
 let client: RoomClient | undefined;
@@ -414,6 +499,8 @@ async function join(event: Event): Promise<void> {
     makeTile('local', { name, suffix: ' (you)', role: r, local: true, peerId: c.peerId });
     renderControls();
     for (const peer of c.peers) renderPeer(peer);
+    chat = new RoomChat(roomId, name);
+    void chat.open();
     if (r === 'presenter') {
       if (($('with-mic') as HTMLInputElement).checked) await c.publishMicrophone().catch((e: unknown) => showError(e, 'microphone'));
       if (($('with-cam') as HTMLInputElement).checked) await c.publishCamera({ simulcast: true }).catch((e: unknown) => showError(e, 'camera'));
@@ -430,6 +517,8 @@ async function join(event: Event): Promise<void> {
 async function leave(): Promise<void> {
   const c = client;
   client = undefined;
+  chat?.close();
+  chat = undefined;
   const lost = c?.state === 'disconnected';
   await c?.leave().catch(() => undefined);
   for (const key of [...tiles.keys()]) removeTile(key);
@@ -476,6 +565,7 @@ function init(): void {
   $('btn-cam').addEventListener('click', () => void toggle('camera'));
   $('btn-screen').addEventListener('click', () => void toggle('screen'));
   $('btn-leave').addEventListener('click', () => void leave());
+  $('chat-form').addEventListener('submit', (e) => void sendChat(e));
   $('copy-link').addEventListener('click', () => {
     void navigator.clipboard?.writeText(location.href).then(
       () => toast('Link copied'),
@@ -486,18 +576,24 @@ function init(): void {
   renderControls();
   void loadRooms().catch((e: unknown) => showError(e, 'rooms'));
   void pollStatus();
-  addEventListener('pagehide', () => void client?.leave());
+  addEventListener('pagehide', () => {
+    chat?.close();
+    void client?.leave();
+  });
 }
 
 /** Debug handle (also used by the browser tests). */
 declare global {
   interface Window {
-    playground: { readonly client: RoomClient | undefined };
+    playground: { readonly client: RoomClient | undefined; readonly chat: RoomChat | undefined };
   }
 }
 window.playground = {
   get client() {
     return client;
+  },
+  get chat() {
+    return chat;
   },
 };
 

@@ -16,7 +16,7 @@ import { roomName, roomParams, userName } from './schemas.js';
  * tokens. Never enable them on a reachable address.
  */
 export const devRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
-  app.log.warn('Nuve developer endpoints are enabled (/dev/rooms, /dev/tokens): unauthenticated, for local use only');
+  app.log.warn('Nuve developer endpoints are enabled (/dev/rooms, /dev/tokens, /dev/sessions): unauthenticated, for local use only');
   let superService: ServiceRecord | undefined;
   const su = async (): Promise<ServiceRecord> => {
     superService ??= await ctx.store.findSuperService();
@@ -78,5 +78,18 @@ export const devRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app
       const token = await ctx.tokens.issue(service, room, request.body.user, request.body.role);
       return { token };
     },
+  );
+
+  app.post(
+    '/dev/sessions',
+    {
+      schema: {
+        summary: "Create a one-time session token (scopes rpc and push) for a superService user (dev): the playground's chat",
+        tags: ['dev'],
+        security: [],
+        body: z.object({ user: userName }).strict(),
+      },
+    },
+    async (request) => ({ token: await ctx.tokens.issueSession(await su(), request.body.user, ['rpc', 'push']) }),
   );
 };
