@@ -91,16 +91,7 @@ export async function startLargeRoom(o: {
       );
       return added;
     },
-    async delivery(windowMs) {
-      const sentBefore = await sender.sent();
-      const before = await sinks.counts();
-      await new Promise((r) => setTimeout(r, windowMs));
-      // Read in the same order at both ends: packets in flight between the two reads cancel out.
-      const sentAfter = await sender.sent();
-      const after = await sinks.counts();
-      const sent = sentAfter - sentBefore;
-      return new Map(listeners.map((l) => [l, ((after.get(l.ssrc) ?? 0) - (before.get(l.ssrc) ?? 0)) / sent]));
-    },
+    delivery: (windowMs) => measureDelivery(sender, sinks, listeners, windowMs),
     async leave() {
       const all = [...listeners.splice(0), { id: source.id, secret: source.secret }];
       for (let i = 0; i < all.length; i += 50) {
@@ -113,6 +104,31 @@ export async function startLargeRoom(o: {
       await platform.close();
     },
   };
+}
+
+/**
+ * Per listener (by its SSRC), the share of its stream's packets that reached the sinks during a
+ * `windowMs` window: received / expected by sequence numbers. A stream that stalled during the
+ * window counts against what the sender sent meanwhile (less 10 % for the two clocks' skew), and
+ * a listener that received nothing counts 0.
+ */
+export async function measureDelivery<L extends { ssrc: number }>(
+  sender: RtpSender,
+  sinks: RtpSinks,
+  listeners: L[],
+  windowMs: number,
+): Promise<Map<L, number>> {
+  const sentBefore = await sender.sent();
+  await sinks.reset();
+  await new Promise((r) => setTimeout(r, windowMs));
+  const streams = await sinks.streams();
+  const sent = (await sender.sent()) - sentBefore;
+  return new Map(
+    listeners.map((l) => {
+      const s = streams.get(l.ssrc);
+      return [l, s ? s.received / Math.max(s.expected, 0.9 * sent) : 0];
+    }),
+  );
 }
 
 /** The q-quantile (0..1) of `values`. */

@@ -12,7 +12,9 @@ const THREAD_CODE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const dgram = require('node:dgram');
 if (workerData.role === 'sink') {
-  const counts = new Map();
+  // Per SSRC since the last reset: packets received, and the first and highest extended sequence
+  // numbers (RFC 3550's expected = highest - first + 1), so loss needs no clock shared with the sender.
+  let streams = new Map();
   const sockets = [];
   let bound = 0;
   for (let i = 0; i < workerData.sockets; i++) {
@@ -22,7 +24,15 @@ if (workerData.role === 'sink') {
       const second = msg[1];
       if (msg.length < 12 || (second >= 192 && second <= 223)) return;
       const ssrc = msg.readUInt32BE(8);
-      counts.set(ssrc, (counts.get(ssrc) || 0) + 1);
+      const seq = msg.readUInt16BE(2);
+      const s = streams.get(ssrc);
+      if (!s) return void streams.set(ssrc, { first: seq, highest: seq, received: 1 });
+      let ext = (s.highest - (s.highest & 0xffff)) + seq;
+      if (ext < s.highest - 32768) ext += 65536;
+      else if (ext > s.highest + 32768) ext -= 65536;
+      if (ext > s.highest) s.highest = ext;
+      if (ext < s.first) s.first = ext;
+      s.received++;
     });
     socket.bind(0, '127.0.0.1', () => {
       if (++bound === workerData.sockets) parentPort.postMessage({ ports: sockets.map((s) => s.address().port) });
@@ -30,7 +40,11 @@ if (workerData.role === 'sink') {
     sockets.push(socket);
   }
   parentPort.on('message', (m) => {
-    if (m === 'counts') parentPort.postMessage({ counts: [...counts] });
+    if (m === 'reset') {
+      streams = new Map();
+      parentPort.postMessage({ reset: true });
+    }
+    if (m === 'streams') parentPort.postMessage({ streams: [...streams].map(([ssrc, s]) => [ssrc, s.received, s.highest - s.first + 1]) });
     if (m === 'close') for (const s of sockets) s.close(() => undefined);
   });
 } else {
@@ -110,8 +124,10 @@ export async function startRtpSender(o: { ip: string; port: number; ssrc: number
 export interface RtpSinks {
   /** Where listeners send: every socket of every thread (assign listeners round-robin). */
   ports: number[];
-  /** RTP packets received so far, by SSRC, over every thread. */
-  counts(): Promise<Map<number, number>>;
+  /** Starts a measurement: every stream's counts restart. */
+  reset(): Promise<void>;
+  /** By SSRC since the reset: RTP packets received, and expected (highest − first sequence number + 1). */
+  streams(): Promise<Map<number, { received: number; expected: number }>>;
   close(): Promise<void>;
 }
 
@@ -120,10 +136,13 @@ export async function startRtpSinks(threads: number, socketsPerThread: number): 
   const ports = (await Promise.all(workers.map((w) => reply<number[]>(w, 'ports')))).flat();
   return {
     ports,
-    async counts() {
-      const all = new Map<number, number>();
-      for (const part of await Promise.all(workers.map((w) => reply<[number, number][]>(w, 'counts', 'counts')))) {
-        for (const [ssrc, n] of part) all.set(ssrc, (all.get(ssrc) ?? 0) + n);
+    async reset() {
+      await Promise.all(workers.map((w) => reply(w, 'reset', 'reset')));
+    },
+    async streams() {
+      const all = new Map<number, { received: number; expected: number }>();
+      for (const part of await Promise.all(workers.map((w) => reply<[number, number, number][]>(w, 'streams', 'streams')))) {
+        for (const [ssrc, received, expected] of part) all.set(ssrc, { received, expected });
       }
       return all;
     },
