@@ -93,6 +93,8 @@ async function platformRun(): Promise<Row[]> {
       };
       rows.push(row);
       print('platform', row);
+      const calls = Object.keys(added[0]!.calls) as (keyof (typeof added)[0]['calls'])[];
+      console.log(`  p50 / p99 by call: ${calls.map((k) => `${k} ${quantile(added.map((l) => l.calls[k]), 0.5).toFixed(1)} / ${quantile(added.map((l) => l.calls[k]), 0.99).toFixed(1)}`).join(', ')} ms`);
       if (m.delivery.mean < 0.95) break;
     }
   } finally {

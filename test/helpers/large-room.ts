@@ -15,6 +15,8 @@ export interface Listener {
   joinMs: number;
   /** Join, transport, connect and consume all answered, ms. */
   readyMs: number;
+  /** Each call of its setup, ms: where a slow setup waited. */
+  calls: { token: number; join: number; transport: number; connect: number; consume: number };
 }
 
 export interface LargeRoom {
@@ -60,15 +62,32 @@ export async function startLargeRoom(o: {
   const listeners: Listener[] = [];
 
   async function addOne(index: number): Promise<Listener> {
+    let at = performance.now();
+    const lap = () => {
+      const now = performance.now();
+      const ms = now - at;
+      at = now;
+      return ms;
+    };
     const token = await platform.token(roomId, `listener-${index}`);
-    const started = performance.now();
+    const tokenMs = lap();
     const bc = await call('POST', '/broadcasters', { token, displayName: `listener-${index}`, listener: o.quietListeners });
-    const joinMs = performance.now() - started;
+    const joinMs = lap();
     const out = await call('POST', `/broadcasters/${bc.id}/transports`, { comedia: false, rtcpMux: true }, bc.secret);
+    const transportMs = lap();
     const port = sinks.ports[index % sinks.ports.length]!;
     await call('POST', `/broadcasters/${bc.id}/transports/${out.id}/connect`, { ip: '127.0.0.1', port }, bc.secret);
+    const connectMs = lap();
     const consumer = await call('POST', `/broadcasters/${bc.id}/transports/${out.id}/consume`, { producerId: producer.id }, bc.secret);
-    return { id: bc.id, secret: bc.secret, ssrc: consumer.rtpParameters.encodings[0].ssrc, joinMs, readyMs: performance.now() - started };
+    const consumeMs = lap();
+    return {
+      id: bc.id,
+      secret: bc.secret,
+      ssrc: consumer.rtpParameters.encodings[0].ssrc,
+      joinMs,
+      readyMs: joinMs + transportMs + connectMs + consumeMs,
+      calls: { token: tokenMs, join: joinMs, transport: transportMs, connect: connectMs, consume: consumeMs },
+    };
   }
 
   return {
