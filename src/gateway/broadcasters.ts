@@ -32,6 +32,8 @@ export const broadcasterApi = {
       device: deviceSchema.optional(),
       /** Only needed to consume (egress); defaults to the router's capabilities. */
       rtpCapabilities: rtpCapabilitiesSchema.optional(),
+      /** Not announced to the room's peers until it publishes (a plain-RTP listener of a large room); see `join`'s `listener`. */
+      listener: z.boolean().optional(),
     }),
   },
   createTransport: {
@@ -112,9 +114,7 @@ export const broadcasterRoutes: FastifyPluginAsync<{ gateway: Gateway }> = async
     peer.rtpCapabilities = body.rtpCapabilities;
     await gateway.addPeer(room, peer);
     await room.placed(peer);
-    peer.joined = true;
-    room.joined(peer);
-    for (const other of room.joinedPeers(peer)) other.notify('newPeer', peer.info);
+    room.enter(peer, body.listener === true);
     const secret = randomBytes(24).toString('base64url');
     gateway.broadcasters.set(peer.id, { peer, room, secret: Buffer.from(secret) });
     // However it leaves (deleted, kicked, its agent lost, its room closed), its entry and with it its room are let go.

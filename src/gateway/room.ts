@@ -173,7 +173,13 @@ export class Room extends EventEmitter<RoomEvents> {
     this.rules.peerLeft(peer);
     const agentId = peer.agentId;
     if (this.peers.size === 0) this.close();
-    else if (agentId !== undefined && ![...this.peers.values()].some((p) => p.agentId === agentId)) this.routers.release(agentId);
+    else if (agentId !== undefined && !this.hasPeerOn(agentId)) this.routers.release(agentId);
+  }
+
+  /** Whether a peer is still on `agentId`: stops at the first, so a large room's leaves stay cheap (no copy of the room per leave). */
+  private hasPeerOn(agentId: string): boolean {
+    for (const p of this.peers.values()) if (p.agentId === agentId) return true;
+    return false;
   }
 
   /** Ends the room: its routers go, and the peers still in it are closed (their owners end their sessions). */
@@ -197,7 +203,7 @@ export class Room extends EventEmitter<RoomEvents> {
     } finally {
       if (closing) this.closingProducers.delete(closing.id);
     }
-    if (method === 'join') this.joined(peer);
+    if (method === 'join') this.report('participant_joined', peer);
     else if (method === 'produce') this.published(peer, (result as ClientResponses['produce']).id);
     else if (method === 'changeDisplayName') this.report('participant_metadata_changed', peer);
     else if (closing) this.report('track_unpublished', peer, { track: closing, reason: 'closed' });
@@ -211,8 +217,9 @@ export class Room extends EventEmitter<RoomEvents> {
     return result;
   }
 
-  /** A peer is in the room for the others (a client's `join`, a broadcaster's creation). */
-  joined(peer: Peer): void {
+  /** A broadcaster is in the room (a client's `join` request does the same through its handler); `listener`: see DemoRules.enter. */
+  enter(peer: Peer, listener: boolean): void {
+    this.rules.enter(peer, listener);
     this.report('participant_joined', peer);
   }
 

@@ -69,6 +69,12 @@ export const clientRequestSchemas = {
     device: deviceSchema.optional(),
     rtpCapabilities: rtpCapabilitiesSchema.optional(),
     sctpCapabilities: sctpCapabilitiesSchema.optional(),
+    /**
+     * Large-audience rooms: a listener is not announced to the others (no newPeer or peerClosed,
+     * not in their joins' `peers`) until it publishes; it still hears everything. Default false:
+     * mediasoup-demo's semantics, every peer known to every other.
+     */
+    listener: z.boolean().optional(),
   }),
   createWebRtcTransport: z.object({
     forceTcp: z.boolean().optional(),

@@ -69,6 +69,8 @@ export interface RoomClientOptions {
   iceServers?: RTCIceServer[];
   /** Opaque device info sent with join (shown to other peers). */
   device?: { flag?: string; name?: string; version?: string };
+  /** Large audiences: the others are not told of this peer until it publishes (join's `listener`). */
+  listener?: boolean;
 }
 
 export interface CameraOptions {
@@ -417,6 +419,7 @@ export class RoomClient extends TypedEmitter<RoomClientEvents> {
       displayName: this.displayNameValue,
       device: this.options.device ?? { flag: 'mediasoup-signal', name: navigator.userAgent.slice(0, 128) },
       rtpCapabilities: device.recvRtpCapabilities as unknown as RtpCapabilities,
+      ...(this.options.listener ? { listener: true } : {}),
     });
     session.joined = true;
     this.roster.sync(peers);

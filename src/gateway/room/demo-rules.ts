@@ -45,6 +45,14 @@ export class DemoRules {
   /** The loudest producer each agent last reported; the room's speaker is the loudest of them. */
   private readonly speakers = new Map<string, { producerId: string; volume?: number }>();
   private speakerId: string | null = null;
+  /**
+   * The joined peers the others know of (newPeer sent, listed in joins), in join order: every
+   * peer, except listeners (joined with `listener: true`) until they publish. Publishers are
+   * always here, so a join walks only these to offer their media.
+   */
+  private readonly announced = new Set<Peer>();
+  /** Which peer owns each producer, so a consume finds it without scanning the room. */
+  private readonly producerOwners = new Map<string, Peer>();
 
   constructor(private readonly ctx: DemoRulesContext) {
     this.routers = ctx.routers;
@@ -56,9 +64,31 @@ export class DemoRules {
     return [...this.ctx.peers.values()].filter((p) => p.joined && p !== except && !p.closed);
   }
 
-  /** A peer left (it is no longer among the room's peers): the others are told, and its media goes. */
+  /**
+   * A peer is in the room for the others (a client's `join`, a broadcaster's creation): told to
+   * every joined peer unless it is a listener, which stays unknown to them until it publishes.
+   * Answers the peers it may know of: those announced.
+   */
+  enter(peer: Peer, listener: boolean): Peer[] {
+    const others = [...this.announced];
+    peer.joined = true;
+    if (!listener) this.announce(peer);
+    return others;
+  }
+
+  /** Tells every other joined peer of `peer` (once): mediasoup-demo's newPeer. */
+  private announce(peer: Peer): void {
+    if (this.announced.has(peer) || peer.closed) return;
+    this.announced.add(peer);
+    for (const other of this.ctx.peers.values()) {
+      if (other !== peer && other.joined && !other.closed) other.notify('newPeer', peer.info);
+    }
+  }
+
+  /** A peer left (it is no longer among the room's peers): the others are told if they knew of it, and its media goes. */
   peerLeft(peer: Peer): void {
-    if (peer.joined) for (const other of this.joinedPeers()) other.notify('peerClosed', { peerId: peer.id });
+    if (this.announced.delete(peer)) for (const other of this.joinedPeers()) other.notify('peerClosed', { peerId: peer.id });
+    for (const producerId of peer.producers.keys()) this.producerOwners.delete(producerId);
     for (const consumerId of peer.consumers.keys()) this.cascade.release(consumerId);
     for (const dataConsumerId of peer.dataConsumers) this.cascade.release(dataConsumerId);
     const agentId = peer.agentId;
@@ -122,12 +152,10 @@ export class DemoRules {
     peer.device = d.device ?? {};
     peer.rtpCapabilities = d.rtpCapabilities;
     peer.sctpCapabilities = d.sctpCapabilities;
-    peer.joined = true;
-    const others = this.joinedPeers(peer);
+    const others = this.enter(peer, d.listener === true);
     for (const other of others) {
       for (const producerId of other.producers.keys()) void this.createConsumer(peer, other, producerId);
       for (const dataProducerId of other.dataProducers.keys()) void this.createDataConsumer(peer, other, dataProducerId);
-      other.notify('newPeer', peer.info);
     }
     return { peers: others.map((p) => p.info) };
   }
@@ -177,9 +205,12 @@ export class DemoRules {
       () => this.routers.forPeer('produce', peer, d),
       (result) => {
         peer.producers.set(result.id, { kind: d.kind });
+        this.producerOwners.set(result.id, peer);
         return result.id;
       },
     );
+    // A listener that starts publishing becomes known first, so its consumers name a peer the others have.
+    this.announce(peer);
     for (const other of this.joinedPeers(peer)) void this.createConsumer(other, peer, id);
     return { id };
   }
@@ -187,6 +218,7 @@ export class DemoRules {
   async closeProducer(peer: Peer, d: ClientRequest<'closeProducer'>): Promise<null> {
     await this.routers.forPeer('closeProducer', peer, d);
     peer.producers.delete(d.producerId);
+    this.producerOwners.delete(d.producerId);
     return null;
   }
 
@@ -219,6 +251,7 @@ export class DemoRules {
         return result.id;
       },
     );
+    this.announce(peer);
     for (const other of this.joinedPeers(peer)) void this.createDataConsumer(other, peer, id);
     return { id };
   }
@@ -226,6 +259,8 @@ export class DemoRules {
   changeDisplayName(peer: Peer, d: ClientRequest<'changeDisplayName'>): null {
     const oldDisplayName = peer.displayName;
     peer.displayName = d.displayName;
+    // Nobody knows of a listener yet: its name is news to no one.
+    if (!this.announced.has(peer)) return null;
     for (const other of this.joinedPeers(peer)) {
       other.notify('peerDisplayNameChanged', { peerId: peer.id, displayName: d.displayName, oldDisplayName });
     }
@@ -394,6 +429,7 @@ export class DemoRules {
         break;
       case 'producerClosed':
         peer.producers.delete(event.producerId);
+        this.producerOwners.delete(event.producerId);
         break;
       case 'dataConsumerClosed':
         peer.dataConsumers.delete(event.dataConsumerId);
@@ -422,8 +458,7 @@ export class DemoRules {
   }
 
   private producerOwner(producerId: string): Peer | undefined {
-    for (const peer of this.ctx.peers.values()) if (peer.producers.has(producerId)) return peer;
-    return undefined;
+    return this.producerOwners.get(producerId);
   }
 
   /** Broadcaster (plain RTP) operations, for the HTTP ingest API. */

@@ -1,0 +1,177 @@
+/**
+ * Listeners per room (issue 20): one audio publisher (Node plain-RTP sender, Opus-sized, 50
+ * packets/s) and plain-RTP listeners added in steps through the broadcaster HTTP API, each with its
+ * own token and broadcaster (`listener: true`), on one agent with two workers. Per step: delivery
+ * (packets per listener's SSRC at the sinks / packets sent), join latency of that step's listeners
+ * (POST /broadcasters: token consumed, placed, in the room) and worker CPU; then the same consumer
+ * layout on bare mediasoup (same workers, routers and pipeToRouter), side by side.
+ *
+ *   node --import tsx bench/large-room.ts [steps=1000,2000,3000,4000,5000,6000] [--concurrency 1]
+ */
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import * as mediasoup from 'mediasoup';
+import type { types } from 'mediasoup';
+import { loadConfig } from '../src/core/config.js';
+import { AUDIO_PT, AUDIO_SSRC, audioRtpParameters } from '../test/helpers/ffmpeg.js';
+import { measureDelivery, quantile, startLargeRoom } from '../test/helpers/large-room.js';
+import { startRtpSender, startRtpSinks } from '../test/helpers/rtp-load.js';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { concurrency: { type: 'string', default: '1' }, window: { type: 'string', default: '4000' } },
+});
+const steps = (positionals[0] ?? '1000,2000,3000,4000,5000,6000').split(',').map(Number);
+const concurrency = Number(values.concurrency);
+const windowMs = Number(values.window);
+const spansWorkers = 'routerConsumerLimit' in loadConfig({ env: {} }).agent;
+const SINK_THREADS = 2;
+const SOCKETS_PER_THREAD = 16;
+
+type Usage = { ru_utime: number; ru_stime: number };
+const cpuMs = async (workers: readonly types.Worker[]) =>
+  (await Promise.all(workers.map((w) => w.getResourceUsage()))).map((u: Usage) => u.ru_utime + u.ru_stime);
+
+interface Row {
+  listeners: number;
+  perWorker: number[];
+  delivery: { mean: number; p1: number; min: number };
+  cpu: number;
+  join?: { p50: number; p99: number };
+  /** Platform: join + transport + connect + consume answered; bare: createPlainTransport + connect + consume. */
+  setup: { p50: number; p99: number };
+}
+
+const stats = (ratios: number[]) => ({
+  mean: ratios.reduce((a, b) => a + b, 0) / ratios.length,
+  p1: quantile(ratios, 0.01),
+  min: Math.min(...ratios),
+});
+
+/** Worker CPU (sum over workers, 1 = one core) over the delivery window. */
+async function measure(workers: readonly types.Worker[], delivery: () => Promise<number[]>) {
+  const a = { cpu: await cpuMs(workers), at: Date.now() };
+  const ratios = await delivery();
+  const z = { cpu: await cpuMs(workers), at: Date.now() };
+  const cpu = z.cpu.reduce((s, ms, i) => s + (ms - a.cpu[i]!), 0) / (z.at - a.at);
+  return { delivery: stats(ratios), cpu };
+}
+
+async function platformRun(): Promise<Row[]> {
+  const room = await startLargeRoom({
+    config: {
+      log: { level: 'error' },
+      agent: { numWorkers: 2, plainRtpMinPort: 40000, plainRtpMaxPort: 59999, ...(spansWorkers ? { routerConsumerLimit: 1500 } : {}) },
+      nuve: { tokenTtlSec: 3600, rateLimit: { enabled: false } },
+      gateway: { rateLimit: { enabled: false } },
+    },
+    quietListeners: true,
+    sinkThreads: SINK_THREADS,
+    socketsPerThread: SOCKETS_PER_THREAD,
+  });
+  const workers = room.platform.agent!.pool.all().map((s) => s.worker);
+  const rows: Row[] = [];
+  try {
+    for (const n of steps) {
+      let added;
+      try {
+        added = await room.addListeners(n - room.listeners.length, concurrency);
+      } catch (err) {
+        console.log(`platform: could not add listeners beyond ${room.listeners.length}: ${(err as Error).message}`);
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 1500));
+      const m = await measure(workers, async () => [...(await room.delivery(windowMs)).values()]);
+      const join = added.map((l) => l.joinMs);
+      const ready = added.map((l) => l.readyMs);
+      const row: Row = {
+        listeners: n,
+        perWorker: room.platform.agent!.pool.all().map((s) => s.consumers),
+        ...m,
+        join: { p50: quantile(join, 0.5), p99: quantile(join, 0.99) },
+        setup: { p50: quantile(ready, 0.5), p99: quantile(ready, 0.99) },
+      };
+      rows.push(row);
+      print('platform', row);
+      const calls = Object.keys(added[0]!.calls) as (keyof (typeof added)[0]['calls'])[];
+      console.log(`  p50 / p99 by call: ${calls.map((k) => `${k} ${quantile(added.map((l) => l.calls[k]), 0.5).toFixed(1)} / ${quantile(added.map((l) => l.calls[k]), 0.99).toFixed(1)}`).join(', ')} ms`);
+      if (m.delivery.mean < 0.95) break;
+    }
+  } finally {
+    await room.close();
+  }
+  return rows;
+}
+
+/** Bare mediasoup with the platform's layout: per step, as many consumers on each worker as the platform had. */
+async function bareRun(layout: Row[]): Promise<Row[]> {
+  const codecs: types.RouterRtpCodecCapability[] = [{ kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2 }];
+  const workers = await Promise.all([0, 1].map(() => mediasoup.createWorker({ logLevel: 'error', rtcMinPort: 40000, rtcMaxPort: 59999 })));
+  const routers = await Promise.all(workers.map((w) => w.createRouter({ mediaCodecs: codecs })));
+  const listen = { protocol: 'udp', ip: '127.0.0.1' } as const;
+  const input = await routers[0]!.createPlainTransport({ listenInfo: listen, comedia: true, rtcpMux: true });
+  const producer = await input.produce({ kind: 'audio', rtpParameters: audioRtpParameters as types.RtpParameters });
+  const sender = await startRtpSender({ ip: '127.0.0.1', port: input.tuple.localPort, ssrc: AUDIO_SSRC, payloadType: AUDIO_PT });
+  const sinks = await startRtpSinks(SINK_THREADS, SOCKETS_PER_THREAD);
+  const ssrcs: { ssrc: number }[] = [];
+  const have = [0, 0];
+  let piped = false;
+  const rows: Row[] = [];
+  try {
+    for (const step of layout) {
+      const setup: number[] = [];
+      for (const [w, want] of step.perWorker.entries()) {
+        if (w > 0 && want > 0 && !piped) {
+          await routers[0]!.pipeToRouter({ producerId: producer.id, router: routers[w]! });
+          piped = true;
+        }
+        for (; have[w]! < want; have[w]!++) {
+          const started = performance.now();
+          const t = await routers[w]!.createPlainTransport({ listenInfo: listen, rtcpMux: true, comedia: false });
+          await t.connect({ ip: '127.0.0.1', port: sinks.ports[ssrcs.length % sinks.ports.length]! });
+          const c = await t.consume({ producerId: producer.id, rtpCapabilities: routers[w]!.rtpCapabilities });
+          ssrcs.push({ ssrc: c.rtpParameters.encodings![0]!.ssrc! });
+          setup.push(performance.now() - started);
+        }
+      }
+      await new Promise((r) => setTimeout(r, 1500));
+      const m = await measure(workers, async () => [...(await measureDelivery(sender, sinks, ssrcs, windowMs)).values()]);
+      const row: Row = { listeners: step.listeners, perWorker: [...have], ...m, setup: { p50: quantile(setup, 0.5), p99: quantile(setup, 0.99) } };
+      rows.push(row);
+      print('bare', row);
+    }
+  } finally {
+    await sender.close();
+    await sinks.close();
+    for (const w of workers) w.close();
+  }
+  return rows;
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
+function print(label: string, r: Row): void {
+  const join = `${r.join ? `, join p50 ${r.join.p50.toFixed(1)} ms p99 ${r.join.p99.toFixed(1)} ms` : ''}, setup p50 ${r.setup.p50.toFixed(1)} ms p99 ${r.setup.p99.toFixed(1)} ms`;
+  console.log(
+    `${label}: ${r.listeners} listeners (per worker ${r.perWorker.join('/')}): delivery mean ${pct(r.delivery.mean)} p1 ${pct(r.delivery.p1)} ` +
+      `min ${pct(r.delivery.min)}, worker CPU ${pct(r.cpu)}${join}`,
+  );
+}
+
+const ours = await platformRun();
+const bare = await bareRun(ours);
+const carried = (rows: Row[]) => rows.filter((r) => r.delivery.mean >= 0.99).reduce((m, r) => Math.max(m, r.listeners), 0);
+console.log(`\nsteps ${steps.join(',')}, join concurrency ${concurrency}, routerConsumerLimit ${spansWorkers ? 1500 : 'n/a (one router)'}`);
+console.log(
+  '| listeners (per worker) | delivery mean / p1: platform | bare | join p50 / p99 (ms) | setup p50 / p99 (ms): platform | bare | worker CPU platform / bare | CPU per 1,000: platform / bare (bare ÷ platform) |',
+);
+console.log('|---|---|---|---|---|---|---|---|');
+for (const [i, o] of ours.entries()) {
+  const b = bare[i];
+  if (!b) continue;
+  const [po, pb] = [(o.cpu / o.listeners) * 1000, (b.cpu / b.listeners) * 1000];
+  console.log(
+    `| ${o.listeners.toLocaleString('en')} (${o.perWorker.join('/')}) | ${pct(o.delivery.mean)} / ${pct(o.delivery.p1)} | ${pct(b.delivery.mean)} / ${pct(b.delivery.p1)} | ` +
+      `${o.join!.p50.toFixed(1)} / ${o.join!.p99.toFixed(1)} | ${o.setup.p50.toFixed(1)} / ${o.setup.p99.toFixed(1)} | ${b.setup.p50.toFixed(1)} / ${b.setup.p99.toFixed(1)} | ${pct(o.cpu)} / ${pct(b.cpu)} | ${pct(po)} / ${pct(pb)} (${(pb / po).toFixed(2)}) |`,
+  );
+}
+console.log(`listeners carried at ≥ 99 % mean delivery: platform ${carried(ours)}, bare ${carried(bare)}`);
