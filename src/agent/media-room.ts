@@ -64,7 +64,8 @@ export class MediaRoom {
   readonly routers: RoomRouter[];
   /** Each peer's router, from its first transport until its last one closes. */
   private readonly bindings = new Map<string, Promise<RoomRouter>>();
-  private readonly transportsOfPeer = new Map<string, number>();
+  /** Each peer's open transports: a leave and the load report touch one peer's, not the room's. */
+  private readonly transportsOfPeer = new Map<string, Set<Closable>>();
   /** A router being added: peers placed meanwhile wait for it instead of adding another. */
   private adding?: Promise<RoomRouter>;
   /** The loudest producer each router's observer last reported (none: silence there). */
@@ -203,22 +204,24 @@ export class MediaRoom {
         at.consumers--;
         at.slot.consumers--;
       }
-      if (kind === 'transport') this.transportClosed(owner.peerId);
+      if (kind === 'transport') this.transportClosed(owner.peerId, object);
     });
     if (kind === 'consumer') {
       at.consumers++;
       at.slot.consumers++;
     }
-    if (kind === 'transport') this.transportsOfPeer.set(owner.peerId, (this.transportsOfPeer.get(owner.peerId) ?? 0) + 1);
+    if (kind === 'transport') {
+      let transports = this.transportsOfPeer.get(owner.peerId);
+      if (!transports) this.transportsOfPeer.set(owner.peerId, (transports = new Set()));
+      transports.add(object);
+    }
   }
 
   /** A peer without transports is unbound: if it comes back it is placed anew. */
-  private transportClosed(peerId: string): void {
-    const left = (this.transportsOfPeer.get(peerId) ?? 1) - 1;
-    if (left > 0) {
-      this.transportsOfPeer.set(peerId, left);
-      return;
-    }
+  private transportClosed(peerId: string, transport: Closable): void {
+    const transports = this.transportsOfPeer.get(peerId);
+    transports?.delete(transport);
+    if (transports && transports.size > 0) return;
     this.transportsOfPeer.delete(peerId);
     this.bindings.delete(peerId);
   }
@@ -279,7 +282,7 @@ export class MediaRoom {
   }
 
   closePeer(peerId: string): void {
-    for (const [, entry] of this.objects.transport) if (entry.owner.peerId === peerId) entry.object.close();
+    for (const transport of [...(this.transportsOfPeer.get(peerId) ?? [])]) transport.close();
   }
 
   emit(event: AgentEvent): void {
