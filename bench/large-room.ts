@@ -12,7 +12,6 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as mediasoup from 'mediasoup';
 import type { types } from 'mediasoup';
-import { loadConfig } from '../src/core/config.js';
 import { AUDIO_PT, AUDIO_SSRC, audioRtpParameters } from '../test/helpers/ffmpeg.js';
 import { measureDelivery, quantile, startLargeRoom } from '../test/helpers/large-room.js';
 import { startRtpSender, startRtpSinks } from '../test/helpers/rtp-load.js';
@@ -24,7 +23,8 @@ const { values, positionals } = parseArgs({
 const steps = (positionals[0] ?? '1000,2000,3000,4000,5000,6000').split(',').map(Number);
 const concurrency = Number(values.concurrency);
 const windowMs = Number(values.window);
-const spansWorkers = 'routerConsumerLimit' in loadConfig({ env: {} }).agent;
+/** Listeners on one router of the room before new ones go to the other worker's. */
+const ROUTER_CONSUMER_LIMIT = 1500;
 const SINK_THREADS = 2;
 const SOCKETS_PER_THREAD = 16;
 
@@ -61,7 +61,7 @@ async function platformRun(): Promise<Row[]> {
   const room = await startLargeRoom({
     config: {
       log: { level: 'error' },
-      agent: { numWorkers: 2, plainRtpMinPort: 40000, plainRtpMaxPort: 59999, ...(spansWorkers ? { routerConsumerLimit: 1500 } : {}) },
+      agent: { numWorkers: 2, plainRtpMinPort: 40000, plainRtpMaxPort: 59999, routerConsumerLimit: ROUTER_CONSUMER_LIMIT },
       nuve: { tokenTtlSec: 3600, rateLimit: { enabled: false } },
       gateway: { rateLimit: { enabled: false } },
     },
@@ -160,7 +160,7 @@ function print(label: string, r: Row): void {
 const ours = await platformRun();
 const bare = await bareRun(ours);
 const carried = (rows: Row[]) => rows.filter((r) => r.delivery.mean >= 0.99).reduce((m, r) => Math.max(m, r.listeners), 0);
-console.log(`\nsteps ${steps.join(',')}, join concurrency ${concurrency}, routerConsumerLimit ${spansWorkers ? 1500 : 'n/a (one router)'}`);
+console.log(`\nsteps ${steps.join(',')}, join concurrency ${concurrency}, routerConsumerLimit ${ROUTER_CONSUMER_LIMIT}`);
 console.log(
   '| listeners (per worker) | delivery mean / p1: platform | bare | join p50 / p99 (ms) | setup p50 / p99 (ms): platform | bare | worker CPU platform / bare | CPU per 1,000: platform / bare (bare ÷ platform) |',
 );

@@ -1,53 +1,20 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
 /**
  * Audio load for large rooms without ffmpeg: an Opus-sized RTP sender (172-byte packets, 50 a
- * second) and sinks counting RTP packets per SSRC. Each runs on its own thread, so neither the
- * embedded platform's event loop nor a burst of a few thousand packets every 20 ms (one per
- * listener) delays the other: one Node socket drops packets past ~100k packets/s, so the sinks
- * spread the listeners over several threads and sockets, each socket with a 4 MiB receive buffer
- * (Linux caps it at net.core.rmem_max).
+ * second) on its own thread, so the embedded platform's event loop never delays it, and sinks
+ * counting RTP packets per SSRC in a small native process (below).
  */
 const THREAD_CODE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const dgram = require('node:dgram');
-if (workerData.role === 'sink') {
-  // Per SSRC since the last reset: packets received, and the first and highest extended sequence
-  // numbers (RFC 3550's expected = highest - first + 1), so loss needs no clock shared with the sender.
-  let streams = new Map();
-  const sockets = [];
-  let bound = 0;
-  for (let i = 0; i < workerData.sockets; i++) {
-    const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
-    socket.on('message', (msg) => {
-      // RTCP (payload types 200-204 sit where RTP's marker+PT byte is) is not counted.
-      const second = msg[1];
-      if (msg.length < 12 || (second >= 192 && second <= 223)) return;
-      const ssrc = msg.readUInt32BE(8);
-      const seq = msg.readUInt16BE(2);
-      const s = streams.get(ssrc);
-      if (!s) return void streams.set(ssrc, { first: seq, highest: seq, received: 1 });
-      let ext = (s.highest - (s.highest & 0xffff)) + seq;
-      if (ext < s.highest - 32768) ext += 65536;
-      else if (ext > s.highest + 32768) ext -= 65536;
-      if (ext > s.highest) s.highest = ext;
-      if (ext < s.first) s.first = ext;
-      s.received++;
-    });
-    socket.bind(0, '127.0.0.1', () => {
-      if (++bound === workerData.sockets) parentPort.postMessage({ ports: sockets.map((s) => s.address().port) });
-    });
-    sockets.push(socket);
-  }
-  parentPort.on('message', (m) => {
-    if (m === 'reset') {
-      streams = new Map();
-      parentPort.postMessage({ reset: true });
-    }
-    if (m === 'streams') parentPort.postMessage({ streams: [...streams].map(([ssrc, s]) => [ssrc, s.received, s.highest - s.first + 1]) });
-    if (m === 'close') for (const s of sockets) s.close(() => undefined);
-  });
-} else {
   const socket = dgram.createSocket('udp4');
   const { ip, port, ssrc, payloadType, payloadBytes, pps } = workerData;
   let seq = 0;
@@ -80,7 +47,7 @@ if (workerData.role === 'sink') {
       socket.close(() => undefined);
     }
   });
-}
+
 `;
 
 function thread(workerData: Record<string, unknown>): Worker {
@@ -110,7 +77,7 @@ export interface RtpSender {
 
 /** Opus-sized RTP (12-byte header + 160 bytes, the size of 20 ms at 64 kbit/s) to `ip:port`, `pps` packets a second. */
 export async function startRtpSender(o: { ip: string; port: number; ssrc: number; payloadType: number; pps?: number }): Promise<RtpSender> {
-  const worker = thread({ role: 'sender', payloadBytes: 160, pps: 50, ...o });
+  const worker = thread({ payloadBytes: 160, pps: 50, ...o });
   await reply(worker, 'ready');
   return {
     sent: () => reply<number>(worker, 'sent', 'sent'),
@@ -131,24 +98,49 @@ export interface RtpSinks {
   close(): Promise<void>;
 }
 
+/**
+ * The sinks: one process of test/helpers/rtp-sink.c (compiled on first use, cached by its source's
+ * digest) with `threads × socketsPerThread` sockets. It takes packets in batches (recvmmsg), where
+ * Node sockets dropped them past ~100k packets/s on this 2-core machine: the sink, not the SFU,
+ * was then what a room of 3,000 listeners measured.
+ */
 export async function startRtpSinks(threads: number, socketsPerThread: number): Promise<RtpSinks> {
-  const workers = Array.from({ length: threads }, () => thread({ role: 'sink', sockets: socketsPerThread }));
-  const ports = (await Promise.all(workers.map((w) => reply<number[]>(w, 'ports')))).flat();
+  const child = spawn(sinkBinary(), [String(threads * socketsPerThread)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! });
+  const waiting: ((line: string) => void)[] = [];
+  lines.on('line', (line) => waiting.shift()?.(line));
+  const next = (ask?: string) =>
+    new Promise<string>((resolve, reject) => {
+      waiting.push(resolve);
+      child.once('exit', (code) => reject(new Error(`rtp-sink exited (${code})`)));
+      if (ask) child.stdin!.write(`${ask}\n`);
+    });
+  const ports = JSON.parse(await next()) as number[];
   return {
     ports,
     async reset() {
-      await Promise.all(workers.map((w) => reply(w, 'reset', 'reset')));
+      await next('reset');
     },
     async streams() {
       const all = new Map<number, { received: number; expected: number }>();
-      for (const part of await Promise.all(workers.map((w) => reply<[number, number, number][]>(w, 'streams', 'streams')))) {
-        for (const [ssrc, received, expected] of part) all.set(ssrc, { received, expected });
-      }
+      for (const [ssrc, received, expected] of JSON.parse(await next('streams')) as [number, number, number][]) all.set(ssrc, { received, expected });
       return all;
     },
     async close() {
-      for (const w of workers) w.postMessage('close');
-      await Promise.all(workers.map((w) => w.terminate()));
+      child.stdin!.end();
+      if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));
     },
   };
+}
+
+function sinkBinary(): string {
+  const source = fileURLToPath(new URL('./rtp-sink.c', import.meta.url));
+  const digest = createHash('sha256').update(readFileSync(source)).digest('hex').slice(0, 16);
+  const binary = join(tmpdir(), `mss-rtp-sink-${digest}`);
+  if (!existsSync(binary)) {
+    const built = spawnSync('cc', ['-O2', '-o', `${binary}.${process.pid}`, source], { stdio: 'inherit' });
+    if (built.status !== 0) throw new Error('could not compile test/helpers/rtp-sink.c (cc)');
+    renameSync(`${binary}.${process.pid}`, binary);
+  }
+  return binary;
 }

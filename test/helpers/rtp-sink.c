@@ -1,0 +1,142 @@
+/*
+ * RTP sink for large-room tests and benches: binds N UDP sockets on 127.0.0.1 and counts RTP
+ * packets per SSRC (received, and expected = highest - first extended sequence number + 1).
+ * A Node socket drops packets past ~100k packets/s; this takes them in batches (recvmmsg), so
+ * the sink is not what limits a room of thousands of listeners on a 2-core machine.
+ *
+ *   rtp-sink <sockets>
+ * prints the bound ports as one JSON array line, then answers lines on stdin:
+ *   reset   -> every stream's counts restart; prints {"reset":true}
+ *   streams -> prints [[ssrc,received,expected],...]
+ * and exits at end of input.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_STREAMS 65536 /* a power of two, more than any test's listeners */
+#define BATCH 64
+
+struct stream {
+  uint32_t ssrc;
+  int used;
+  int64_t first, highest;
+  uint64_t received;
+};
+
+static struct stream streams[MAX_STREAMS];
+
+static struct stream *lookup(uint32_t ssrc) {
+  uint32_t i = (ssrc * 2654435761u) & (MAX_STREAMS - 1);
+  while (streams[i].used && streams[i].ssrc != ssrc) i = (i + 1) & (MAX_STREAMS - 1);
+  return &streams[i];
+}
+
+static void count(const unsigned char *p, ssize_t n) {
+  /* RTCP (payload types 200-204 sit where RTP's marker+PT byte is) is not counted. */
+  if (n < 12 || (p[1] >= 192 && p[1] <= 223)) return;
+  uint32_t ssrc = ((uint32_t)p[8] << 24) | ((uint32_t)p[9] << 16) | ((uint32_t)p[10] << 8) | p[11];
+  int64_t seq = (p[2] << 8) | p[3];
+  struct stream *s = lookup(ssrc);
+  if (!s->used) {
+    s->used = 1;
+    s->ssrc = ssrc;
+    s->first = s->highest = seq;
+    s->received = 1;
+    return;
+  }
+  int64_t ext = (s->highest - (s->highest & 0xffff)) + seq;
+  if (ext < s->highest - 32768) ext += 65536;
+  else if (ext > s->highest + 32768) ext -= 65536;
+  if (ext > s->highest) s->highest = ext;
+  if (ext < s->first) s->first = ext;
+  s->received++;
+}
+
+static void command(const char *line) {
+  if (strncmp(line, "reset", 5) == 0) {
+    memset(streams, 0, sizeof streams);
+    printf("{\"reset\":true}\n");
+  } else if (strncmp(line, "streams", 7) == 0) {
+    int first = 1;
+    putchar('[');
+    for (int i = 0; i < MAX_STREAMS; i++) {
+      if (!streams[i].used) continue;
+      printf("%s[%u,%llu,%lld]", first ? "" : ",", streams[i].ssrc, (unsigned long long)streams[i].received,
+             (long long)(streams[i].highest - streams[i].first + 1));
+      first = 0;
+    }
+    printf("]\n");
+  }
+  fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+  int n = argc > 1 ? atoi(argv[1]) : 1;
+  if (n < 1 || n > 256) return 2;
+  int ep = epoll_create1(0);
+  printf("[");
+  for (int i = 0; i < n; i++) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    int size = 8 * 1024 * 1024; /* capped by net.core.rmem_max */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || getsockname(fd, (struct sockaddr *)&addr, &len) != 0) return 3;
+    printf("%s%d", i ? "," : "", ntohs(addr.sin_port));
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  }
+  printf("]\n");
+  fflush(stdout);
+  struct epoll_event in = {.events = EPOLLIN, .data.fd = STDIN_FILENO};
+  epoll_ctl(ep, EPOLL_CTL_ADD, STDIN_FILENO, &in);
+
+  static unsigned char bufs[BATCH][1500];
+  struct iovec iov[BATCH];
+  struct mmsghdr msgs[BATCH];
+  for (int i = 0; i < BATCH; i++) {
+    iov[i].iov_base = bufs[i];
+    iov[i].iov_len = sizeof bufs[i];
+    memset(&msgs[i], 0, sizeof msgs[i]);
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  char line[256];
+  size_t used = 0;
+  struct epoll_event events[64];
+  for (;;) {
+    int ready = epoll_wait(ep, events, 64, -1);
+    for (int e = 0; e < ready; e++) {
+      int fd = events[e].data.fd;
+      if (fd == STDIN_FILENO) {
+        ssize_t got = read(STDIN_FILENO, line + used, sizeof line - 1 - used);
+        if (got <= 0) return 0;
+        used += (size_t)got;
+        size_t start = 0;
+        for (size_t i = 0; i < used; i++) {
+          if (line[i] != '\n') continue;
+          line[i] = 0;
+          command(line + start);
+          start = i + 1;
+        }
+        memmove(line, line + start, used - start);
+        used -= start;
+        if (used >= sizeof line - 1) used = 0;
+        continue;
+      }
+      int got;
+      while ((got = recvmmsg(fd, msgs, BATCH, 0, NULL)) > 0)
+        for (int i = 0; i < got; i++) count(bufs[i], msgs[i].msg_len);
+    }
+  }
+}
