@@ -22,7 +22,8 @@ function summary(ms: number[]): { p50: number; p99: number; n: number } {
 async function joinOnce(source: TokenSource, i: number): Promise<{ ms: number; client: ProtooClient }> {
   const { token, gatewayUrl } = await source(i);
   const t0 = performance.now();
-  const client = await ProtooClient.connect(gatewayUrl, token);
+  // The subprotocol a stock protoo-client asks for (protoo-server refuses a client without it).
+  const client = await ProtooClient.connect(gatewayUrl, token, '', {}, ['protoo']);
   const rtpCapabilities = await client.request('getRouterRtpCapabilities');
   await client.request('createWebRtcTransport', { producing: true });
   await client.request('createWebRtcTransport', { consuming: true });

@@ -1,44 +1,137 @@
 /**
- * Join latency and throughput through the embedded platform on loopback,
- * against a baseline: the same media work (two WebRtcTransports on a router)
- * done directly on mediasoup in this process, so the ratio shows what
- * signaling, token checks and the bus add.
+ * Joins through the platform against a mediasoup-demo-style baseline, side by
+ * side in one run: the embedded platform (`npm start`'s process, one mediasoup
+ * worker) and bench/protoo-baseline (protoo-server, one worker, the demo's
+ * handlers), each its own OS process, driven by the same client load
+ * (join-load's measureJoins: connect, getRouterRtpCapabilities,
+ * createWebRtcTransport ×2, join), in alternating rounds.
  *
- *   node --import tsx bench/join.ts [joins=300] [concurrency=20]
+ * Per server: one join at a time p50/p99, joins/s with `concurrency` in flight,
+ * and the CPU per join of its whole process tree (Node and mediasoup worker),
+ * which holds on a busy machine where joins/s does not. Tokens are issued
+ * before each round (issuance is the management API's cost, measured by
+ * bench/nuve-tokens), so the platform's numbers are the token's consumption
+ * and the join itself.
+ *
+ *   node --import tsx bench/join.ts [joins=300] [concurrency=20] [rounds=3]
  */
-import * as mediasoup from 'mediasoup';
-import { startEmbedded } from '../test/helpers/platform.js';
-import { measureJoins, printJoins } from './join-load.js';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { EmbeddedProcess } from './embedded-process.js';
+import { type JoinResults, type TokenSource, measureJoins, printJoins } from './join-load.js';
+import { treeCpuMs } from './services-moleculer.js';
 
 const total = Number(process.argv[2] ?? 300);
 const concurrency = Number(process.argv[3] ?? 20);
+const rounds = Number(process.argv[4] ?? 3);
+const ROOMS = 10;
+/** measureJoins' sequential part (up to 100) plus the loaded part. */
+const joinsPerRound = Math.min(100, total) + total;
 
-async function baselineP50(n: number): Promise<number> {
-  const worker = await mediasoup.createWorker({ logLevel: 'none' });
-  const server = await worker.createWebRtcServer({ listenInfos: [{ protocol: 'udp', ip: '127.0.0.1', port: 47001 }] });
-  const router = await worker.createRouter({ mediaCodecs: [{ kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2 }] });
-  const times: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    const a = await router.createWebRtcTransport({ webRtcServer: server });
-    const b = await router.createWebRtcTransport({ webRtcServer: server });
-    times.push(performance.now() - t0);
-    a.close();
-    b.close();
-  }
-  worker.close();
-  return times.sort((x, y) => x - y)[Math.floor(n / 2)]!;
+interface Contender {
+  label: string;
+  pid: number;
+  /** Tokens for one round, made before it starts. */
+  prepare(round: number): Promise<TokenSource>;
+  stop(): Promise<void>;
 }
 
-const platform = await startEmbedded({ agent: { numWorkers: 1 }, nuve: { tokenTtlSec: 600 } });
-const rooms = await Promise.all(Array.from({ length: 10 }, (_, i) => platform.createRoom(`bench-${i}`)));
-const results = await measureJoins(
-  async (i) => ({ token: await platform.token(rooms[i % rooms.length]!, `user-${i}`), gatewayUrl: platform.gatewayUrl }),
-  total,
-  concurrency,
+async function platform(): Promise<Contender> {
+  const embedded = new EmbeddedProcess();
+  // A random WebRTC port: other benchmarks on this machine take pid-derived ones.
+  await embedded.start({ MSS_AGENT__WEB_RTC_BASE_PORT: String(20000 + Math.floor(Math.random() * 10000)) });
+  const rooms = await Promise.all(Array.from({ length: ROOMS }, (_, i) => embedded.createRoom(`bench-${i}`)));
+  return {
+    label: 'platform',
+    pid: embedded.proc.pid!,
+    async prepare(round) {
+      // measureJoins names users 0..99 (one at a time) and 1000.. (loaded).
+      const users = [...Array.from({ length: Math.min(100, total) }, (_, i) => i), ...Array.from({ length: total }, (_, i) => 1000 + i)];
+      const tokens = new Map<number, string>();
+      for (let i = 0; i < users.length; i += 50) {
+        await Promise.all(
+          users.slice(i, i + 50).map(async (u) => tokens.set(u, await embedded.token(rooms[u % ROOMS]!, `user-${round}-${u}`))),
+        );
+      }
+      return async (i) => ({ token: tokens.get(i)!, gatewayUrl: embedded.gatewayUrl });
+    },
+    stop: () => embedded.stop(),
+  };
+}
+
+async function baseline(): Promise<Contender> {
+  const proc: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'bench/protoo-baseline.ts', String(30000 + Math.floor(Math.random() * 10000))], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  while (!/listening (\d+)/.test(out)) {
+    if (proc.exitCode !== null) throw new Error(`protoo baseline exited: ${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const url = `ws://127.0.0.1:${/listening (\d+)/.exec(out)![1]}`;
+  return {
+    label: 'protoo baseline',
+    pid: proc.pid!,
+    async prepare(round) {
+      return async (i) => ({ token: `bench-${i % ROOMS}:user-${round}-${i}`, gatewayUrl: url });
+    },
+    async stop() {
+      proc.kill('SIGTERM');
+      await once(proc, 'exit');
+    },
+  };
+}
+
+const contenders: Contender[] = [];
+// Should the bench fail half-way, its servers (each a process tree) must not outlive it.
+process.on('exit', () => {
+  for (const c of contenders) {
+    try {
+      process.kill(c.pid, 'SIGKILL');
+    } catch {
+      // Already stopped.
+    }
+  }
+});
+contenders.push(await platform(), await baseline());
+const results = new Map<string, { runs: JoinResults[]; cpuMs: number }>(contenders.map((c) => [c.label, { runs: [], cpuMs: 0 }]));
+for (let round = 0; round < rounds; round++) {
+  // Alternate who goes first, so neither always runs on a machine the other just warmed or loaded.
+  const order = round % 2 === 0 ? contenders : [...contenders].reverse();
+  for (const c of order) {
+    const source = await c.prepare(round);
+    const cpu0 = treeCpuMs(c.pid);
+    const r = await measureJoins(source, total, concurrency);
+    const entry = results.get(c.label)!;
+    entry.cpuMs += treeCpuMs(c.pid) - cpu0;
+    entry.runs.push(r);
+    printJoins(`round ${round + 1} ${c.label}`, r);
+  }
+}
+for (const c of contenders) await c.stop();
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const summary = (label: string) => {
+  const { runs, cpuMs } = results.get(label)!;
+  return {
+    p50: median(runs.map((r) => r.sequential.p50)),
+    p99: median(runs.map((r) => r.sequential.p99)),
+    joinsPerSec: median(runs.map((r) => r.loaded.joinsPerSec)),
+    loadedP50: median(runs.map((r) => r.loaded.p50)),
+    loadedP99: median(runs.map((r) => r.loaded.p99)),
+    cpuMsPerJoin: cpuMs / (runs.length * joinsPerRound),
+  };
+};
+const ours = summary('platform');
+const base = summary('protoo baseline');
+const f = (n: number) => n.toFixed(2);
+console.log(`\nmedians over ${rounds} rounds; ${total} joins with ${concurrency} in flight, ${ROOMS} rooms, one worker each; load avg ${(await import('node:os')).loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+for (const [label, s] of [['platform', ours], ['protoo baseline', base]] as const) {
+  console.log(
+    `${label.padEnd(16)} one at a time p50 ${f(s.p50)} ms p99 ${f(s.p99)} ms | loaded ${s.joinsPerSec.toFixed(0)} joins/s p50 ${f(s.loadedP50)} ms p99 ${f(s.loadedP99)} ms | CPU ${f(s.cpuMsPerJoin)} ms/join`,
+  );
+}
+console.log(
+  `ratio platform/baseline: joins/s ${f(ours.joinsPerSec / base.joinsPerSec)}, single-join p50 ${f(ours.p50 / base.p50)}, CPU per join ${f(ours.cpuMsPerJoin / base.cpuMsPerJoin)}`,
 );
-await platform.close();
-const base = await baselineP50(100);
-printJoins('embedded', results);
-console.log(`baseline, bare mediasoup 2×createWebRtcTransport: p50 ${base.toFixed(2)} ms`);
-console.log(`ratio platform/baseline p50: ${(results.sequential.p50 / base).toFixed(2)}`);

@@ -194,11 +194,11 @@ export interface LoadResult {
 }
 
 /**
- * CPU time (user + system, ms) of this process and every process descended
- * from it, from /proc. Unlike calls/s it barely moves when other work shares
+ * CPU time (user + system, ms) of process `root` (this one by default) and
+ * every process descended from it, from /proc. Unlike calls/s it barely moves when other work shares
  * the machine, so the side-by-side ratio of it holds on a busy host too.
  */
-export function treeCpuMs(): number {
+export function treeCpuMs(root: number = process.pid): number {
   const ticksPerMs = 100 / 1000; // USER_HZ is 100 on Linux
   const stats = new Map<number, { ppid: number; ticks: number }>();
   for (const entry of readdirSync('/proc')) {
@@ -213,7 +213,7 @@ export function treeCpuMs(): number {
     }
   }
   const inTree = (pid: number): boolean => {
-    for (let p = pid, hops = 0; p > 1 && hops < 64; p = stats.get(p)?.ppid ?? 0, hops++) if (p === process.pid) return true;
+    for (let p = pid, hops = 0; p > 1 && hops < 64; p = stats.get(p)?.ppid ?? 0, hops++) if (p === root) return true;
     return false;
   };
   let ticks = 0;

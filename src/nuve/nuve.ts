@@ -68,7 +68,7 @@ export class Nuve {
       timeoutMs: config.gateway.agentRemoveMs,
       what: 'media agent',
     });
-    this.tokens = new TokenIssuer(store, this.services, this.registry, bus, logger, config.nuve.tokenTtlSec, config.nuve.roles, this.invalidation);
+    this.tokens = new TokenIssuer(store, this.services, this.registry, bus, logger, config.nuve.tokenTtlSec, config.nuve.roles, this.invalidation, this.rooms);
     this.replay =
       options.replay ??
       new MemoryReplayGuard({ windowMs: config.nuve.authWindowSec * 1000, maxEntries: config.nuve.replayGuardMaxEntries });

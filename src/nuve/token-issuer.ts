@@ -15,6 +15,7 @@ import {
   verifyTokenSignature,
 } from './access-token.js';
 import type { CacheInvalidation } from './cache-invalidation.js';
+import type { RoomCache } from './room-cache.js';
 import type { GatewayEntry, GatewayRegistry } from './gateway-registry.js';
 import type { ServiceDirectory } from './service-directory.js';
 
@@ -57,6 +58,12 @@ export class TokenIssuer {
     private readonly roles: Readonly<Record<string, Permissions>>,
     /** The room handed in may come from a cache: told when it proves stale. */
     private readonly invalidation: CacheInvalidation,
+    /**
+     * The room read of a consumption (its name, for the grant): the room cache. A consumed token
+     * row proves its room existed when it was consumed (deleting a room deletes its tokens, and the
+     * foreign keys cascade), so the store's second read per join only fetched the name.
+     */
+    private readonly rooms: Pick<RoomCache, 'get'>,
   ) {}
 
   /** The permissions of a configured role; INVALID_ROLE (400) for any other name. */
@@ -241,7 +248,7 @@ export class TokenIssuer {
     ) {
       throw new AppError('TOKEN_BAD_SIGNATURE', 'token does not match its record');
     }
-    const room = await this.store.getRoom(claims.serviceId, claims.roomId);
+    const room = await this.rooms.get(claims.serviceId, claims.roomId);
     if (!room) throw new AppError('TOKEN_ALREADY_USED', 'the room of this token was deleted');
     return {
       tokenId: claims.tokenId,
@@ -278,7 +285,7 @@ export class TokenIssuer {
       scopes: claims.scopes,
     };
     if (!claims.room) return grant;
-    const room = await this.store.getRoom(claims.serviceId, claims.room.roomId);
+    const room = await this.rooms.get(claims.serviceId, claims.room.roomId);
     if (!room) throw new AppError('TOKEN_ALREADY_USED', 'the room of this token was deleted');
     grant.room = {
       tokenId: claims.tokenId,

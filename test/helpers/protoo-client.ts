@@ -31,9 +31,12 @@ export class ProtooClient {
     ws.on('message', (raw) => this.onMessage(JSON.parse(raw.toString())));
   }
 
-  /** `options.localAddress` picks the client's address (any of 127.0.0.0/8 on loopback). */
-  static connect(url: string, token: string, extra = '', options: ClientOptions = {}): Promise<ProtooClient> {
-    const ws = new WebSocket(`${url}/?token=${encodeURIComponent(token)}${extra}`, options);
+  /**
+   * `options.localAddress` picks the client's address (any of 127.0.0.0/8 on loopback); `protocols`
+   * are the WebSocket subprotocols asked for (protoo-client asks for `protoo`, which protoo-server requires).
+   */
+  static connect(url: string, token: string, extra = '', options: ClientOptions = {}, protocols: string[] = []): Promise<ProtooClient> {
+    const ws = new WebSocket(`${url}/?token=${encodeURIComponent(token)}${extra}`, protocols, options);
     const client = new ProtooClient(ws);
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(client));
