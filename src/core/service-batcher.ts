@@ -11,7 +11,7 @@ interface BatchedCall {
   settled: boolean;
 }
 
-/** Calls to one instance with one deadline, gathered during one turn of the event loop, then sent as one request. */
+/** Calls to one instance with one deadline, gathered during one turn of the event loop, then sent as one request (its timeout theirs). */
 interface Batch {
   subject: string;
   timeoutMs: number;
@@ -27,14 +27,17 @@ interface Batch {
 const CALL_ENVELOPE_BYTES = 1024;
 
 /**
- * Coalesces a caller's calls to each instance into one bus request per turn of the event loop (and per deadline, so
- * that the request's own timeout is every call's), and hands each call its own answer. Answers come on the batch
+ * Coalesces a caller's calls to each instance into one bus request per turn of the event loop (a run of calls with
+ * another deadline starts another batch, so that the request's own timeout is every call's), and hands each call its
+ * own answer. Answers come on the batch
  * request's reply, or earlier on this caller's reply subject for calls that finished before the rest of their batch.
  * A batch fails as a whole only for what a single request would have failed: nobody answering the instance's subject
  * (each call then retries elsewhere, as it would have), no reply in time, or a refused envelope.
  */
 export class CallBatcher {
-  /** Batches being filled this turn, by instance batch subject and deadline. */
+  /** Batches of this turn, in the order they were started: sent in that order, so an instance gets a stream's ordered calls in order. */
+  private readonly queued: Batch[] = [];
+  /** The batch each instance's next call may join, by its batch subject. */
   private readonly filling = new Map<string, Batch>();
   /** Batches sent and not fully answered, by key. */
   private readonly sent = new Map<number, Batch>();
@@ -57,9 +60,11 @@ export class CallBatcher {
     this.subscription = this.bus.subscribe(this.replySubject, (payload) => this.onEarlyAnswers(payload));
   }
 
-  /** Calls still waiting are failed by their caller (its instances' pending sets); here only the subscription ends. */
+  /** Calls still waiting are failed by their caller (its instances' pending sets); here nothing more is sent or awaited. */
   close(): void {
     this.subscription?.unsubscribe();
+    this.filling.clear();
+    this.queued.length = 0;
     for (const batch of this.sent.values()) clearTimeout(batch.timer);
     this.sent.clear();
   }
@@ -70,16 +75,12 @@ export class CallBatcher {
    */
   request(subject: string, call: ServiceCall, argBytes: number, timeoutMs: number): Promise<unknown> {
     const bytes = argBytes + CALL_ENVELOPE_BYTES;
-    const key = `${subject}\u0000${timeoutMs}`;
-    let batch = this.filling.get(key);
-    if (batch && (batch.calls.length >= MAX_BATCH_CALLS || batch.bytes + bytes > this.maxBytes)) {
-      this.filling.delete(key);
-      this.send(batch);
-      batch = undefined;
-    }
-    if (!batch) {
+    let batch = this.filling.get(subject);
+    // A call with another deadline, or one past the bounds, starts the instance's next batch (sent after this one).
+    if (!batch || batch.timeoutMs !== timeoutMs || batch.calls.length >= MAX_BATCH_CALLS || batch.bytes + bytes > this.maxBytes) {
       batch = { subject, timeoutMs, calls: [], bytes: 0, open: 0 };
-      this.filling.set(key, batch);
+      this.filling.set(subject, batch);
+      this.queued.push(batch);
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // After this turn's I/O callbacks: every call they made joins the batch (a microtask would cut it per callback).
@@ -95,8 +96,8 @@ export class CallBatcher {
 
   private flush(): void {
     this.flushScheduled = false;
-    for (const batch of this.filling.values()) this.send(batch);
     this.filling.clear();
+    for (const batch of this.queued.splice(0)) this.send(batch);
   }
 
   private send(batch: Batch): void {
@@ -124,7 +125,7 @@ export class CallBatcher {
       if (!Array.isArray(entry)) continue;
       const [k, i, reply] = entry;
       const batch = this.sent.get(k);
-      const waiting = batch?.calls[i];
+      const waiting = typeof i === 'number' ? batch?.calls[i] : undefined;
       if (!waiting || waiting.settled || typeof reply !== 'object' || reply === null) continue;
       waiting.settled = true;
       try {

@@ -21,8 +21,8 @@ export const serviceSubjects = {
   instanceSend: (service: string, instanceId: string) => `service.${service}.${instanceId}.send`,
   /** caller → one instance (request): the calls this caller made to it in one turn of its event loop (`ServiceCallBatch`). */
   instanceBatch: (service: string, instanceId: string) => `service.${service}.${instanceId}.batch`,
-  /** instance → one caller (publish): answers of batched calls that finished before the rest of their batch (`BatchEntry[]`). */
-  callerReplies: (callerId: string) => `service.replies.${callerId}`,
+  /** instance → one caller (publish): answers of batched calls that finished before the rest of their batch (`BatchEntry[]`); `_` keeps it off every service's names. */
+  callerReplies: (callerId: string) => `service._replies.${callerId}`,
 } as const;
 
 /** Who is calling: a client of the external edge, a service, or a trusted server acting for a user. */
