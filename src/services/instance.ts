@@ -148,7 +148,8 @@ export class ServiceInstanceHost {
       ({ result, bytes }) => ({ reply: { ok: true, data: result ?? null }, bytes }),
       (err: unknown) => {
         if (!isAppError(err)) this.logger.error({ err }, 'service call failed');
-        return { reply: errorReply(isAppError(err) ? err : new AppError('INTERNAL')), bytes: 512 };
+        const failure = isAppError(err) ? err : new AppError('INTERNAL');
+        return { reply: errorReply(failure), bytes: failure.message.length * 3 + 128 };
       },
     );
   }
