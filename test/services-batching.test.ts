@@ -122,6 +122,35 @@ for (const [name, open] of implementations) describe(`batched service calls on $
     assert.deepEqual(results.map(code), ['SERVICE_TIMEOUT', 'OK']);
   });
 
+  test("a turn's calls past services.maxPayloadBytes split into batches within it, in order", async () => {
+    const sizes: number[] = [];
+    const watched = new Proxy(bus, {
+      get: (target, property) =>
+        property === 'request'
+          ? (subject: string, payload: unknown, options?: object) => {
+              if (subject === batchSubject) sizes.push(Buffer.byteLength(JSON.stringify(payload)));
+              return target.request(subject, payload, options);
+            }
+          : Reflect.get(target, property, target),
+    });
+    const sizing = new ServiceCaller(watched, discovery, testLogger(), config.services);
+    sizing.start();
+    try {
+      await waitFor(() => sizing.describe().echo?.answering === 1, 5000, 'the instance probed');
+      // 12 ordered calls of ~8 kB each: ~96 kB in one turn, past the 64 kB bound.
+      const pad = 'p'.repeat(8000);
+      const answers = await Promise.all(Array.from({ length: 12 }, (_, n) => sizing.call('echo', 'seq', { client: `${pad}${n}`, n }, client('big'))));
+      assert.deepEqual(
+        answers.map((a) => (a as { n: number }).n),
+        Array.from({ length: 12 }, (_, n) => n),
+      );
+      assert.ok(sizes.length > 1, `${sizes.length} batch(es)`);
+      for (const size of sizes) assert.ok(size <= config.services.maxPayloadBytes, `a batch of ${size} bytes`);
+    } finally {
+      sizing.close();
+    }
+  });
+
   test('calls to an instance that is gone fail as SERVICE_INSTANCE_LOST, not hang', async () => {
     // Its subscriptions end while its registration lingers: nobody answers its subjects.
     for (const sub of (instance.host as unknown as { subscriptions: { unsubscribe(): void }[] }).subscriptions.splice(0)) sub.unsubscribe();
