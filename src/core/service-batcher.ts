@@ -23,14 +23,17 @@ interface Batch {
   timer?: NodeJS.Timeout;
 }
 
-/** What one call's envelope (identity, method, deadline) adds to its arguments, at most, in bytes. */
-const CALL_ENVELOPE_BYTES = 1024;
+/** What a call's envelope adds to its arguments, in bytes, at most: its strings (3 bytes a character at worst), keys and numbers. */
+function envelopeBytes(call: ServiceCall): number {
+  const c = call.c;
+  return (call.m.length + c.tenant.length + c.user.length + c.connection.length + (c.service?.length ?? 0) + (call.s?.length ?? 0)) * 3 + 160;
+}
 
 /**
  * Coalesces a caller's calls to each instance into one bus request per turn of the event loop (a run of calls with
  * another deadline starts another batch, so that the request's own timeout is every call's), and hands each call its
- * own answer. Answers come on the batch
- * request's reply, or earlier on this caller's reply subject for calls that finished before the rest of their batch.
+ * own answer. Answers come on the batch request's reply, or earlier on this caller's reply subject for calls that
+ * finished before the rest of their batch.
  * A batch fails as a whole only for what a single request would have failed: nobody answering the instance's subject
  * (each call then retries elsewhere, as it would have), no reply in time, or a refused envelope.
  */
@@ -74,7 +77,7 @@ export class CallBatcher {
    * would: the answer, the instance's AppError, BUS_NO_RESPONDERS or BUS_TIMEOUT after `timeoutMs`.
    */
   request(subject: string, call: ServiceCall, argBytes: number, timeoutMs: number): Promise<unknown> {
-    const bytes = argBytes + CALL_ENVELOPE_BYTES;
+    const bytes = argBytes + envelopeBytes(call);
     let batch = this.filling.get(subject);
     // A call with another deadline, or one past the bounds, starts the instance's next batch (sent after this one).
     if (!batch || batch.timeoutMs !== timeoutMs || batch.calls.length >= MAX_BATCH_CALLS || batch.bytes + bytes > this.maxBytes) {
