@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Bus } from './bus/bus.js';
 import { AppError, isAppError } from './errors.js';
 import type { Logger } from './logger.js';
+import { CallBatcher } from './service-batcher.js';
 import type { ServiceDiscovery, ServiceInstance, ServiceRemovalReason } from './service-discovery.js';
 import { type CallerIdentity, MAX_CALL_TIMEOUT_MS, PROBE_METHOD, type ServiceCall, probeAnswerSchema, serviceSubjects } from './service-protocol.js';
 import { InstanceState, ServiceRoute, type Strategy } from './service-routes.js';
@@ -70,6 +71,8 @@ export class ServiceCaller {
   private readonly streams = new Map<string, OrderedStream>();
   private readonly streamPrefix = randomBytes(6).toString('base64url');
   private streamCounter = 0;
+  /** Carries the calls: one bus request per instance per turn of the event loop. */
+  private readonly batcher: CallBatcher;
   /** Methods their service declares ordered, learned from its first refusal of an unordered call. */
   private readonly orderedMethods = new Set<string>();
   private probeTimer?: NodeJS.Timeout;
@@ -82,6 +85,7 @@ export class ServiceCaller {
     private readonly logger: Logger,
     private readonly options: ServiceCallerOptions,
   ) {
+    this.batcher = new CallBatcher(bus, logger, this.streamPrefix, options.maxPayloadBytes);
     this.listeners = {
       added: (instance: ServiceInstance) => this.onAdded(instance),
       updated: (instance: ServiceInstance) => {
@@ -94,6 +98,7 @@ export class ServiceCaller {
   }
 
   start(): void {
+    this.batcher.start();
     for (const [event, listener] of Object.entries(this.listeners)) this.discovery.on(event as 'added', listener);
     for (const service of this.discovery.services()) for (const instance of this.discovery.instances(service)) this.onAdded(instance);
     this.probeTimer = setInterval(() => this.probe(), this.options.probeMs);
@@ -104,6 +109,7 @@ export class ServiceCaller {
     for (const [event, listener] of Object.entries(this.listeners)) this.discovery.off(event as 'added', listener);
     clearInterval(this.probeTimer);
     for (const state of this.states.values()) this.failPending(state, new AppError('SERVICE_UNAVAILABLE', 'the caller closed'));
+    this.batcher.close();
   }
 
   /** Instances this caller may pick now, by service (for `/status`). */
@@ -144,25 +150,25 @@ export class ServiceCaller {
   }
 
   private async dispatch(service: string, method: string, args: unknown, caller: CallerIdentity, options: CallOptions): Promise<unknown> {
-    this.checkSize(args);
+    const bytes = this.checkSize(args);
     const timeoutMs = Math.min(options.timeoutMs ?? this.options.defaultTimeoutMs, MAX_CALL_TIMEOUT_MS);
     const call: ServiceCall = { m: method, a: args, c: caller, t: timeoutMs };
     const route = this.routeOf(service);
     // A service new to this caller: which methods run ordered is known once one instance answered its probe.
     if (!route.described) await route.whenDescribed(Math.min(timeoutMs, DESCRIBE_WAIT_MS));
     const routing = this.routing(route, service, method, args, caller, options);
-    if (options.ordered || route.isOrdered(method) || this.orderedMethods.has(`${service}.${method}`)) return this.dispatchOrdered(service, call, routing);
+    if (options.ordered || route.isOrdered(method) || this.orderedMethods.has(`${service}.${method}`)) return this.dispatchOrdered(service, call, bytes, routing);
     const { strategy, key } = routing;
     // No responders means the call reached nobody: another instance may take it.
     for (let attempt = 0; ; attempt++) {
       const state = route.pick(strategy, key);
       if (!state) throw new AppError('SERVICE_UNAVAILABLE', `no instance of "${service}" answers`);
       try {
-        return await this.send1(service, state, call);
+        return await this.send1(service, state, call, bytes);
       } catch (err) {
         if (isAppError(err) && err.code === 'SERVICE_CALL_MUST_BE_ORDERED') {
           this.orderedMethods.add(`${service}.${method}`);
-          return this.dispatchOrdered(service, call, routing);
+          return this.dispatchOrdered(service, call, bytes, routing);
         }
         if (!(isAppError(err) && err.code === 'BUS_NO_RESPONDERS') || attempt >= route.all.length) throw this.translate(err, service, state);
       }
@@ -175,7 +181,7 @@ export class ServiceCaller {
    * gives the key to another instance, the stream ends like one whose instance was lost (its calls in flight settle
    * first, so order holds) and the next call starts a stream at the key's new owner.
    */
-  private async dispatchOrdered(service: string, call: ServiceCall, routing: Routing): Promise<unknown> {
+  private async dispatchOrdered(service: string, call: ServiceCall, bytes: number, routing: Routing): Promise<unknown> {
     const key = `${call.c.connection}\u0000${call.c.tenant}\u0000${service}${routing.keyed ? `\u0000${routing.key}` : ''}`;
     let stream = this.streams.get(key);
     if (stream && !stream.broken && routing.keyed && this.routes.get(service)?.pick('hash', routing.key) !== stream.state) stream.broken = true;
@@ -199,7 +205,7 @@ export class ServiceCaller {
     stream.inFlight++;
     stream.lastUsed = Date.now();
     try {
-      return await this.send1(service, stream.state, call);
+      return await this.send1(service, stream.state, call, bytes);
     } catch (err) {
       // Whatever went wrong with the instance or the sequence, this stream is over: the next call starts another.
       if (isAppError(err) && (err.code === 'SERVICE_ORDER_RESET' || err.code === 'SERVICE_INSTANCE_LOST' || err.code.startsWith('BUS_'))) {
@@ -215,14 +221,14 @@ export class ServiceCaller {
     }
   }
 
-  /** One call to one instance, failed early if discovery drops the instance meanwhile. */
-  private send1(service: string, state: InstanceState, call: ServiceCall): Promise<unknown> {
+  /** One call to one instance (`bytes`: its arguments' estimated size), failed early if discovery drops the instance meanwhile. */
+  private send1(service: string, state: InstanceState, call: ServiceCall, bytes: number): Promise<unknown> {
     state.own++;
     return new Promise((resolve, reject) => {
       const waiting = { fail: reject };
       state.pending.add(waiting);
       // The instance answers SERVICE_TIMEOUT at `t`; a bus timeout past that means the instance itself is stuck or gone.
-      this.bus.request(serviceSubjects.instance(service, state.id), call, { timeoutMs: call.t + graceMs(call.t) }).then(
+      this.batcher.request(serviceSubjects.instanceBatch(service, state.id), call, bytes, call.t + graceMs(call.t)).then(
         (value) => {
           state.own--;
           state.pending.delete(waiting);
@@ -345,15 +351,18 @@ export class ServiceCaller {
     return this.options.strategies[service] ?? this.options.defaultStrategy;
   }
 
-  /** Arguments past `maxPayloadBytes` are refused before anything is sent (one serialisation; bytes counted only near the bound). */
-  private checkSize(args: unknown): void {
-    if (args === undefined || args === null || (typeof args !== 'object' && typeof args !== 'string')) return;
+  /**
+   * Arguments past `maxPayloadBytes` are refused before anything is sent (one serialisation; bytes counted only near
+   * the bound). Returns their size, exact or over-estimated, to keep batches within the bound too.
+   */
+  private checkSize(args: unknown): number {
+    if (args === undefined || args === null || (typeof args !== 'object' && typeof args !== 'string')) return 32;
     const max = this.options.maxPayloadBytes;
     const text = JSON.stringify(args);
-    if (text.length * 3 <= max) return;
-    if (text.length > max || Buffer.byteLength(text) > max) {
-      throw new AppError('SERVICE_PAYLOAD_TOO_LARGE', `the arguments are larger than ${max} bytes`);
-    }
+    if (text.length * 3 <= max) return text.length * 3;
+    const bytes = text.length > max ? text.length : Buffer.byteLength(text);
+    if (bytes > max) throw new AppError('SERVICE_PAYLOAD_TOO_LARGE', `the arguments are larger than ${max} bytes`);
+    return bytes;
   }
 }
 

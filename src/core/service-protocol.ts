@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { BusReply } from './bus/bus.js';
 import { serviceNameSchema } from './service-discovery.js';
 
 /**
@@ -18,6 +19,10 @@ export const serviceSubjects = {
   instance: (service: string, instanceId: string) => `service.${service}.${instanceId}`,
   /** caller → one instance (publish): a fire-and-forget call, nobody waits for its answer. */
   instanceSend: (service: string, instanceId: string) => `service.${service}.${instanceId}.send`,
+  /** caller → one instance (request): the calls this caller made to it in one turn of its event loop (`ServiceCallBatch`). */
+  instanceBatch: (service: string, instanceId: string) => `service.${service}.${instanceId}.batch`,
+  /** instance → one caller (publish): answers of batched calls that finished before the rest of their batch (`BatchEntry[]`); `_` keeps it off every service's names. */
+  callerReplies: (callerId: string) => `service._replies.${callerId}`,
 } as const;
 
 /** Who is calling: a client of the external edge, a service, or a trusted server acting for a user. */
@@ -116,3 +121,32 @@ export type ClientCall = z.infer<typeof clientCallSchema>;
 
 /** A trusted server's `call`: a client call naming the tenant and user it acts for. */
 export const trustedCallSchema = clientCallSchema.extend({ tenant: boundedId.max(64), user: boundedId }).strict();
+
+/** The most calls one batch carries (the instance refuses a longer one): a turn's calls past it go in the next batch. */
+export const MAX_BATCH_CALLS = 256;
+
+/**
+ * Calls to one instance coalesced into one bus request: each bus message costs both ends and NATS a fixed price
+ * (framing, a socket write, routing) that one call per message pays in full. `k` names the batch among the caller's,
+ * `r` is the caller's reply subject. The request's own answer is `BatchEntry[]` for the calls not yet answered when
+ * the last of them finished; answers ready before that reach `r` as they come (coalesced per caller), so a slow
+ * call never holds up a fast one.
+ */
+export interface ServiceCallBatch {
+  k: number;
+  r: string;
+  b: ServiceCall[];
+}
+
+/** One batched call's answer: batch key, index in the batch, and the reply as a single call's would be. */
+export type BatchEntry = [k: number, i: number, reply: BusReply];
+
+/**
+ * The batch envelope's check; each call is checked as a single call is (`serviceCallSchema`) when it runs. Not strict,
+ * as the single call's envelope: a traced caller's bus adds `_trace` at the top.
+ */
+export const serviceCallBatchSchema = z.object({
+  k: z.number().int().nonnegative(),
+  r: z.string().min(1).max(256),
+  b: z.array(z.unknown()).min(1).max(MAX_BATCH_CALLS),
+});

@@ -1,11 +1,21 @@
 import { randomUUID } from 'node:crypto';
-import type { Bus, Subscription } from '../core/bus/bus.js';
+import { type Bus, type Subscription, errorReply } from '../core/bus/bus.js';
 import { AppError, describeIssues, isAppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { type PushSendResult, pushSubjects } from '../core/push-protocol.js';
 import type { CallOptions, ServiceCaller } from '../core/service-caller.js';
 import type { ServiceDiscovery, ServiceRegistration } from '../core/service-discovery.js';
-import { type CallerIdentity, PROBE_METHOD, type ProbeAnswer, type ServiceCall, serviceCallSchema, serviceSubjects } from '../core/service-protocol.js';
+import {
+  type BatchEntry,
+  type CallerIdentity,
+  PROBE_METHOD,
+  type ProbeAnswer,
+  type ServiceCall,
+  serviceCallBatchSchema,
+  serviceCallSchema,
+  serviceSubjects,
+} from '../core/service-protocol.js';
+import { BatchAnswers, type SizedReply } from './batch-answers.js';
 import type { MethodDefinition, PushOptions, ServiceContext, ServiceDefinition } from './define.js';
 
 /** An instance forgets a client's ordered stream after this long unused (callers forget theirs sooner). */
@@ -49,6 +59,7 @@ export class ServiceInstanceHost {
   private readonly subscriptions: Subscription[] = [];
   private registration?: ServiceRegistration;
   private sweepTimer?: NodeJS.Timeout;
+  private readonly batches: BatchAnswers;
   observer?: HandledObserver;
 
   constructor(
@@ -60,6 +71,11 @@ export class ServiceInstanceHost {
     private readonly options: ServiceInstanceOptions = {},
   ) {
     this.id = options.id ?? `${definition.name}-${randomUUID().slice(0, 12)}`;
+    this.batches = new BatchAnswers(bus, this.maxReplyBytes);
+  }
+
+  private get maxReplyBytes(): number {
+    return this.options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
   }
 
   /** What a probe learns: alive, which methods run ordered, and which route by hash on an argument. */
@@ -78,7 +94,9 @@ export class ServiceInstanceHost {
 
   start(): void {
     this.subscriptions.push(
-      this.bus.respond(this.subject, (payload) => this.onCall(payload)),
+      // Single calls: probes (and callers that do not batch).
+      this.bus.respond(this.subject, async (payload) => (await this.onCall(payload)).result),
+      this.bus.respond(serviceSubjects.instanceBatch(this.definition.name, this.id), (payload) => this.onBatch(payload)),
       this.bus.subscribe(serviceSubjects.instanceSend(this.definition.name, this.id), (payload) => {
         // Nobody waits for a sent call's answer; its failure is in the metrics and, for a handler's, the log.
         this.onCall(payload).catch(() => undefined);
@@ -116,17 +134,38 @@ export class ServiceInstanceHost {
     return this.inFlight;
   }
 
-  private async onCall(payload: unknown): Promise<unknown> {
+  /** A batch's calls, each run and answered as a single call would be; the envelope refused as a whole if malformed. */
+  private onBatch(payload: unknown): Promise<BatchEntry[]> {
+    const parsed = serviceCallBatchSchema.safeParse(payload);
+    if (!parsed.success) throw new AppError('VALIDATION_FAILED', `malformed service call batch: ${describeIssues(parsed.error.issues)}`);
+    const { k, r, b } = parsed.data;
+    return this.batches.run(k, r, b, (call) => this.answer(call));
+  }
+
+  /** One batched call's reply, as the bus would have sent it for a single call; unknown errors are logged, not leaked. */
+  private answer(payload: unknown): Promise<SizedReply> {
+    return this.onCall(payload).then(
+      ({ result, bytes }) => ({ reply: { ok: true, data: result ?? null }, bytes }),
+      (err: unknown) => {
+        if (!isAppError(err)) this.logger.error({ err }, 'service call failed');
+        const failure = isAppError(err) ? err : new AppError('INTERNAL');
+        return { reply: errorReply(failure), bytes: failure.message.length * 3 + 128 };
+      },
+    );
+  }
+
+  /** Runs one call: its result and the estimated size of its answer in bytes. */
+  private async onCall(payload: unknown): Promise<{ result: unknown; bytes: number }> {
     const parsed = serviceCallSchema.safeParse(payload);
     if (!parsed.success) throw new AppError('VALIDATION_FAILED', `malformed service call: ${describeIssues(parsed.error.issues)}`);
     const call = parsed.data as ServiceCall;
-    if (call.m === PROBE_METHOD) return this.probeAnswer;
+    if (call.m === PROBE_METHOD) return { result: this.probeAnswer, bytes: 1024 };
     const started = performance.now();
     try {
       const result = await this.dispatch(call);
-      this.checkReply(call.m, result);
+      const bytes = this.checkReply(call.m, result);
       this.observer?.(call.m, 'OK', (performance.now() - started) / 1000);
-      return result;
+      return { result, bytes };
     } catch (err) {
       this.observer?.(call.m, isAppError(err) ? err.code : 'INTERNAL', (performance.now() - started) / 1000);
       throw err;
@@ -136,11 +175,12 @@ export class ServiceInstanceHost {
   /**
    * Refuses an answer past `maxReplyBytes`, or one that is not JSON, with a code the caller understands. Sent, a too
    * large answer would pass the bus's own message bound and be lost: the caller would wait out the call and then take
-   * this instance for lost. One serialisation; bytes are counted only near the bound.
+   * this instance for lost. One serialisation; bytes are counted only near the bound. Returns the answer's size, exact
+   * or over-estimated, to keep batched answers within the bound too.
    */
-  private checkReply(method: string, value: unknown): void {
-    if (value === null || (typeof value !== 'object' && typeof value !== 'string')) return;
-    const max = this.options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
+  private checkReply(method: string, value: unknown): number {
+    if (value === null || value === undefined || (typeof value !== 'object' && typeof value !== 'string')) return 32;
+    const max = this.maxReplyBytes;
     let text: string | undefined;
     try {
       text = JSON.stringify(value);
@@ -148,8 +188,10 @@ export class ServiceInstanceHost {
       this.logger.error({ err, method }, 'service handler answered something that is not JSON');
       throw new AppError('INTERNAL');
     }
-    if (text === undefined || text.length * 3 <= max || (text.length <= max && Buffer.byteLength(text) <= max)) return;
+    if (text === undefined) return 32;
+    if (text.length * 3 <= max) return text.length * 3;
     const bytes = Buffer.byteLength(text);
+    if (bytes <= max) return bytes;
     this.logger.warn({ method, bytes, max }, 'service handler answered more than services.maxReplyBytes: refused');
     throw new AppError('SERVICE_REPLY_TOO_LARGE', `${this.definition.name}.${method} answered ${bytes} bytes; services.maxReplyBytes is ${max}`);
   }

@@ -8,7 +8,7 @@ import { ServiceCaller } from '../../src/core/service-caller.js';
 import { createServiceDiscovery } from '../../src/core/service-discovery-factory.js';
 import { EtcdServiceDiscovery } from '../../src/core/etcd-service-discovery.js';
 import { BusServiceDiscovery } from '../../src/core/service-bus-discovery.js';
-import type { CallerIdentity } from '../../src/core/service-protocol.js';
+import { type CallerIdentity, serviceSubjects } from '../../src/core/service-protocol.js';
 import { type RunningService, defineService, startService } from '../../src/services/index.js';
 import { type Execution, echoService } from '../helpers/services-fixtures.js';
 import { unitLogger, until } from './helpers/room-harness.js';
@@ -206,6 +206,8 @@ describe('service calls on the in-process bus', () => {
     const mute = w.instances[0]!;
     // Its calls stop being answered while its heartbeats go on: a stuck process.
     (mute.host as unknown as { subscriptions: { unsubscribe(): void }[] }).subscriptions.splice(0).forEach((s) => s.unsubscribe());
+    // Calls travel batched on the instance's batch subject, probes on its own subject: both hang.
+    const stuckCalls = w.bus.respond(serviceSubjects.instanceBatch('echo', mute.host.id), () => new Promise(() => undefined));
     const stuck = w.bus.respond(mute.host.subject, () => new Promise(() => undefined));
     const results: PromiseSettledResult<string>[] = [];
     for (let i = 0; i < 4; i++) results.push(...(await Promise.allSettled([whoami(w, { strategy: 'round-robin', timeoutMs: 100 })])));
@@ -215,6 +217,7 @@ describe('service calls on the in-process bus', () => {
     assert.equal(w.discovery.instances('echo').length, 2, 'still registered');
     for (let i = 0; i < 6; i++) assert.equal(await whoami(w, { strategy: 'round-robin' }), 'echo-1');
     stuck.unsubscribe();
+    stuckCalls.unsubscribe();
     mute.host.start();
     await until(() => w.caller.describe().echo?.answering === 2, 'probe answered', 2000);
   });
