@@ -367,9 +367,9 @@ export class Agent {
       }
       result.pipeTransports += room.links.size;
       for (const link of room.links.values()) if (link.srtpParameters) result.srtpPipeTransports++;
-      result.pipedProducers += room.pipedProducers.size;
-      result.pipedDataProducers += room.pipedDataProducers.size;
-      result.pipeDataConsumers += room.pipeDataConsumers.size;
+      result.pipedProducers += room.linkMedia.arrivedCount;
+      result.pipedDataProducers += room.linkData.arrivedCount;
+      result.pipeDataConsumers += room.linkData.sentCount;
     }
     return result;
   }

@@ -3,6 +3,7 @@ import type { AgentEvent, RouterClosedReason } from '../core/agent-protocol.js';
 import { AppError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { RoomRouter, placePeer } from './room-router.js';
+import { LinkTraffic } from './link-traffic.js';
 import { RouterPipes } from './router-pipes.js';
 import type { WorkerPool, WorkerSlot } from './worker-pool.js';
 
@@ -54,10 +55,10 @@ export class MediaRoom {
   /** Cascade: the PipeTransport to this room's router on each other agent. */
   readonly links = new Map<string, types.PipeTransport>();
   private readonly pendingLinks = new Map<string, Promise<types.PipeTransport>>();
-  /** Local producers sent over a link, by `${remoteAgentId}|${producerId}`. */
-  readonly pipeConsumers = new Map<string, types.Consumer>();
-  /** Producers arriving over a link, under their original id. */
-  readonly pipedProducers = new Map<string, { producer: types.Producer; remoteAgentId: string }>();
+  /** Cascade: producers sent over the links and copies arriving from them. */
+  readonly linkMedia = new LinkTraffic<types.Consumer, types.Producer>();
+  /** Cascade: the same for data producers, over the links' SCTP associations. */
+  readonly linkData = new LinkTraffic<types.DataConsumer, types.DataProducer>();
   /** The room's producers and data producers piped between its routers here. */
   readonly pipes = new RouterPipes();
   /** Every router of the room, the home router first. */
@@ -230,8 +231,16 @@ export class MediaRoom {
   findProducer(producerId: string): { producer: types.Producer; at: RoomRouter } | undefined {
     const own = this.objects.producer.get(producerId);
     if (own) return { producer: own.object as types.Producer, at: own.at };
-    const piped = this.pipedProducers.get(producerId)?.producer;
+    const piped = this.linkMedia.copy(producerId);
     return piped && { producer: piped, at: this.home };
+  }
+
+  /** A data producer peers here may consume, with its router: a peer's own, or one piped in from another agent (home). */
+  findDataProducer(dataProducerId: string): { dataProducer: types.DataProducer; at: RoomRouter } | undefined {
+    const own = this.objects.dataProducer.get(dataProducerId);
+    if (own) return { dataProducer: own.object as types.DataProducer, at: own.at };
+    const piped = this.linkData.copy(dataProducerId);
+    return piped && { dataProducer: piped, at: this.home };
   }
 
   /** The link to `remoteAgentId`, created once (concurrent calls share it). */
@@ -259,28 +268,6 @@ export class MediaRoom {
     return transport;
   }
 
-  trackPipeConsumer(remoteAgentId: string, consumer: types.Consumer): void {
-    const key = `${remoteAgentId}|${consumer.producerId}`;
-    this.pipeConsumers.set(key, consumer);
-    consumer.observer.once('close', () => {
-      if (this.pipeConsumers.get(key) === consumer) this.pipeConsumers.delete(key);
-    });
-  }
-
-  trackPipedProducer(remoteAgentId: string, producer: types.Producer): void {
-    this.pipedProducers.set(producer.id, { producer, remoteAgentId });
-    producer.observer.once('close', () => {
-      if (this.pipedProducers.get(producer.id)?.producer === producer) this.pipedProducers.delete(producer.id);
-    });
-  }
-
-  /** Stops sending `producerId` to `remoteAgentId` and receiving it from there; either may not exist. */
-  unpipe(remoteAgentId: string, producerId: string): void {
-    this.pipeConsumers.get(`${remoteAgentId}|${producerId}`)?.close();
-    const piped = this.pipedProducers.get(producerId);
-    if (piped?.remoteAgentId === remoteAgentId) piped.producer.close();
-  }
-
   closePeer(peerId: string): void {
     for (const transport of [...(this.transportsOfPeer.get(peerId) ?? [])]) transport.close();
   }
@@ -300,46 +287,5 @@ export class MediaRoom {
     this.closed = true;
     for (const at of this.routers) at.router.close();
     this.logger.debug({ room: this.roomId, gateway: this.gatewayId, reason }, 'media room closed');
-  }
-
-  // ── Data cascade: data producers piped over the links' SCTP associations ──
-
-  /** Local data producers sent over a link, by `${remoteAgentId}|${dataProducerId}`. */
-  readonly pipeDataConsumers = new Map<string, types.DataConsumer>();
-  /** Data producers arriving over a link, under their original id. */
-  readonly pipedDataProducers = new Map<string, { dataProducer: types.DataProducer; remoteAgentId: string }>();
-
-  /** A data producer peers here may consume, with its router: a peer's own, or one piped in from another agent (home). */
-  findDataProducer(dataProducerId: string): { dataProducer: types.DataProducer; at: RoomRouter } | undefined {
-    const own = this.objects.dataProducer.get(dataProducerId);
-    if (own) return { dataProducer: own.object as types.DataProducer, at: own.at };
-    const piped = this.pipedDataProducers.get(dataProducerId)?.dataProducer;
-    return piped && { dataProducer: piped, at: this.home };
-  }
-
-  trackPipeDataConsumer(remoteAgentId: string, dataConsumer: types.DataConsumer): void {
-    const key = `${remoteAgentId}|${dataConsumer.dataProducerId}`;
-    this.pipeDataConsumers.set(key, dataConsumer);
-    dataConsumer.observer.once('close', () => {
-      if (this.pipeDataConsumers.get(key) === dataConsumer) this.pipeDataConsumers.delete(key);
-    });
-  }
-
-  trackPipedDataProducer(remoteAgentId: string, dataProducer: types.DataProducer): void {
-    this.pipedDataProducers.set(dataProducer.id, { dataProducer, remoteAgentId });
-    dataProducer.observer.once('close', () => {
-      if (this.pipedDataProducers.get(dataProducer.id)?.dataProducer === dataProducer) this.pipedDataProducers.delete(dataProducer.id);
-    });
-  }
-
-  /**
-   * Stops sending `dataProducerId` to `remoteAgentId` and receiving it from
-   * there; either may not exist. Closing the piped copy closes the data
-   * consumers of it here, which the gateway then hears about.
-   */
-  unpipeData(remoteAgentId: string, dataProducerId: string): void {
-    this.pipeDataConsumers.get(`${remoteAgentId}|${dataProducerId}`)?.close();
-    const piped = this.pipedDataProducers.get(dataProducerId);
-    if (piped?.remoteAgentId === remoteAgentId) piped.dataProducer.close();
   }
 }

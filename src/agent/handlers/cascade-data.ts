@@ -17,14 +17,14 @@ export function cascadeDataHandlers(ctx: HandlerContext): Pick<Handlers, 'pipeCo
       if (!own) throw new AppError('DATAPRODUCER_NOT_FOUND', `dataProducer ${r.dataProducerId} not found`);
       const dataProducer = own.object as types.DataProducer;
       // One stream per data producer and link: a second one would be a second copy on the far side.
-      if (room.pipeDataConsumers.has(`${r.remoteAgentId}|${r.dataProducerId}`)) {
+      if (room.linkData.isSent(r.remoteAgentId, r.dataProducerId)) {
         throw new AppError('DATAPRODUCER_ALREADY_PIPED', `dataProducer ${r.dataProducerId} is already sent to ${r.remoteAgentId}`);
       }
       // Links end on the home router: a data producer of another router is piped there while the link sends it.
       const dataConsumer = await room.pipes.hold('dataProducer', r.dataProducerId, own.at.router, room.router, () =>
         link.consumeData({ dataProducerId: r.dataProducerId }),
       );
-      room.trackPipeDataConsumer(r.remoteAgentId, dataConsumer);
+      room.linkData.trackSent(r.remoteAgentId, r.dataProducerId, dataConsumer);
       // Always set on an SCTP transport such as a link.
       const sctpStreamParameters = dataConsumer.sctpStreamParameters!;
       return {
@@ -48,11 +48,11 @@ export function cascadeDataHandlers(ctx: HandlerContext): Pick<Handlers, 'pipeCo
         protocol: r.protocol,
         appData: r.appData,
       });
-      room.trackPipedDataProducer(r.remoteAgentId, dataProducer);
+      room.linkData.trackArrived(r.remoteAgentId, dataProducer);
       return null;
     },
     unpipeData: (r) => {
-      ctx.openRoom(r)?.unpipeData(r.remoteAgentId, r.dataProducerId);
+      ctx.openRoom(r)?.linkData.unpipe(r.remoteAgentId, r.dataProducerId);
       return null;
     },
   };

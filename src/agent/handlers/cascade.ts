@@ -69,7 +69,7 @@ export function cascadeHandlers(
       const consumer = await room.pipes.hold('producer', r.producerId, own.at.router, room.router, () =>
         link.consume({ producerId: r.producerId }),
       );
-      room.trackPipeConsumer(r.remoteAgentId, consumer);
+      room.linkMedia.trackSent(r.remoteAgentId, r.producerId, consumer);
       return {
         kind: consumer.kind,
         rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown>,
@@ -86,17 +86,17 @@ export function cascadeHandlers(
         paused: r.paused,
         appData: r.appData,
       });
-      room.trackPipedProducer(r.remoteAgentId, producer);
+      room.linkMedia.trackArrived(r.remoteAgentId, producer);
       return null;
     },
     unpipe: (r) => {
-      ctx.openRoom(r)?.unpipe(r.remoteAgentId, r.producerId);
+      ctx.openRoom(r)?.linkMedia.unpipe(r.remoteAgentId, r.producerId);
       return null;
     },
     setPipedProducerPaused: async (r) => {
-      const piped = ctx.room(r).pipedProducers.get(r.producerId);
+      const piped = ctx.room(r).linkMedia.copy(r.producerId);
       if (!piped) throw new AppError('PRODUCER_NOT_FOUND', `piped producer ${r.producerId} not found`);
-      await (r.paused ? piped.producer.pause() : piped.producer.resume());
+      await (r.paused ? piped.pause() : piped.resume());
       return null;
     },
   };
