@@ -147,8 +147,9 @@ if [ "$WITH_TEST_DEPS" = 1 ]; then
   # postgresql, nats-server, redis-server, rabbitmq-server: test/run.ts starts private instances
   # on free ports (RabbitMQ's package also starts a system broker on 5672, which the tests leave alone).
   # ffmpeg: real RTP. chromium: the browser tests. iproute2 and python3: the cascade
-  # tests build network namespaces joined by a user-space delay line.
-  apt_install "the tests" postgresql nats-server redis-server rabbitmq-server ffmpeg chromium iproute2 python3
+  # tests build network namespaces joined by a user-space delay line. gcc: the large-room tests' native RTP
+  # sink (test/helpers/rtp-sink.c, compiled on first use).
+  apt_install "the tests" postgresql nats-server redis-server rabbitmq-server ffmpeg chromium iproute2 python3 gcc
   # etcd-server (etcd 3.4 or newer): test/etcd-discovery.test.ts starts a private one to restart it; its
   # package's system etcd on 2379 (where a service manager runs it) is left alone. etcd-client: etcdctl, for
   # looking at what service discovery wrote.
