@@ -11,6 +11,7 @@
  */
 import { RTCDtlsTransport, RTCPeerConnection, type RTCDataChannel, SessionDescription } from 'werift';
 import type { types as ms } from 'mediasoup';
+import { hostOnlyIce } from './werift-endpoint.js';
 
 export interface RemoteSctpTransportParams {
   id: string;
@@ -37,14 +38,7 @@ export class WeriftDataEndpoint {
   static async create(remote: RemoteSctpTransportParams, hostAddress = '127.0.0.1'): Promise<WeriftDataEndpoint> {
     if (!remote.sctpParameters) throw new Error(`transport ${remote.id} has no SCTP (create it with sctpCapabilities)`);
     const certificate = await RTCDtlsTransport.SetupCertificate();
-    const pc = new RTCPeerConnection({
-      certificates: [certificate],
-      bundlePolicy: 'max-bundle',
-      iceServers: [],
-      iceUseIpv6: false,
-      iceInterfaceAddresses: { udp4: hostAddress },
-      iceAdditionalHostAddresses: [hostAddress],
-    });
+    const pc = new RTCPeerConnection(hostOnlyIce(certificate, hostAddress));
     const fingerprints = certificate.getFingerprints().map((f) => ({ algorithm: f.algorithm as ms.FingerprintAlgorithm, value: f.value }));
     pc.createDataChannel('bootstrap', { negotiated: true, id: BOOTSTRAP_STREAM });
     await pc.setLocalDescription(await pc.createOffer());

@@ -79,15 +79,21 @@ export const weriftRtpCapabilities: ms.RtpCapabilities = {
 export const recvRtpCapabilities: ms.RtpCapabilities = weriftRtpCapabilities;
 export const sendRtpCapabilities: ms.RtpCapabilities = weriftRtpCapabilities;
 
-/** `hostAddress`: the local IPv4 address ICE binds to and offers (loopback unless the agent is elsewhere). */
-function makePeerConnection(certificate: RTCCertificate, hostAddress: string): RTCPeerConnection {
-  return new RTCPeerConnection({
+/** A werift peer's ICE on one IPv4 address (`hostAddress`: loopback unless the agent is elsewhere), bundled, no STUN. */
+export function hostOnlyIce(certificate: RTCCertificate, hostAddress: string): NonNullable<ConstructorParameters<typeof RTCPeerConnection>[0]> {
+  return {
     certificates: [certificate],
     bundlePolicy: 'max-bundle',
     iceServers: [],
     iceUseIpv6: false,
     iceInterfaceAddresses: { udp4: hostAddress },
     iceAdditionalHostAddresses: [hostAddress],
+  };
+}
+
+function makePeerConnection(certificate: RTCCertificate, hostAddress: string): RTCPeerConnection {
+  return new RTCPeerConnection({
+    ...hostOnlyIce(certificate, hostAddress),
     codecs: {
       audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2 })],
       video: [
