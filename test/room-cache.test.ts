@@ -43,6 +43,19 @@ interface Tenant {
   key: string;
 }
 
+/** A room record as a store keeps it, named after its id. */
+const room = (id: string, serviceId = 's1'): RoomRecord => ({
+  id,
+  serviceId,
+  name: id,
+  data: undefined,
+  p2p: false,
+  mediaConfiguration: null,
+  eapolicy: 'ROOM-BEST',
+  gatewayId: null,
+  createdAt: Date.now(),
+});
+
 describe('room cache across Nuve instances (NATS, PostgreSQL)', () => {
   const logger = testLogger();
   const { options: storeOptions, cleanup } = testStoreOptions('postgres');
@@ -167,17 +180,7 @@ describe('room cache across Nuve instances (NATS, PostgreSQL)', () => {
     // before its row exists (here written with a chosen id, as POST /rooms on another Nuve writes it).
     const early = `early${randomBytes(8).toString('hex')}`;
     for (const nuve of [b, c]) assert.equal((await tokenRequest(nuve, tenant, early)).json?.code, 'ROOM_NOT_FOUND');
-    await stores[0]!.createRoom({
-      id: early,
-      serviceId: tenant.id,
-      name: 'early',
-      data: undefined,
-      p2p: false,
-      mediaConfiguration: null,
-      eapolicy: 'ROOM-BEST',
-      gatewayId: null,
-      createdAt: Date.now(),
-    });
+    await stores[0]!.createRoom(room(early, tenant.id));
     assert.equal((await token(b, tenant, early)).roomId, early);
     assert.equal((await token(c, tenant, early)).roomId, early);
   });
@@ -262,17 +265,6 @@ describe('RoomCache on a store (SQLite)', () => {
     reads++;
     return store.getRoom(serviceId, roomId);
   };
-  const room = (id: string, serviceId = 's1'): RoomRecord => ({
-    id,
-    serviceId,
-    name: id,
-    data: undefined,
-    p2p: false,
-    mediaConfiguration: null,
-    eapolicy: 'ROOM-BEST',
-    gatewayId: null,
-    createdAt: Date.now(),
-  });
 
   before(async () => {
     store = await openStore(testStoreOptions('sqlite').options);
