@@ -17,8 +17,10 @@ export interface RoomEventPublisherOptions {
 }
 
 /**
- * Hands this gateway's room events to Nuve's outbox. One batch is in flight at a time, and a
- * batch leaves the queue only once a Nuve answered that it is committed to the outbox, so events
+ * Hands this gateway's room events to Nuve's outbox. Events go at the end of the event-loop turn
+ * they were emitted in, together: a peer leaving its room emits participant_left and room_finished
+ * in one turn, and each request costs Nuve a transaction whatever its size. One batch is in flight
+ * at a time, and a batch leaves the queue only once a Nuve answered that it is committed to the outbox, so events
  * reach it in the order they happened (per room, and across this gateway's rooms). A batch that
  * timed out or found no Nuve is sent again, with the same ids, until one takes it: a Nuve that
  * committed it but whose answer was lost inserts nothing twice (the id is unique in the outbox).
@@ -29,6 +31,8 @@ export class RoomEventPublisher {
   private readonly queue: RoomEvent[] = [];
   private inFlight = 0;
   private retryTimer?: NodeJS.Timeout;
+  /** The send at the end of this turn, once an event is queued. */
+  private flush?: NodeJS.Immediate;
   private failures = 0;
   private closed = false;
   private idle?: () => void;
@@ -63,7 +67,11 @@ export class RoomEventPublisher {
       this.queue.splice(this.inFlight, 1);
       if (this.dropped++ % 1000 === 0) this.logger.error({ dropped: this.dropped }, 'room events dropped: Nuve has not taken them for too long');
     }
-    this.send();
+    // setImmediate, not a microtask: what the other callbacks of this I/O phase emit (peers arriving together) goes too.
+    this.flush ??= setImmediate(() => {
+      this.flush = undefined;
+      this.send();
+    });
   }
 
   private send(): void {
@@ -112,6 +120,8 @@ export class RoomEventPublisher {
     }
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    clearImmediate(this.flush);
+    this.flush = undefined;
     if (this.queue.length > 0) this.logger.warn({ lost: this.queue.length }, 'room events not acknowledged before stopping');
   }
 }

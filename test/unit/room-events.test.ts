@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { MemoryBus } from '../../src/core/bus/memory-bus.js';
 import { createLogger } from '../../src/core/logger.js';
 import type { RoomEventBatch } from '../../src/core/room-events.js';
@@ -15,7 +15,15 @@ const started = (roomId: string) => ({ type: 'room_started' as const, serviceId:
 test('kept until a Nuve answers, resent with the same ids, in order; past maxPending the oldest go', async () => {
   const bus = new MemoryBus(logger, 1000);
   const publisher = new RoomEventPublisher(bus, 'gw', logger, { maxPending: 3, retryMinMs: 5, retryMaxMs: 10 });
-  for (const room of ['r1', 'r2', 'r3', 'r4', 'r5']) publisher.emit(started(room));
+  // A Nuve that takes r1 and fails to answer it: r1 is in flight, from the turn before, while the others come.
+  const failing = bus.respond(subjects.roomEvents, async () => {
+    await sleep(10);
+    throw new Error('lost');
+  });
+  publisher.emit(started('r1'));
+  await nextTurn();
+  failing.unsubscribe();
+  for (const room of ['r2', 'r3', 'r4', 'r5']) publisher.emit(started(room));
   // Nobody answers: no more than maxPending kept, the oldest dropped — but never the batch in flight (r1
   // was being sent when r4 and r5 came: a Nuve may have committed it already).
   await sleep(30);
@@ -64,5 +72,59 @@ test('a stopping gateway waits for the events in flight while Nuve answers, and 
   // Closed: further events are not taken.
   second.emit(started('r3'));
   assert.equal(second.pending, 0);
+  await bus.close();
+});
+
+test('the events of one turn go in one request, in order; later ones wait for the answer, none lost or doubled across a slow or restarted Nuve', async () => {
+  const bus = new MemoryBus(logger, 1000);
+  const publisher = new RoomEventPublisher(bus, 'gw', logger, { requestTimeoutMs: 100, retryMinMs: 5, retryMaxMs: 10 });
+  const batches: string[][] = [];
+  const committed: string[] = [];
+  /** Answers past the request timeout still to give (committed, the answer lost). */
+  let late = 0;
+  const nuve = () =>
+    bus.respond(subjects.roomEvents, async (payload) => {
+      const { events } = payload as RoomEventBatch;
+      batches.push(events.map((e) => e.roomId));
+      // The outbox's unique event id: a batch sent again adds nothing twice.
+      for (const e of events) if (!committed.includes(e.id)) committed.push(e.id);
+      // Slow: what comes meanwhile queues behind this batch (past the request timeout, the answer is lost).
+      await sleep(late-- > 0 ? 150 : 30);
+      return { accepted: events.length };
+    });
+  let sub = nuve();
+  const emitted: string[] = [];
+  const emit = (roomId: string) => {
+    publisher.emit(started(roomId));
+    emitted.push(roomId);
+  };
+  emit('a1');
+  emit('a2');
+  emit('a3');
+  await nextTurn();
+  assert.deepEqual(batches, [['a1', 'a2', 'a3']], 'one request for the turn, in order');
+  // Three more turns while that batch is in flight: they go together once it is answered.
+  for (const room of ['b1', 'b2', 'b3']) {
+    emit(room);
+    await nextTurn();
+  }
+  await sleep(80);
+  assert.deepEqual(batches, [['a1', 'a2', 'a3'], ['b1', 'b2', 'b3']]);
+  assert.equal(publisher.pending, 0);
+
+  // Nuve restarts: gone for a while (the publisher retries), then back, its first answer too late (committed, answer lost).
+  sub.unsubscribe();
+  emit('c1');
+  emit('c2');
+  await sleep(40);
+  emit('c3');
+  late = 1;
+  sub = nuve();
+  for (let waited = 0; publisher.pending > 0 && waited < 2000; waited += 10) await sleep(10);
+  assert.equal(publisher.pending, 0);
+  assert.deepEqual(batches.slice(2), [['c1', 'c2', 'c3'], ['c1', 'c2', 'c3']], 'kept across the restart, resent as one batch, in order');
+  assert.equal(committed.length, emitted.length, 'each event committed exactly once');
+  sub.unsubscribe();
+  await publisher.close(0);
   await bus.close();
 });
