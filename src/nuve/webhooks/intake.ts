@@ -55,26 +55,27 @@ export class WebhookIntake {
 
   /** Appends events (from gateways, or Nuve's own such as room_metadata_changed) to the outbox in order. */
   async record(events: RoomEvent[]): Promise<void> {
-    // Two queries per batch, whatever its rooms: a batch is answered (and the gateway's next sent) only after this.
+    // At most two reads per batch, whatever its rooms: a batch is answered (and the gateway's next sent) only after this.
     const { webhooks } = this.store;
     const endpoints = new Map<string, WebhookEndpoint>();
     for (const e of await webhooks.endpointsOf([...new Set(events.map((e) => e.serviceId))])) endpoints.set(`${e.serviceId}/${e.roomId}`, e);
-    const names = await webhooks.roomNames([...new Set(events.map((e) => e.roomId))]);
-    const entries: OutboxEntry[] = [];
-    for (const event of events) {
-      // The room's own endpoint, else its tenant's.
+    // The room's own endpoint, else its tenant's.
+    const kept = events.filter((event) => {
       const endpoint = endpoints.get(`${event.serviceId}/${event.roomId}`) ?? endpoints.get(`${event.serviceId}/`);
-      if (!endpoint || !accepts(endpoint, event.type)) continue;
-      entries.push({
-        eventId: event.id,
-        serviceId: event.serviceId,
-        roomId: event.roomId,
-        type: event.type,
-        body: JSON.stringify(webhookEvent(event, names.get(`${event.serviceId}/${event.roomId}`))),
-        createdAt: event.at,
-      });
-    }
+      return endpoint !== undefined && accepts(endpoint, event.type);
+    });
+    // Names only for what goes out: a tenant without webhooks costs one query per batch.
+    if (kept.length === 0) return;
+    const names = await webhooks.roomNames([...new Set(kept.map((e) => e.roomId))]);
+    const entries: OutboxEntry[] = kept.map((event) => ({
+      eventId: event.id,
+      serviceId: event.serviceId,
+      roomId: event.roomId,
+      type: event.type,
+      body: JSON.stringify(webhookEvent(event, names.get(`${event.serviceId}/${event.roomId}`))),
+      createdAt: event.at,
+    }));
     await this.store.webhooks.enqueue(entries);
-    if (entries.length > 0) this.queued();
+    this.queued();
   }
 }
