@@ -1,6 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import { type GroupCall, type GroupCallsResult, MAX_CALL_PARTICIPANTS, MAX_GROUP_CALLS } from '../../core/group-calls-protocol.js';
 import type { RoomEvent } from '../../core/room-events.js';
+import { QueryShapes, numberSlot, slot } from '../../core/query-shapes.js';
 import type { NuveTables } from './schema.js';
 
 /** The room events that change who is in a room. */
@@ -14,6 +15,9 @@ const PRESENCE_EVENTS = new Set<RoomEvent['type']>([
 ]);
 
 type ParticipantRow = NuveTables['call_participants'];
+type RoomRow = NuveTables['call_rooms'];
+const PARTICIPANT_COLUMNS: readonly (keyof ParticipantRow)[] = ['service_id', 'room_id', 'participant_id', 'name', 'gateway_id', 'joined_at', 'left_at', 'event_at'];
+const ROOM_COLUMNS: readonly (keyof RoomRow)[] = ['service_id', 'room_id', 'gateway_id', 'started_at'];
 
 interface CallRow {
   group_count: number;
@@ -41,6 +45,9 @@ interface CallRow {
  * and per room first (the last word per key, in the gateway's order).
  */
 export class CallPresenceRepository {
+  /** The batch's statements, compiled once per shape: building them cost more than running them. */
+  private readonly shapes = new QueryShapes();
+
   constructor(private readonly db: Kysely<NuveTables>) {}
 
   async apply(gatewayId: string, events: RoomEvent[]): Promise<void> {
@@ -89,85 +96,99 @@ export class CallPresenceRepository {
     await this.db.transaction().execute(async (tx) => {
       // Starts first, ends last: a room that ended and started again within the batch keeps its new run.
       if (started.size > 0) {
-        await tx
-          .insertInto('call_rooms')
-          .values(inKeyOrder(started))
-          .onConflict((oc) =>
-            oc
-              .columns(['service_id', 'room_id'])
-              .doUpdateSet((eb) => ({ started_at: eb.ref('excluded.started_at'), gateway_id: eb.ref('excluded.gateway_id') }))
-              .where((eb) => eb('call_rooms.started_at', '<', eb.ref('excluded.started_at'))),
-          )
-          .execute();
+        const rows = inKeyOrder(started);
+        await this.shapes.run(tx, `start ${rows.length}`, flat(rows, ROOM_COLUMNS), () =>
+          tx
+            .insertInto('call_rooms')
+            .values(unflat(rows.length, ROOM_COLUMNS))
+            .onConflict((oc) =>
+              oc
+                .columns(['service_id', 'room_id'])
+                .doUpdateSet((eb) => ({ started_at: eb.ref('excluded.started_at'), gateway_id: eb.ref('excluded.gateway_id') }))
+                .where((eb) => eb('call_rooms.started_at', '<', eb.ref('excluded.started_at'))),
+            ),
+        );
         // A new run of the room: whoever this gateway still has there from before is a ghost of a run whose
         // end was never reported (the gateway restarted under the same id before the registry noticed).
-        for (const s of started.values()) await endParticipants(tx, s.service_id, s.room_id, gatewayId, s.started_at, '<');
+        for (const s of started.values()) await endParticipants(this.shapes, tx, s.service_id, s.room_id, gatewayId, s.started_at, '<');
       }
       if (joins.size > 0) {
-        await tx
-          .insertInto('call_participants')
-          .values(inKeyOrder(joins))
-          .onConflict((oc) =>
-            oc
-              .columns(['service_id', 'room_id', 'participant_id'])
-              .doUpdateSet((eb) => ({
-                name: eb.ref('excluded.name'),
-                gateway_id: eb.ref('excluded.gateway_id'),
-                joined_at: eb.ref('excluded.joined_at'),
-                left_at: null,
-                event_at: eb.ref('excluded.event_at'),
-              }))
-              .where((eb) => eb('call_participants.event_at', '<', eb.ref('excluded.event_at'))),
-          )
-          .execute();
+        const rows = inKeyOrder(joins);
+        await this.shapes.run(tx, `join ${rows.length}`, flat(rows, PARTICIPANT_COLUMNS), () =>
+          tx
+            .insertInto('call_participants')
+            .values(unflat(rows.length, PARTICIPANT_COLUMNS))
+            .onConflict((oc) =>
+              oc
+                .columns(['service_id', 'room_id', 'participant_id'])
+                .doUpdateSet((eb) => ({
+                  name: eb.ref('excluded.name'),
+                  gateway_id: eb.ref('excluded.gateway_id'),
+                  joined_at: eb.ref('excluded.joined_at'),
+                  // In the SQL, not a parameter: a shape's parameters are its slots only.
+                  left_at: sql<null>`null`,
+                  event_at: eb.ref('excluded.event_at'),
+                }))
+                .where((eb) => eb('call_participants.event_at', '<', eb.ref('excluded.event_at'))),
+            ),
+        );
         // A room whose room_started this Nuve never saw (its gateway's events before were lost) still has a start.
-        const rooms = new Map([...joins.values()].map((j) => [`${j.service_id}\u0000${j.room_id}`, j]));
-        await tx
-          .insertInto('call_rooms')
-          .values([...rooms.values()].map((j) => ({ service_id: j.service_id, room_id: j.room_id, gateway_id: gatewayId, started_at: j.joined_at })))
-          .onConflict((oc) => oc.columns(['service_id', 'room_id']).doNothing())
-          .execute();
+        const rooms = [
+          ...new Map(
+            rows.map((j) => [`${j.service_id}\u0000${j.room_id}`, { service_id: j.service_id, room_id: j.room_id, gateway_id: gatewayId, started_at: j.joined_at }]),
+          ).values(),
+        ];
+        await this.shapes.run(tx, `join rooms ${rooms.length}`, flat(rooms, ROOM_COLUMNS), () =>
+          tx
+            .insertInto('call_rooms')
+            .values(unflat(rooms.length, ROOM_COLUMNS))
+            .onConflict((oc) => oc.columns(['service_id', 'room_id']).doNothing()),
+        );
       }
       if (leaves.size > 0) {
-        await tx
-          .insertInto('call_participants')
-          .values(inKeyOrder(leaves))
-          .onConflict((oc) =>
-            oc
-              .columns(['service_id', 'room_id', 'participant_id'])
-              .doUpdateSet((eb) => ({ left_at: eb.ref('excluded.left_at'), event_at: eb.ref('excluded.event_at') }))
-              // A peer joins and leaves through one gateway: another's leave is of a copy that is gone already.
-              .where((eb) =>
-                eb.and([
-                  eb('call_participants.event_at', '<=', eb.ref('excluded.event_at')),
-                  eb('call_participants.gateway_id', '=', eb.ref('excluded.gateway_id')),
-                ]),
-              ),
-          )
-          .execute();
+        const rows = inKeyOrder(leaves);
+        await this.shapes.run(tx, `leave ${rows.length}`, flat(rows, PARTICIPANT_COLUMNS), () =>
+          tx
+            .insertInto('call_participants')
+            .values(unflat(rows.length, PARTICIPANT_COLUMNS))
+            .onConflict((oc) =>
+              oc
+                .columns(['service_id', 'room_id', 'participant_id'])
+                .doUpdateSet((eb) => ({ left_at: eb.ref('excluded.left_at'), event_at: eb.ref('excluded.event_at') }))
+                // A peer joins and leaves through one gateway: another's leave is of a copy that is gone already.
+                .where((eb) =>
+                  eb.and([
+                    eb('call_participants.event_at', '<=', eb.ref('excluded.event_at')),
+                    eb('call_participants.gateway_id', '=', eb.ref('excluded.gateway_id')),
+                  ]),
+                ),
+            ),
+        );
       }
       for (const e of renames) {
-        await tx
-          .updateTable('call_participants')
-          .set({ name: e.participant!.name })
-          .where('service_id', '=', e.serviceId)
-          .where('room_id', '=', e.roomId)
-          .where('participant_id', '=', e.participant!.id)
-          .where('left_at', 'is', null)
-          .where('event_at', '<=', e.at)
-          .execute();
+        await this.shapes.run(tx, 'rename', [e.participant!.name, e.serviceId, e.roomId, e.participant!.id, e.at], () =>
+          tx
+            .updateTable('call_participants')
+            .set({ name: slot(0) })
+            .where('service_id', '=', slot(1))
+            .where('room_id', '=', slot(2))
+            .where('participant_id', '=', slot(3))
+            .where('left_at', 'is', null)
+            .where('event_at', '<=', numberSlot(4)),
+        );
       }
       // A room's end is the end of this gateway's copy: another gateway hosting it now (the room moved while
       // this one was cut off) keeps its participants and its start.
       for (const f of finished.values()) {
-        await endParticipants(tx, f.serviceId, f.roomId, gatewayId, f.at, '<=');
-        await tx
-          .deleteFrom('call_rooms')
-          .where('service_id', '=', f.serviceId)
-          .where('room_id', '=', f.roomId)
-          .where('gateway_id', '=', gatewayId)
-          .where('started_at', '<=', f.at)
-          .execute();
+        await endParticipants(this.shapes, tx, f.serviceId, f.roomId, gatewayId, f.at, '<=');
+        await this.shapes.run(tx, 'finish', [f.serviceId, f.roomId, gatewayId, f.at], () =>
+          tx
+            .deleteFrom('call_rooms')
+            .where('service_id', '=', slot(0))
+            .where('room_id', '=', slot(1))
+            .where('gateway_id', '=', slot(2))
+            .where('started_at', '<=', numberSlot(3)),
+        );
       }
     });
   }
@@ -284,14 +305,33 @@ function inKeyOrder<T>(rows: Map<string, T>): T[] {
  * there: before a new run of the room (`<`: a join at the very start belongs to the new run), or at its end
  * (`<=`: a join at the same instant ended with it).
  */
-function endParticipants(tx: Kysely<NuveTables>, serviceId: string, roomId: string, gatewayId: string, at: number, before: '<' | '<='): Promise<unknown> {
-  return tx
-    .updateTable('call_participants')
-    .set({ left_at: at, event_at: at })
-    .where('service_id', '=', serviceId)
-    .where('room_id', '=', roomId)
-    .where('gateway_id', '=', gatewayId)
-    .where('left_at', 'is', null)
-    .where('event_at', before, at)
-    .execute();
+function endParticipants(
+  shapes: QueryShapes,
+  tx: Kysely<NuveTables>,
+  serviceId: string,
+  roomId: string,
+  gatewayId: string,
+  at: number,
+  before: '<' | '<=',
+): Promise<unknown> {
+  return shapes.run(tx, `end ${before}`, [at, serviceId, roomId, gatewayId], () =>
+    tx
+      .updateTable('call_participants')
+      .set({ left_at: numberSlot(0), event_at: numberSlot(0) })
+      .where('service_id', '=', slot(1))
+      .where('room_id', '=', slot(2))
+      .where('gateway_id', '=', slot(3))
+      .where('left_at', 'is', null)
+      .where('event_at', before, numberSlot(0)),
+  );
+}
+
+/** A batch's rows as one list of values, column by column in `columns` order, for a shape of that many rows. */
+function flat<T>(rows: readonly T[], columns: readonly (keyof T)[]): unknown[] {
+  return rows.flatMap((row) => columns.map((c) => row[c]));
+}
+
+/** `count` rows of slots for a shape, numbered as `flat` lists their values. */
+function unflat<T>(count: number, columns: readonly (keyof T)[]): T[] {
+  return Array.from({ length: count }, (_, r) => Object.fromEntries(columns.map((c, j) => [c, slot(r * columns.length + j)])) as T);
 }

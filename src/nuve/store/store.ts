@@ -1,5 +1,6 @@
-import { type CompiledQuery, type Kysely, sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { type Database, type DatabaseOptions, openDatabase, reportingUnavailable } from '../../core/database.js';
+import { reusable, slot } from '../../core/query-shapes.js';
 import type { EaPolicy } from '../../core/subjects.js';
 import { nuveMigrations } from './migrations.js';
 import type { NuveTables } from './schema.js';
@@ -199,23 +200,6 @@ const toTokenRow = (t: TokenRecord): TokenRow => ({
   created_at: t.createdAt,
 });
 
-/** Placeholder values for `reusable`: compiled once, replaced by the real values on each run. */
-const slot = (i: number): string => `\u0000slot${i}`;
-
-/**
- * A query compiled once and run many times with other values: building and
- * compiling costs more than running these point queries. `bind(values)`
- * puts `values[i]` where `slot(i)` was compiled.
- */
-function reusable<R>(compiled: CompiledQuery<R>): (...values: unknown[]) => CompiledQuery<R> {
-  const positions = compiled.parameters.map((p) => {
-    const i = typeof p === 'string' && p.startsWith('\u0000slot') ? Number(p.slice(5)) : Number.NaN;
-    if (Number.isNaN(i)) throw new Error(`reusable query has a non-slot parameter: ${compiled.sql}`);
-    return i;
-  });
-  return (...values) => ({ ...compiled, parameters: positions.map((i) => values[i]) });
-}
-
 class KyselyStore implements Store {
   private readonly tokenQueue: PendingToken[] = [];
   private readonly pendingWrites = new Set<Promise<void>>();
@@ -238,6 +222,8 @@ class KyselyStore implements Store {
     // The hot reads: every token request reads its room; every authenticated request may read its service.
     this.queries = {
       getService: reusable(db.selectFrom('services').selectAll().where('id', '=', slot(0)).compile()),
+      // Once per join.
+      consumeToken: reusable(db.deleteFrom('tokens').where('id', '=', slot(0)).returningAll().compile()),
       getRoom: reusable(
         db.selectFrom('rooms').selectAll().where('id', '=', slot(0)).where('service_id', '=', slot(1)).compile(),
       ),
@@ -425,8 +411,8 @@ class KyselyStore implements Store {
   }
 
   async consumeToken(id: string): Promise<TokenRecord | undefined> {
-    const row = await this.db.deleteFrom('tokens').where('id', '=', id).returningAll().executeTakeFirst();
-    return row && toToken(row);
+    const { rows } = await this.db.executeQuery(this.queries.consumeToken(id));
+    return rows[0] && toToken(rows[0]);
   }
 
   async createSessionToken(t: SessionTokenRecord): Promise<void> {

@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { QueryShapes, slot } from '../../core/query-shapes.js';
 import type { RoomEventType } from '../../core/room-events.js';
 import type { NuveTables } from '../store/schema.js';
 
@@ -64,6 +65,8 @@ export function accepts(endpoint: WebhookEndpoint, type: RoomEventType): boolean
  * Nuve that died runs out and the event is delivered again (at least once; receivers deduplicate by id).
  */
 export class WebhookRepository {
+  private readonly shapes = new QueryShapes();
+
   constructor(
     private readonly db: Kysely<NuveTables>,
     private readonly engine: 'sqlite' | 'postgres',
@@ -112,7 +115,11 @@ export class WebhookRepository {
   /** Every endpoint of these tenants (theirs and their rooms'): one query for a whole batch of events. */
   async endpointsOf(serviceIds: string[]): Promise<WebhookEndpoint[]> {
     if (serviceIds.length === 0) return [];
-    return (await this.db.selectFrom('webhooks').selectAll().where('service_id', 'in', serviceIds).execute()).map(toEndpoint);
+    // Every batch of room events asks: compiled once per number of tenants.
+    const { rows } = await this.shapes.run(this.db, `endpoints ${serviceIds.length}`, serviceIds, () =>
+      this.db.selectFrom('webhooks').selectAll().where('service_id', 'in', serviceIds.map((_, i) => slot(i))),
+    );
+    return rows.map(toEndpoint);
   }
 
   /** The names of these rooms (those that still exist), by `serviceId/roomId`: a room's name only under its own tenant. */
