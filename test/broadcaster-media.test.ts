@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { createSocket } from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { types } from 'mediasoup';
 import { gatewayCall, startBroadcast, startEgress } from './helpers/broadcaster.js';
-import { audioRtpParameters } from './helpers/ffmpeg.js';
+import { AUDIO_PT, AUDIO_SSRC, audioRtpParameters } from './helpers/ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
+import { ProtooClient } from './helpers/protoo-client.js';
 
 let platform: EmbeddedPlatform;
 let http: string;
@@ -68,4 +71,55 @@ test('broadcaster API refuses bad input, wrong secrets and viewer tokens', async
   );
   await call('DELETE', `/broadcasters/${bc.id}`, undefined, bc.secret);
   await assert.rejects(call('DELETE', `/broadcasters/${bc.id}`, undefined, bc.secret), (e: any) => e.status === 404);
+});
+
+test('a room gets its audio level observer with its first audio producer, and its loudest producer is the room’s speaker', { timeout: 30_000 }, async () => {
+  const roomId = await platform.createRoom('speaker');
+  const observers: types.RtpObserver[] = [];
+  const watch = (router: types.Router) => router.observer.on('newrtpobserver', (o) => observers.push(o));
+  for (const slot of platform.agent!.pool.all()) slot.worker.observer.on('newrouter', watch);
+  const listener = await ProtooClient.connect(platform.gatewayUrl, await platform.token(roomId, 'listener'));
+  const caps = await listener.request('getRouterRtpCapabilities');
+  await listener.request('join', { displayName: 'listener', rtpCapabilities: caps });
+  const bc = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'speaker'), displayName: 'speaker' });
+  const t = await call('POST', `/broadcasters/${bc.id}/transports`, { comedia: true, rtcpMux: true }, bc.secret);
+  // Opening the room and joining it created no observer: the join path waits for one worker request less.
+  assert.equal(observers.length, 0);
+  const AUDIO_LEVEL_ID = 1;
+  await call(
+    'POST',
+    `/broadcasters/${bc.id}/transports/${t.id}/producers`,
+    { kind: 'audio', rtpParameters: { ...audioRtpParameters, headerExtensions: [{ uri: 'urn:ietf:params:rtp-hdrext:ssrc-audio-level', id: AUDIO_LEVEL_ID }] } },
+    bc.secret,
+  );
+  assert.equal(observers.length, 1);
+  // Loud Opus-sized RTP with the audio level extension (RFC 6464: voice, -10 dBov).
+  const socket = createSocket('udp4');
+  let seq = 0;
+  const timer = setInterval(() => {
+    const packet = Buffer.alloc(12 + 8 + 40, 0xab);
+    packet[0] = 0x90;
+    packet[1] = AUDIO_PT;
+    packet.writeUInt16BE(seq & 0xffff, 2);
+    packet.writeUInt32BE((seq * 960) >>> 0, 4);
+    packet.writeUInt32BE(AUDIO_SSRC, 8);
+    packet.writeUInt16BE(0xbede, 12);
+    packet.writeUInt16BE(1, 14);
+    packet[16] = (AUDIO_LEVEL_ID << 4) | 0;
+    packet[17] = 0x80 | 10;
+    packet.fill(0, 18, 20);
+    seq++;
+    socket.send(packet, t.port, t.ip);
+  }, 20);
+  try {
+    const speaker = await listener.waitNotification('activeSpeaker', 10_000);
+    assert.equal(speaker.peerId, bc.id);
+    assert.ok(speaker.volume > -30, `volume ${speaker.volume}`);
+  } finally {
+    clearInterval(timer);
+    socket.close();
+    for (const slot of platform.agent!.pool.all()) slot.worker.observer.off('newrouter', watch);
+    listener.close();
+    await call('DELETE', `/broadcasters/${bc.id}`, undefined, bc.secret).catch(() => undefined);
+  }
 });

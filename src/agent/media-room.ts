@@ -156,14 +156,20 @@ export class MediaRoom {
     // Gone under the room (its worker died, or anything but close() closed it): the room's gateway must move its peers.
     at.router.on('workerclose', () => this.close('worker-died'));
     at.router.observer.once('close', () => this.close('router-closed'));
-    at.audioLevelObserver.on('volumes', ([loudest]) => {
-      if (!loudest) return;
-      this.loudest.set(at, { producerId: loudest.producer.id, volume: loudest.volume });
-      this.emitSpeaker();
-    });
-    at.audioLevelObserver.on('silence', () => {
-      this.loudest.delete(at);
-      this.emitSpeaker();
+  }
+
+  /** The audio level observer of the router `at`, for an audio producer there; its reports make the room's speaker. */
+  audioLevels(at: RoomRouter): Promise<types.AudioLevelObserver> {
+    return at.audioLevels((observer) => {
+      observer.on('volumes', ([loudest]) => {
+        if (!loudest) return;
+        this.loudest.set(at, { producerId: loudest.producer.id, volume: loudest.volume });
+        this.emitSpeaker();
+      });
+      observer.on('silence', () => {
+        this.loudest.delete(at);
+        this.emitSpeaker();
+      });
     });
   }
 

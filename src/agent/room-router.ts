@@ -9,22 +9,35 @@ import type { WorkerSlot } from './worker-pool.js';
 export class RoomRouter {
   /** Live consumers of peers placed here: what placement fills up (the worker's load is `slot.consumers`). */
   consumers = 0;
+  private levels?: Promise<types.AudioLevelObserver>;
 
   private constructor(
     readonly slot: WorkerSlot,
     readonly router: types.Router,
-    readonly audioLevelObserver: types.AudioLevelObserver,
   ) {}
 
   static async create(slot: WorkerSlot, appData: { roomId: string; gatewayId: string }): Promise<RoomRouter> {
-    const router = await slot.worker.createRouter({ mediaCodecs, appData });
-    try {
-      const observer = await router.createAudioLevelObserver({ maxEntries: 1, threshold: -80, interval: 800 });
-      return new RoomRouter(slot, router, observer);
-    } catch (err) {
-      router.close();
-      throw err;
-    }
+    return new RoomRouter(slot, await slot.worker.createRouter({ mediaCodecs, appData }));
+  }
+
+  /**
+   * The router's audio level observer, created with its first audio producer, not with the router: a
+   * room's opening is on its first join's path (one worker round trip less to wait for), and a room
+   * where nobody publishes audio never needs one. `watch` is told of it once, when it is created; a
+   * failed creation is tried again by the next audio producer.
+   */
+  audioLevels(watch: (observer: types.AudioLevelObserver) => void): Promise<types.AudioLevelObserver> {
+    this.levels ??= this.router.createAudioLevelObserver({ maxEntries: 1, threshold: -80, interval: 800 }).then(
+      (observer) => {
+        watch(observer);
+        return observer;
+      },
+      (err: unknown) => {
+        this.levels = undefined;
+        throw err;
+      },
+    );
+    return this.levels;
   }
 }
 

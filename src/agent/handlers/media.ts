@@ -39,7 +39,10 @@ export function mediaHandlers(
         room.emit({ type: 'producerClosed', roomId: r.roomId, peerId: r.peerId, producerId: producer.id }),
       );
       if (producer.kind === 'audio') {
-        await at.audioLevelObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
+        await room
+          .audioLevels(at)
+          .then((levels) => levels.addProducer({ producerId: producer.id }))
+          .catch(() => undefined);
       }
       return { id: producer.id };
     },
