@@ -11,15 +11,21 @@ export interface RoomEventPublisherOptions {
   /** Events kept while Nuve does not acknowledge them; past it the oldest are dropped (and logged). */
   maxPending?: number;
   requestTimeoutMs?: number;
+  /**
+   * Events emitted this long after the first one not sent yet go with it, in one request (0: those of
+   * the same event-loop turn). A join's events (room_started at connection, participant_joined a few
+   * milliseconds later, participant_left and room_finished when a short visit ends) then cost Nuve one
+   * transaction instead of three; webhooks and presence learn of them this much later.
+   */
+  batchWindowMs?: number;
   /** Retry delays double from the first to the last. */
   retryMinMs?: number;
   retryMaxMs?: number;
 }
 
 /**
- * Hands this gateway's room events to Nuve's outbox. Events go at the end of the event-loop turn
- * they were emitted in, together: a peer leaving its room emits participant_left and room_finished
- * in one turn, and each request costs Nuve a transaction whatever its size. One batch is in flight
+ * Hands this gateway's room events to Nuve's outbox. Events go together, `batchWindowMs` after the
+ * first of them: each request costs Nuve a transaction whatever its size. One batch is in flight
  * at a time, and a batch leaves the queue only once a Nuve answered that it is committed to the outbox, so events
  * reach it in the order they happened (per room, and across this gateway's rooms). A batch that
  * timed out or found no Nuve is sent again, with the same ids, until one takes it: a Nuve that
@@ -31,13 +37,14 @@ export class RoomEventPublisher {
   private readonly queue: RoomEvent[] = [];
   private inFlight = 0;
   private retryTimer?: NodeJS.Timeout;
-  /** The send at the end of this turn, once an event is queued. */
-  private flush?: NodeJS.Immediate;
+  /** Cancels the send at the end of the batch window, once an event is queued. */
+  private flush?: () => void;
   private failures = 0;
   private closed = false;
   private idle?: () => void;
   dropped = 0;
   private readonly maxPending: number;
+  private readonly batchWindowMs: number;
   private readonly requestTimeoutMs: number;
   private readonly retryMinMs: number;
   private readonly retryMaxMs: number;
@@ -49,9 +56,15 @@ export class RoomEventPublisher {
     options: RoomEventPublisherOptions = {},
   ) {
     this.maxPending = options.maxPending ?? 100_000;
+    this.batchWindowMs = options.batchWindowMs ?? 10;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 3000;
     this.retryMinMs = options.retryMinMs ?? 250;
     this.retryMaxMs = options.retryMaxMs ?? 5000;
+  }
+
+  private cancelFlush(): void {
+    this.flush?.();
+    this.flush = undefined;
   }
 
   /** Events not yet acknowledged by a Nuve. */
@@ -67,11 +80,19 @@ export class RoomEventPublisher {
       this.queue.splice(this.inFlight, 1);
       if (this.dropped++ % 1000 === 0) this.logger.error({ dropped: this.dropped }, 'room events dropped: Nuve has not taken them for too long');
     }
-    // setImmediate, not a microtask: what the other callbacks of this I/O phase emit (peers arriving together) goes too.
-    this.flush ??= setImmediate(() => {
+    if (this.flush) return;
+    const send = () => {
       this.flush = undefined;
       this.send();
-    });
+    };
+    if (this.batchWindowMs > 0) {
+      const timer = setTimeout(send, this.batchWindowMs);
+      this.flush = () => clearTimeout(timer);
+    } else {
+      // setImmediate, not a microtask: what the other callbacks of this I/O phase emit (peers arriving together) goes too.
+      const immediate = setImmediate(send);
+      this.flush = () => clearImmediate(immediate);
+    }
   }
 
   private send(): void {
@@ -109,6 +130,11 @@ export class RoomEventPublisher {
    */
   async close(graceMs = 2000): Promise<void> {
     this.closed = true;
+    // What waits for its batch window goes now.
+    if (this.flush) {
+      this.cancelFlush();
+      this.send();
+    }
     if (this.queue.length > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -120,8 +146,7 @@ export class RoomEventPublisher {
     }
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
-    clearImmediate(this.flush);
-    this.flush = undefined;
+    this.cancelFlush();
     if (this.queue.length > 0) this.logger.warn({ lost: this.queue.length }, 'room events not acknowledged before stopping');
   }
 }

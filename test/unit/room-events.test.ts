@@ -14,7 +14,8 @@ const started = (roomId: string) => ({ type: 'room_started' as const, serviceId:
 
 test('kept until a Nuve answers, resent with the same ids, in order; past maxPending the oldest go', async () => {
   const bus = new MemoryBus(logger, 1000);
-  const publisher = new RoomEventPublisher(bus, 'gw', logger, { maxPending: 3, retryMinMs: 5, retryMaxMs: 10 });
+  // Each turn's events go at its end (no batch window), so r1 is in flight from the next turn on.
+  const publisher = new RoomEventPublisher(bus, 'gw', logger, { maxPending: 3, retryMinMs: 5, retryMaxMs: 10, batchWindowMs: 0 });
   // A Nuve that takes r1 and fails to answer it: r1 is in flight, from the turn before, while the others come.
   const failing = bus.respond(subjects.roomEvents, async () => {
     await sleep(10);
@@ -75,9 +76,9 @@ test('a stopping gateway waits for the events in flight while Nuve answers, and 
   await bus.close();
 });
 
-test('the events of one turn go in one request, in order; later ones wait for the answer, none lost or doubled across a slow or restarted Nuve', async () => {
+test('the events of one batch window go in one request, in order; later ones wait for the answer, none lost or doubled across a slow or restarted Nuve', async () => {
   const bus = new MemoryBus(logger, 1000);
-  const publisher = new RoomEventPublisher(bus, 'gw', logger, { requestTimeoutMs: 100, retryMinMs: 5, retryMaxMs: 10 });
+  const publisher = new RoomEventPublisher(bus, 'gw', logger, { requestTimeoutMs: 100, retryMinMs: 5, retryMaxMs: 10, batchWindowMs: 50 });
   const batches: string[][] = [];
   const committed: string[] = [];
   /** Answers past the request timeout still to give (committed, the answer lost). */
@@ -98,31 +99,39 @@ test('the events of one turn go in one request, in order; later ones wait for th
     publisher.emit(started(roomId));
     emitted.push(roomId);
   };
+  // A join's events, turns apart (room_started at connection, participant_joined, then a leave and the room's end in one turn).
   emit('a1');
-  emit('a2');
-  emit('a3');
   await nextTurn();
-  assert.deepEqual(batches, [['a1', 'a2', 'a3']], 'one request for the turn, in order');
-  // Three more turns while that batch is in flight: they go together once it is answered.
-  for (const room of ['b1', 'b2', 'b3']) {
-    emit(room);
-    await nextTurn();
-  }
-  await sleep(80);
-  assert.deepEqual(batches, [['a1', 'a2', 'a3'], ['b1', 'b2', 'b3']]);
+  emit('a2');
+  await sleep(5);
+  emit('a3');
+  emit('a4');
+  await sleep(5);
+  assert.deepEqual(batches, [], 'nothing sent before the window ends');
+  await sleep(60);
+  assert.deepEqual(batches, [['a1', 'a2', 'a3', 'a4']], 'one request for the window, in order');
+  await sleep(40);
+  // Events while a batch is in flight wait for its answer, then go together (whatever their window).
+  emit('b1');
+  await sleep(60);
+  emit('b2');
+  await nextTurn();
+  emit('b3');
+  await sleep(100);
+  assert.deepEqual(batches.slice(1), [['b1'], ['b2', 'b3']]);
   assert.equal(publisher.pending, 0);
 
   // Nuve restarts: gone for a while (the publisher retries), then back, its first answer too late (committed, answer lost).
   sub.unsubscribe();
   emit('c1');
   emit('c2');
-  await sleep(40);
+  await sleep(80);
   emit('c3');
   late = 1;
   sub = nuve();
   for (let waited = 0; publisher.pending > 0 && waited < 2000; waited += 10) await sleep(10);
   assert.equal(publisher.pending, 0);
-  assert.deepEqual(batches.slice(2), [['c1', 'c2', 'c3'], ['c1', 'c2', 'c3']], 'kept across the restart, resent as one batch, in order');
+  assert.deepEqual(batches.slice(3), [['c1', 'c2', 'c3'], ['c1', 'c2', 'c3']], 'kept across the restart, resent as one batch, in order');
   assert.equal(committed.length, emitted.length, 'each event committed exactly once');
   sub.unsubscribe();
   await publisher.close(0);
