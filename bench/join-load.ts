@@ -1,3 +1,5 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { ProtooClient } from '../test/helpers/protoo-client.js';
 
 /** A token and the gateway URL it names, for user `i`. */
@@ -68,4 +70,25 @@ export function printJoins(label: string, r: JoinResults): void {
   console.log(
     `${label}: ${r.loaded.n} joins, ${r.loaded.concurrency} in flight: ${r.loaded.joinsPerSec.toFixed(0)} joins/s, p50 ${f(r.loaded.p50)} ms, p99 ${f(r.loaded.p99)} ms`,
   );
+}
+
+/** bench/protoo-baseline (the mediasoup-demo-style server) as its own OS process; its token is `room:peer`. */
+export async function startProtooBaseline(): Promise<{ pid: number; url: string; stop(): Promise<void> }> {
+  const proc: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'bench/protoo-baseline.ts', String(30000 + Math.floor(Math.random() * 10000))], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  while (!/listening (\d+)/.test(out)) {
+    if (proc.exitCode !== null) throw new Error(`protoo baseline exited: ${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    pid: proc.pid!,
+    url: `ws://127.0.0.1:${/listening (\d+)/.exec(out)![1]}`,
+    async stop() {
+      proc.kill('SIGTERM');
+      await once(proc, 'exit');
+    },
+  };
 }

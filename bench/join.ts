@@ -15,10 +15,8 @@
  *
  *   node --import tsx bench/join.ts [joins=300] [concurrency=20] [rounds=3]
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { EmbeddedProcess } from './embedded-process.js';
-import { type JoinResults, type TokenSource, measureJoins, printJoins } from './join-load.js';
+import { type JoinResults, type TokenSource, measureJoins, printJoins, startProtooBaseline } from './join-load.js';
 import { treeCpuMs } from './services-moleculer.js';
 
 const total = Number(process.argv[2] ?? 300);
@@ -60,26 +58,14 @@ async function platform(): Promise<Contender> {
 }
 
 async function baseline(): Promise<Contender> {
-  const proc: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'bench/protoo-baseline.ts', String(30000 + Math.floor(Math.random() * 10000))], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  while (!/listening (\d+)/.test(out)) {
-    if (proc.exitCode !== null) throw new Error(`protoo baseline exited: ${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const url = `ws://127.0.0.1:${/listening (\d+)/.exec(out)![1]}`;
+  const server = await startProtooBaseline();
   return {
     label: 'protoo baseline',
-    pid: proc.pid!,
+    pid: server.pid,
     async prepare(round) {
-      return async (i) => ({ token: `bench-${i % ROOMS}:user-${round}-${i}`, gatewayUrl: url });
+      return async (i) => ({ token: `bench-${i % ROOMS}:user-${round}-${i}`, gatewayUrl: server.url });
     },
-    async stop() {
-      proc.kill('SIGTERM');
-      await once(proc, 'exit');
-    },
+    stop: () => server.stop(),
   };
 }
 

@@ -1,0 +1,127 @@
+/**
+ * Where a join's time and CPU go, one join at a time: the embedded platform
+ * and bench/protoo-baseline side by side (each its own OS process, in
+ * alternating rounds), the client timing each step of a mediasoup-demo join
+ * (connect, getRouterRtpCapabilities, createWebRtcTransport ×2, join; then it
+ * leaves, so every join opens and closes its room), and the server's CPU per
+ * join split by thread: the Node main thread, its other threads (V8's GC and
+ * compiler helpers, libuv) and the mediasoup worker. Tokens are issued
+ * before each round, outside the measurement.
+ *
+ *   node --import tsx bench/join-steps.ts [joins=300] [rounds=2]
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { ProtooClient } from '../test/helpers/protoo-client.js';
+import { EmbeddedProcess } from './embedded-process.js';
+import { startProtooBaseline } from './join-load.js';
+
+const joins = Number(process.argv[2] ?? 300);
+const rounds = Number(process.argv[3] ?? 2);
+const ROOMS = 10;
+const STEPS = ['connect', 'caps', 'transport', 'transport', 'join'] as const;
+
+/** CPU ms so far of the process `pid`: its main thread, its other threads, and its children (the mediasoup worker). */
+function cpuOf(pid: number): { main: number; threads: number; worker: number } {
+  const ms = (stat: string) => {
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10; // USER_HZ 100
+  };
+  let main = 0;
+  let threads = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    const t = ms(readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8'));
+    if (Number(task) === pid) main = t;
+    else threads += t;
+  }
+  let worker = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) worker += ms(stat);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return { main, threads, worker };
+}
+
+interface Server {
+  label: string;
+  pid: number;
+  tokens(round: number): Promise<{ url: string; token(i: number): string }>;
+  stop(): Promise<void>;
+}
+
+async function platform(): Promise<Server> {
+  const embedded = new EmbeddedProcess();
+  await embedded.start({ MSS_AGENT__WEB_RTC_BASE_PORT: String(20000 + Math.floor(Math.random() * 10000)) });
+  const rooms = await Promise.all(Array.from({ length: ROOMS }, (_, i) => embedded.createRoom(`steps-${i}`)));
+  return {
+    label: 'platform',
+    pid: embedded.proc.pid!,
+    async tokens(round) {
+      const tokens: string[] = [];
+      for (let i = 0; i < joins; i += 50) {
+        const batch = Array.from({ length: Math.min(50, joins - i) }, (_, j) => embedded.token(rooms[(i + j) % ROOMS]!, `user-${round}-${i + j}`));
+        tokens.push(...(await Promise.all(batch)));
+      }
+      return { url: embedded.gatewayUrl, token: (i) => tokens[i]! };
+    },
+    stop: () => embedded.stop(),
+  };
+}
+
+async function baseline(): Promise<Server> {
+  const server = await startProtooBaseline();
+  return {
+    label: 'protoo baseline',
+    pid: server.pid,
+    tokens: async (round) => ({ url: server.url, token: (i) => `steps-${i % ROOMS}:user-${round}-${i}` }),
+    stop: () => server.stop(),
+  };
+}
+
+const servers = [await platform(), await baseline()];
+const results = new Map(servers.map((s) => [s.label, { steps: STEPS.map(() => [] as number[]), totals: [] as number[], main: 0, threads: 0, worker: 0 }]));
+for (let round = 0; round < rounds; round++) {
+  for (const server of round % 2 === 0 ? servers : [...servers].reverse()) {
+    const { url, token } = await server.tokens(round);
+    const r = results.get(server.label)!;
+    const before = cpuOf(server.pid);
+    for (let i = 0; i < joins; i++) {
+      const t = [performance.now()];
+      const client = await ProtooClient.connect(url, token(i), '', {}, ['protoo']);
+      t.push(performance.now());
+      const rtpCapabilities = await client.request('getRouterRtpCapabilities');
+      t.push(performance.now());
+      await client.request('createWebRtcTransport', { producing: true });
+      t.push(performance.now());
+      await client.request('createWebRtcTransport', { consuming: true });
+      t.push(performance.now());
+      await client.request('join', { displayName: `user-${i}`, rtpCapabilities });
+      t.push(performance.now());
+      client.close();
+      await client.closed;
+      STEPS.forEach((_, s) => r.steps[s]!.push(t[s + 1]! - t[s]!));
+      r.totals.push(t[STEPS.length]! - t[0]!);
+    }
+    // The last leave's teardown belongs to the round.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const after = cpuOf(server.pid);
+    r.main += after.main - before.main;
+    r.threads += after.threads - before.threads;
+    r.worker += after.worker - before.worker;
+  }
+}
+for (const server of servers) await server.stop();
+
+const p50 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const f = (n: number) => n.toFixed(2);
+const n = joins * rounds;
+console.log(`${n} joins one at a time per server over ${rounds} rounds; p50 ms per step; CPU ms per join; load avg ${(await import('node:os')).loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+for (const [label, r] of results) {
+  console.log(
+    `${label.padEnd(16)} ${STEPS.map((s, i) => `${s} ${f(p50(r.steps[i]!))}`).join(' · ')} · total ${f(p50(r.totals))} | CPU main thread ${f(r.main / n)}, other threads ${f(r.threads / n)}, worker ${f(r.worker / n)}, all ${f((r.main + r.threads + r.worker) / n)}`,
+  );
+}
