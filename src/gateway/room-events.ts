@@ -25,12 +25,12 @@ export interface RoomEventPublisherOptions {
 
 /**
  * Hands this gateway's room events to Nuve's outbox. Events go together, `batchWindowMs` after the
- * first of them: each request costs Nuve a transaction whatever its size. One batch is in flight
- * at a time, and a batch leaves the queue only once a Nuve answered that it is committed to the outbox, so events
- * reach it in the order they happened (per room, and across this gateway's rooms). A batch that
- * timed out or found no Nuve is sent again, with the same ids, until one takes it: a Nuve that
- * committed it but whose answer was lost inserts nothing twice (the id is unique in the outbox).
- * Guarantee: every event this process emitted reaches the outbox exactly once, unless this
+ * first of them: each request costs Nuve a transaction whatever its size. One batch is in flight at
+ * a time, and a batch leaves the queue only once a Nuve answered that it is committed to the
+ * outbox, so events reach it in the order they happened (per room, and across this gateway's
+ * rooms). A batch that timed out or found no Nuve is sent again, with the same ids, until one
+ * takes it: a Nuve that committed it but whose answer was lost inserts nothing twice (the id is
+ * unique in the outbox). Guarantee: every event this process emitted reaches the outbox exactly once, unless this
  * process dies first or more than `maxPending` wait at once.
  */
 export class RoomEventPublisher {
