@@ -191,6 +191,22 @@ export interface LoadResult {
   p99Ms: number;
   /** CPU time of this process and all its descendants (gateway, services, NATS server) per call. */
   cpuUsPerCall: number;
+  /** The same without this process (the load generator, and for s2s the caller): the servers' own CPU per call. */
+  serverCpuUsPerCall: number;
+}
+
+/**
+ * Sends a load-generating client's frame: the frames its calls send in one tick (answers arrive in bursts, and each
+ * frees a call that sends the next) leave in one socket write, as a busy real client's would. One write per frame made
+ * the load generator the costliest process on the machine, taking CPU from both servers alike. Same for both peers.
+ */
+export function sendCoalesced(ws: WebSocket, text: string): void {
+  const socket = (ws as unknown as { _socket?: { cork(): void; uncork(): void; corked?: number } })._socket;
+  if (socket && !socket.corked) {
+    socket.cork();
+    process.nextTick(() => socket.uncork());
+  }
+  ws.send(text);
 }
 
 /**
@@ -227,6 +243,7 @@ export async function drive(options: LoadOptions, call: (worker: number) => Prom
   let next = 0;
   let errors = 0;
   const cpu0 = treeCpuMs();
+  const own0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: Math.min(options.concurrency, options.calls) }, async (_, worker) => {
@@ -239,9 +256,11 @@ export async function drive(options: LoadOptions, call: (worker: number) => Prom
   );
   const seconds = (performance.now() - t0) / 1000;
   const cpuUsPerCall = ((treeCpuMs() - cpu0) * 1000) / options.calls;
+  const own = process.cpuUsage(own0);
+  const serverCpuUsPerCall = Math.max(0, cpuUsPerCall - (own.user + own.system) / options.calls);
   latencies.sort();
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))]!;
-  return { calls: options.calls, errors, seconds, callsPerSec: options.calls / seconds, p50Ms: pct(50), p99Ms: pct(99), cpuUsPerCall };
+  return { calls: options.calls, errors, seconds, callsPerSec: options.calls / seconds, p50Ms: pct(50), p99Ms: pct(99), cpuUsPerCall, serverCpuUsPerCall };
 }
 
 /** Client → gateway → service: `connections` WebSockets, the calls in flight spread over them. */
@@ -267,7 +286,7 @@ export async function runMoleculerC2s(peer: MoleculerPeer, options: LoadOptions 
       const callId = ++id;
       return new Promise<boolean>((resolve) => {
         pending.set(callId, resolve);
-        ws.send(JSON.stringify({ id: callId, action: 'bench.empty', params: {} }));
+        sendCoalesced(ws, JSON.stringify({ id: callId, action: 'bench.empty', params: {} }));
       });
     };
     await drive({ calls: Math.min(2000, options.calls), concurrency: options.concurrency }, call);
@@ -288,7 +307,7 @@ export async function runMoleculerS2s(peer: MoleculerPeer, options: LoadOptions)
 }
 
 export function formatResult(label: string, r: LoadResult): string {
-  return `${label}: ${Math.round(r.callsPerSec)} calls/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, CPU ${Math.round(r.cpuUsPerCall)} µs/call (${r.calls} calls, ${r.errors} errors, ${r.seconds.toFixed(1)} s)`;
+  return `${label}: ${Math.round(r.callsPerSec)} calls/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, CPU ${Math.round(r.cpuUsPerCall)} µs/call (servers ${Math.round(r.serverCpuUsPerCall)}) (${r.calls} calls, ${r.errors} errors, ${r.seconds.toFixed(1)} s)`;
 }
 
 async function main(): Promise<void> {

@@ -27,7 +27,16 @@ import { NuveClient } from '../src/server/index.js';
 import { defineService, startService } from '../src/services/index.js';
 import { startNats } from '../test/helpers/services.js';
 import { EmbeddedProcess } from './embedded-process.js';
-import { type LoadOptions, type LoadResult, drive, formatResult, runMoleculerC2s, runMoleculerS2s, startMoleculerPeer } from './services-moleculer.js';
+import {
+  type LoadOptions,
+  type LoadResult,
+  drive,
+  formatResult,
+  runMoleculerC2s,
+  runMoleculerS2s,
+  sendCoalesced,
+  startMoleculerPeer,
+} from './services-moleculer.js';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 
@@ -116,7 +125,7 @@ async function main(): Promise<void> {
         const requestId = ++id;
         return new Promise<boolean>((resolve) => {
           pending.set(requestId, resolve);
-          ws.send(JSON.stringify({ request: true, id: requestId, method: 'call', data: { service: 'bench', method: 'empty', args: {} } }));
+          sendCoalesced(ws, JSON.stringify({ request: true, id: requestId, method: 'call', data: { service: 'bench', method: 'empty', args: {} } }));
         });
       });
     } finally {
@@ -141,14 +150,22 @@ async function main(): Promise<void> {
     results.oursS2s!.push(await oursS2s());
     results.peerS2s!.push(await runMoleculerS2s(peer, { calls, concurrency }));
   }
-  const best = (list: LoadResult[]) => list.reduce((a, b) => (b.callsPerSec > a.callsPerSec ? b : a));
-  console.log(`${calls} empty calls per run, ${concurrency} in flight, c2s over ${connections} WebSockets; best of ${args.rounds} alternating rounds`);
+  console.log(`${calls} empty calls per run, ${concurrency} in flight, c2s over ${connections} WebSockets; ${args.rounds} alternating rounds`);
+  const median = (values: number[]) => values.sort((x, y) => x - y)[Math.floor((values.length - 1) / 2)]!;
   for (const kind of ['C2s', 'S2s'] as const) {
-    const ours = best(results[`ours${kind}`]!);
-    const theirs = best(results[`peer${kind}`]!);
-    console.log(formatResult(`${kind.toLowerCase()} mediasoup-signal`, ours));
-    console.log(formatResult(`${kind.toLowerCase()} Moleculer 0.14  `, theirs));
-    console.log(`${kind.toLowerCase()} ratio: ${(ours.callsPerSec / theirs.callsPerSec).toFixed(2)}× the calls/s, p99 ${(ours.p99Ms / theirs.p99Ms).toFixed(2)}×, ${(theirs.cpuUsPerCall / ours.cpuUsPerCall).toFixed(2)}× less CPU per call`);
+    const ours = results[`ours${kind}`]!;
+    const theirs = results[`peer${kind}`]!;
+    const name = kind.toLowerCase();
+    for (let round = 0; round < ours.length; round++) {
+      console.log(formatResult(`${name} round ${round + 1} mediasoup-signal`, ours[round]!));
+      console.log(formatResult(`${name} round ${round + 1} Moleculer 0.14  `, theirs[round]!));
+    }
+    // Per round, ours against the peer's run next to it; the median of those ratios (the lower one for an even count).
+    const ratio = (f: (ours: LoadResult, theirs: LoadResult) => number) => median(ours.map((r, i) => f(r, theirs[i]!))).toFixed(2);
+    console.log(
+      `${name} ratio (median of rounds): ${ratio((o, t) => o.callsPerSec / t.callsPerSec)}× the calls/s, p99 ${ratio((o, t) => o.p99Ms / t.p99Ms)}×, ` +
+        `${ratio((o, t) => t.cpuUsPerCall / o.cpuUsPerCall)}× less CPU per call (servers alone ${ratio((o, t) => t.serverCpuUsPerCall / o.serverCpuUsPerCall)}×)`,
+    );
   }
 
   await peer.close();

@@ -25,14 +25,16 @@ const implementations: [string, () => Promise<Bus>][] = [
   ['RabbitMqBus', async () => (await assertReachable('rabbitmq'), RabbitMqBus.connect(serviceUrl('rabbitmq'), testLogger(), 3000))],
 ];
 
-/** `bus`, counting the requests made on each subject. */
-function counting(bus: Bus): { bus: Bus; requests: Map<string, number> } {
+/** `bus`, counting the requests made on each subject and keeping the last payload sent on each. */
+function counting(bus: Bus): { bus: Bus; requests: Map<string, number>; payloads: Map<string, unknown> } {
   const requests = new Map<string, number>();
+  const payloads = new Map<string, unknown>();
   const counted = new Proxy(bus, {
     get(target, property) {
       if (property === 'request') {
         return (subject: string, payload: unknown, options?: object) => {
           requests.set(subject, (requests.get(subject) ?? 0) + 1);
+          payloads.set(subject, payload);
           return target.request(subject, payload, options);
         };
       }
@@ -40,7 +42,7 @@ function counting(bus: Bus): { bus: Bus; requests: Map<string, number> } {
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
-  return { bus: counted, requests };
+  return { bus: counted, requests, payloads };
 }
 
 const code = (result: PromiseSettledResult<unknown>) => (result.status === 'rejected' ? (result.reason as AppError).code : 'OK');
@@ -48,6 +50,7 @@ const code = (result: PromiseSettledResult<unknown>) => (result.status === 'reje
 for (const [name, open] of implementations) describe(`batched service calls on ${name}`, () => {
   let bus: Bus;
   let requests: Map<string, number>;
+  let payloads: Map<string, unknown>;
   let instance: RunningService;
   let discovery: BusServiceDiscovery;
   let caller: ServiceCaller;
@@ -55,7 +58,7 @@ for (const [name, open] of implementations) describe(`batched service calls on $
   let batchSubject: string;
 
   beforeEach(async () => {
-    ({ bus, requests } = counting(await open()));
+    ({ bus, requests, payloads } = counting(await open()));
     log = [];
     instance = await startService(echoService(log), { bus, config, logger: testLogger(), instanceId: 'echo-0' });
     batchSubject = serviceSubjects.instanceBatch('echo', instance.host.id);
@@ -77,19 +80,76 @@ for (const [name, open] of implementations) describe(`batched service calls on $
 
   test("one turn's calls to an instance travel as one request, and each gets its own answer or error", async () => {
     const before = requests.get(batchSubject) ?? 0;
+    const alice = client();
     const results = await Promise.allSettled([
       ...Array.from({ length: 10 }, (_, i) => caller.call('echo', 'whoami', {}, client(`u${i}`))),
-      caller.call('echo', 'boom', {}, client()),
-      caller.call('echo', 'slow', { ms: -1 }, client()),
-      caller.call('echo', 'secret', {}, client()),
-      caller.call('echo', 'nope', {}, client()),
+      caller.call('echo', 'boom', {}, alice),
+      caller.call('echo', 'slow', { ms: -1 }, alice),
+      caller.call('echo', 'secret', {}, alice),
+      caller.call('echo', 'nope', {}, alice),
     ]);
     assert.equal((requests.get(batchSubject) ?? 0) - before, 1, 'fourteen calls, one bus request');
+    const sent = payloads.get(batchSubject) as { ids: CallerIdentity[]; b: { c: number }[] };
+    assert.deepEqual(
+      sent.ids.map((id) => id.user),
+      [...Array.from({ length: 10 }, (_, i) => `u${i}`), 'alice'],
+      "each caller's identity travels once; its calls name it by index",
+    );
+    assert.deepEqual(
+      sent.b.map((call) => call.c),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 10, 10],
+    );
     assert.deepEqual(results.map(code), [...Array(10).fill('OK'), 'INTERNAL', 'SERVICE_INVALID_ARGS', 'SERVICE_ACCESS_DENIED', 'SERVICE_METHOD_NOT_FOUND']);
     // Each answer is its own call's: the identity of the caller it was made for.
     for (let i = 0; i < 10; i++) {
       const answer = (results[i] as PromiseFulfilledResult<{ caller: CallerIdentity }>).value;
       assert.equal(answer.caller.user, `u${i}`);
+    }
+  });
+
+  test("calls wait to go together while the instance has answered nothing of the caller's last batch, until its first answer", async () => {
+    const holding = new ServiceCaller(bus, discovery, testLogger(), { ...config.services, batchHoldMs: 2000 });
+    holding.start();
+    try {
+      await waitFor(() => holding.describe().echo?.answering === 1, 5000, 'the instance probed by the second caller');
+      await holding.call('echo', 'whoami', {}, client());
+      const before = requests.get(batchSubject) ?? 0;
+      const started = Date.now();
+      const slow = holding.call('echo', 'slow', { ms: 300 }, client());
+      const fast: Promise<unknown>[] = [];
+      // Three turns of calls made while the slow call's batch is unanswered: they join one batch, sent at its answer.
+      for (let turn = 0; turn < 3; turn++) {
+        await new Promise((resolve) => setImmediate(resolve));
+        fast.push(holding.call('echo', 'whoami', {}, client(`t${turn}`)));
+      }
+      await Promise.all(fast);
+      const waited = Date.now() - started;
+      assert.equal((requests.get(batchSubject) ?? 0) - before, 2, "the slow call's batch, then one batch of three turns' calls");
+      assert.ok(waited >= 250 && waited < 1500, `the held calls went with the first answer (${waited} ms), not at the 2 s bound`);
+      await slow;
+    } finally {
+      holding.close();
+    }
+  });
+
+  test('with batchHoldMs 0, every turn sends its own batch', async () => {
+    const eager = new ServiceCaller(bus, discovery, testLogger(), { ...config.services, batchHoldMs: 0 });
+    eager.start();
+    try {
+      await waitFor(() => eager.describe().echo?.answering === 1, 5000, 'the instance probed by the second caller');
+      await eager.call('echo', 'whoami', {}, client());
+      const before = requests.get(batchSubject) ?? 0;
+      const slow = eager.call('echo', 'slow', { ms: 300 }, client());
+      const fast: Promise<unknown>[] = [];
+      for (let turn = 0; turn < 3; turn++) {
+        await new Promise((resolve) => setImmediate(resolve));
+        fast.push(eager.call('echo', 'whoami', {}, client(`t${turn}`)));
+      }
+      await Promise.all(fast);
+      assert.equal((requests.get(batchSubject) ?? 0) - before, 4);
+      await slow;
+    } finally {
+      eager.close();
     }
   });
 

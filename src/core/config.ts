@@ -391,6 +391,11 @@ export const configSchema = z
         strategies: z.record(z.string(), z.enum(['random', 'round-robin', 'hash', 'least-load'])).default({}),
         /** An instance that stopped answering is asked this often whether it is back. */
         probeMs: z.number().int().positive().default(1000),
+        /**
+         * The longest a caller's batch of calls waits to grow while its instance has answered nothing of the previous
+         * one (it usually goes sooner, with that first answer); 0 sends every turn's calls at once. Latency for CPU.
+         */
+        batchHoldMs: z.number().int().min(0).max(50).default(1),
         /** The gateway's busiest service callers in its `/status`: calls per second over windows this long, the top `size`. */
         topCallers: z
           .object({

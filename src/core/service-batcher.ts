@@ -1,7 +1,7 @@
 import type { Bus, Subscription } from './bus/bus.js';
 import { busTimeout, replyToResult } from './bus/bus.js';
 import type { Logger } from './logger.js';
-import { type BatchEntry, MAX_BATCH_CALLS, type ServiceCall, type ServiceCallBatch, serviceSubjects } from './service-protocol.js';
+import { type BatchEntry, type CallInBatch, type CallerIdentity, MAX_BATCH_CALLS, type ServiceCall, type ServiceCallBatch, serviceSubjects } from './service-protocol.js';
 
 /** A call waiting for its answer in a batch. */
 interface BatchedCall {
@@ -20,6 +20,8 @@ interface Batch {
   bytes: number;
   /** Calls not answered yet. */
   open: number;
+  /** Whether any answer (or the batch's failure) came back yet: until then the instance may still be busy with it. */
+  heard: boolean;
   timer?: NodeJS.Timeout;
 }
 
@@ -45,7 +47,10 @@ export class CallBatcher {
   /** Batches sent and not fully answered, by key. */
   private readonly sent = new Map<number, Batch>();
   private nextKey = 0;
+  /** Batches sent to each instance (by batch subject) that it has not answered any call of yet. */
+  private readonly unheard = new Map<string, number>();
   private flushScheduled = false;
+  private holdTimer?: NodeJS.Timeout;
   private subscription?: Subscription;
   readonly replySubject: string;
 
@@ -55,6 +60,11 @@ export class CallBatcher {
     callerId: string,
     /** A batch's calls' estimated bytes stay within this (one call alone may reach it). */
     private readonly maxBytes: number,
+    /**
+     * How long a batch may wait to grow while its instance has answered nothing of the previous one: a bound on the
+     * latency this adds (the wait usually ends sooner, with the first answer); 0 never waits.
+     */
+    private readonly holdMs: number,
   ) {
     this.replySubject = serviceSubjects.callerReplies(callerId);
   }
@@ -66,6 +76,9 @@ export class CallBatcher {
   /** Calls still waiting are failed by their caller (its instances' pending sets); here nothing more is sent or awaited. */
   close(): void {
     this.subscription?.unsubscribe();
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    this.unheard.clear();
     this.filling.clear();
     this.queued.length = 0;
     for (const batch of this.sent.values()) clearTimeout(batch.timer);
@@ -81,14 +94,10 @@ export class CallBatcher {
     let batch = this.filling.get(subject);
     // A call with another deadline, or one past the bounds, starts the instance's next batch (sent after this one).
     if (!batch || batch.timeoutMs !== timeoutMs || batch.calls.length >= MAX_BATCH_CALLS || batch.bytes + bytes > this.maxBytes) {
-      batch = { subject, timeoutMs, calls: [], bytes: 0, open: 0 };
+      batch = { subject, timeoutMs, calls: [], bytes: 0, open: 0, heard: false };
       this.filling.set(subject, batch);
       this.queued.push(batch);
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        // After this turn's I/O callbacks: every call they made joins the batch (a microtask would cut it per callback).
-        setImmediate(() => this.flush());
-      }
+      this.scheduleFlush();
     }
     batch.bytes += bytes;
     batch.open++;
@@ -97,16 +106,48 @@ export class CallBatcher {
     });
   }
 
-  private flush(): void {
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // After this turn's I/O callbacks: every call they made joins the batch (a microtask would cut it per callback).
+    setImmediate(() => this.flush(false));
+  }
+
+  /**
+   * Sends this turn's batches, in the order they were started, except those to an instance that has not answered
+   * anything of its previous batch yet: such a batch keeps filling until the first answer from there, or `holdMs`
+   * (`expired`), whichever comes first. Under load the batches then grow with the calls in flight instead of staying at
+   * one turn's worth: each bus message costs a socket write at both ends and routing in NATS, which dominated the
+   * gateway's CPU. With nothing in flight there, a call leaves after its own turn, as before. A batch past its bounds
+   * (full) has a successor filling and goes at once.
+   */
+  private flush(expired: boolean): void {
     this.flushScheduled = false;
-    this.filling.clear();
-    for (const batch of this.queued.splice(0)) this.send(batch);
+    if (expired) this.holdTimer = undefined;
+    const held: Batch[] = [];
+    for (const batch of this.queued) {
+      const full = this.filling.get(batch.subject) !== batch;
+      if (!expired && !full && this.holdMs > 0 && (this.unheard.get(batch.subject) ?? 0) > 0) {
+        held.push(batch);
+        continue;
+      }
+      if (!full) this.filling.delete(batch.subject);
+      this.send(batch);
+    }
+    this.queued.length = 0;
+    this.queued.push(...held);
+    if (held.length > 0) this.holdTimer ??= setTimeout(() => this.flush(true), this.holdMs);
+    else if (this.holdTimer) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = undefined;
+    }
   }
 
   private send(batch: Batch): void {
     const k = this.nextKey++;
     this.sent.set(k, batch);
-    const payload: ServiceCallBatch = { k, r: this.replySubject, b: batch.calls.map((c) => c.call) };
+    this.unheard.set(batch.subject, (this.unheard.get(batch.subject) ?? 0) + 1);
+    const payload: ServiceCallBatch = { k, r: this.replySubject, ...byIdentityIndex(batch.calls) };
     this.bus.request<BatchEntry[]>(batch.subject, payload, { timeoutMs: batch.timeoutMs }).then(
       (entries) => {
         this.settleEntries(entries);
@@ -130,6 +171,7 @@ export class CallBatcher {
       const batch = this.sent.get(k);
       const waiting = typeof i === 'number' ? batch?.calls[i] : undefined;
       if (!waiting || waiting.settled || typeof reply !== 'object' || reply === null) continue;
+      this.heard(batch!);
       waiting.settled = true;
       try {
         waiting.resolve(replyToResult(reply));
@@ -155,5 +197,32 @@ export class CallBatcher {
   private done(k: number, batch: Batch): void {
     clearTimeout(batch.timer);
     this.sent.delete(k);
+    this.heard(batch);
   }
+
+  /** The first answer (or the failure) of `batch`: its instance is answering, so a batch held for it may go. */
+  private heard(batch: Batch): void {
+    if (batch.heard) return;
+    batch.heard = true;
+    const unheard = this.unheard.get(batch.subject)! - 1;
+    if (unheard > 0) this.unheard.set(batch.subject, unheard);
+    else this.unheard.delete(batch.subject);
+    // After this turn: answers arriving in it all count, and the calls their callers make in it join the held batch.
+    if (this.queued.length > 0) this.scheduleFlush();
+  }
+}
+
+/** The calls with each caller identity sent once (callers reuse one identity object per connection or caller). */
+function byIdentityIndex(calls: { call: ServiceCall }[]): { ids: CallerIdentity[]; b: CallInBatch[] } {
+  const ids: CallerIdentity[] = [];
+  const index = new Map<CallerIdentity, number>();
+  const b = calls.map(({ call }): CallInBatch => {
+    let i = index.get(call.c);
+    if (i === undefined) {
+      i = ids.push(call.c) - 1;
+      index.set(call.c, i);
+    }
+    return { ...call, c: i };
+  });
+  return { ids, b };
 }

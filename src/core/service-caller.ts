@@ -25,6 +25,8 @@ export interface ServiceCallerOptions {
   strategies: Record<string, Strategy>;
   /** How often instances that stopped answering are probed. */
   probeMs: number;
+  /** How long a batch may wait to grow for an instance that has not answered the previous one (`services.batchHoldMs`). */
+  batchHoldMs?: number;
 }
 
 /** Told of every awaited call's end: `code` is `OK` or the error's code. For metrics. */
@@ -85,7 +87,7 @@ export class ServiceCaller {
     private readonly logger: Logger,
     private readonly options: ServiceCallerOptions,
   ) {
-    this.batcher = new CallBatcher(bus, logger, this.streamPrefix, options.maxPayloadBytes);
+    this.batcher = new CallBatcher(bus, logger, this.streamPrefix, options.maxPayloadBytes, options.batchHoldMs ?? 1);
     this.listeners = {
       added: (instance: ServiceInstance) => this.onAdded(instance),
       updated: (instance: ServiceInstance) => {

@@ -84,25 +84,27 @@ const boundedId = z.string().min(1).max(256);
  * envelope-wide validation a call pays. Unknown top-level keys are dropped, not
  * refused: a traced caller's bus adds its trace context (`_trace`) there.
  */
-export const serviceCallSchema = z
+const callerIdentitySchema = z
   .object({
-    m: z.string().min(1).max(64),
-    a: z.unknown().optional(),
-    c: z
-      .object({
-        tenant: boundedId,
-        user: boundedId,
-        // A trusted server's calls name its connection and the user (`<connection>/<user>`), so longer than an id.
-        connection: z.string().min(1).max(512),
-        kind: z.enum(['client', 'service', 'trusted']),
-        service: serviceNameSchema.optional(),
-      })
-      .strict(),
-    t: z.number().int().positive().max(MAX_CALL_TIMEOUT_MS),
-    s: z.string().min(1).max(128).optional(),
-    n: z.number().int().positive().optional(),
-    f: z.literal(1).optional(),
-  });
+    tenant: boundedId,
+    user: boundedId,
+    // A trusted server's calls name its connection and the user (`<connection>/<user>`), so longer than an id.
+    connection: z.string().min(1).max(512),
+    kind: z.enum(['client', 'service', 'trusted']),
+    service: serviceNameSchema.optional(),
+  })
+  .strict();
+
+const callFields = {
+  m: z.string().min(1).max(64),
+  a: z.unknown().optional(),
+  t: z.number().int().positive().max(MAX_CALL_TIMEOUT_MS),
+  s: z.string().min(1).max(128).optional(),
+  n: z.number().int().positive().optional(),
+  f: z.literal(1).optional(),
+};
+
+export const serviceCallSchema = z.object({ ...callFields, c: callerIdentitySchema });
 
 /** The client's (and trusted server's) `call` request on the gateway. */
 export const clientCallSchema = z
@@ -135,8 +137,13 @@ export const MAX_BATCH_CALLS = 256;
 export interface ServiceCallBatch {
   k: number;
   r: string;
-  b: ServiceCall[];
+  /** The callers of the batch's calls, each once: a call's `c` is its index here (its own identity from older callers). */
+  ids: CallerIdentity[];
+  b: CallInBatch[];
 }
+
+/** A call in a batch: its caller by index into the batch's `ids`. */
+export type CallInBatch = Omit<ServiceCall, 'c'> & { c: number | CallerIdentity };
 
 /** One batched call's answer: batch key, index in the batch, and the reply as a single call's would be. */
 export type BatchEntry = [k: number, i: number, reply: BusReply];
@@ -148,5 +155,13 @@ export type BatchEntry = [k: number, i: number, reply: BusReply];
 export const serviceCallBatchSchema = z.object({
   k: z.number().int().nonnegative(),
   r: z.string().min(1).max(256),
+  ids: z.array(callerIdentitySchema).max(MAX_BATCH_CALLS).optional(),
   b: z.array(z.unknown()).min(1).max(MAX_BATCH_CALLS),
 });
+
+/**
+ * One call of a batch, checked when it runs (a malformed one fails alone). Its caller is an index into the batch's
+ * `ids`, checked once per batch however many calls share it (a client's burst, a service's fan-out): the identity was
+ * most of a call's envelope, in bytes and in checking.
+ */
+export const batchedCallSchema = z.object({ ...callFields, c: z.union([z.number().int().nonnegative(), callerIdentitySchema]) });

@@ -52,14 +52,16 @@ export function extractTrace(payload: unknown): { payload: unknown; ctx: Context
 const NOT_RECORDING: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 /** Runs `fn` in a new active span, ending it with the outcome; with tracing off, just runs it (hot paths). */
-export async function inSpan<T>(
-  name: string,
-  kind: SpanKind,
-  fn: (span: Span) => Promise<T> | T,
-  parent: Context = context.active(),
-): Promise<T> {
-  if (!provider) return fn(NOT_RECORDING);
-  return tracer.startActiveSpan(name, { kind }, parent, async (span) => {
+export function inSpan<T>(name: string, kind: SpanKind, fn: (span: Span) => Promise<T> | T, parent?: Context): Promise<T> {
+  if (!provider) {
+    // No span, no async frame and no context lookup: this runs once per request of every kind.
+    try {
+      return Promise.resolve(fn(NOT_RECORDING));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+  return tracer.startActiveSpan(name, { kind }, parent ?? context.active(), async (span) => {
     try {
       return await fn(span);
     } catch (err) {

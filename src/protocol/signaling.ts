@@ -42,6 +42,18 @@ export const protooNotificationSchema = z.object({
 });
 
 export const protooMessageSchema = z.union([protooRequestSchema, protooResponseSchema, protooNotificationSchema]);
+
+/**
+ * `protooMessageSchema`'s verdict, with the request (nearly every message a client sends) checked against its own
+ * branch only: a union tries its branches in turn and pays for the failed ones.
+ */
+export function parseProtooMessage(json: unknown): ReturnType<typeof protooMessageSchema.safeParse> {
+  if (typeof json === 'object' && json !== null && (json as { request?: unknown }).request === true) {
+    const request = protooRequestSchema.safeParse(json);
+    if (request.success) return request;
+  }
+  return protooMessageSchema.safeParse(json);
+}
 export type ProtooRequest = z.infer<typeof protooRequestSchema>;
 export type ProtooMessage = z.infer<typeof protooMessageSchema>;
 

@@ -11,6 +11,7 @@ import {
   PROBE_METHOD,
   type ProbeAnswer,
   type ServiceCall,
+  batchedCallSchema,
   serviceCallBatchSchema,
   serviceCallSchema,
   serviceSubjects,
@@ -138,13 +139,13 @@ export class ServiceInstanceHost {
   private onBatch(payload: unknown): Promise<BatchEntry[]> {
     const parsed = serviceCallBatchSchema.safeParse(payload);
     if (!parsed.success) throw new AppError('VALIDATION_FAILED', `malformed service call batch: ${describeIssues(parsed.error.issues)}`);
-    const { k, r, b } = parsed.data;
-    return this.batches.run(k, r, b, (call) => this.answer(call));
+    const { k, r, ids = [], b } = parsed.data;
+    return this.batches.run(k, r, b, (call) => this.answer(call, ids));
   }
 
   /** One batched call's reply, as the bus would have sent it for a single call; unknown errors are logged, not leaked. */
-  private answer(payload: unknown): Promise<SizedReply> {
-    return this.onCall(payload).then(
+  private answer(payload: unknown, ids: CallerIdentity[]): Promise<SizedReply> {
+    return this.runCall(batchedCall(payload, ids)).then(
       ({ result, bytes }) => ({ reply: { ok: true, data: result ?? null }, bytes }),
       (err: unknown) => {
         if (!isAppError(err)) this.logger.error({ err }, 'service call failed');
@@ -154,11 +155,16 @@ export class ServiceInstanceHost {
     );
   }
 
-  /** Runs one call: its result and the estimated size of its answer in bytes. */
-  private async onCall(payload: unknown): Promise<{ result: unknown; bytes: number }> {
+  /** A single call (not batched): its envelope checked, then run. */
+  private onCall(payload: unknown): Promise<{ result: unknown; bytes: number }> {
     const parsed = serviceCallSchema.safeParse(payload);
-    if (!parsed.success) throw new AppError('VALIDATION_FAILED', `malformed service call: ${describeIssues(parsed.error.issues)}`);
-    const call = parsed.data as ServiceCall;
+    if (!parsed.success) return Promise.reject(new AppError('VALIDATION_FAILED', `malformed service call: ${describeIssues(parsed.error.issues)}`));
+    return this.runCall(parsed.data as ServiceCall);
+  }
+
+  /** Runs one call: its result and the estimated size of its answer in bytes; a refused envelope fails it. */
+  private async runCall(call: ServiceCall | AppError): Promise<{ result: unknown; bytes: number }> {
+    if (call instanceof AppError) throw call;
     if (call.m === PROBE_METHOD) return { result: this.probeAnswer, bytes: 1024 };
     const started = performance.now();
     try {
@@ -276,6 +282,17 @@ export class ServiceInstanceHost {
   get log(): Logger {
     return this.logger;
   }
+}
+
+/** A batch's call with its caller in place of the index, or why it is refused (alone: the batch's other calls still run). */
+function batchedCall(payload: unknown, ids: CallerIdentity[]): ServiceCall | AppError {
+  const parsed = batchedCallSchema.safeParse(payload);
+  if (!parsed.success) return new AppError('VALIDATION_FAILED', `malformed service call: ${describeIssues(parsed.error.issues)}`);
+  const { c } = parsed.data;
+  if (typeof c !== 'number') return parsed.data as ServiceCall;
+  const caller = ids[c];
+  if (!caller) return new AppError('VALIDATION_FAILED', `malformed service call: caller ${c} is not in the batch`);
+  return { ...parsed.data, c: caller } as ServiceCall;
 }
 
 /** A handler's `ctx`: one small object per call, its methods shared on the prototype. */

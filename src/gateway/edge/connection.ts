@@ -9,7 +9,7 @@ import {
   type ServerRequests,
   closeCodes,
   closeReasonOf,
-  protooMessageSchema,
+  parseProtooMessage,
 } from '../../protocol/signaling.js';
 
 interface ConnectionEvents {
@@ -144,7 +144,7 @@ export class ClientConnection extends EventEmitter<ConnectionEvents> {
       this.respondError(0, new AppError('MALFORMED_MESSAGE', 'message is not JSON text'));
       return;
     }
-    const parsed = protooMessageSchema.safeParse(json);
+    const parsed = parseProtooMessage(json);
     if (!parsed.success) {
       const maybeId = (json as { id?: unknown } | null)?.id;
       this.respondError(

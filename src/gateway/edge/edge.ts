@@ -37,6 +37,16 @@ function clientAddressOf(req: IncomingMessage): string | undefined {
   return address?.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
+/** The handler of the channel claiming `method`; throws the refusal of a channel this session may not use. */
+function handlerOf(channels: Opened, method: string): ChannelHandler {
+  for (const [channel, handler] of channels) {
+    if (!channel.claims(method)) continue;
+    if (handler instanceof AppError) throw handler;
+    return handler;
+  }
+  throw new AppError('UNKNOWN_METHOD', `unknown method "${method}"`);
+}
+
 /**
  * A connection's channels once admitted (those registered by then): the handlers of those its
  * session may use, the refusals of the others.
@@ -160,16 +170,15 @@ export class ClientEdge {
 
   private dispatch(connection: ClientConnection, opened: Promise<Opened>, request: ProtooRequest): void {
     opened
-      .then(async (channels) => {
-        const handler = [...channels].find(([channel]) => channel.claims(request.method))?.[1];
-        if (!handler) throw new AppError('UNKNOWN_METHOD', `unknown method "${request.method}"`);
-        if (handler instanceof AppError) throw handler;
-        const result = await inSpan(`signaling ${request.method}`, SpanKind.SERVER, (span) => {
+      .then((channels) => {
+        const handler = handlerOf(channels, request.method);
+        return inSpan(`signaling ${request.method}`, SpanKind.SERVER, (span) => {
           if (handler.spanAttributes) span.setAttributes(handler.spanAttributes);
           return handler.handle(request.method, request.data);
+        }).then((result) => {
+          connection.respond(request.id, result);
+          handler.answered?.(request.method);
         });
-        connection.respond(request.id, result);
-        handler.answered?.(request.method);
       })
       .catch((err: unknown) => {
         if (connection.closed) return;
