@@ -173,7 +173,16 @@ export class Push {
     }
     this.metrics?.sent.inc({ kind }, users.length);
 
-    const located = await this.locations.lookup(serviceId, users);
+    let located: Awaited<ReturnType<Locations['lookup']>>;
+    try {
+      located = await this.locations.lookup(serviceId, users);
+    } catch (err) {
+      // The registry went away between the check and the lookup (Redis closing under us): the caller is refused
+      // and will send again, so what this call stored goes, or the retry would make a second copy. Messages named by
+      // the caller stay: their retry stores nothing twice, and one may be an earlier accepted send's.
+      if (safe && !named) await Promise.allSettled([...byUser.entries()].map(([user, m]) => this.store.cancel(serviceId, user, m.id!)));
+      throw err;
+    }
     const reachedBy = await this.deliver(
       serviceId,
       [...located].flatMap(([user, locations]) =>
