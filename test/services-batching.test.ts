@@ -107,50 +107,41 @@ for (const [name, open] of implementations) describe(`batched service calls on $
     }
   });
 
-  test("calls wait to go together while the instance has answered nothing of the caller's last batch, until its first answer", async () => {
-    const holding = new ServiceCaller(bus, discovery, testLogger(), { ...config.services, batchHoldMs: 2000 });
-    holding.start();
+  /**
+   * A second caller with `batchHoldMs`: a slow call, then one call in each of the next three turns (made while the
+   * slow call's batch is unanswered). How many batch requests that took, and how long until the three answered.
+   */
+  async function slowThenThreeTurns(batchHoldMs: number): Promise<{ batches: number; ms: number }> {
+    const second = new ServiceCaller(bus, discovery, testLogger(), { ...config.services, batchHoldMs });
+    second.start();
     try {
-      await waitFor(() => holding.describe().echo?.answering === 1, 5000, 'the instance probed by the second caller');
-      await holding.call('echo', 'whoami', {}, client());
+      await waitFor(() => second.describe().echo?.answering === 1, 5000, 'the instance probed by the second caller');
+      await second.call('echo', 'whoami', {}, client());
       const before = requests.get(batchSubject) ?? 0;
       const started = Date.now();
-      const slow = holding.call('echo', 'slow', { ms: 300 }, client());
+      const slow = second.call('echo', 'slow', { ms: 300 }, client());
       const fast: Promise<unknown>[] = [];
-      // Three turns of calls made while the slow call's batch is unanswered: they join one batch, sent at its answer.
       for (let turn = 0; turn < 3; turn++) {
         await new Promise((resolve) => setImmediate(resolve));
-        fast.push(holding.call('echo', 'whoami', {}, client(`t${turn}`)));
+        fast.push(second.call('echo', 'whoami', {}, client(`t${turn}`)));
       }
       await Promise.all(fast);
-      const waited = Date.now() - started;
-      assert.equal((requests.get(batchSubject) ?? 0) - before, 2, "the slow call's batch, then one batch of three turns' calls");
-      assert.ok(waited >= 250 && waited < 1500, `the held calls went with the first answer (${waited} ms), not at the 2 s bound`);
+      const result = { batches: (requests.get(batchSubject) ?? 0) - before, ms: Date.now() - started };
       await slow;
+      return result;
     } finally {
-      holding.close();
+      second.close();
     }
+  }
+
+  test("calls wait to go together while the instance has answered nothing of the caller's last batch, until its first answer", async () => {
+    const { batches, ms } = await slowThenThreeTurns(2000);
+    assert.equal(batches, 2, "the slow call's batch, then one batch of three turns' calls");
+    assert.ok(ms >= 250 && ms < 1500, `the held calls went with the first answer (${ms} ms), not at the 2 s bound`);
   });
 
   test('with batchHoldMs 0, every turn sends its own batch', async () => {
-    const eager = new ServiceCaller(bus, discovery, testLogger(), { ...config.services, batchHoldMs: 0 });
-    eager.start();
-    try {
-      await waitFor(() => eager.describe().echo?.answering === 1, 5000, 'the instance probed by the second caller');
-      await eager.call('echo', 'whoami', {}, client());
-      const before = requests.get(batchSubject) ?? 0;
-      const slow = eager.call('echo', 'slow', { ms: 300 }, client());
-      const fast: Promise<unknown>[] = [];
-      for (let turn = 0; turn < 3; turn++) {
-        await new Promise((resolve) => setImmediate(resolve));
-        fast.push(eager.call('echo', 'whoami', {}, client(`t${turn}`)));
-      }
-      await Promise.all(fast);
-      assert.equal((requests.get(batchSubject) ?? 0) - before, 4);
-      await slow;
-    } finally {
-      eager.close();
-    }
+    assert.equal((await slowThenThreeTurns(0)).batches, 4);
   });
 
   test('a slow call does not hold up the fast calls of its batch', async () => {
