@@ -1,7 +1,11 @@
 /**
  * Service calls, ours and Moleculer's side by side in one run, on one private NATS:
  *
- *   node --import tsx bench/services.ts [--calls 30000] [--concurrency 64] [--connections 8] [--rounds 2]
+ *   node --import tsx bench/services.ts [--calls 30000] [--concurrency 64[,256,…]] [--connections 8] [--rounds 2]
+ *
+ * With several concurrency levels, each level's rounds run in turn (c2s sockets: `--connections`, or one per
+ * 8 calls in flight when levels are several), then each system's peak throughput over the levels is compared:
+ * at 64 in flight the loop is bound by latency, further up by CPU.
  *
  * (Moleculer: `npm ci --prefix bench/peers` first.) Every part in its own OS process, as deployed:
  *   ours  — the platform (`all`: Nuve for the session tokens, the gateway's edge) and one service
@@ -84,8 +88,9 @@ async function startServiceProcess(natsUrl: string): Promise<ChildProcess> {
 
 async function main(): Promise<void> {
   const calls = Number(args.calls);
-  const concurrency = Number(args.concurrency);
-  const connections = Number(args.connections);
+  const levels = args.concurrency.split(',').map(Number);
+  if (levels.some((level) => !Number.isInteger(level) || level < 1)) throw new Error('--concurrency: positive integers, comma-separated');
+  const connectionsFor = (concurrency: number) => (levels.length > 1 ? Math.max(1, Math.round(concurrency / 8)) : Number(args.connections));
   const nats = await startNats();
   const silent = createLogger({ level: 'silent', pretty: false });
 
@@ -102,7 +107,7 @@ async function main(): Promise<void> {
   while (discovery.instances('bench').length === 0) await new Promise((r) => setTimeout(r, 50));
   const identity: CallerIdentity = { tenant: platform.superService.id, user: 'bench', connection: 'bench-caller', kind: 'service', service: 'bench-caller' };
 
-  const oursC2s = async (): Promise<LoadResult> => {
+  const oursC2s = async (concurrency: number, connections: number): Promise<LoadResult> => {
     const sockets = await Promise.all(
       Array.from({ length: connections }, async (_, i) => {
         const token = await app.createSession({ user: `bench-${i}`, scopes: ['rpc'] });
@@ -132,7 +137,7 @@ async function main(): Promise<void> {
       for (const { ws } of sockets) ws.close();
     }
   };
-  const oursS2s = () =>
+  const oursS2s = (concurrency: number) =>
     warmedUp({ calls, concurrency }, () =>
       caller.call('bench', 'empty', {}, identity).then(
         () => true,
@@ -143,29 +148,43 @@ async function main(): Promise<void> {
   // ── the peer ──
   const peer = await startMoleculerPeer(nats.url);
 
-  const results: Record<string, LoadResult[]> = { oursC2s: [], peerC2s: [], oursS2s: [], peerS2s: [] };
-  for (let round = 0; round < Number(args.rounds); round++) {
-    results.oursC2s!.push(await oursC2s());
-    results.peerC2s!.push(await runMoleculerC2s(peer, { calls, concurrency, connections }));
-    results.oursS2s!.push(await oursS2s());
-    results.peerS2s!.push(await runMoleculerS2s(peer, { calls, concurrency }));
-  }
-  console.log(`${calls} empty calls per run, ${concurrency} in flight, c2s over ${connections} WebSockets; ${args.rounds} alternating rounds`);
   const median = (values: number[]) => values.sort((x, y) => x - y)[Math.floor((values.length - 1) / 2)]!;
-  for (const kind of ['C2s', 'S2s'] as const) {
-    const ours = results[`ours${kind}`]!;
-    const theirs = results[`peer${kind}`]!;
-    const name = kind.toLowerCase();
-    for (let round = 0; round < ours.length; round++) {
-      console.log(formatResult(`${name} round ${round + 1} mediasoup-signal`, ours[round]!));
-      console.log(formatResult(`${name} round ${round + 1} Moleculer 0.14  `, theirs[round]!));
+  const peaks = { oursC2s: 0, peerC2s: 0, oursS2s: 0, peerS2s: 0 };
+  for (const concurrency of levels) {
+    const connections = connectionsFor(concurrency);
+    const results: Record<keyof typeof peaks, LoadResult[]> = { oursC2s: [], peerC2s: [], oursS2s: [], peerS2s: [] };
+    for (let round = 0; round < Number(args.rounds); round++) {
+      results.oursC2s.push(await oursC2s(concurrency, connections));
+      results.peerC2s.push(await runMoleculerC2s(peer, { calls, concurrency, connections }));
+      results.oursS2s.push(await oursS2s(concurrency));
+      results.peerS2s.push(await runMoleculerS2s(peer, { calls, concurrency }));
     }
-    // Per round, ours against the peer's run next to it; the median of those ratios (the lower one for an even count).
-    const ratio = (f: (ours: LoadResult, theirs: LoadResult) => number) => median(ours.map((r, i) => f(r, theirs[i]!))).toFixed(2);
-    console.log(
-      `${name} ratio (median of rounds): ${ratio((o, t) => o.callsPerSec / t.callsPerSec)}× the calls/s, p99 ${ratio((o, t) => o.p99Ms / t.p99Ms)}×, ` +
-        `${ratio((o, t) => t.cpuUsPerCall / o.cpuUsPerCall)}× less CPU per call (servers alone ${ratio((o, t) => t.serverCpuUsPerCall / o.serverCpuUsPerCall)}×)`,
-    );
+    console.log(`${calls} empty calls per run, ${concurrency} in flight, c2s over ${connections} WebSockets; ${args.rounds} alternating rounds`);
+    for (const kind of ['C2s', 'S2s'] as const) {
+      const ours = results[`ours${kind}`];
+      const theirs = results[`peer${kind}`];
+      const name = kind.toLowerCase();
+      for (let round = 0; round < ours.length; round++) {
+        console.log(formatResult(`${name} round ${round + 1} mediasoup-signal`, ours[round]!));
+        console.log(formatResult(`${name} round ${round + 1} Moleculer 0.14  `, theirs[round]!));
+      }
+      // Per round, ours against the peer's run next to it; the median of those ratios (the lower one for an even count).
+      const ratio = (f: (ours: LoadResult, theirs: LoadResult) => number) => median(ours.map((r, i) => f(r, theirs[i]!))).toFixed(2);
+      console.log(
+        `${name} ratio (median of rounds): ${ratio((o, t) => o.callsPerSec / t.callsPerSec)}× the calls/s, p99 ${ratio((o, t) => o.p99Ms / t.p99Ms)}×, ` +
+          `${ratio((o, t) => t.cpuUsPerCall / o.cpuUsPerCall)}× less CPU per call (servers alone ${ratio((o, t) => t.serverCpuUsPerCall / o.serverCpuUsPerCall)}×)`,
+      );
+      peaks[`ours${kind}`] = Math.max(peaks[`ours${kind}`], median(ours.map((r) => r.callsPerSec)));
+      peaks[`peer${kind}`] = Math.max(peaks[`peer${kind}`], median(theirs.map((r) => r.callsPerSec)));
+    }
+  }
+  if (levels.length > 1) {
+    // Each system at its best level: the medians of its rounds there.
+    for (const kind of ['C2s', 'S2s'] as const) {
+      const ours = peaks[`ours${kind}`];
+      const theirs = peaks[`peer${kind}`];
+      console.log(`${kind.toLowerCase()} peak over ${levels.join(', ')} in flight: ${Math.round(ours)} against ${Math.round(theirs)} calls/s, ${(ours / theirs).toFixed(2)}×`);
+    }
   }
 
   await peer.close();
