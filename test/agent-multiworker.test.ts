@@ -293,6 +293,29 @@ test('a data channel message from a data producer on the home router reaches a d
   await assertZeroOnAgent();
 });
 
+test('listeners joining at once, bound before any consumes, split at the limit instead of all landing on the home router', { timeout: 60_000 }, async () => {
+  routers.length = 0;
+  const roomId = await platform.createRoom('multiworker-burst');
+  const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'speaker') });
+  const input = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: true }, source.secret);
+  const producer = await call('POST', `/broadcasters/${source.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
+  const listeners: Listener[] = [];
+  try {
+    // Placement counts each bound listener's expected consumer from its transport on, whichever consumes first.
+    listeners.push(...(await Promise.all(Array.from({ length: 2 * LIMIT }, (_, i) => listen(roomId, `burst-${i}`, producer.id)))));
+    assert.equal(routers.length, 2);
+    const placed = await Promise.all(listeners.map((l) => workerOfConsumer(l.consumerId)));
+    assert.deepEqual(
+      routers.map((r) => placed.filter((w) => w === r.worker).length),
+      [LIMIT, LIMIT],
+    );
+  } finally {
+    for (const l of listeners) await l.leave().catch(() => undefined);
+    await call('DELETE', `/broadcasters/${source.id}`, undefined, source.secret).catch(() => undefined);
+  }
+  await assertZeroOnAgent();
+});
+
 test("a worker dying under the room's second router closes the whole room, and its peers on the home router are told", { timeout: 60_000 }, async () => {
   routers.length = 0;
   const roomId = await platform.createRoom('multiworker-loss');

@@ -13,6 +13,17 @@ export interface Owner {
   peerId: string;
 }
 
+/**
+ * A bound peer's router (once placed) and the consumers it is expected to
+ * create there and has not yet, counted in that router's `expected`.
+ */
+interface Seat {
+  at?: RoomRouter;
+  expected: number;
+  /** Whether a transport of the peer already said what it would consume: its later ones add nothing. */
+  announced: boolean;
+}
+
 type Kind = 'transport' | 'producer' | 'consumer' | 'dataProducer' | 'dataConsumer';
 
 const NOT_FOUND_CODES = {
@@ -63,8 +74,8 @@ export class MediaRoom {
   readonly pipes = new RouterPipes();
   /** Every router of the room, the home router first. */
   readonly routers: RoomRouter[];
-  /** Each peer's router, from its first transport until its last one closes. */
-  private readonly bindings = new Map<string, Promise<RoomRouter>>();
+  /** Each peer's router, from its first transport until its last one closes, with its seat there. */
+  private readonly bindings = new Map<string, { bound: Promise<RoomRouter>; seat: Seat }>();
   /** Each peer's open transports: a leave and the load report touch one peer's, not the room's. */
   private readonly transportsOfPeer = new Map<string, Set<Closable>>();
   /** A router being added: peers placed meanwhile wait for it instead of adding another. */
@@ -108,29 +119,65 @@ export class MediaRoom {
     return this.transportsOfPeer.size;
   }
 
-  /** The router `peerId`'s transports go on: the one it is bound to, or a placement that binds it. */
-  routerFor(peerId: string): Promise<RoomRouter> {
-    let bound = this.bindings.get(peerId);
-    if (!bound) {
-      bound = this.place();
-      this.bindings.set(peerId, bound);
-      const placed = bound;
-      placed.catch(() => this.bindings.get(peerId) === placed && this.bindings.delete(peerId));
+  /** Producers a peer joining now would be offered: the room's on this agent and those piped in from other agents so far. */
+  get producerCount(): number {
+    return this.objects.producer.size + this.linkMedia.arrivedCount;
+  }
+
+  /**
+   * The router `peerId`'s transports go on: the one it is bound to, or a
+   * placement that binds it. `expected`: the consumers this transport is
+   * expected to bring (0 for a sending one); only the peer's first transport
+   * that expects any counts, and it counts on its router from now until those
+   * consumers exist or the peer leaves, so that peers placed meanwhile see it.
+   */
+  routerFor(peerId: string, expected: number): Promise<RoomRouter> {
+    const binding = this.bindings.get(peerId);
+    if (binding) {
+      this.expect(binding.seat, expected);
+      return binding.bound;
     }
+    const seat: Seat = { expected: 0, announced: false };
+    // Expected before placed: sit() counts it on the router it is placed on, in the same step.
+    this.expect(seat, expected);
+    const bound = this.place(seat);
+    this.bindings.set(peerId, { bound, seat });
+    bound.catch(() => this.bindings.get(peerId)?.bound === bound && this.unbind(peerId));
     return bound;
   }
 
-  private async place(): Promise<RoomRouter> {
+  private expect(seat: Seat, expected: number): void {
+    if (expected === 0 || seat.announced) return;
+    seat.announced = true;
+    seat.expected = expected;
+    if (seat.at) seat.at.expected += expected;
+  }
+
+  /** Binds the seat to `at`, its expected consumers with it: synchronously with the placement, before any other peer's. */
+  private sit(seat: Seat, at: RoomRouter): RoomRouter {
+    seat.at = at;
+    at.expected += seat.expected;
+    return at;
+  }
+
+  /** Takes back what is left of the seat's expected consumers (they came, or will not). */
+  private release(seat: Seat, consumers: number): void {
+    const n = Math.min(consumers, seat.expected);
+    seat.expected -= n;
+    if (seat.at) seat.at.expected -= n;
+  }
+
+  private async place(seat: Seat): Promise<RoomRouter> {
     for (;;) {
       if (this.closed) throw new AppError('ROOM_NOT_FOUND', `room ${this.roomId} is closed`);
       const placement = placePeer(this.routers, this.pool.all(), this.routerConsumerLimit);
-      if ('router' in placement) return placement.router;
+      if ('router' in placement) return this.sit(seat, placement.router);
       if (this.adding) {
         // Every router is full and one is on its way: the peer goes where the placement says once it is there.
         await this.adding.catch(() => undefined);
         continue;
       }
-      const adding = this.addRouter(placement.worker);
+      const adding = this.addRouter(placement.worker, seat);
       this.adding = adding;
       try {
         return await adding;
@@ -140,13 +187,15 @@ export class MediaRoom {
     }
   }
 
-  private async addRouter(slot: WorkerSlot): Promise<RoomRouter> {
+  /** A router on `slot` for the room, with `seat` bound to it before the peers waiting for it place themselves. */
+  private async addRouter(slot: WorkerSlot, seat: Seat): Promise<RoomRouter> {
     const added = await RoomRouter.create(slot, { roomId: this.roomId, gatewayId: this.gatewayId });
     if (this.closed) {
       added.router.close();
       throw new AppError('ROOM_NOT_FOUND', `room ${this.roomId} is closed`);
     }
     this.routers.push(added);
+    this.sit(seat, added);
     this.watch(added);
     this.logger.debug({ room: this.roomId, worker: slot.index, routers: this.routers.length }, 'room spread to another worker');
     return added;
@@ -216,6 +265,9 @@ export class MediaRoom {
     if (kind === 'consumer') {
       at.consumers++;
       at.slot.consumers++;
+      // An expected consumer that came: it now counts as what it is.
+      const binding = this.bindings.get(owner.peerId);
+      if (binding) this.release(binding.seat, 1);
     }
     if (kind === 'transport') {
       let transports = this.transportsOfPeer.get(owner.peerId);
@@ -224,12 +276,19 @@ export class MediaRoom {
     }
   }
 
-  /** A peer without transports is unbound: if it comes back it is placed anew. */
+  /** A peer without transports is unbound, what it was still expected to consume with it: if it comes back it is placed anew. */
   private transportClosed(peerId: string, transport: Closable): void {
     const transports = this.transportsOfPeer.get(peerId);
     transports?.delete(transport);
     if (transports && transports.size > 0) return;
     this.transportsOfPeer.delete(peerId);
+    this.unbind(peerId);
+  }
+
+  private unbind(peerId: string): void {
+    const binding = this.bindings.get(peerId);
+    // All of it: a placement still on its way then sits with nothing expected.
+    if (binding) this.release(binding.seat, binding.seat.expected);
     this.bindings.delete(peerId);
   }
 
@@ -275,7 +334,10 @@ export class MediaRoom {
   }
 
   closePeer(peerId: string): void {
-    for (const transport of [...(this.transportsOfPeer.get(peerId) ?? [])]) transport.close();
+    const transports = this.transportsOfPeer.get(peerId);
+    // Closing its last transport unbinds the peer; one whose first transport never came is unbound here.
+    if (!transports) this.unbind(peerId);
+    for (const transport of [...(transports ?? [])]) transport.close();
   }
 
   emit(event: AgentEvent): void {

@@ -7,14 +7,25 @@ import type { WorkerSlot } from './worker-pool.js';
  * its audio level observer: a producer can only be observed on its own router.
  */
 export class RoomRouter {
-  /** Live consumers of peers placed here: what placement fills up (the worker's load is `slot.consumers`). */
+  /** Live consumers of peers placed here (the worker's load is `slot.consumers`). */
   consumers = 0;
+  /**
+   * Consumers that peers bound here are expected to create and have not yet:
+   * peers joining at the same moment are bound before any of them consumes,
+   * and placement that saw only `consumers` would put them all on one router.
+   */
+  expected = 0;
   private levels?: Promise<types.AudioLevelObserver>;
 
   private constructor(
     readonly slot: WorkerSlot,
     readonly router: types.Router,
   ) {}
+
+  /** What placement fills up: what the router carries and what its bound peers are about to add. */
+  get load(): number {
+    return this.consumers + this.expected;
+  }
 
   static async create(slot: WorkerSlot, appData: { roomId: string; gatewayId: string }): Promise<RoomRouter> {
     return new RoomRouter(slot, await slot.worker.createRouter({ mediaCodecs, appData }));
@@ -42,7 +53,7 @@ export class RoomRouter {
 }
 
 interface Fillable<S> {
-  consumers: number;
+  load: number;
   slot: S;
 }
 interface Worker {
@@ -52,7 +63,8 @@ interface Worker {
 
 /**
  * Where a room's next peer goes (`limit` consumers per router, 0: always the
- * home router). One router is filled before the room spreads: the fullest of
+ * home router; a router's load counts the consumers its bound peers are
+ * expected to create). One router is filled before the room spreads: the fullest of
  * its routers still under the limit; else a new router on the least-loaded
  * worker the room is not on yet; else, every worker taken, the room's
  * least-loaded router.
@@ -65,11 +77,11 @@ export function placePeer<S extends Worker, R extends Fillable<S>>(
   const [home] = routers;
   if (!home) throw new Error('a room has its home router from its opening');
   if (limit === 0) return { router: home };
-  const open = routers.filter((r) => r.consumers < limit);
+  const open = routers.filter((r) => r.load < limit);
   // Fullest first; ties go to the router the room opened first (reduce keeps the earlier one).
-  if (open.length > 0) return { router: open.reduce((best, r) => (r.consumers > best.consumers ? r : best)) };
+  if (open.length > 0) return { router: open.reduce((best, r) => (r.load > best.load ? r : best)) };
   const taken = new Set(routers.map((r) => r.slot));
   const free = workers.filter((w) => !w.worker.closed && !taken.has(w));
   if (free.length > 0) return { worker: free.reduce((best, w) => (w.consumers < best.consumers ? w : best)) };
-  return { router: routers.reduce((best, r) => (r.consumers < best.consumers ? r : best)) };
+  return { router: routers.reduce((best, r) => (r.load < best.load ? r : best)) };
 }

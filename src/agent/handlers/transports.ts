@@ -17,7 +17,8 @@ export function transportHandlers(
   return {
     createWebRtcTransport: async (r) => {
       const room = ctx.room(r);
-      const at = await room.routerFor(r.peerId);
+      // A consuming client is offered every producer of the room (at least one to come, if none yet); a sending one consumes nothing here.
+      const at = await room.routerFor(r.peerId, r.consuming ? Math.max(1, room.producerCount) : 0);
       const transport = await at.router.createWebRtcTransport({
         // The WebRtcServer of the router's own worker: a transport cannot use another worker's.
         webRtcServer: at.slot.webRtcServer,
@@ -62,7 +63,8 @@ export function transportHandlers(
     createPlainTransport: async (r) => {
       const room = ctx.room(r);
       const a = ctx.config;
-      const at = await room.routerFor(r.peerId);
+      // comedia: ingest (a broadcaster sends first); otherwise egress, which consumes the producers it names, one at least.
+      const at = await room.routerFor(r.peerId, r.comedia ? 0 : 1);
       const transport = await at.router.createPlainTransport({
         listenInfo: { protocol: 'udp', ip: a.listenIp, announcedAddress: a.announcedAddress },
         rtcpMux: r.rtcpMux,
