@@ -33,6 +33,14 @@ after(async () => platform.close());
 
 const call = (method: string, path: string, body?: unknown, secret?: string) => gatewayCall(http, method, path, body, secret);
 
+/** A broadcaster sending one audio track into `roomId` over plain RTP (comedia): it, its input transport, its producer. */
+async function speaker(roomId: string) {
+  const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'speaker') });
+  const input = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: true }, source.secret);
+  const producer = await call('POST', `/broadcasters/${source.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
+  return { source, input, producer };
+}
+
 /** A plain-RTP sender: Opus-shaped RTP packets (20 ms) to a comedia PlainTransport, as ffmpeg would send them. */
 function rtpSender(port: number): { sent(): number; stop(): void } {
   const socket = createSocket('udp4');
@@ -134,9 +142,7 @@ async function assertZeroOnAgent(): Promise<void> {
 test('listeners fill the home router, then spread to the other worker; RTP reaches all; pipes follow the consumers', { timeout: 90_000 }, async () => {
   routers.length = 0;
   const roomId = await platform.createRoom('multiworker-audio');
-  const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'speaker') });
-  const input = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: true }, source.secret);
-  const producer = await call('POST', `/broadcasters/${source.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
+  const { source, input, producer } = await speaker(roomId);
   const sender = rtpSender(input.port);
   const listeners: Listener[] = [];
   try {
@@ -226,10 +232,8 @@ test('a data channel message from a data producer on the home router reaches a d
     await alice.request('join', { displayName: 'alice', sctpCapabilities });
 
     // Plain-RTP listeners fill the home router to the limit, so the next peer goes to the other worker.
-    const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'speaker') });
+    const { source, producer } = await speaker(roomId);
     cleanup.push(() => call('DELETE', `/broadcasters/${source.id}`, undefined, source.secret));
-    const input = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: true }, source.secret);
-    const producer = await call('POST', `/broadcasters/${source.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
     for (let i = 0; i < LIMIT; i++) {
       const l = await listen(roomId, `filler-${i}`, producer.id);
       cleanup.push(() => l.leave());
@@ -296,9 +300,7 @@ test('a data channel message from a data producer on the home router reaches a d
 test('listeners joining at once, bound before any consumes, split at the limit instead of all landing on the home router', { timeout: 60_000 }, async () => {
   routers.length = 0;
   const roomId = await platform.createRoom('multiworker-burst');
-  const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'speaker') });
-  const input = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: true }, source.secret);
-  const producer = await call('POST', `/broadcasters/${source.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
+  const { source, producer } = await speaker(roomId);
   const listeners: Listener[] = [];
   try {
     // Placement counts each bound listener's expected consumer from its transport on, whichever consumes first.
@@ -325,9 +327,7 @@ test("a worker dying under the room's second router closes the whole room, and i
   const rtpCapabilities = await alice.request('getRouterRtpCapabilities');
   await alice.request('createWebRtcTransport', { producing: false, consuming: true });
   await alice.request('join', { displayName: 'alice', rtpCapabilities });
-  const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'speaker') });
-  const input = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: true }, source.secret);
-  const producer = await call('POST', `/broadcasters/${source.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
+  const { producer } = await speaker(roomId);
   const listeners: Listener[] = [];
   try {
     for (let i = 0; i <= LIMIT; i++) listeners.push(await listen(roomId, `listener-${i}`, producer.id));
