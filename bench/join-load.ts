@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { ProtooClient } from '../test/helpers/protoo-client.js';
+import { EmbeddedProcess } from './embedded-process.js';
 
 /** A token and the gateway URL it names, for user `i`. */
 export type TokenSource = (i: number) => Promise<{ token: string; gatewayUrl: string }>;
@@ -89,6 +90,28 @@ export async function startProtooBaseline(): Promise<{ pid: number; url: string;
     async stop() {
       proc.kill('SIGTERM');
       await once(proc, 'exit');
+    },
+  };
+}
+
+/** The embedded platform with `roomCount` rooms, as the join benches drive it; users are spread over the rooms by number. */
+export async function startPlatformRooms(roomCount: number, roomPrefix: string): Promise<{
+  embedded: EmbeddedProcess;
+  /** Tokens for `users` in this round (names `user-<round>-<u>`, room `u mod roomCount`), issued 50 at a time. */
+  tokens(users: readonly number[], round: number): Promise<Map<number, string>>;
+}> {
+  const embedded = new EmbeddedProcess();
+  // A random WebRTC port: other benchmarks on this machine take pid-derived ones.
+  await embedded.start({ MSS_AGENT__WEB_RTC_BASE_PORT: String(20000 + Math.floor(Math.random() * 10000)) });
+  const rooms = await Promise.all(Array.from({ length: roomCount }, (_, i) => embedded.createRoom(`${roomPrefix}-${i}`)));
+  return {
+    embedded,
+    async tokens(users, round) {
+      const tokens = new Map<number, string>();
+      for (let i = 0; i < users.length; i += 50) {
+        await Promise.all(users.slice(i, i + 50).map(async (u) => tokens.set(u, await embedded.token(rooms[u % roomCount]!, `user-${round}-${u}`))));
+      }
+      return tokens;
     },
   };
 }

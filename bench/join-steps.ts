@@ -12,8 +12,7 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { ProtooClient } from '../test/helpers/protoo-client.js';
-import { EmbeddedProcess } from './embedded-process.js';
-import { startProtooBaseline } from './join-load.js';
+import { startPlatformRooms, startProtooBaseline } from './join-load.js';
 
 const joins = Number(process.argv[2] ?? 300);
 const rounds = Number(process.argv[3] ?? 2);
@@ -54,19 +53,13 @@ interface Server {
 }
 
 async function platform(): Promise<Server> {
-  const embedded = new EmbeddedProcess();
-  await embedded.start({ MSS_AGENT__WEB_RTC_BASE_PORT: String(20000 + Math.floor(Math.random() * 10000)) });
-  const rooms = await Promise.all(Array.from({ length: ROOMS }, (_, i) => embedded.createRoom(`steps-${i}`)));
+  const { embedded, tokens: tokensFor } = await startPlatformRooms(ROOMS, 'steps');
   return {
     label: 'platform',
     pid: embedded.proc.pid!,
     async tokens(round) {
-      const tokens: string[] = [];
-      for (let i = 0; i < joins; i += 50) {
-        const batch = Array.from({ length: Math.min(50, joins - i) }, (_, j) => embedded.token(rooms[(i + j) % ROOMS]!, `user-${round}-${i + j}`));
-        tokens.push(...(await Promise.all(batch)));
-      }
-      return { url: embedded.gatewayUrl, token: (i) => tokens[i]! };
+      const tokens = await tokensFor(Array.from({ length: joins }, (_, i) => i), round);
+      return { url: embedded.gatewayUrl, token: (i) => tokens.get(i)! };
     },
     stop: () => embedded.stop(),
   };

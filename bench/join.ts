@@ -15,8 +15,7 @@
  *
  *   node --import tsx bench/join.ts [joins=300] [concurrency=20] [rounds=3]
  */
-import { EmbeddedProcess } from './embedded-process.js';
-import { type JoinResults, type TokenSource, measureJoins, printJoins, startProtooBaseline } from './join-load.js';
+import { type JoinResults, type TokenSource, measureJoins, printJoins, startPlatformRooms, startProtooBaseline } from './join-load.js';
 import { treeCpuMs } from './services-moleculer.js';
 
 const total = Number(process.argv[2] ?? 300);
@@ -35,22 +34,14 @@ interface Contender {
 }
 
 async function platform(): Promise<Contender> {
-  const embedded = new EmbeddedProcess();
-  // A random WebRTC port: other benchmarks on this machine take pid-derived ones.
-  await embedded.start({ MSS_AGENT__WEB_RTC_BASE_PORT: String(20000 + Math.floor(Math.random() * 10000)) });
-  const rooms = await Promise.all(Array.from({ length: ROOMS }, (_, i) => embedded.createRoom(`bench-${i}`)));
+  const { embedded, tokens: tokensFor } = await startPlatformRooms(ROOMS, 'bench');
   return {
     label: 'platform',
     pid: embedded.proc.pid!,
     async prepare(round) {
       // measureJoins names users 0..99 (one at a time) and 1000.. (loaded).
       const users = [...Array.from({ length: Math.min(100, total) }, (_, i) => i), ...Array.from({ length: total }, (_, i) => 1000 + i)];
-      const tokens = new Map<number, string>();
-      for (let i = 0; i < users.length; i += 50) {
-        await Promise.all(
-          users.slice(i, i + 50).map(async (u) => tokens.set(u, await embedded.token(rooms[u % ROOMS]!, `user-${round}-${u}`))),
-        );
-      }
+      const tokens = await tokensFor(users, round);
       return async (i) => ({ token: tokens.get(i)!, gatewayUrl: embedded.gatewayUrl });
     },
     stop: () => embedded.stop(),
