@@ -18,6 +18,7 @@ import { GatewayPresence } from '../src/gateway/presence.js';
 import { cacheSubjects } from '../src/nuve/cache-invalidation.js';
 import { Nuve } from '../src/nuve/nuve.js';
 import { RoomCache } from '../src/nuve/room-cache.js';
+import { newRoomRecord } from '../src/nuve/routes/rooms.js';
 import { type RoomRecord, type Store, openStore } from '../src/nuve/store/store.js';
 import { decodeTokenText, rawHttp, testLogger, testStoreOptions, waitFor } from './helpers/nuve-harness.js';
 import { serviceUrl } from './helpers/services.js';
@@ -44,17 +45,7 @@ interface Tenant {
 }
 
 /** A room record as a store keeps it, named after its id. */
-const room = (id: string, serviceId = 's1'): RoomRecord => ({
-  id,
-  serviceId,
-  name: id,
-  data: undefined,
-  p2p: false,
-  mediaConfiguration: null,
-  eapolicy: 'ROOM-BEST',
-  gatewayId: null,
-  createdAt: Date.now(),
-});
+const room = (id: string, serviceId = 's1'): RoomRecord => newRoomRecord(serviceId, id, {}, id);
 
 describe('room cache across Nuve instances (NATS, PostgreSQL)', () => {
   const logger = testLogger();

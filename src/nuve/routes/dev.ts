@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { AppError } from '../../core/errors.js';
-import { newId } from '../../core/ids.js';
-import type { RoomRecord, ServiceRecord } from '../store/store.js';
+import type { ServiceRecord } from '../store/store.js';
 import { roleNameSchema } from '../../core/grant-schemas.js';
 import type { NuveContext } from '../context.js';
 import { roomView } from './representation.js';
+import { newRoomRecord } from './rooms.js';
 import { roomName, roomParams, userName } from './schemas.js';
 
 /**
@@ -45,17 +45,7 @@ export const devRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app
         const existing = (await ctx.store.listRooms(service.id)).find((r) => r.name === name);
         if (existing) return { ...roomView(existing), created: false };
       }
-      const room: RoomRecord = {
-        id: newId(),
-        serviceId: service.id,
-        name: name ?? `room-${Math.random().toString(36).slice(2, 6)}`,
-        data: undefined,
-        p2p: false,
-        mediaConfiguration: null,
-        eapolicy: 'ROOM-BEST',
-        gatewayId: null,
-        createdAt: Date.now(),
-      };
+      const room = newRoomRecord(service.id, name ?? `room-${Math.random().toString(36).slice(2, 6)}`);
       await ctx.store.createRoom(room);
       return { ...roomView(room), created: true };
     },

@@ -13,6 +13,22 @@ import { roomName, roomOptions, roomParams } from './schemas.js';
 
 export const roomNotFound = () => new AppError('ROOM_NOT_FOUND');
 
+/** A new room's record: Licode's defaults where `options` are silent (ROOM-BEST, not p2p, no gateway yet). */
+export function newRoomRecord(serviceId: string, name: string, options: z.infer<typeof roomOptions> = {}, id = newId()): RoomRecord {
+  return {
+    id,
+    serviceId,
+    name,
+    data: options.data ?? undefined,
+    p2p: options.p2p === true,
+    mediaConfiguration: options.mediaConfiguration ?? null,
+    eapolicy: options.eapolicy ?? 'ROOM-BEST',
+    gatewayId: null,
+    createdAt: Date.now(),
+    ...(options.group != null && { group: options.group }),
+  };
+}
+
 export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (app, { ctx }) => {
   const { store } = ctx;
 
@@ -36,19 +52,7 @@ export const roomsRoutes: FastifyPluginAsyncZod<{ ctx: NuveContext }> = async (a
       },
     },
     async (request) => {
-      const options = request.body.options ?? {};
-      const room: RoomRecord = {
-        id: newId(),
-        serviceId: request.service.id,
-        name: request.body.name,
-        data: options.data ?? undefined,
-        p2p: options.p2p === true,
-        mediaConfiguration: options.mediaConfiguration ?? null,
-        eapolicy: options.eapolicy ?? 'ROOM-BEST',
-        gatewayId: null,
-        createdAt: Date.now(),
-        ...(options.group != null && { group: options.group }),
-      };
+      const room = newRoomRecord(request.service.id, request.body.name, request.body.options);
       await store.createRoom(room);
       return roomView(room);
     },
