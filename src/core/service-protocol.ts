@@ -78,12 +78,6 @@ export const MAX_CALL_TIMEOUT_MS = 300_000;
 
 const boundedId = z.string().min(1).max(256);
 
-/**
- * The envelope's check at the instance. Arguments are left to the method's own
- * schema (checked only once the method is known), so this is the only
- * envelope-wide validation a call pays. Unknown top-level keys are dropped, not
- * refused: a traced caller's bus adds its trace context (`_trace`) there.
- */
 const callerIdentitySchema = z
   .object({
     tenant: boundedId,
@@ -104,6 +98,12 @@ const callFields = {
   f: z.literal(1).optional(),
 };
 
+/**
+ * The envelope's check at the instance. Arguments are left to the method's own
+ * schema (checked only once the method is known), so this is the only
+ * envelope-wide validation a call pays. Unknown top-level keys are dropped, not
+ * refused: a traced caller's bus adds its trace context (`_trace`) there.
+ */
 export const serviceCallSchema = z.object({ ...callFields, c: callerIdentitySchema });
 
 /** The client's (and trusted server's) `call` request on the gateway. */

@@ -145,7 +145,8 @@ export class ServiceInstanceHost {
 
   /** One batched call's reply, as the bus would have sent it for a single call; unknown errors are logged, not leaked. */
   private answer(payload: unknown, ids: CallerIdentity[]): Promise<SizedReply> {
-    return this.runCall(batchedCall(payload, ids)).then(
+    const call = batchedCall(payload, ids);
+    return (call instanceof AppError ? Promise.reject(call) : this.runCall(call)).then(
       ({ result, bytes }) => ({ reply: { ok: true, data: result ?? null }, bytes }),
       (err: unknown) => {
         if (!isAppError(err)) this.logger.error({ err }, 'service call failed');
@@ -158,13 +159,12 @@ export class ServiceInstanceHost {
   /** A single call (not batched): its envelope checked, then run. */
   private onCall(payload: unknown): Promise<{ result: unknown; bytes: number }> {
     const parsed = serviceCallSchema.safeParse(payload);
-    if (!parsed.success) return Promise.reject(new AppError('VALIDATION_FAILED', `malformed service call: ${describeIssues(parsed.error.issues)}`));
+    if (!parsed.success) return Promise.reject(malformedCall(describeIssues(parsed.error.issues)));
     return this.runCall(parsed.data as ServiceCall);
   }
 
-  /** Runs one call: its result and the estimated size of its answer in bytes; a refused envelope fails it. */
-  private async runCall(call: ServiceCall | AppError): Promise<{ result: unknown; bytes: number }> {
-    if (call instanceof AppError) throw call;
+  /** Runs one call: its result and the estimated size of its answer in bytes. */
+  private async runCall(call: ServiceCall): Promise<{ result: unknown; bytes: number }> {
     if (call.m === PROBE_METHOD) return { result: this.probeAnswer, bytes: 1024 };
     const started = performance.now();
     try {
@@ -284,14 +284,19 @@ export class ServiceInstanceHost {
   }
 }
 
+/** A call whose envelope is refused: VALIDATION_FAILED, saying why. */
+function malformedCall(why: string): AppError {
+  return new AppError('VALIDATION_FAILED', `malformed service call: ${why}`);
+}
+
 /** A batch's call with its caller in place of the index, or why it is refused (alone: the batch's other calls still run). */
 function batchedCall(payload: unknown, ids: CallerIdentity[]): ServiceCall | AppError {
   const parsed = batchedCallSchema.safeParse(payload);
-  if (!parsed.success) return new AppError('VALIDATION_FAILED', `malformed service call: ${describeIssues(parsed.error.issues)}`);
+  if (!parsed.success) return malformedCall(describeIssues(parsed.error.issues));
   const { c } = parsed.data;
   if (typeof c !== 'number') return parsed.data as ServiceCall;
   const caller = ids[c];
-  if (!caller) return new AppError('VALIDATION_FAILED', `malformed service call: caller ${c} is not in the batch`);
+  if (!caller) return malformedCall(`caller ${c} is not in the batch`);
   return { ...parsed.data, c: caller } as ServiceCall;
 }
 
