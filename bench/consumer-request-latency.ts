@@ -9,8 +9,8 @@
  */
 import { createSocket } from 'node:dgram';
 import { performance } from 'node:perf_hooks';
-import { gatewayCall } from '../test/helpers/broadcaster.js';
-import { AUDIO_PT, AUDIO_SSRC, audioRtpParameters } from '../test/helpers/ffmpeg.js';
+import { gatewayCall, openAudioBroadcaster } from '../test/helpers/broadcaster.js';
+import { AUDIO_PT, AUDIO_SSRC } from '../test/helpers/ffmpeg.js';
 import { startEmbedded } from '../test/helpers/platform.js';
 import { quantile } from '../test/helpers/large-room.js';
 import { startRtpSender, startRtpSinks } from '../test/helpers/rtp-load.js';
@@ -40,9 +40,7 @@ const platform = await startEmbedded({
 const http = platform.gatewayUrl.replace(/^ws/, 'http');
 const call = (method: string, path: string, body?: unknown, secret?: string) => gatewayCall(http, method, path, body, secret);
 const roomId = await platform.createRoom('repro');
-const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'src') });
-const input = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: true }, source.secret);
-const producer = await call('POST', `/broadcasters/${source.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
+const { input, producer } = await openAudioBroadcaster(http, await platform.token(roomId, 'src'));
 const sender = await startRtpSender({ ip: input.ip, port: input.port, ssrc: AUDIO_SSRC, payloadType: AUDIO_PT });
 const egress = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'egress') });
 const worker = platform.agent!.pool.all()[0]!.worker;

@@ -13,7 +13,7 @@ import { createSocket } from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as mediasoup from 'mediasoup';
 import type { types } from 'mediasoup';
-import { gatewayCall } from '../test/helpers/broadcaster.js';
+import { gatewayCall, openAudioBroadcaster } from '../test/helpers/broadcaster.js';
 import { AUDIO_PT, AUDIO_SSRC, audioRtpParameters } from '../test/helpers/ffmpeg.js';
 import { startEmbedded } from '../test/helpers/platform.js';
 
@@ -83,9 +83,7 @@ async function platformTarget(): Promise<Target> {
   const http = platform.gatewayUrl.replace(/^ws/, 'http');
   const call = (method: string, path: string, body?: unknown, secret?: string) => gatewayCall(http, method, path, body, secret);
   const roomId = await platform.createRoom('capacity');
-  const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'ffmpeg') });
-  const input = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: false }, source.secret);
-  const producer = await call('POST', `/broadcasters/${source.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
+  const { source, input, producer } = await openAudioBroadcaster(http, await platform.token(roomId, 'ffmpeg'), { rtcpMux: false });
   const ffmpeg = opusFfmpeg(input.ip, input.port, input.rtcpPort);
   const egress = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'egress') });
   const worker = platform.agent!.pool.all()[0]!.worker;

@@ -10,8 +10,8 @@ import { createSocket, type Socket } from 'node:dgram';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { types } from 'mediasoup';
-import { gatewayCall } from './helpers/broadcaster.js';
-import { AUDIO_PT, AUDIO_SSRC, audioRtpParameters } from './helpers/ffmpeg.js';
+import { gatewayCall, openAudioBroadcaster } from './helpers/broadcaster.js';
+import { AUDIO_PT, AUDIO_SSRC } from './helpers/ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 import { ProtooClient } from './helpers/protoo-client.js';
 import { WeriftDataEndpoint, opened } from './helpers/werift-data.js';
@@ -33,13 +33,8 @@ after(async () => platform.close());
 
 const call = (method: string, path: string, body?: unknown, secret?: string) => gatewayCall(http, method, path, body, secret);
 
-/** A broadcaster sending one audio track into `roomId` over plain RTP (comedia): it, its input transport, its producer. */
-async function speaker(roomId: string) {
-  const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'speaker') });
-  const input = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: true }, source.secret);
-  const producer = await call('POST', `/broadcasters/${source.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
-  return { source, input, producer };
-}
+/** The room's speaker: a broadcaster sending one audio track over plain RTP. */
+const speaker = async (roomId: string) => openAudioBroadcaster(http, await platform.token(roomId, 'speaker'));
 
 /** A plain-RTP sender: Opus-shaped RTP packets (20 ms) to a comedia PlainTransport, as ffmpeg would send them. */
 function rtpSender(port: number): { sent(): number; stop(): void } {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { gatewayCall } from './helpers/broadcaster.js';
+import { gatewayCall, openAudioBroadcaster } from './helpers/broadcaster.js';
 import { audioRtpParameters } from './helpers/ffmpeg.js';
 import { type LargeRoom, quantile, startLargeRoom } from './helpers/large-room.js';
 import { waitFor } from './helpers/nuve-harness.js';
@@ -48,9 +48,7 @@ describe('listeners (join with listener: true) are not announced until they publ
     assert.deepEqual(quiet.peerIds, ['watcher'], 'a listener is told of the peers announced before it');
 
     // A publisher (a broadcaster streaming in) is announced and offered as before.
-    const speaker = await gatewayCall(http, 'POST', '/broadcasters', { token: await platform.token(roomId, 'speaker'), displayName: 'speaker' });
-    const input = await gatewayCall(http, 'POST', `/broadcasters/${speaker.id}/transports`, { comedia: true, rtcpMux: true }, speaker.secret);
-    await gatewayCall(http, 'POST', `/broadcasters/${speaker.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, speaker.secret);
+    const { source: speaker } = await openAudioBroadcaster(http, await platform.token(roomId, 'speaker'), { displayName: 'speaker' });
     await waitFor(() => watcher.log.some((m) => m.method === 'newConsumer' && m.data.peerId === speaker.id), 5000, 'the speaker offered');
 
     const announced = () => watcher.log.filter((m) => m.method === 'newPeer').map((m) => m.data.id as string);

@@ -14,6 +14,22 @@ export async function gatewayCall(base: string, method: string, path: string, bo
   return json;
 }
 
+/**
+ * A broadcaster sending one audio track into its token's room over plain RTP (comedia: it sends first, the
+ * transport learns its address): the broadcaster (`id`, `secret`), its input transport (`ip`, `port`, `rtcpPort`)
+ * and its producer.
+ */
+export async function openAudioBroadcaster(
+  base: string,
+  token: string,
+  options: { rtcpMux?: boolean; displayName?: string } = {},
+): Promise<{ source: any; input: any; producer: any }> {
+  const source = await gatewayCall(base, 'POST', '/broadcasters', { token, ...(options.displayName !== undefined && { displayName: options.displayName }) });
+  const input = await gatewayCall(base, 'POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: options.rtcpMux ?? true }, source.secret);
+  const producer = await gatewayCall(base, 'POST', `/broadcasters/${source.id}/transports/${input.id}/producers`, { kind: 'audio', rtpParameters: audioRtpParameters }, source.secret);
+  return { source, input, producer };
+}
+
 export interface Broadcast {
   id: string;
   secret: string;

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { ConfigInput } from '../../src/core/config.js';
-import { gatewayCall } from './broadcaster.js';
-import { AUDIO_PT, AUDIO_SSRC, audioRtpParameters } from './ffmpeg.js';
+import { gatewayCall, openAudioBroadcaster } from './broadcaster.js';
+import { AUDIO_PT, AUDIO_SSRC } from './ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './platform.js';
 import { type RtpSender, type RtpSinks, startRtpSender, startRtpSinks } from './rtp-load.js';
 
@@ -49,14 +49,7 @@ export async function startLargeRoom(o: {
   const http = platform.gatewayUrl.replace(/^ws/, 'http');
   const call = (method: string, path: string, body?: unknown, secret?: string) => gatewayCall(http, method, path, body, secret);
   const roomId = await platform.createRoom('large-room');
-  const source = await call('POST', '/broadcasters', { token: await platform.token(roomId, 'speaker'), displayName: 'speaker' });
-  const input = await call('POST', `/broadcasters/${source.id}/transports`, { comedia: true, rtcpMux: true }, source.secret);
-  const producer = await call(
-    'POST',
-    `/broadcasters/${source.id}/transports/${input.id}/producers`,
-    { kind: 'audio', rtpParameters: audioRtpParameters },
-    source.secret,
-  );
+  const { source, input, producer } = await openAudioBroadcaster(http, await platform.token(roomId, 'speaker'), { displayName: 'speaker' });
   const sender: RtpSender = await startRtpSender({ ip: input.ip, port: input.port, ssrc: AUDIO_SSRC, payloadType: AUDIO_PT });
   const sinks: RtpSinks = await startRtpSinks(o.sinkThreads, o.socketsPerThread);
   const listeners: Listener[] = [];
