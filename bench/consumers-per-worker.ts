@@ -78,7 +78,8 @@ async function platformTarget(): Promise<Target> {
   const platform = await startEmbedded({
     agent: { numWorkers: 1, plainRtpMinPort: 40000, plainRtpMaxPort: 59999 },
     nuve: { tokenTtlSec: 3600, rateLimit: { enabled: false } },
-    gateway: { rateLimit: { enabled: false } },
+    // One egress broadcaster holds every consumer and its transport, far past a client's limits.
+    gateway: { rateLimit: { enabled: false }, limits: { maxTransportsPerPeer: 10000, maxConsumersPerPeer: 10000 } },
   });
   const http = platform.gatewayUrl.replace(/^ws/, 'http');
   const call = (method: string, path: string, body?: unknown, secret?: string) => gatewayCall(http, method, path, body, secret);
