@@ -23,7 +23,8 @@ let http: string;
 const routers: { router: types.Router; worker: number }[] = [];
 
 before(async () => {
-  platform = await startEmbedded({ agent: { numWorkers: 2, routerConsumerLimit: LIMIT } });
+  // No spares: every router the workers create is then a room's, in the order the rooms asked for them.
+  platform = await startEmbedded({ agent: { numWorkers: 2, routerConsumerLimit: LIMIT, spareRouters: false } });
   http = platform.gatewayUrl.replace(/^ws/, 'http');
   for (const slot of platform.agent!.pool.all()) {
     slot.worker.observer.on('newrouter', (router) => routers.push({ router, worker: slot.index }));

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { types } from 'mediasoup';
 import { gatewayCall, startBroadcast, startEgress } from './helpers/broadcaster.js';
 import { AUDIO_PT, AUDIO_SSRC, audioRtpParameters } from './helpers/ffmpeg.js';
-import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
+import { type EmbeddedPlatform, startEmbedded, watchRouters } from './helpers/platform.js';
 import { ProtooClient } from './helpers/protoo-client.js';
 
 let platform: EmbeddedPlatform;
@@ -77,7 +77,7 @@ test('a room gets its audio level observer with its first audio producer, and it
   const roomId = await platform.createRoom('speaker');
   const observers: types.RtpObserver[] = [];
   const watch = (router: types.Router) => router.observer.on('newrtpobserver', (o) => observers.push(o));
-  for (const slot of platform.agent!.pool.all()) slot.worker.observer.on('newrouter', watch);
+  const unwatch = watchRouters(platform, watch);
   const listener = await ProtooClient.connect(platform.gatewayUrl, await platform.token(roomId, 'listener'));
   const caps = await listener.request('getRouterRtpCapabilities');
   await listener.request('join', { displayName: 'listener', rtpCapabilities: caps });
@@ -118,7 +118,7 @@ test('a room gets its audio level observer with its first audio producer, and it
   } finally {
     clearInterval(timer);
     socket.close();
-    for (const slot of platform.agent!.pool.all()) slot.worker.observer.off('newrouter', watch);
+    unwatch();
     listener.close();
     await call('DELETE', `/broadcasters/${bc.id}`, undefined, bc.secret).catch(() => undefined);
   }

@@ -4,7 +4,7 @@ import type { types } from 'mediasoup';
 import { agentSubjects } from '../src/core/agent-protocol.js';
 import { closeCodes } from '../src/protocol/signaling.js';
 import { audioRtpParameters } from './helpers/ffmpeg.js';
-import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
+import { type EmbeddedPlatform, startEmbedded, watchRouters } from './helpers/platform.js';
 import { waitFor } from './helpers/nuve-harness.js';
 import { ProtooClient, type ProtooError } from './helpers/protoo-client.js';
 
@@ -13,12 +13,12 @@ import { ProtooClient, type ProtooError } from './helpers/protoo-client.js';
  * the whole platform in this process (real gateway, agent and mediasoup).
  */
 let platform: EmbeddedPlatform;
-/** Every router the agent's worker creates, seen through mediasoup's own observer. */
+/** Every router of the agent's worker (its spare included), seen through mediasoup's own observer. */
 const routers: types.Router[] = [];
 
 before(async () => {
   platform = await startEmbedded();
-  platform.agent!.pool.all()[0]!.worker.observer.on('newrouter', (router) => routers.push(router));
+  watchRouters(platform, (router) => routers.push(router));
 });
 after(async () => platform.close());
 

@@ -9,19 +9,19 @@ import { buildMAuthHeader } from '../src/core/mauth.js';
 import { type CountingProxy, startCountingProxy } from './helpers/counting-proxy.js';
 import { audioRtpParameters } from './helpers/ffmpeg.js';
 import { waitFor } from './helpers/nuve-harness.js';
-import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
+import { type EmbeddedPlatform, startEmbedded, watchRouters } from './helpers/platform.js';
 import { type StockClient, joinedAfter, opened, settleStockClients, stockClient, waitForNotification } from './helpers/stock-client.js';
 
 /** protoo-client keeps requests pending after a final close; settle them so the process can exit. */
 after(settleStockClients);
 
 let platform: EmbeddedPlatform;
-/** Every router the agent's worker creates, seen through mediasoup's own observer. */
+/** Every router of the agent's worker (its spare included), seen through mediasoup's own observer. */
 const routers: types.Router[] = [];
 
 before(async () => {
   platform = await startEmbedded();
-  platform.agent!.pool.all()[0]!.worker.observer.on('newrouter', (router) => routers.push(router));
+  watchRouters(platform, (router) => routers.push(router));
 });
 after(async () => platform.close());
 

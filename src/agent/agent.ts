@@ -85,6 +85,7 @@ export class Agent {
         webRtcBasePort: a.webRtcBasePort,
         plainRtpMinPort: a.plainRtpMinPort,
         plainRtpMaxPort: a.plainRtpMaxPort,
+        spareRouters: a.spareRouters,
       },
       logger,
     );
@@ -336,6 +337,7 @@ export class Agent {
       agentId: this.id,
       workers: 0,
       routers: 0,
+      spareRouters: 0,
       transports: 0,
       producers: 0,
       consumers: 0,
@@ -351,7 +353,10 @@ export class Agent {
       if (slot.worker.closed) continue;
       result.workers++;
       const workerDump = await slot.worker.dump();
-      result.routers += workerDump.routerIds.length;
+      for (const routerId of workerDump.routerIds) {
+        if (this.pool.isSpare(routerId)) result.spareRouters++;
+        else result.routers++;
+      }
     }
     // Every router of every room, whichever worker: the pipes between a room's routers count as their transports,
     // producers and consumers (what the workers hold), the links to other agents once per room.

@@ -106,7 +106,7 @@ export class MediaRoom {
     logger: Logger,
   ): Promise<MediaRoom> {
     const { roomId, gatewayId, epoch } = opening;
-    const home = await RoomRouter.create(pool.leastLoaded(), { roomId, gatewayId });
+    const home = await RoomRouter.create(pool, pool.leastLoaded(), { roomId, gatewayId });
     return new MediaRoom(roomId, gatewayId, epoch, home, pool, routerConsumerLimit, emitEvent, logger);
   }
 
@@ -189,7 +189,7 @@ export class MediaRoom {
 
   /** A router on `slot` for the room, with `seat` bound to it before the peers waiting for it place themselves. */
   private async addRouter(slot: WorkerSlot, seat: Seat): Promise<RoomRouter> {
-    const added = await RoomRouter.create(slot, { roomId: this.roomId, gatewayId: this.gatewayId });
+    const added = await RoomRouter.create(this.pool, slot, { roomId: this.roomId, gatewayId: this.gatewayId });
     if (this.closed) {
       added.router.close();
       throw new AppError('ROOM_NOT_FOUND', `room ${this.roomId} is closed`);

@@ -1,6 +1,5 @@
 import type { types } from 'mediasoup';
-import { mediaCodecs } from './media-codecs.js';
-import type { WorkerSlot } from './worker-pool.js';
+import type { WorkerPool, WorkerSlot } from './worker-pool.js';
 
 /**
  * One of a room's routers on this agent (one per worker the room uses) with
@@ -27,8 +26,8 @@ export class RoomRouter {
     return this.consumers + this.expected;
   }
 
-  static async create(slot: WorkerSlot, appData: { roomId: string; gatewayId: string }): Promise<RoomRouter> {
-    return new RoomRouter(slot, await slot.worker.createRouter({ mediaCodecs, appData }));
+  static async create(pool: WorkerPool, slot: WorkerSlot, appData: { roomId: string; gatewayId: string }): Promise<RoomRouter> {
+    return new RoomRouter(slot, await pool.createRouter(slot, appData));
   }
 
   /**

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import * as mediasoup from 'mediasoup';
 import type { types } from 'mediasoup';
 import type { Logger } from '../core/logger.js';
+import { mediaCodecs } from './media-codecs.js';
 
 export interface WorkerPoolOptions {
   numWorkers: number;
@@ -11,6 +12,8 @@ export interface WorkerPoolOptions {
   webRtcBasePort: number;
   plainRtpMinPort: number;
   plainRtpMaxPort: number;
+  /** Keep one router ready per worker, so that opening a room does not wait for the worker to create one. */
+  spareRouters: boolean;
 }
 
 /** One mediasoup worker with its WebRtcServer (one UDP + one TCP port, so deployments need no port ranges). */
@@ -20,6 +23,10 @@ export interface WorkerSlot {
   webRtcServer: types.WebRtcServer;
   /** Live consumers on this worker's routers: the placement load. */
   consumers: number;
+  /** A router created ahead for the next room opened on this worker (`spareRouters`). */
+  spare?: types.Router;
+  /** The spare is being created. */
+  refilling?: boolean;
 }
 
 interface PoolEvents {
@@ -66,6 +73,45 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     return slot;
   }
 
+  /**
+   * A router for a room on `slot`: its spare if it has one (the opening then
+   * waits for no worker round trip; a new spare is made behind it), else a
+   * new one. Every router has the same codecs, so a spare fits any room.
+   */
+  createRouter(slot: WorkerSlot, appData: { roomId: string; gatewayId: string }): Promise<types.Router> {
+    const spare = slot.spare;
+    slot.spare = undefined;
+    // After this turn: createRouter computes the router's capabilities synchronously (~0.3 ms), which would delay the room's opening.
+    setImmediate(() => void this.refill(slot));
+    if (spare && !spare.closed) {
+      spare.appData = appData;
+      return Promise.resolve(spare);
+    }
+    return slot.worker.createRouter({ mediaCodecs, appData });
+  }
+
+  /** Whether `routerId` is a worker's spare, held for no room yet. */
+  isSpare(routerId: string): boolean {
+    return this.slots.some((s) => s.spare?.id === routerId);
+  }
+
+  private refill(slot: WorkerSlot): Promise<void> {
+    if (!this.options.spareRouters || slot.spare || slot.refilling || this.closed || slot.worker.closed) return Promise.resolve();
+    slot.refilling = true;
+    return slot.worker
+      .createRouter({ mediaCodecs, appData: {} })
+      .then(
+        (router) => {
+          if (this.closed || slot.worker.closed) router.close();
+          else slot.spare = router;
+        },
+        (err: unknown) => this.logger.warn({ err, worker: slot.index }, 'could not create a spare router'),
+      )
+      .finally(() => {
+        slot.refilling = false;
+      });
+  }
+
   private lastCpu?: { at: number; ms: number };
 
   /** Mean CPU fraction of the live workers since the previous call (user + system time). */
@@ -104,6 +150,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     });
     const slot: WorkerSlot = { index, worker, webRtcServer, consumers: 0 };
     worker.on('died', (error) => void this.onDied(slot, error));
+    // A started pool has its spares: the first rooms take them.
+    await this.refill(slot);
     this.logger.info({ worker: index, pid: worker.pid, port }, 'mediasoup worker started');
     return slot;
   }

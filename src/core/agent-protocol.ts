@@ -246,7 +246,10 @@ export interface PipeTransportInfo {
 export interface AgentDump {
   agentId: string;
   workers: number;
+  /** Routers the workers hold for rooms (a leaked one counts too); spares are not among them. */
   routers: number;
+  /** Idle routers kept ready for the next rooms (`agent.spareRouters`). */
+  spareRouters: number;
   transports: number;
   producers: number;
   consumers: number;

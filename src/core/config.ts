@@ -296,6 +296,11 @@ export const configSchema = z
          * router of the room on another worker (linked by pipeToRouter); 0: one router per room.
          */
         routerConsumerLimit: z.number().int().nonnegative().max(1_000_000).default(1500),
+        /**
+         * One idle router kept ready per worker: a new room takes it, so its first join does not wait
+         * for the worker to create the router (and its capabilities), and a new spare is made behind it.
+         */
+        spareRouters: z.boolean().default(true),
       })
       .strict()
       .prefault({}),

@@ -1,3 +1,4 @@
+import type { types } from 'mediasoup';
 import { loadConfig, type ConfigInput } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
 import { buildMAuthHeader } from '../../src/core/mauth.js';
@@ -84,4 +85,19 @@ export async function startEmbedded(overrides: ConfigInput = {}): Promise<Embedd
       return res.text();
     },
   });
+}
+
+/**
+ * Every router of the agent's workers from now on, as mediasoup reports them: each worker's spare
+ * (a started pool has them; the next rooms take them) and every router created later.
+ */
+export function watchRouters(platform: Platform, onRouter: (router: types.Router, worker: number) => void): () => void {
+  const slots = platform.agent!.pool.all();
+  const listeners = slots.map((slot) => {
+    if (slot.spare) onRouter(slot.spare, slot.index);
+    const listener = (router: types.Router) => onRouter(router, slot.index);
+    slot.worker.observer.on('newrouter', listener);
+    return listener;
+  });
+  return () => slots.forEach((slot, i) => slot.worker.observer.off('newrouter', listeners[i]!));
 }

@@ -59,7 +59,11 @@ async function roomOf(workers: number, limit: number): Promise<MediaRoom> {
     consumers: 0,
     worker: { closed: false, createRouter: async () => new Fake() },
   }));
-  const pool = { all: () => slots, leastLoaded: () => slots[0] } as unknown as WorkerPool;
+  const pool = {
+    all: () => slots,
+    leastLoaded: () => slots[0],
+    createRouter: (slot: (typeof slots)[number]) => slot.worker.createRouter(),
+  } as unknown as WorkerPool;
   const logger = { debug() {} } as unknown as Logger;
   const room = await MediaRoom.create({ roomId: 'r', gatewayId: 'g', epoch: 'e' }, pool, limit, () => {}, logger);
   room.track('producer', { roomId: 'r', peerId: 'speaker' }, new Fake(), room.routers[0]!);
