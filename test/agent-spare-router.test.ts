@@ -93,3 +93,22 @@ test('with agent.spareRouters off, a worker holds only the rooms\' routers', asy
   await until('the room gone', async () => (await platform.agent!.dump()).routers === 0);
   assert.deepEqual(await routersPerWorker(platform), [[], []]);
 });
+
+test('a worker that dies takes its spare with it, and its replacement gets a new one', async () => {
+  const platform = await start(true);
+  await until('a spare on each worker', async () => (await platform.agent!.dump()).spareRouters === 2);
+  const [, dying] = platform.agent!.pool.all();
+  const lostSpare = dying!.spare!.id;
+  process.kill(dying!.worker.pid, 'SIGKILL');
+  await until('the worker replaced with its spare', async () => {
+    const d = await platform.agent!.dump();
+    return d.workers === 2 && d.spareRouters === 2;
+  }, 15_000);
+  const [, replacement] = await routersPerWorker(platform);
+  assert.equal(replacement!.length, 1);
+  assert.notEqual(replacement![0], lostSpare, 'a new spare, on the new worker');
+  // The new spare serves a room like any other.
+  const { client } = await joinRoom(platform, await platform.createRoom('after-death'), 'dave');
+  assert.equal((await platform.agent!.dump()).routers, 1);
+  client.ws.close();
+});

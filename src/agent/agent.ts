@@ -350,9 +350,10 @@ export class Agent {
       pipeDataConsumers: 0,
     };
     for (const slot of this.pool.all()) {
-      if (slot.worker.closed) continue;
+      // A worker that dies meanwhile (its channel closes under the request) has nothing left to count.
+      const workerDump = slot.worker.closed ? undefined : await slot.worker.dump().catch(() => undefined);
+      if (!workerDump) continue;
       result.workers++;
-      const workerDump = await slot.worker.dump();
       for (const routerId of workerDump.routerIds) {
         if (this.pool.isSpare(routerId)) result.spareRouters++;
         else result.routers++;
@@ -362,8 +363,8 @@ export class Agent {
     // producers and consumers (what the workers hold), the links to other agents once per room.
     for (const room of this.rooms.values()) {
       for (const { router } of room.routers) {
-        if (router.closed) continue;
-        const d = await router.dump();
+        const d = router.closed ? undefined : await router.dump().catch(() => undefined);
+        if (!d) continue;
         result.transports += d.transportIds.length;
         result.producers += d.mapProducerIdConsumerIds.length;
         result.consumers += d.mapConsumerIdProducerId.length;
