@@ -8,7 +8,11 @@
  * compiler helpers, libuv) and the mediasoup worker. Tokens are issued
  * before each round, outside the measurement.
  *
- *   node --import tsx bench/join-steps.ts [joins=300] [rounds=2]
+ * With `gapMs` > 0 each join starts that long after the previous one left, on a server done with
+ * the previous visit (its teardown, its room events' 10 ms window): a join on an idle server, as most
+ * joins are, instead of back to back with the previous leave's teardown.
+ *
+ *   node --import tsx bench/join-steps.ts [joins=300] [rounds=2] [gapMs=0]
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { ProtooClient } from '../test/helpers/protoo-client.js';
@@ -16,6 +20,7 @@ import { startPlatformRooms, startProtooBaseline } from './join-load.js';
 
 const joins = Number(process.argv[2] ?? 300);
 const rounds = Number(process.argv[3] ?? 2);
+const gapMs = Number(process.argv[4] ?? 0);
 const ROOMS = 10;
 const STEPS = ['connect', 'caps', 'transport', 'transport', 'join'] as const;
 
@@ -96,6 +101,7 @@ for (let round = 0; round < rounds; round++) {
       t.push(performance.now());
       client.close();
       await client.closed;
+      if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs));
       STEPS.forEach((_, s) => r.steps[s]!.push(t[s + 1]! - t[s]!));
       r.totals.push(t[STEPS.length]! - t[0]!);
     }
@@ -112,7 +118,7 @@ for (const server of servers) await server.stop();
 const p50 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const f = (n: number) => n.toFixed(2);
 const n = joins * rounds;
-console.log(`${n} joins one at a time per server over ${rounds} rounds; p50 ms per step; CPU ms per join; load avg ${(await import('node:os')).loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log(`${n} joins one at a time per server over ${rounds} rounds${gapMs > 0 ? `, ${gapMs} ms apart` : ''}; p50 ms per step; CPU ms per join; load avg ${(await import('node:os')).loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 for (const [label, r] of results) {
   console.log(
     `${label.padEnd(16)} ${STEPS.map((s, i) => `${s} ${f(p50(r.steps[i]!))}`).join(' · ')} · total ${f(p50(r.totals))} | CPU main thread ${f(r.main / n)}, other threads ${f(r.threads / n)}, worker ${f(r.worker / n)}, all ${f((r.main + r.threads + r.worker) / n)}`,
