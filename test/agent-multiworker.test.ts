@@ -227,10 +227,11 @@ test('a data channel message from a data producer on the home router reaches a d
     await alice.request('connectWebRtcTransport', { transportId: aliceSend.id, dtlsParameters: aliceEnd.dtlsParameters });
     await alice.request('join', { displayName: 'alice', sctpCapabilities });
 
-    // Plain-RTP listeners fill the home router to the limit, so the next peer goes to the other worker.
+    // Plain-RTP listeners fill the home router to the limit, so the next peer goes to the other worker. alice's
+    // transport already holds one place: a WebRTC peer's first transport reserves what it is expected to consume.
     const { source, producer } = await speaker(roomId);
     cleanup.push(() => call('DELETE', `/broadcasters/${source.id}`, undefined, source.secret));
-    for (let i = 0; i < LIMIT; i++) {
+    for (let i = 0; i < LIMIT - 1; i++) {
       const l = await listen(roomId, `filler-${i}`, producer.id);
       cleanup.push(() => l.leave());
     }
@@ -289,6 +290,34 @@ test('a data channel message from a data producer on the home router reaches a d
     await until('the pipe to close on the second router', async () => (await second.router.dump()).mapDataProducerIdDataConsumerIds.length === 0);
   } finally {
     for (const undo of cleanup.reverse()) await Promise.resolve(undo()).catch(() => undefined);
+  }
+  await assertZeroOnAgent();
+});
+
+test('mediasoup-demo clients joining at once, each creating its sending transport first, split at the limit', { timeout: 60_000 }, async () => {
+  routers.length = 0;
+  const roomId = await platform.createRoom('multiworker-webrtc-burst');
+  const { source } = await speaker(roomId);
+  const clients: ProtooClient[] = [];
+  try {
+    // As mediasoup-demo's client: the sending transport first, nothing consumed yet by anyone.
+    const sendTransports = await Promise.all(
+      Array.from({ length: 2 * LIMIT }, async (_, i) => {
+        const client = await ProtooClient.connect(platform.gatewayUrl, await platform.token(roomId, `webrtc-${i}`));
+        clients.push(client);
+        await client.request('getRouterRtpCapabilities');
+        return (await client.request('createWebRtcTransport', { producing: true, consuming: false })).id as string;
+      }),
+    );
+    assert.equal(routers.length, 2, 'the room spread to the second worker');
+    const held = await Promise.all(routers.map(async ({ router }) => (await router.dump()).transportIds));
+    assert.deepEqual(
+      held.map((ids) => sendTransports.filter((id) => ids.includes(id)).length),
+      [LIMIT, LIMIT],
+    );
+  } finally {
+    for (const c of clients) c.close();
+    await call('DELETE', `/broadcasters/${source.id}`, undefined, source.secret).catch(() => undefined);
   }
   await assertZeroOnAgent();
 });

@@ -17,8 +17,11 @@ export function transportHandlers(
   return {
     createWebRtcTransport: async (r) => {
       const room = ctx.room(r);
-      // A consuming client is offered every producer of the room (at least one to come, if none yet); a sending one consumes nothing here.
-      const at = await room.routerFor(r.peerId, r.consuming ? Math.max(1, room.producerCount) : 0);
+      // A WebRTC peer is offered every producer of the room (at least one to come, if none yet), and its first
+      // transport reserves them, even a sending one: mediasoup-demo's clients create that one first and their
+      // consuming one a round trip later, too late for a burst of joins to see. (A peer that only publishes
+      // holds its reservation until it leaves: the room spreads a little early, never late.)
+      const at = await room.routerFor(r.peerId, Math.max(1, room.producerCount));
       const transport = await at.router.createWebRtcTransport({
         // The WebRtcServer of the router's own worker: a transport cannot use another worker's.
         webRtcServer: at.slot.webRtcServer,
