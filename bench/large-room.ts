@@ -8,7 +8,9 @@
  * Worker CPU is measured in alternating windows (`--rounds`, each side first in every other round;
  * only the measured side's publisher sends) and reported as each side's median.
  *
- *   node --import tsx bench/large-room.ts [steps=1000,2000,3000,4000,5000,6000] [--concurrency 1] [--rounds 3] [--window 4000]
+ * `--control` puts bare mediasoup in both columns: the ratio two identical sides get here.
+ *
+ *   node --import tsx bench/large-room.ts [steps=1000,2000,3000,4000,5000,6000] [--concurrency 1] [--rounds 3] [--window 4000] [--control]
  */
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -24,6 +26,7 @@ const { values, positionals } = parseArgs({
     concurrency: { type: 'string', default: '1' },
     window: { type: 'string', default: '4000' },
     rounds: { type: 'string', default: '3' },
+    control: { type: 'boolean', default: false },
   },
 });
 const steps = (positionals[0] ?? '1000,2000,3000,4000,5000,6000').split(',').map(Number);
@@ -74,7 +77,6 @@ async function measure(workers: readonly types.Worker[], delivery: () => Promise
  * mostly what the rest of the machine did meanwhile).
  */
 interface Side {
-  label: 'platform' | 'bare';
   workers(): readonly types.Worker[];
   sender: RtpSender;
   delivery(windowMs: number): Promise<number[]>;
@@ -90,9 +92,9 @@ async function only(side: Side, sides: readonly Side[]): Promise<void> {
 }
 
 /** Bare mediasoup with the platform's layout: as many consumers on each worker as the platform has. */
-async function openBare() {
+async function openBare(minPort = 50000) {
   const codecs: types.RouterRtpCodecCapability[] = [{ kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2 }];
-  const workers = await Promise.all([0, 1].map(() => mediasoup.createWorker({ logLevel: 'error', rtcMinPort: 50000, rtcMaxPort: 59999 })));
+  const workers = await Promise.all([0, 1].map(() => mediasoup.createWorker({ logLevel: 'error', rtcMinPort: minPort, rtcMaxPort: minPort + 9999 })));
   const routers = await Promise.all(workers.map((w) => w.createRouter({ mediaCodecs: codecs })));
   const listen = { protocol: 'udp', ip: '127.0.0.1' } as const;
   const input = await routers[0]!.createPlainTransport({ listenInfo: listen, comedia: true, rtcpMux: true });
@@ -104,7 +106,6 @@ async function openBare() {
   const have = [0, 0];
   let piped = false;
   const side: Side = {
-    label: 'bare',
     workers: () => workers,
     sender,
     delivery: async (windowMs) => [...(await measureDelivery(sender, sinks, ssrcs, windowMs)).values()],
@@ -141,6 +142,65 @@ async function openBare() {
 
 const median = (xs: number[]) => quantile(xs, 0.5);
 
+/** `rounds` windows per side, alternating (each side first in every other round): each side's delivery and median worker CPU. */
+async function alternate(sides: readonly Side[]) {
+  const windows = new Map<Side, { ratios: number[]; cpu: number }[]>(sides.map((s) => [s, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const side of r % 2 === 0 ? sides : [...sides].reverse()) {
+      await only(side, sides);
+      await new Promise((res) => setTimeout(res, 1500));
+      windows.get(side)!.push(await measure(side.workers(), () => side.delivery(windowMs)));
+    }
+  }
+  return (side: Side) => {
+    const ws = windows.get(side)!;
+    const cpus = ws.map((w) => w.cpu);
+    return { delivery: stats(ws.flatMap((w) => w.ratios)), cpu: median(cpus), cpus };
+  };
+}
+
+function printRounds(ours: Row, bare: Row): void {
+  console.log(`  bare ÷ platform worker CPU by round: ${ours.cpus.map((c, i) => (bare.cpus[i]! / c).toFixed(2)).join(', ')}`);
+}
+
+/**
+ * `--control`: bare mediasoup in the platform's column too (its own workers, the platform's placement:
+ * up to ROUTER_CONSUMER_LIMIT on the first worker), measured in the same alternation: how far apart
+ * two identical sides come out on this host, i.e. what the bench can tell.
+ */
+async function control(): Promise<{ ours: Row[]; bare: Row[] }> {
+  const a = await openBare(40000);
+  const b = await openBare(50000);
+  const sides = [a.side, b.side];
+  const ours: Row[] = [];
+  const theirs: Row[] = [];
+  try {
+    for (const n of steps) {
+      const first = Math.min(n, ROUTER_CONSUMER_LIMIT);
+      await only(a.side, sides);
+      const setupA = await a.fill([first, n - first]);
+      await only(b.side, sides);
+      const setupB = await b.fill([first, n - first]);
+      const summary = await alternate(sides);
+      const row = (setup: number[], have: number[], side: Side): Row => ({
+        listeners: n,
+        perWorker: [...have],
+        ...summary(side),
+        setup: { p50: quantile(setup, 0.5), p99: quantile(setup, 0.99) },
+      });
+      ours.push(row(setupA, a.have, a.side));
+      theirs.push(row(setupB, b.have, b.side));
+      print('bare (control, platform column)', ours.at(-1)!);
+      print('bare', theirs.at(-1)!);
+      printRounds(ours.at(-1)!, theirs.at(-1)!);
+    }
+  } finally {
+    await a.close();
+    await b.close();
+  }
+  return { ours, bare: theirs };
+}
+
 async function run(): Promise<{ ours: Row[]; bare: Row[] }> {
   const room = await startLargeRoom({
     config: {
@@ -154,7 +214,6 @@ async function run(): Promise<{ ours: Row[]; bare: Row[] }> {
     socketsPerThread: SOCKETS_PER_THREAD,
   });
   const platform: Side = {
-    label: 'platform',
     workers: () => room.platform.agent!.pool.all().map((s) => s.worker),
     sender: room.sender,
     delivery: async (windowMs) => [...(await room.delivery(windowMs)).values()],
@@ -178,20 +237,7 @@ async function run(): Promise<{ ours: Row[]; bare: Row[] }> {
       const perWorker = room.platform.agent!.pool.all().map((s) => s.consumers);
       await only(bare.side, sides);
       const bareSetup = await bare.fill(perWorker);
-      // Alternating windows, each side first in every other round.
-      const windows = new Map<Side, { ratios: number[]; cpu: number }[]>(sides.map((s) => [s, []]));
-      for (let r = 0; r < rounds; r++) {
-        for (const side of r % 2 === 0 ? sides : [...sides].reverse()) {
-          await only(side, sides);
-          await new Promise((res) => setTimeout(res, 1500));
-          windows.get(side)!.push(await measure(side.workers(), () => side.delivery(windowMs)));
-        }
-      }
-      const summary = (side: Side) => {
-        const ws = windows.get(side)!;
-        const cpus = ws.map((w) => w.cpu);
-        return { delivery: stats(ws.flatMap((w) => w.ratios)), cpu: median(cpus), cpus };
-      };
+      const summary = await alternate(sides);
       const join = added.map((l) => l.joinMs);
       const ready = added.map((l) => l.readyMs);
       const row: Row = {
@@ -208,7 +254,7 @@ async function run(): Promise<{ ours: Row[]; bare: Row[] }> {
       const calls = Object.keys(added[0]!.calls) as (keyof (typeof added)[0]['calls'])[];
       console.log(`  p50 / p99 by call: ${calls.map((k) => `${k} ${quantile(added.map((l) => l.calls[k]), 0.5).toFixed(1)} / ${quantile(added.map((l) => l.calls[k]), 0.99).toFixed(1)}`).join(', ')} ms`);
       print('bare', bareRow);
-      console.log(`  bare ÷ platform worker CPU by round: ${row.cpus.map((c, i) => (bareRow.cpus[i]! / c).toFixed(2)).join(', ')}`);
+      printRounds(row, bareRow);
       if (row.delivery.mean < 0.95) break;
     }
   } finally {
@@ -227,9 +273,9 @@ function print(label: string, r: Row): void {
   );
 }
 
-const { ours, bare } = await run();
+const { ours, bare } = values.control ? await control() : await run();
 const carried = (rows: Row[]) => rows.filter((r) => r.delivery.mean >= 0.99).reduce((m, r) => Math.max(m, r.listeners), 0);
-console.log(`\nsteps ${steps.join(',')}, join concurrency ${concurrency}, routerConsumerLimit ${ROUTER_CONSUMER_LIMIT}, ${rounds} rounds of ${windowMs} ms windows`);
+console.log(`\n${values.control ? 'CONTROL (bare in both columns), ' : ''}steps ${steps.join(',')}, join concurrency ${concurrency}, routerConsumerLimit ${ROUTER_CONSUMER_LIMIT}, ${rounds} rounds of ${windowMs} ms windows`);
 console.log(
   '| listeners (per worker) | delivery mean / p1: platform | bare | join p50 / p99 (ms) | setup p50 / p99 (ms): platform | bare | worker CPU platform / bare | CPU per 1,000: platform / bare (bare ÷ platform) |',
 );
@@ -240,7 +286,7 @@ for (const [i, o] of ours.entries()) {
   const [po, pb] = [(o.cpu / o.listeners) * 1000, (b.cpu / b.listeners) * 1000];
   console.log(
     `| ${o.listeners.toLocaleString('en')} (${o.perWorker.join('/')}) | ${pct(o.delivery.mean)} / ${pct(o.delivery.p1)} | ${pct(b.delivery.mean)} / ${pct(b.delivery.p1)} | ` +
-      `${o.join!.p50.toFixed(1)} / ${o.join!.p99.toFixed(1)} | ${o.setup.p50.toFixed(1)} / ${o.setup.p99.toFixed(1)} | ${b.setup.p50.toFixed(1)} / ${b.setup.p99.toFixed(1)} | ${pct(o.cpu)} / ${pct(b.cpu)} | ${pct(po)} / ${pct(pb)} (${(pb / po).toFixed(2)}) |`,
+      `${o.join ? `${o.join.p50.toFixed(1)} / ${o.join.p99.toFixed(1)}` : '–'} | ${o.setup.p50.toFixed(1)} / ${o.setup.p99.toFixed(1)} | ${b.setup.p50.toFixed(1)} / ${b.setup.p99.toFixed(1)} | ${pct(o.cpu)} / ${pct(b.cpu)} | ${pct(po)} / ${pct(pb)} (${(pb / po).toFixed(2)}) |`,
   );
 }
 console.log(`listeners carried at ≥ 99 % mean delivery: platform ${carried(ours)}, bare ${carried(bare)}`);
