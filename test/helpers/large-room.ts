@@ -23,6 +23,8 @@ export interface LargeRoom {
   platform: EmbeddedPlatform;
   roomId: string;
   producerId: string;
+  /** The publisher's RTP: benches pause it while they measure something else. */
+  sender: RtpSender;
   listeners: Listener[];
   /** Adds `n` listeners, `concurrency` setting up at once; rejects on the first refusal. */
   addListeners(n: number, concurrency?: number): Promise<Listener[]>;
@@ -87,6 +89,7 @@ export async function startLargeRoom(o: {
     platform,
     roomId,
     producerId: producer.id,
+    sender,
     listeners,
     async addListeners(n, concurrency = 8) {
       const added: Listener[] = [];

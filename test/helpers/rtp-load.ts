@@ -20,8 +20,10 @@ const dgram = require('node:dgram');
   let seq = 0;
   let sent = 0;
   let timer;
-  const start = Date.now();
+  let paused = false;
+  let start = Date.now();
   const tick = () => {
+    if (paused) return;
     // Paced against the clock: a late timer sends the packets it owes, as a real 20 ms encoder would.
     const due = Math.floor(((Date.now() - start) * pps) / 1000);
     while (sent < due) {
@@ -42,6 +44,16 @@ const dgram = require('node:dgram');
   });
   parentPort.on('message', (m) => {
     if (m === 'sent') parentPort.postMessage({ sent });
+    if (m === 'pause') {
+      paused = true;
+      parentPort.postMessage({ paused: true });
+    }
+    if (m === 'resume') {
+      // The pause owes nothing: pacing goes on from now, with the stream's sequence numbers and timestamps.
+      start = Date.now() - (sent * 1000) / pps;
+      paused = false;
+      parentPort.postMessage({ paused: false });
+    }
     if (m === 'close') {
       clearInterval(timer);
       socket.close(() => undefined);
@@ -72,6 +84,9 @@ function reply<T>(worker: Worker, key: string, ask?: string): Promise<T> {
 export interface RtpSender {
   /** Packets sent so far. */
   sent(): Promise<number>;
+  /** Stops sending (resolves once the sender thread has stopped); `resume` goes on with the same stream. */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -81,6 +96,8 @@ export async function startRtpSender(o: { ip: string; port: number; ssrc: number
   await reply(worker, 'ready');
   return {
     sent: () => reply<number>(worker, 'sent', 'sent'),
+    pause: () => reply<boolean>(worker, 'paused', 'pause').then(() => undefined),
+    resume: () => reply<boolean>(worker, 'paused', 'resume').then(() => undefined),
     async close() {
       worker.postMessage('close');
       await worker.terminate();
@@ -111,8 +128,13 @@ export async function startRtpSinks(threads: number, socketsPerThread: number): 
   lines.on('line', (line) => waiting.shift()?.(line));
   const next = (ask?: string) =>
     new Promise<string>((resolve, reject) => {
-      waiting.push(resolve);
-      child.once('exit', (code) => reject(new Error(`rtp-sink exited (${code})`)));
+      // Removed with its answer: a bench asks many times, and every exit listener would stay otherwise.
+      const onExit = (code: number | null) => reject(new Error(`rtp-sink exited (${code})`));
+      child.once('exit', onExit);
+      waiting.push((line) => {
+        child.off('exit', onExit);
+        resolve(line);
+      });
       if (ask) child.stdin!.write(`${ask}\n`);
     });
   const ports = JSON.parse(await next()) as number[];
