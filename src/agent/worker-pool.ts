@@ -86,7 +86,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     slot.spare = undefined;
     // Not in this turn, nor the next: createRouter computes the router's capabilities synchronously
     // (~0.4 ms), and the first join's next request, already in the socket, would wait behind it.
-    setTimeout(() => void this.refill(slot), SPARE_REFILL_DELAY_MS).unref();
+    if (this.options.spareRouters) setTimeout(() => void this.refill(slot), SPARE_REFILL_DELAY_MS).unref();
     if (spare && !spare.closed) {
       spare.appData = appData;
       return Promise.resolve(spare);
