@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { types } from 'mediasoup';
 import { gatewayCall, openAudioBroadcaster } from './helpers/broadcaster.js';
 import { AUDIO_PT, AUDIO_SSRC } from './helpers/ffmpeg.js';
-import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
+import { type EmbeddedPlatform, startEmbedded, watchRouters } from './helpers/platform.js';
 import { ProtooClient } from './helpers/protoo-client.js';
 import { WeriftDataEndpoint, opened } from './helpers/werift-data.js';
 
@@ -26,9 +26,7 @@ before(async () => {
   // No spares: every router the workers create is then a room's, in the order the rooms asked for them.
   platform = await startEmbedded({ agent: { numWorkers: 2, routerConsumerLimit: LIMIT, spareRouters: false } });
   http = platform.gatewayUrl.replace(/^ws/, 'http');
-  for (const slot of platform.agent!.pool.all()) {
-    slot.worker.observer.on('newrouter', (router) => routers.push({ router, worker: slot.index }));
-  }
+  watchRouters(platform, (router, worker) => routers.push({ router, worker }));
 });
 after(async () => platform.close());
 

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { waitFor } from './helpers/nuve-harness.js';
 import { type EmbeddedPlatform, startEmbedded } from './helpers/platform.js';
 import { ProtooClient } from './helpers/protoo-client.js';
 
@@ -23,14 +24,6 @@ async function start(spareRouters: boolean): Promise<EmbeddedPlatform> {
 const routersPerWorker = (platform: EmbeddedPlatform) =>
   Promise.all(platform.agent!.pool.all().map(async (slot) => (await slot.worker.dump()).routerIds));
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 async function joinRoom(platform: EmbeddedPlatform, roomId: string, name: string): Promise<{ client: ProtooClient; caps: any }> {
   const client = await ProtooClient.connect(platform.gatewayUrl, await platform.token(roomId, name));
   const caps = await client.request('getRouterRtpCapabilities');
@@ -40,7 +33,7 @@ async function joinRoom(platform: EmbeddedPlatform, roomId: string, name: string
 
 test('a new room opens on its worker\'s spare router, a new spare is made behind it, and the room\'s router goes with the room', async () => {
   const platform = await start(true);
-  await until('a spare on each worker', async () => (await platform.agent!.dump()).spareRouters === 2);
+  await waitFor(async () => (await platform.agent!.dump()).spareRouters === 2, 5000, 'a spare on each worker');
   const spares = (await routersPerWorker(platform)).map((ids) => {
     assert.equal(ids.length, 1, 'each worker holds exactly its spare');
     return ids[0]!;
@@ -54,7 +47,7 @@ test('a new room opens on its worker\'s spare router, a new spare is made behind
   assert.ok(caps.codecs.some((c: { mimeType: string }) => c.mimeType === 'audio/opus'), "the spare's capabilities are the rooms' codecs");
   // The room is on the least-loaded worker (the first): its router is that worker's former spare.
   assert.equal(platform.agent!.pool.isSpare(spares[0]!), false, 'the spare was handed to the room');
-  await until('a new spare behind it', async () => (await platform.agent!.dump()).spareRouters === 2);
+  await waitFor(async () => (await platform.agent!.dump()).spareRouters === 2, 5000, 'a new spare behind it');
   const [first, second] = await routersPerWorker(platform);
   assert.equal(first!.length, 2, "the first worker: the room's router and a new spare");
   assert.ok(first!.includes(spares[0]!), "the room's router is the former spare, not a new router");
@@ -64,17 +57,17 @@ test('a new room opens on its worker\'s spare router, a new spare is made behind
 
   // A second room takes the first worker's new spare (no consumers anywhere: the first worker is least loaded).
   const other = await joinRoom(platform, await platform.createRoom('spare-2'), 'bob');
-  await until('two rooms and two spares', async () => {
+  await waitFor(async () => {
     const d = await platform.agent!.dump();
     return d.routers === 2 && d.spareRouters === 2;
-  });
+  }, 5000, 'two rooms and two spares');
 
   client.ws.close();
   other.client.ws.close();
-  await until('the rooms gone, the spares kept', async () => {
+  await waitFor(async () => {
     const d = await platform.agent!.dump();
     return d.routers === 0 && d.spareRouters === 2;
-  });
+  }, 5000, 'the rooms gone, the spares kept');
   const left = (await routersPerWorker(platform)).flat();
   assert.ok(!left.includes(spares[0]!), "the room's router (the former spare) closed with the room");
   assert.equal(left.length, 2);
@@ -90,20 +83,20 @@ test('with agent.spareRouters off, a worker holds only the rooms\' routers', asy
   const dump = await platform.agent!.dump();
   assert.deepEqual([dump.routers, dump.spareRouters], [1, 0]);
   client.ws.close();
-  await until('the room gone', async () => (await platform.agent!.dump()).routers === 0);
+  await waitFor(async () => (await platform.agent!.dump()).routers === 0, 5000, 'the room gone');
   assert.deepEqual(await routersPerWorker(platform), [[], []]);
 });
 
 test('a worker that dies takes its spare with it, and its replacement gets a new one', async () => {
   const platform = await start(true);
-  await until('a spare on each worker', async () => (await platform.agent!.dump()).spareRouters === 2);
+  await waitFor(async () => (await platform.agent!.dump()).spareRouters === 2, 5000, 'a spare on each worker');
   const [, dying] = platform.agent!.pool.all();
   const lostSpare = dying!.spare!.id;
   process.kill(dying!.worker.pid, 'SIGKILL');
-  await until('the worker replaced with its spare', async () => {
+  await waitFor(async () => {
     const d = await platform.agent!.dump();
     return d.workers === 2 && d.spareRouters === 2;
-  }, 15_000);
+  }, 15_000, 'the worker replaced with its spare');
   const [, replacement] = await routersPerWorker(platform);
   assert.equal(replacement!.length, 1);
   assert.notEqual(replacement![0], lostSpare, 'a new spare, on the new worker');
