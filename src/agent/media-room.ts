@@ -127,7 +127,7 @@ export class MediaRoom {
   /**
    * The router `peerId`'s transports go on: the one it is bound to, or a
    * placement that binds it. `expected`: the consumers this transport is
-   * expected to bring (0 for a sending one); only the peer's first transport
+   * expected to bring (0 for a plain ingest one); only the peer's first transport
    * that expects any counts, and it counts on its router from now until those
    * consumers exist or the peer leaves, so that peers placed meanwhile see it.
    */

@@ -88,10 +88,10 @@ test('peers bound at the same moment, none consuming yet, fill one router to the
   assert.deepEqual(room.routers.map((r) => [r.consumers, r.expected]), [[N, 0], [N, 0]]);
 });
 
-test("a peer's expected consumers count on its router until they come or it leaves; a sending transport expects none", async () => {
+test("a peer's expected consumers count on its router until they come or it leaves; a transport expecting none (plain ingest) adds nothing", async () => {
   const room = await roomOf(1, 100);
   const [home] = room.routers;
-  // A sender first (as mediasoup-demo clients create theirs): nothing expected yet.
+  // A transport expecting nothing first (the agent says so for plain ingest): nothing expected yet.
   const at = await room.routerFor('alice', 0);
   assert.equal(home!.load, 0);
   const send = new Fake();
