@@ -141,6 +141,7 @@ async function openBare(minPort = 50000) {
 }
 
 const median = (xs: number[]) => quantile(xs, 0.5);
+const p50p99 = (xs: number[]) => ({ p50: quantile(xs, 0.5), p99: quantile(xs, 0.99) });
 
 /** `rounds` windows per side, alternating (each side first in every other round): each side's delivery and median worker CPU. */
 async function alternate(sides: readonly Side[]) {
@@ -186,7 +187,7 @@ async function control(): Promise<{ ours: Row[]; bare: Row[] }> {
         listeners: n,
         perWorker: [...have],
         ...summary(side),
-        setup: { p50: quantile(setup, 0.5), p99: quantile(setup, 0.99) },
+        setup: p50p99(setup),
       });
       ours.push(row(setupA, a.have, a.side));
       theirs.push(row(setupB, b.have, b.side));
@@ -244,10 +245,10 @@ async function run(): Promise<{ ours: Row[]; bare: Row[] }> {
         listeners: n,
         perWorker,
         ...summary(platform),
-        join: { p50: quantile(join, 0.5), p99: quantile(join, 0.99) },
-        setup: { p50: quantile(ready, 0.5), p99: quantile(ready, 0.99) },
+        join: p50p99(join),
+        setup: p50p99(ready),
       };
-      const bareRow: Row = { listeners: n, perWorker: [...bare.have], ...summary(bare.side), setup: { p50: quantile(bareSetup, 0.5), p99: quantile(bareSetup, 0.99) } };
+      const bareRow: Row = { listeners: n, perWorker: [...bare.have], ...summary(bare.side), setup: p50p99(bareSetup) };
       ours.push(row);
       theirs.push(bareRow);
       print('platform', row);
