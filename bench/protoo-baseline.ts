@@ -108,6 +108,8 @@ class Room {
     // The demo: a second connection with the same peer id replaces the first.
     this.protooRoom.getPeer(peerId)?.close();
     const peer = this.protooRoom.createPeer(peerId, transport);
+    // As the demo does at connection (the platform tells it once the peer is placed).
+    peer.notify('mediasoup-version', { version: mediasoup.version }).catch(() => {});
     Object.assign(peer.data, { joined: false, transports: new Map<string, types.WebRtcTransport>(), producers: new Map() });
     peer.on('request', (request, accept, reject) => {
       this.handleRequest(peer, request, accept).catch((error: Error) => reject(500, String(error)));
