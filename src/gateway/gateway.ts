@@ -235,7 +235,8 @@ export class Gateway {
         this.metrics?.placements.inc({ agent: agentId });
         // As mediasoup-demo's server does at connection; here once the peer's media has an agent, whose version it is.
         const version = this.agents.get(agentId)?.mediasoupVersion;
-        if (version !== undefined) peer.notify('mediasoup-version', { version });
+        // Held for the client's next answer (its getRouterRtpCapabilities): one write instead of two on the join's path.
+        if (version !== undefined) peer.notify('mediasoup-version', { version }, true);
       },
       fallbackAfterMs: this.config.gateway.cascade.probeTimeoutMs,
       probes: (r) => this.probesFor(r),

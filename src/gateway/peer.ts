@@ -83,8 +83,9 @@ export class Peer extends EventEmitter<PeerEvents> {
     return undefined;
   }
 
-  notify<M extends keyof ServerNotifications>(method: M, data: ServerNotifications[M]): void {
-    this.connection?.notify(method, data);
+  /** `held`: may wait for the peer's next frame (ClientConnection.notify). */
+  notify<M extends keyof ServerNotifications>(method: M, data: ServerNotifications[M], held = false): void {
+    this.connection?.notify(method, data, held);
   }
 
   /**

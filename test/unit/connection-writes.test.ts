@@ -56,3 +56,33 @@ test('frames sent in one tick leave in one write, in order, and later frames are
   assert.deepEqual(received, Array.from({ length: 51 }, (_, i) => i + 1));
   client.close();
 });
+
+test('a held notification leaves with the next frame, in one write and first; alone, within milliseconds', async () => {
+  const client = new WebSocket(url, 'protoo');
+  const received: unknown[] = [];
+  client.on('message', (data) => received.push(JSON.parse(data.toString())));
+  await new Promise<void>((r) => client.once('open', () => r()));
+  while (accepted.length < 2) await new Promise((r) => setImmediate(r));
+  const { connection, writes } = accepted[1]!;
+  const labels = () => received.map((m) => (m as { method?: string }).method ?? (m as { id: number }).id);
+
+  // Alone: it waits for a frame, then leaves on its own without waiting for one that never comes.
+  let before = writes();
+  const sentAt = performance.now();
+  connection.notify('mediasoup-version', { version: '3.18.1' }, true);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(writes() - before, 0, 'the held notification waits for the next frame');
+  while (received.length < 1) await new Promise((r) => setTimeout(r, 1));
+  assert.ok(performance.now() - sentAt < 100, 'a held notification is not held for long');
+  assert.equal(writes() - before, 1);
+
+  // With an answer: the answer does not wait, and takes the notification along in its write.
+  before = writes();
+  connection.notify('mediasoup-version', { version: '3.18.1' }, true);
+  connection.respond(7, { caps: true });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(writes() - before, 1, 'the answer leaves at once, with the held notification in its write');
+  while (received.length < 3) await new Promise((r) => setTimeout(r, 1));
+  assert.deepEqual(labels(), ['mediasoup-version', 'mediasoup-version', 7]);
+  client.close();
+});

@@ -19,6 +19,8 @@ interface ConnectionEvents {
 
 const SERVER_REQUEST_TIMEOUT_MS = 10_000;
 const PING_INTERVAL_MS = 10_000;
+/** The longest a frame sent `held` waits for another frame to leave with. */
+const HELD_FRAME_MS = 1;
 /** The most a WebSocket close reason may hold, in UTF-8 bytes. */
 const MAX_CLOSE_REASON_BYTES = 123;
 
@@ -34,6 +36,8 @@ export class ClientConnection extends EventEmitter<ConnectionEvents> {
   private alive = true;
   private readonly pingTimer: NodeJS.Timeout;
   private corked = false;
+  /** Releases the frames held (`notify`'s `held`) if no other frame does first. */
+  private heldRelease?: NodeJS.Timeout;
   closed = false;
 
   constructor(
@@ -75,8 +79,13 @@ export class ClientConnection extends EventEmitter<ConnectionEvents> {
     this.send({ response: true, id, ok: false, errorCode: err.status, errorReason: `${err.code}: ${err.message}`, errorName: err.code });
   }
 
-  notify<M extends keyof ServerNotifications>(method: M, data: ServerNotifications[M]): void {
-    this.send({ notification: true, method, data: data ?? {} });
+  /**
+   * `held`: nobody waits for this notification, so it leaves with the connection's next frame
+   * (one write, and one wake-up of the client, instead of two), at the latest HELD_FRAME_MS later.
+   * A join's `mediasoup-version` goes with the answer to `getRouterRtpCapabilities` that way.
+   */
+  notify<M extends keyof ServerNotifications>(method: M, data: ServerNotifications[M], held = false): void {
+    this.send({ notification: true, method, data: data ?? {} }, held);
   }
 
   request<M extends keyof ServerRequests>(method: M, data: ServerRequests[M], timeoutMs = SERVER_REQUEST_TIMEOUT_MS): Promise<unknown> {
@@ -113,9 +122,9 @@ export class ClientConnection extends EventEmitter<ConnectionEvents> {
     this.onClose();
   }
 
-  private send(message: unknown): void {
+  private send(message: unknown, held = false): void {
     if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
-    this.coalesce();
+    this.coalesce(held);
     this.ws.send(JSON.stringify(message));
   }
 
@@ -123,16 +132,29 @@ export class ClientConnection extends EventEmitter<ConnectionEvents> {
    * Answers come in bursts (one bus read completes many calls): the frames
    * written until the current tick's callbacks and promise reactions are done
    * leave in one write instead of a syscall each, which was a third of the
-   * edge's CPU under load. Nothing waits longer than that tick.
+   * edge's CPU under load. Nothing waits longer than that tick, but held
+   * frames, which wait for the next other frame or HELD_FRAME_MS.
    */
-  private coalesce(): void {
-    if (this.corked || !this.socket) return;
-    this.corked = true;
-    this.socket.cork();
-    process.nextTick(() => {
-      this.corked = false;
-      this.socket!.uncork();
-    });
+  private coalesce(held: boolean): void {
+    if (!this.socket) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      if (held) this.heldRelease = setTimeout(() => this.uncork(), HELD_FRAME_MS);
+      else process.nextTick(() => this.uncork());
+    } else if (!held && this.heldRelease) {
+      clearTimeout(this.heldRelease);
+      this.heldRelease = undefined;
+      process.nextTick(() => this.uncork());
+    }
+  }
+
+  private uncork(): void {
+    if (!this.corked) return;
+    clearTimeout(this.heldRelease);
+    this.heldRelease = undefined;
+    this.corked = false;
+    this.socket!.uncork();
   }
 
   private onMessage(raw: Buffer, isBinary: boolean): void {
