@@ -13,7 +13,7 @@ import { gatewayCall, openAudioBroadcaster } from '../test/helpers/broadcaster.j
 import { AUDIO_PT, AUDIO_SSRC } from '../test/helpers/ffmpeg.js';
 import { startEmbedded } from '../test/helpers/platform.js';
 import { quantile } from '../test/helpers/large-room.js';
-import { startRtpSender, startRtpSinks } from '../test/helpers/rtp-load.js';
+import { startRtpSender, startRtpSink } from '../test/helpers/rtp-load.js';
 
 const mode = process.argv[2] ?? 'main';
 setTimeout(() => { console.log('time limit'); process.exit(0); }, Number(process.env.LIMIT_S ?? 150) * 1000).unref();
@@ -29,7 +29,7 @@ if (mode === 'main') {
   sinkPort = sink.address().port;
   ports = [sinkPort];
 } else {
-  ports = (await startRtpSinks(2, 8)).ports;
+  ports = (await startRtpSink(16)).ports;
 }
 const platform = await startEmbedded({
   log: { level: 'error' },

@@ -2,7 +2,7 @@
  * Listeners per room (issue 20): one audio publisher (Node plain-RTP sender, Opus-sized, 50
  * packets/s) and plain-RTP listeners added in steps through the broadcaster HTTP API, each with its
  * own token and broadcaster (`listener: true`), on one agent with two workers. Per step: delivery
- * (packets per listener's SSRC at the sinks / packets sent), join latency of that step's listeners
+ * (packets per listener's SSRC at the sink / packets sent), join latency of that step's listeners
  * (POST /broadcasters: token consumed, placed, in the room) and worker CPU, side by side with the
  * same consumer layout on bare mediasoup (same workers, routers and pipeToRouter) set up beside it.
  * Worker CPU is measured in alternating windows (`--rounds`, each side first in every other round;
@@ -18,7 +18,7 @@ import * as mediasoup from 'mediasoup';
 import type { types } from 'mediasoup';
 import { AUDIO_PT, AUDIO_SSRC, audioRtpParameters } from '../test/helpers/ffmpeg.js';
 import { measureDelivery, quantile, startLargeRoom } from '../test/helpers/large-room.js';
-import { type RtpSender, startRtpSender, startRtpSinks } from '../test/helpers/rtp-load.js';
+import { type RtpSender, startRtpSender, startRtpSink } from '../test/helpers/rtp-load.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -35,11 +35,10 @@ const windowMs = Number(values.window);
 const rounds = Number(values.rounds);
 /** Listeners on one router of the room before new ones go to the other worker's. */
 const ROUTER_CONSUMER_LIMIT = 1500;
-const SINK_THREADS = 2;
-const SOCKETS_PER_THREAD = 16;
+const SINK_SOCKETS = 32;
 
 type Usage = { ru_utime: number; ru_stime: number };
-/** Per worker: CPU ms so far, in user space and in the kernel (its sends, loopback delivery to the sinks included). */
+/** Per worker: CPU ms so far, in user space and in the kernel (its sends, loopback delivery to the sink included). */
 const cpuMs = async (workers: readonly types.Worker[]) =>
   (await Promise.all(workers.map((w) => w.getResourceUsage()))).map((u: Usage) => ({ user: u.ru_utime, kernel: u.ru_stime }));
 
@@ -105,14 +104,14 @@ async function openBare(minPort = 50000) {
   const producer = await input.produce({ kind: 'audio', rtpParameters: audioRtpParameters as types.RtpParameters });
   const sender = await startRtpSender({ ip: '127.0.0.1', port: input.tuple.localPort, ssrc: AUDIO_SSRC, payloadType: AUDIO_PT });
   await sender.pause();
-  const sinks = await startRtpSinks(SINK_THREADS, SOCKETS_PER_THREAD);
+  const sink = await startRtpSink(SINK_SOCKETS);
   const ssrcs: { ssrc: number }[] = [];
   const have = [0, 0];
   let piped = false;
   const side: Side = {
     workers: () => workers,
     sender,
-    delivery: async (windowMs) => [...(await measureDelivery(sender, sinks, ssrcs, windowMs)).values()],
+    delivery: async (windowMs) => [...(await measureDelivery(sender, sink, ssrcs, windowMs)).values()],
   };
   return {
     side,
@@ -128,7 +127,7 @@ async function openBare(minPort = 50000) {
         for (; have[w]! < want; have[w]!++) {
           const started = performance.now();
           const t = await routers[w]!.createPlainTransport({ listenInfo: listen, rtcpMux: true, comedia: false });
-          await t.connect({ ip: '127.0.0.1', port: sinks.ports[ssrcs.length % sinks.ports.length]! });
+          await t.connect({ ip: '127.0.0.1', port: sink.ports[ssrcs.length % sink.ports.length]! });
           const c = await t.consume({ producerId: producer.id, rtpCapabilities: routers[w]!.rtpCapabilities });
           ssrcs.push({ ssrc: c.rtpParameters.encodings![0]!.ssrc! });
           setup.push(performance.now() - started);
@@ -138,7 +137,7 @@ async function openBare(minPort = 50000) {
     },
     async close() {
       await sender.close();
-      await sinks.close();
+      await sink.close();
       for (const w of workers) w.close();
     },
   };
@@ -217,8 +216,7 @@ async function run(): Promise<{ ours: Row[]; bare: Row[] }> {
       gateway: { rateLimit: { enabled: false }, agentRequestTimeoutMs: 30_000 },
     },
     quietListeners: true,
-    sinkThreads: SINK_THREADS,
-    socketsPerThread: SOCKETS_PER_THREAD,
+    sinkSockets: SINK_SOCKETS,
   });
   const platform: Side = {
     workers: () => room.platform.agent!.pool.all().map((s) => s.worker),

@@ -98,8 +98,7 @@ describe('a large room', () => {
         gateway: { rateLimit: { enabled: false }, agentRequestTimeoutMs: 5000 },
       },
       quietListeners: true,
-      sinkThreads: 2,
-      socketsPerThread: 8,
+      sinkSockets: 16,
     });
   });
   after(async () => room.close());
@@ -115,7 +114,7 @@ describe('a large room', () => {
 
     await new Promise((r) => setTimeout(r, 1000));
     // The better of two 4 s windows (by its worst listener), as bench/consumers-per-worker.ts does: on a
-    // shared 2-core host one scheduling hiccup of the sinks' threads should not decide the run.
+    // shared 2-core host one scheduling hiccup of the sink should not decide the run.
     let ratios: number[] = [];
     for (let w = 0; w < 2; w++) {
       const window = [...(await room.delivery(4000)).values()];

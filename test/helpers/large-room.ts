@@ -3,13 +3,13 @@ import type { ConfigInput } from '../../src/core/config.js';
 import { gatewayCall, openAudioBroadcaster } from './broadcaster.js';
 import { AUDIO_PT, AUDIO_SSRC } from './ffmpeg.js';
 import { type EmbeddedPlatform, startEmbedded } from './platform.js';
-import { type RtpSender, type RtpSinks, startRtpSender, startRtpSinks } from './rtp-load.js';
+import { type RtpSender, type RtpSink, startRtpSender, startRtpSink } from './rtp-load.js';
 
 /** One plain-RTP listener: a broadcaster consuming the room's audio into a sink socket. */
 export interface Listener {
   id: string;
   secret: string;
-  /** The SSRC of its consumer's RTP: what the sinks count it by. */
+  /** The SSRC of its consumer's RTP: what the sink counts it by. */
   ssrc: number;
   /** POST /broadcasters answered (token consumed, placed, in the room), ms. */
   joinMs: number;
@@ -44,8 +44,8 @@ export async function startLargeRoom(o: {
   config: ConfigInput;
   /** Listeners join with `listener: true` (not announced to the room). */
   quietListeners: boolean;
-  sinkThreads: number;
-  socketsPerThread: number;
+  /** The RTP sink's sockets, the listeners spread over them. */
+  sinkSockets: number;
 }): Promise<LargeRoom> {
   const platform = await startEmbedded(o.config);
   const http = platform.gatewayUrl.replace(/^ws/, 'http');
@@ -53,7 +53,7 @@ export async function startLargeRoom(o: {
   const roomId = await platform.createRoom('large-room');
   const { source, input, producer } = await openAudioBroadcaster(http, await platform.token(roomId, 'speaker'), { displayName: 'speaker' });
   const sender: RtpSender = await startRtpSender({ ip: input.ip, port: input.port, ssrc: AUDIO_SSRC, payloadType: AUDIO_PT });
-  const sinks: RtpSinks = await startRtpSinks(o.sinkThreads, o.socketsPerThread);
+  const sink: RtpSink = await startRtpSink(o.sinkSockets);
   const listeners: Listener[] = [];
 
   async function addOne(index: number): Promise<Listener> {
@@ -70,7 +70,7 @@ export async function startLargeRoom(o: {
     const joinMs = lap();
     const out = await call('POST', `/broadcasters/${bc.id}/transports`, { comedia: false, rtcpMux: true }, bc.secret);
     const transportMs = lap();
-    const port = sinks.ports[index % sinks.ports.length]!;
+    const port = sink.ports[index % sink.ports.length]!;
     await call('POST', `/broadcasters/${bc.id}/transports/${out.id}/connect`, { ip: '127.0.0.1', port }, bc.secret);
     const connectMs = lap();
     const consumer = await call('POST', `/broadcasters/${bc.id}/transports/${out.id}/consume`, { producerId: producer.id }, bc.secret);
@@ -106,7 +106,7 @@ export async function startLargeRoom(o: {
       );
       return added;
     },
-    delivery: (windowMs) => measureDelivery(sender, sinks, listeners, windowMs),
+    delivery: (windowMs) => measureDelivery(sender, sink, listeners, windowMs),
     async leave() {
       const all = [...listeners.splice(0), { id: source.id, secret: source.secret }];
       for (let i = 0; i < all.length; i += 50) {
@@ -115,28 +115,28 @@ export async function startLargeRoom(o: {
     },
     async close() {
       await sender.close();
-      await sinks.close();
+      await sink.close();
       await platform.close();
     },
   };
 }
 
 /**
- * Per listener (by its SSRC), the share of its stream's packets that reached the sinks during a
+ * Per listener (by its SSRC), the share of its stream's packets that reached the sink during a
  * `windowMs` window: received / expected by sequence numbers. A stream that stalled during the
  * window counts against what the sender sent meanwhile (less 10 % for the two clocks' skew), and
  * a listener that received nothing counts 0.
  */
 export async function measureDelivery<L extends { ssrc: number }>(
   sender: RtpSender,
-  sinks: RtpSinks,
+  sink: RtpSink,
   listeners: L[],
   windowMs: number,
 ): Promise<Map<L, number>> {
   const sentBefore = await sender.sent();
-  await sinks.reset();
+  await sink.reset();
   await new Promise((r) => setTimeout(r, windowMs));
-  const streams = await sinks.streams();
+  const streams = await sink.streams();
   const sent = (await sender.sent()) - sentBefore;
   return new Map(
     listeners.map((l) => {

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 
 /**
  * Audio load for large rooms without ffmpeg: an Opus-sized RTP sender (172-byte packets, 50 a
- * second) on its own thread, so the embedded platform's event loop never delays it, and sinks
+ * second) on its own thread, so the embedded platform's event loop never delays it, and a sink
  * counting RTP packets per SSRC in a small native process (below).
  */
 const THREAD_CODE = `
@@ -105,8 +105,8 @@ export async function startRtpSender(o: { ip: string; port: number; ssrc: number
   };
 }
 
-export interface RtpSinks {
-  /** Where listeners send: every socket of every thread (assign listeners round-robin). */
+export interface RtpSink {
+  /** Where listeners send: every one of its sockets (assign listeners round-robin). */
   ports: number[];
   /** Starts a measurement: every stream's counts restart. */
   reset(): Promise<void>;
@@ -116,13 +116,13 @@ export interface RtpSinks {
 }
 
 /**
- * The sinks: one process of test/helpers/rtp-sink.c (compiled on first use, cached by its source's
- * digest) with `threads × socketsPerThread` sockets. It takes packets in batches (recvmmsg), where
+ * The sink: one process of test/helpers/rtp-sink.c (compiled on first use, cached by its source's
+ * digest) with `sockets` UDP sockets. It takes packets in batches (recvmmsg), where
  * Node sockets dropped them past ~100k packets/s on this 2-core machine: the sink, not the SFU,
  * was then what a room of 3,000 listeners measured.
  */
-export async function startRtpSinks(threads: number, socketsPerThread: number): Promise<RtpSinks> {
-  const child = spawn(sinkBinary(), [String(threads * socketsPerThread)], { stdio: ['pipe', 'pipe', 'inherit'] });
+export async function startRtpSink(sockets: number): Promise<RtpSink> {
+  const child = spawn(sinkBinary(), [String(sockets)], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   const waiting: ((line: string) => void)[] = [];
   lines.on('line', (line) => waiting.shift()?.(line));

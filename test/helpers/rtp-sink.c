@@ -9,6 +9,9 @@
  * sender, the mediasoup worker under test (about a wake-up per two packets, ~14 % of its CPU when
  * the sink slept in epoll_wait). Remote listeners cost a worker no such thing, so the measured
  * worker should not pay it either. Sockets nobody waits on take packets without waking anyone.
+ * After IDLE_PASSES empty passes (no traffic for ~100 ms) it does sleep on them, so an idle sink
+ * (a small test's, or between a bench's rounds) costs nothing; the first packet wakes it, and it
+ * polls again.
  *
  *   rtp-sink <sockets>
  * prints the bound ports as one JSON array line, then answers lines on stdin:
@@ -32,6 +35,7 @@
 #define BATCH 64
 #define POLL_US 1000 /* 50 packets/s per listener: ~10 per socket per pass at 6,000 listeners on 32 sockets */
 #define MAX_SOCKETS 256
+#define IDLE_PASSES 100
 
 struct stream {
   uint32_t ssrc;
@@ -91,6 +95,7 @@ int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 1;
   if (n < 1 || n > MAX_SOCKETS) return 2;
   int fds[MAX_SOCKETS];
+  struct pollfd waits[MAX_SOCKETS + 1]; /* stdin, then every socket: for sleeping while idle */
   printf("[");
   for (int i = 0; i < n; i++) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -102,7 +107,9 @@ int main(int argc, char **argv) {
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || getsockname(fd, (struct sockaddr *)&addr, &len) != 0) return 3;
     printf("%s%d", i ? "," : "", ntohs(addr.sin_port));
     fds[i] = fd;
+    waits[i + 1] = (struct pollfd){.fd = fd, .events = POLLIN};
   }
+  waits[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
   printf("]\n");
   fflush(stdout);
 
@@ -118,16 +125,20 @@ int main(int argc, char **argv) {
   }
   char line[256];
   size_t used = 0;
-  struct pollfd in = {.fd = STDIN_FILENO, .events = POLLIN};
   const struct timespec pause = {.tv_sec = 0, .tv_nsec = POLL_US * 1000L};
+  int empty_passes = 0;
   for (;;) {
+    int packets = 0;
     for (int i = 0; i < n; i++) {
       int got;
-      while ((got = recvmmsg(fds[i], msgs, BATCH, 0, NULL)) > 0)
+      while ((got = recvmmsg(fds[i], msgs, BATCH, 0, NULL)) > 0) {
         for (int m = 0; m < got; m++) count(bufs[m], msgs[m].msg_len);
+        packets += got;
+      }
     }
+    empty_passes = packets > 0 ? 0 : empty_passes + 1;
     /* Commands are answered between passes, so a count is never of half a pass. */
-    if (poll(&in, 1, 0) > 0) {
+    if (poll(waits, 1, 0) > 0) {
       ssize_t got = read(STDIN_FILENO, line + used, sizeof line - 1 - used);
       if (got <= 0) return 0;
       used += (size_t)got;
@@ -142,6 +153,11 @@ int main(int argc, char **argv) {
       used -= start;
       if (used >= sizeof line - 1) used = 0;
     }
-    nanosleep(&pause, NULL);
+    if (empty_passes >= IDLE_PASSES) {
+      poll(waits, (nfds_t)n + 1, -1);
+      empty_passes = 0;
+    } else {
+      nanosleep(&pause, NULL);
+    }
   }
 }
