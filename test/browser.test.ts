@@ -154,6 +154,21 @@ describe('browser SDK and playground in Chromium', { skip: chromiumMissing, time
     const gina = await open(DESKTOP);
     await joinViaLobby(gina, platform.nuveUrl, { roomId, name: 'gina' });
     const app = await open(DESKTOP);
+    // What the gateway sends the page, by notification method: the SDK has no use for some (downlinkBwe), the wire shows them.
+    await app.addInitScript(() => {
+      const seenOnWire: Record<string, number> = {};
+      Object.assign(window, { seenOnWire });
+      const NativeWebSocket = window.WebSocket;
+      window.WebSocket = class extends NativeWebSocket {
+        constructor(url: string | URL, protocols?: string | string[]) {
+          super(url, protocols);
+          this.addEventListener('message', (event: MessageEvent) => {
+            const message = JSON.parse(String(event.data)) as { notification?: boolean; method?: string };
+            if (message.notification && message.method) seenOnWire[message.method] = (seenOnWire[message.method] ?? 0) + 1;
+          });
+        }
+      };
+    });
     await app.goto(`${platform.nuveUrl}/`);
     // An app page of its own: imports the SDK bundle and joins with a token from the dev endpoint.
     await app.evaluate(async (room) => {
@@ -194,6 +209,8 @@ describe('browser SDK and playground in Chromium', { skip: chromiumMissing, time
       const r = await received();
       return r.frames > 5 && r.audio > 5;
     });
+    // The consuming transport's bandwidth estimate reaches the client, as mediasoup-demo's server sends it.
+    await waitFor('a downlinkBwe notification', () => app.evaluate(() => ((window as unknown as { seenOnWire: Record<string, number> }).seenOnWire.downlinkBwe ?? 0) > 0));
     // Tokens work once: reusing hank's fails with the gateway's stable code.
     const reuse = await app.evaluate(async () => {
       const { client, token } = (window as unknown as { manual: Manual }).manual;
