@@ -11,7 +11,7 @@ import type { ProtooRequest } from '../../protocol/signaling.js';
 import type { Channel, ChannelContext, ChannelHandler } from './channel.js';
 import { ClientConnection } from './connection.js';
 import { GatewayLimits } from './limits.js';
-import { TokenGate } from './token-gate.js';
+import { TokenGate, TokenReading } from './token-gate.js';
 
 /** The query of a WebSocket request (token, peerId); an unparsable URL has none. */
 function queryOf(req: IncomingMessage): URLSearchParams {
@@ -102,7 +102,7 @@ export class ClientEdge {
     socket.on('error', () => socket.destroy());
     const query = queryOf(req);
     const clientAddress = clientAddressOf(req);
-    const token = tokenOf(query);
+    const token = new TokenReading(tokenOf(query));
     const verdict = await this.limits.acceptConnection(clientAddress ?? '', () => this.tokens.needsNuve(token));
     if (verdict !== 'ok') {
       socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
@@ -111,7 +111,7 @@ export class ClientEdge {
     this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws, socket, token, query, clientAddress));
   }
 
-  private connected(ws: WebSocket, socket: Duplex, token: string | null, query: URLSearchParams, clientAddress: string | undefined): void {
+  private connected(ws: WebSocket, socket: Duplex, token: TokenReading, query: URLSearchParams, clientAddress: string | undefined): void {
     const connection = new ClientConnection(ws, this.logger, this.pingMs, socket);
     const connectionKey = String(++this.connectionSerial);
     const openedAt = performance.now();
@@ -142,7 +142,7 @@ export class ClientEdge {
   /** Consumes the token into a session and opens, in order, every channel it may use; rejects when the client may not stay. */
   private async admit(
     connection: ClientConnection,
-    token: string | null,
+    token: TokenReading,
     query: URLSearchParams,
     clientAddress: string | undefined,
     openedAt: number,

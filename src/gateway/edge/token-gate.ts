@@ -38,6 +38,33 @@ export interface Admission {
   resumedPeerId?: string;
 }
 
+/**
+ * A client's token, read once per connection (its digest at once, its claims when first needed):
+ * the upgrade's rate limit and the admission both inspect it, and digesting and decoding are what an
+ * inspection costs. The refusals and resumptions it is checked against change meanwhile, so they are
+ * looked up at each inspection.
+ */
+export class TokenReading {
+  readonly key: string | null;
+  private decoded?: { expiresAt: number } | { malformed: AppError };
+
+  constructor(readonly token: string | null) {
+    this.key = token ? digest(token) : null;
+  }
+
+  /** The token's expiry, or why it is malformed. */
+  expiry(): { expiresAt: number } | { malformed: AppError } {
+    if (!this.decoded) {
+      try {
+        this.decoded = { expiresAt: decodeAnyToken(this.token ?? '').claims.expiresAt };
+      } catch (err) {
+        this.decoded = { malformed: err as AppError };
+      }
+    }
+    return this.decoded;
+  }
+}
+
 /** A token this gateway refuses by itself, one that resumes a session, or the digest and expiry it is known by. */
 type Inspection =
   | { refusal: AppError }
@@ -70,13 +97,13 @@ export class TokenGate {
   ) {}
 
   /** Whether admitting this token takes a Nuve round trip (the gateway can neither refuse nor resume it by itself). */
-  needsNuve(token: string | null | undefined): boolean {
-    return 'token' in this.inspect(token);
+  needsNuve(reading: TokenReading): boolean {
+    return 'token' in this.inspect(reading);
   }
 
   /** Verifies and consumes a token at Nuve, or resumes its session; failures carry the stable token error codes. */
-  async consume(token: string | null | undefined): Promise<Admission> {
-    const inspection = this.inspect(token);
+  async consume(token: string | null | undefined | TokenReading): Promise<Admission> {
+    const inspection = this.inspect(token instanceof TokenReading ? token : new TokenReading(token ?? null));
     if ('refusal' in inspection) throw inspection.refusal;
     if ('resume' in inspection) {
       this.resumable.delete(inspection.key);
@@ -133,23 +160,19 @@ export class TokenGate {
     return forgotten;
   }
 
-  private inspect(token: string | null | undefined): Inspection {
-    if (!token) return { refusal: new AppError('TOKEN_MISSING') };
+  private inspect(reading: TokenReading): Inspection {
+    const { token, key } = reading;
+    if (token === null || key === null) return { refusal: new AppError('TOKEN_MISSING') };
     const now = Date.now();
-    const key = digest(token);
     const resume = this.resumable.get(key);
     if (resume && resume.until > now) return { resume, key };
     const known = this.refused.get(key);
     if (known && known.until > now) return { refusal: new AppError(known.code, known.message) };
     if (known) this.refused.delete(key);
-    let expiresAt: number;
-    try {
-      expiresAt = decodeAnyToken(token).claims.expiresAt;
-    } catch (err) {
-      return { refusal: err as AppError };
-    }
-    if (expiresAt + CLOCK_SKEW_MS < now) return { refusal: new AppError('TOKEN_EXPIRED') };
-    return { token, key, expiresAt };
+    const expiry = reading.expiry();
+    if ('malformed' in expiry) return { refusal: expiry.malformed };
+    if (expiry.expiresAt + CLOCK_SKEW_MS < now) return { refusal: new AppError('TOKEN_EXPIRED') };
+    return { token, key, expiresAt: expiry.expiresAt };
   }
 
   private async askNuve(token: string): Promise<Session> {
