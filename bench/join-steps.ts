@@ -1,7 +1,8 @@
 /**
  * Where a join's time and CPU go, one join at a time: the embedded platform
- * and bench/protoo-baseline side by side (each its own OS process, in
- * alternating rounds), the client timing each step of a mediasoup-demo join
+ * and bench/protoo-baseline side by side (each its own OS process, taking
+ * turns join by join, so that both see the same moments of a shared VM whose
+ * speed drifts by tens of percent within seconds), the client timing each step of a mediasoup-demo join
  * (connect, getRouterRtpCapabilities, createWebRtcTransport ×2, join; then it
  * leaves, so every join opens and closes its room), and the server's CPU per
  * join split by thread: the Node main thread, its other threads (V8's GC and
@@ -83,11 +84,12 @@ async function baseline(): Promise<Server> {
 const servers = [await platform(), await baseline()];
 const results = new Map(servers.map((s) => [s.label, { steps: STEPS.map(() => [] as number[]), totals: [] as number[], main: 0, threads: 0, worker: 0 }]));
 for (let round = 0; round < rounds; round++) {
-  for (const server of round % 2 === 0 ? servers : [...servers].reverse()) {
-    const { url, token } = await server.tokens(round);
-    const r = results.get(server.label)!;
-    const before = cpuOf(server.pid);
-    for (let i = 0; i < joins; i++) {
+  const tokens = await Promise.all(servers.map((server) => server.tokens(round)));
+  const before = servers.map((server) => cpuOf(server.pid));
+  for (let i = 0; i < joins; i++) {
+    for (const s of i % 2 === 0 ? [0, 1] : [1, 0]) {
+      const { url, token } = tokens[s]!;
+      const r = results.get(servers[s]!.label)!;
       const t = [performance.now()];
       const client = await ProtooClient.connect(url, token(i), '', {}, ['protoo']);
       t.push(performance.now());
@@ -102,16 +104,19 @@ for (let round = 0; round < rounds; round++) {
       client.close();
       await client.closed;
       if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs));
-      STEPS.forEach((_, s) => r.steps[s]!.push(t[s + 1]! - t[s]!));
+      STEPS.forEach((_, step) => r.steps[step]!.push(t[step + 1]! - t[step]!));
       r.totals.push(t[STEPS.length]! - t[0]!);
     }
-    // The last leave's teardown belongs to the round.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const after = cpuOf(server.pid);
-    r.main += after.main - before.main;
-    r.threads += after.threads - before.threads;
-    r.worker += after.worker - before.worker;
   }
+  // The last leave's teardown belongs to the round.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  servers.forEach((server, s) => {
+    const after = cpuOf(server.pid);
+    const r = results.get(server.label)!;
+    r.main += after.main - before[s]!.main;
+    r.threads += after.threads - before[s]!.threads;
+    r.worker += after.worker - before[s]!.worker;
+  });
 }
 for (const server of servers) await server.stop();
 
