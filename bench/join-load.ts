@@ -75,7 +75,9 @@ export function printJoins(label: string, r: JoinResults): void {
 
 /** bench/protoo-baseline (the mediasoup-demo-style server) as its own OS process; its token is `room:peer`. */
 export async function startProtooBaseline(): Promise<{ pid: number; url: string; stop(): Promise<void> }> {
-  const proc: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'bench/protoo-baseline.ts', String(30000 + Math.floor(Math.random() * 10000))], {
+  // Its WebRtcServer's port: below Linux's ephemeral range (32768-60999), where a client socket may hold it, and the platform's (20000-29999).
+  const webRtcPort = 10000 + Math.floor(Math.random() * 10000);
+  const proc: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'bench/protoo-baseline.ts', String(webRtcPort)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
