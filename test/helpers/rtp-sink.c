@@ -94,8 +94,7 @@ static void command(const char *line) {
 int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 1;
   if (n < 1 || n > MAX_SOCKETS) return 2;
-  int fds[MAX_SOCKETS];
-  struct pollfd waits[MAX_SOCKETS + 1]; /* stdin, then every socket: for sleeping while idle */
+  struct pollfd waits[MAX_SOCKETS + 1]; /* stdin, then every socket: drained in turn, and slept on while idle */
   printf("[");
   for (int i = 0; i < n; i++) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -106,7 +105,6 @@ int main(int argc, char **argv) {
     socklen_t len = sizeof addr;
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || getsockname(fd, (struct sockaddr *)&addr, &len) != 0) return 3;
     printf("%s%d", i ? "," : "", ntohs(addr.sin_port));
-    fds[i] = fd;
     waits[i + 1] = (struct pollfd){.fd = fd, .events = POLLIN};
   }
   waits[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
@@ -129,9 +127,9 @@ int main(int argc, char **argv) {
   int empty_passes = 0;
   for (;;) {
     int packets = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 1; i <= n; i++) {
       int got;
-      while ((got = recvmmsg(fds[i], msgs, BATCH, 0, NULL)) > 0) {
+      while ((got = recvmmsg(waits[i].fd, msgs, BATCH, 0, NULL)) > 0) {
         for (int m = 0; m < got; m++) count(bufs[m], msgs[m].msg_len);
         packets += got;
       }
